@@ -1,0 +1,19 @@
+"""The web layer: blueprints, request/response schemas and the JSON body rules."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount every blueprint; /api/v1 routes go through flask-smorest for the OpenAPI document."""
+    from aura.api import auth, health, metrics_endpoint, workflows
+    from aura.api.body import init_body_rules
+    from aura.extensions import api
+
+    init_body_rules(app)
+    api.init_app(app)
+    api.register_blueprint(auth.blp)
+    api.register_blueprint(workflows.blp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_endpoint.bp)

@@ -1,0 +1,117 @@
+"""/api/v1/auth: register, login, refresh, logout, me. Views parse, call the service, respond."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_smorest import Blueprint
+
+from aura.api.schemas import (
+    CredentialsSchema,
+    LoginSchema,
+    LogoutSchema,
+    MessageSchema,
+    TokenPairSchema,
+    UserSchema,
+)
+from aura.auth import service
+from aura.auth.jwt import revocation_store
+from aura.errors import error_response
+from aura.extensions import db
+from aura.models import User
+
+blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
+
+BEARER = [{"bearerAuth": []}]
+_ERRORS = (400, 401, 403, 409, 413, 415, 422, 429, 503)
+
+
+def _passwords():
+    return current_app.extensions["aura.passwords"]
+
+
+def _tokens(pair: service.TokenPair) -> dict:
+    return {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
+            "token_type": "Bearer", "expires_in": pair.expires_in}
+
+
+def _errors(*codes: int):
+    """Document the error responses a route can give (all in the one error shape)."""
+    def decorate(fn):
+        for code in codes:
+            fn = blp.alt_response(code, schema=None, description="Error (see ErrorSchema)")(fn)
+        return fn
+    return decorate
+
+
+def _auth_error(exc: service.AuthError):
+    return error_response(exc.status, exc.error, exc.message)
+
+
+@blp.route("/register", methods=["POST"])
+@blp.arguments(CredentialsSchema)
+@blp.response(201, UserSchema)
+@_errors(400, 409, 413, 415, 422, 429)
+def register(body):
+    """Create an account."""
+    try:
+        return service.register(_passwords(), body["email"], body["password"])
+    except service.AuthError as exc:
+        return _auth_error(exc)
+
+
+@blp.route("/login", methods=["POST"])
+@blp.arguments(LoginSchema)
+@blp.response(200, TokenPairSchema)
+@_errors(400, 401, 403, 413, 415, 422, 429)
+def login(body):
+    """Exchange email and password for an access and a refresh token."""
+    try:
+        pair = service.login(_passwords(), body["email"], body["password"],
+                             current_app.config["AURA"].access_token_expires)
+    except service.AuthError as exc:
+        return _auth_error(exc)
+    return _tokens(pair)
+
+
+@blp.route("/refresh", methods=["POST"])
+@jwt_required(refresh=True)
+@blp.response(200, TokenPairSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 403, 429, 503)
+def refresh():
+    """Rotate a refresh token (sent as Bearer): the old one is revoked, a new pair issued."""
+    try:
+        pair = service.refresh(revocation_store(), get_jwt(),
+                               current_app.config["AURA"].access_token_expires)
+    except service.AuthError as exc:
+        return _auth_error(exc)
+    return _tokens(pair)
+
+
+@blp.route("/logout", methods=["POST"])
+@jwt_required()
+@blp.arguments(LogoutSchema(), required=False)
+@blp.response(200, MessageSchema)
+@blp.doc(security=BEARER)
+@_errors(400, 401, 413, 415, 422, 429, 503)
+def logout(body):
+    """Revoke the access token (Bearer) and, when given, the caller's refresh token."""
+    try:
+        service.logout(revocation_store(), get_jwt(), (body or {}).get("refresh_token"))
+    except service.AuthError as exc:
+        return _auth_error(exc)
+    return {"message": "logged out"}
+
+
+@blp.route("/me", methods=["GET"])
+@jwt_required()
+@blp.response(200, UserSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 429, 503)
+def me():
+    """The account the access token belongs to."""
+    user = db.session.get(User, int(get_jwt_identity()))
+    if user is None:
+        return error_response(401, "invalid_token", "The token's account no longer exists.")
+    return user

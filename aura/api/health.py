@@ -1,0 +1,39 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from aura.extensions import db
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: the process answers. No dependency is checked, so a Redis outage never restarts pods."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: the database and (in redis mode) Redis answer; 503 names what failed."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        db.session.rollback()
+        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+    mode = current_app.extensions["aura.revocation"].mode
+    if mode == "redis":
+        redis_ok = current_app.extensions["aura.redis"].ping()
+        checks["redis"] = "ok" if redis_ok else "unavailable"
+    else:
+        checks["redis"] = "not used (standalone mode: revocations in the database, limits per process)"
+    failed = [name for name, state in checks.items() if state.startswith("unavailable")]
+    body = {"status": "unavailable" if failed else "ok", "mode": mode, "checks": checks}
+    if failed:
+        body.update(error="service_unavailable", message=f"unavailable: {', '.join(failed)}")
+    return jsonify(body), 503 if failed else 200

@@ -1,0 +1,126 @@
+"""The application factory: a list of named steps."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from aura.config import Settings
+from aura.extensions import db, migrate
+
+log = logging.getLogger("aura")
+
+
+def create_app(config: Settings | dict | None = None) -> Flask:
+    """Build the Flask app from validated settings (from the environment when not given)."""
+    settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    configure(app, settings)
+    register_extensions(app)
+    register_services(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_instrumentation(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    """Copy settings into Flask's config; `AURA` holds the typed object for our own code."""
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    app.config.update(
+        AURA=settings,
+        TESTING=settings.env == "testing",
+        SECRET_KEY=settings.jwt_secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        JSON_SORT_KEYS=False,
+        API_TITLE="Aura API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        # Errors are ours (aura.errors); don't let Flask re-raise them in testing mode.
+        PROPAGATE_EXCEPTIONS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        # Several Gunicorn workers share one SQLite file: wait for locks instead of failing.
+        return {"connect_args": {"timeout": 15}}
+    # pre_ping: a connection broken by a database restart is replaced, not handed to a view.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5,
+            "connect_args": {"connect_timeout": 3}}
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the unbound extensions."""
+    from aura.auth.jwt import init_jwt
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    init_jwt(app)
+
+
+def register_services(app: Flask) -> None:
+    """Create the per-process services: password hasher, Redis, revocation store."""
+    from aura.auth.passwords import Passwords
+    from aura.auth.revocation import RedisRevocationStore, SqlRevocationStore
+    from aura.infra.redis import RedisClients
+
+    settings: Settings = app.config["AURA"]
+    app.extensions["aura.passwords"] = Passwords(settings.password_hash_time_cost,
+                                                 settings.password_hash_memory_cost)
+    clients = RedisClients(settings)
+    app.extensions["aura.redis"] = clients
+    if settings.production or clients.ping():
+        # Production always uses Redis and fails closed (503) while it is down.
+        app.extensions["aura.revocation"] = RedisRevocationStore(clients.auth)
+    else:
+        log.warning("Redis at %s is not reachable: running STANDALONE - token revocations in "
+                    "the database, rate limits per process. Start Redis and restart for shared "
+                    "state.", settings.redis_url)
+        app.extensions["aura.revocation"] = SqlRevocationStore()
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the API."""
+    from aura.api import register_blueprints as mount
+
+    mount(app)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """One JSON error shape for everything."""
+    from aura.errors import register_errorhandlers as install
+
+    install(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Operator commands: `flask --app wsgi user activate|deactivate EMAIL`."""
+    from aura.cli import user_cli
+
+    app.cli.add_command(user_cli)
+
+
+def register_instrumentation(app: Flask) -> None:
+    """HTTP metrics around the whole app, so responses made before any view are counted too."""
+    from aura import metrics
+
+    if metrics.ENABLED:
+        from aura.metrics.http import install
+
+        install(app)
+
+
+def _migrations_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "migrations"

@@ -1,0 +1,1 @@
+"""Authentication rules: password hashing, token issue and revocation. No Flask views here."""

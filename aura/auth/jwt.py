@@ -1,0 +1,65 @@
+"""flask-jwt-extended wiring: revocation lookup, and failure callbacks in the error shape.
+
+The callbacks run before any view when a token is missing or bad, so they are where those
+failures are counted: `auth_failures_total{reason}` always, plus the auth endpoint's own
+`auth_requests_total` (and `auth_token_refreshes_total` for refresh) when the call was one.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+
+from aura import metrics
+from aura.errors import error_response
+from aura.extensions import jwt
+
+# Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
+_AUTH_ENDPOINTS = {"auth.refresh": "refresh", "auth.logout": "logout"}
+
+_MESSAGES = {
+    "missing_token": "A Bearer token is required.",
+    "invalid_token": "The token is not valid.",
+    "expired_token": "The token has expired.",
+    "revoked_token": "The token has been revoked.",
+}
+
+
+def revocation_store():
+    """The process's revocation store (chosen at start-up)."""
+    return current_app.extensions["aura.revocation"]
+
+
+def _reject(reason: str):
+    metrics.auth_failure(reason)
+    endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
+    if endpoint:
+        metrics.auth_request(endpoint, False)
+        if endpoint == "refresh":
+            metrics.token_refresh(False)
+    return error_response(401, reason, _MESSAGES[reason])
+
+
+def init_jwt(app: Flask) -> None:
+    """Bind flask-jwt-extended to the app with Aura's settings and callbacks."""
+    settings = app.config["AURA"]
+    app.config.update(
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never another algorithm
+        JWT_ACCESS_TOKEN_EXPIRES=settings.access_token_expires,
+        JWT_REFRESH_TOKEN_EXPIRES=settings.refresh_token_expires,
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ERROR_MESSAGE_KEY="message",
+    )
+    jwt.init_app(app)
+
+    @jwt.token_in_blocklist_loader
+    def _is_revoked(_header, payload) -> bool:
+        return revocation_store().is_revoked(payload["jti"])
+
+    jwt.unauthorized_loader(lambda _msg: _reject("missing_token"))
+    jwt.invalid_token_loader(lambda _msg: _reject("invalid_token"))
+    jwt.expired_token_loader(lambda _h, _p: _reject("expired_token"))
+    jwt.revoked_token_loader(lambda _h, _p: _reject("revoked_token"))
+    jwt.user_lookup_error_loader(lambda _h, _p: _reject("invalid_token"))
+    jwt.token_verification_failed_loader(lambda _h, _p: _reject("invalid_token"))

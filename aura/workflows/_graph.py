@@ -1,0 +1,52 @@
+"""Helpers shared by both graphs: node error wrapping and compile-once caching."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from .errors import WorkflowError, WorkflowExecutionError
+
+G = TypeVar("G")
+NodeFn = Callable[[Any, Any], dict[str, Any]]
+
+
+def guarded(workflow: str, name: str, fn: NodeFn) -> NodeFn:
+    """Wrap a node so unexpected exceptions surface as WorkflowExecutionError naming the node."""
+
+    # The parameter must be called `runtime`: LangGraph injects the Runtime by that name.
+    def node(state: Any, runtime: Any) -> dict[str, Any]:
+        try:
+            return fn(state, runtime)
+        except WorkflowError:
+            # Deliberate errors (bad input, limits) already carry their meaning.
+            raise
+        except Exception as exc:
+            raise WorkflowExecutionError(workflow, name, exc) from exc
+
+    node.__name__ = name
+    node.__qualname__ = name
+    node.__doc__ = fn.__doc__
+    return node
+
+
+class CompileOnce(Generic[G]):
+    """Build a compiled graph on first use and hand back the same object afterwards."""
+
+    def __init__(self, build: Callable[[], G]) -> None:
+        """Remember the builder; nothing is compiled until get() is called."""
+        self._build = build
+        self._graph: G | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> G:
+        """Return the process-wide compiled graph, compiling it exactly once."""
+        graph = self._graph
+        if graph is None:
+            # Threaded workers may race on the first request; the lock keeps it to one compile.
+            with self._lock:
+                if self._graph is None:
+                    self._graph = self._build()
+                graph = self._graph
+        return graph

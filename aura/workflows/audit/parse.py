@@ -1,0 +1,90 @@
+"""Input limits and crash-proof parsing of submitted files."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from typing import Any, Union
+
+from ..errors import AuditLimitError, WorkflowInputError
+from .settings import AuditSettings
+from .types import Finding, SourceFile
+
+Content = Union[str, bytes]
+
+
+def is_python(path: str) -> bool:
+    """True for files the audit parses; everything else is counted as skipped."""
+    return path.lower().endswith(".py")
+
+
+def _size_in_bytes(content: Content, limit: int) -> int:
+    """UTF-8 size of the content, without encoding text that is already too long."""
+    if isinstance(content, bytes):
+        return len(content)
+    if len(content) > limit:
+        # Every character is at least one byte, so this is over the limit whatever the encoding.
+        return len(content)
+    # surrogatepass: lone surrogates are measured here and reported by the parser instead.
+    return len(content.encode("utf-8", "surrogatepass"))
+
+
+def load_files(raw: Any, settings: AuditSettings) -> tuple[SourceFile, ...]:
+    """Validate the request shape and enforce file-count and file-size limits."""
+    if not isinstance(raw, Mapping):
+        raise WorkflowInputError("body", "must be an object")
+    files = raw.get("files")
+    if not isinstance(files, (list, tuple)):
+        raise WorkflowInputError("files", "must be a list of {path, content} objects")
+    if len(files) > settings.max_files:
+        raise AuditLimitError("max_files", len(files), settings.max_files)
+    loaded = []
+    for index, item in enumerate(files):
+        if not isinstance(item, Mapping):
+            raise WorkflowInputError(f"files[{index}]", "must be an object with path and content")
+        path, content = item.get("path"), item.get("content")
+        if not isinstance(path, str) or not path.strip():
+            raise WorkflowInputError(f"files[{index}].path", "must be a non-empty string")
+        if not isinstance(content, (str, bytes)):
+            raise WorkflowInputError(f"files[{index}].content", "must be a string")
+        size = _size_in_bytes(content, settings.max_file_bytes)
+        if size > settings.max_file_bytes:
+            raise AuditLimitError("max_file_bytes", size, settings.max_file_bytes, path=path)
+        loaded.append(SourceFile(index=index, path=path, content=content))
+    return tuple(loaded)
+
+
+def _line_of(content: Content, position: int) -> int:
+    """1-based line number of a character (or byte) offset."""
+    if isinstance(content, bytes):
+        return content.count(b"\n", 0, position) + 1
+    return content.count("\n", 0, position) + 1
+
+
+def _nul_line(content: Content) -> int:
+    """Line of the first NUL character, which the parser reports without a line."""
+    position = content.find(b"\0") if isinstance(content, bytes) else content.find("\0")
+    return _line_of(content, position) if position >= 0 else 1
+
+
+def parse_source(content: Content) -> ast.Module | Finding:
+    """Parse Python source; any failure becomes a syntax_error Finding, never an exception."""
+    try:
+        return ast.parse(content)
+    except SyntaxError as exc:
+        if exc.lineno is None and "null bytes" in str(exc.msg):
+            return Finding("syntax_error", _nul_line(content), "file contains NUL bytes")
+        return Finding("syntax_error", exc.lineno or 1, f"does not parse: {exc.msg}")
+    except UnicodeError as exc:
+        # A str with lone surrogates cannot be encoded for the parser: not valid UTF-8 text.
+        start = getattr(exc, "start", 0)
+        return Finding("syntax_error", _line_of(content, start), "file is not valid UTF-8 text")
+    except ValueError:
+        # Older 3.11 patch releases raise ValueError rather than SyntaxError for NUL bytes.
+        return Finding("syntax_error", _nul_line(content), "file contains NUL bytes")
+    except RecursionError:
+        # Deep left-recursive chains (a.b.b.b..., 1+1+1...) overflow AST construction.
+        return Finding("syntax_error", 1, "source is nested too deeply to analyse")
+    except MemoryError:
+        # CPython 3.11's parser signals a C stack overflow (e.g. "-" * 100000 + "1") as MemoryError.
+        return Finding("syntax_error", 1, "source is too complex to parse")

@@ -1,0 +1,62 @@
+"""Limits, rule parameters and the severity table for the code audit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, get_args
+
+Severity = Literal["error", "warning"]
+RuleType = Literal[
+    "print_statement",
+    "debugger_call",
+    "long_function",
+    "hardcoded_secret",
+    "bare_except",
+    "eval_exec",
+    "syntax_error",
+]
+RULE_TYPES: tuple[str, ...] = get_args(RuleType)
+
+# error: must not ship (leaks, arbitrary code, stops the process, not code at all).
+# warning: worth fixing but harmless at run time.
+DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
+    {
+        "hardcoded_secret": "error",
+        "debugger_call": "error",
+        "syntax_error": "error",
+        "eval_exec": "error",
+        "print_statement": "warning",
+        "long_function": "warning",
+        "bare_except": "warning",
+    }
+)
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Request limits, rule parameters and severities for the audit workflow."""
+
+    max_files: int = 50
+    # Measured in UTF-8 bytes of each file's content.
+    max_file_bytes: int = 256 * 1024
+    # A function whose body spans more lines than this is a long_function.
+    max_function_lines: int = 50
+    severities: Mapping[str, Severity] = field(default_factory=lambda: DEFAULT_SEVERITIES)
+
+    def __post_init__(self) -> None:
+        """Reject limits below 1 and misspelt rules; rules left out keep their default severity."""
+        if min(self.max_files, self.max_file_bytes, self.max_function_lines) < 1:
+            raise ValueError("audit limits must be >= 1")
+        unknown = set(self.severities) - set(RULE_TYPES)
+        if unknown:
+            raise ValueError(f"unknown rules in severities: {', '.join(sorted(unknown))}")
+        table = {**DEFAULT_SEVERITIES, **self.severities}
+        if any(value not in ("error", "warning") for value in table.values()):
+            raise ValueError("severities must be 'error' or 'warning'")
+        # Read-only copy: the settings object is shared by every request.
+        object.__setattr__(self, "severities", MappingProxyType(table))
+
+
+DEFAULT_AUDIT_SETTINGS = AuditSettings()

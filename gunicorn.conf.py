@@ -1,0 +1,80 @@
+"""Gunicorn settings for Aura. Every setting comes from the environment; each has its reason.
+
+Prometheus multiprocess mode: every worker writes its metrics to files in
+PROMETHEUS_MULTIPROC_DIR and /metrics aggregates them. prometheus-client chooses that storage
+when it is first imported, so this file settles the variable before anything imports it - the
+app is imported only after this file has run (in the workers, or in the master with preload).
+"""
+
+import logging
+import os
+import tempfile
+
+_env = os.environ.get
+
+
+def _int(name, default):
+    return int(_env(name, default))
+
+
+def _bool(name, default):
+    return _env(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Each Gunicorn instance gets its own metrics directory: two instances must never share one,
+# or each would count the other's workers. The default is per instance (keyed by the bind).
+_bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"aura-metrics-{_bind.replace(':', '-').replace('/', '-')}"),
+)
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+# Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
+bind = _bind
+# Two workers per core is Gunicorn's rule of thumb for I/O-bound Flask apps.
+workers = _int("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
+# Threads per worker; 1 keeps each request on its own process, which Argon2 hashing prefers.
+threads = _int("GUNICORN_THREADS", "1")
+# A request stuck longer than this is killed and its worker replaced.
+timeout = _int("GUNICORN_TIMEOUT", "30")
+# Time for in-flight requests to finish on shutdown; k8s terminationGracePeriodSeconds exceeds it.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", "30")
+# Recycle workers to bound memory growth; the jitter keeps them from restarting all at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", "10000")
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
+# Off by default: each worker opens its own DB and Redis pools after fork, none are inherited.
+preload_app = _bool("GUNICORN_PRELOAD", "false")
+# "-" logs each request to stdout, where container platforms collect logs.
+accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
+# Keep the control socket out of $HOME (read-only in containers) and per instance.
+control_socket = _env("GUNICORN_CONTROL_SOCKET", os.path.join(_metrics_dir + ".ctl.sock"))
+# Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.
+worker_tmp_dir = _env("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+_log = logging.getLogger("gunicorn.error")
+
+
+def on_starting(server):
+    """Before any worker forks: create the metrics directory and clear files of an earlier run."""
+    from aura.metrics.multiproc import prepare_directory
+
+    prepare_directory(_metrics_dir)  # raises a clear MetricsDirectoryError if not writable
+    server.log.info("prometheus multiprocess directory: %s", _metrics_dir)
+
+
+def post_fork(server, worker):
+    """In the new worker: name its metric files by an id unique to this worker's lifetime."""
+    from aura.metrics.multiproc import use_worker_identifier, worker_identifier
+
+    use_worker_identifier(worker_identifier(worker.pid, worker.age))
+
+
+def child_exit(server, worker):
+    """In the master, for a dead worker: fold its metric files into the archive."""
+    from aura.metrics.multiproc import merge_dead_worker, worker_identifier
+
+    try:
+        merge_dead_worker(_metrics_dir, worker_identifier(worker.pid, worker.age))
+    except Exception:  # noqa: BLE001 - the master must survive any metrics failure
+        server.log.exception("could not merge metrics of worker %s", worker.pid)
