@@ -85,6 +85,7 @@ class Settings:
             if name in env and env[name] != "":
                 raw[f.name] = _coerce(name, env[name], f.type)
         raw.update(overrides)
+        raw["instance_path"] = Path(raw.get("instance_path", cls.instance_path))
         settings = cls(**raw)  # type: ignore[arg-type]
         return settings._validated()
 

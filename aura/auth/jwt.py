@@ -7,6 +7,7 @@ failures are counted: `auth_failures_total{reason}` always, plus the auth endpoi
 
 from __future__ import annotations
 
+import jwt as pyjwt
 from flask import Flask, current_app, request
 
 from aura import metrics
@@ -15,6 +16,8 @@ from aura.extensions import jwt
 
 # Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
 _AUTH_ENDPOINTS = {"auth.refresh": "refresh", "auth.logout": "logout"}
+
+_REQUIRED_CLAIMS = frozenset(("sub", "jti", "exp", "type"))
 
 _MESSAGES = {
     "missing_token": "A Bearer token is required.",
@@ -55,6 +58,10 @@ def init_jwt(app: Flask) -> None:
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header, payload) -> bool:
+        # Runs first after the signature check, so it is also where claims are required.
+        missing = _REQUIRED_CLAIMS - payload.keys()
+        if missing or not isinstance(payload["jti"], str) or not isinstance(payload["sub"], str):
+            raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(missing)}")
         return revocation_store().is_revoked(payload["jti"])
 
     jwt.unauthorized_loader(lambda _msg: _reject("missing_token"))

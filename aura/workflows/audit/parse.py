@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from ..errors import AuditLimitError, WorkflowInputError
 from .settings import AuditSettings
 from .types import Finding, SourceFile
 
-Content = Union[str, bytes]
+Content = str | bytes
 
 
 def is_python(path: str) -> bool:

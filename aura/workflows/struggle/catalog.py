@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, Union
+from typing import Any, TypedDict
 
 # Lives next to the package so the lead's migration can seed the lessons table from it.
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "lessons.json"
@@ -59,7 +59,7 @@ class Lesson:
 
 
 # run_struggle accepts the lessons themselves or a loader called only when recommending.
-CatalogSource = Union[Sequence[Lesson], Callable[[], Sequence[Lesson]]]
+CatalogSource = Sequence[Lesson] | Callable[[], Sequence[Lesson]]
 
 
 def load_catalog_file(path: Path | str | None = None) -> list[Lesson]:

@@ -10,7 +10,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from .._graph import CompileOnce, guarded
+from .._graph import CompileOnce, guarded, invoke
 from .catalog import CatalogSource
 from .recommend import rank_lessons
 from .scoring import compute_signals, score_signals
@@ -115,5 +115,5 @@ def run_struggle(
 ) -> StruggleResult:
     """Run struggle detection on one request; raises WorkflowInputError or WorkflowExecutionError."""
     context = StruggleContext(catalog=catalog, settings=settings, on_record=on_record)
-    final = get_struggle_graph().invoke({"raw": data}, context=context)
+    final = invoke(get_struggle_graph(), {"raw": data}, context)
     return final["result"]

@@ -56,7 +56,9 @@ def _window_seconds(raw: Mapping[str, Any]) -> int:
     return value
 
 
-def _error_types(raw: Mapping[str, Any], settings: StruggleSettings) -> tuple[tuple[str, ...], dict[str, int]]:
+def _error_types(
+    raw: Mapping[str, Any], settings: StruggleSettings
+) -> tuple[tuple[str, ...], dict[str, int]]:
     """Strip, drop blanks and dedupe error types case-insensitively, counting repeats."""
     value = raw.get("error_types")
     if value is None:
@@ -75,7 +77,8 @@ def _error_types(raw: Mapping[str, Any], settings: StruggleSettings) -> tuple[tu
         if not name:
             continue
         if len(name) > settings.max_name_length:
-            raise WorkflowInputError("error_types", f"entries must be at most {settings.max_name_length} characters")
+            limit = settings.max_name_length
+            raise WorkflowInputError("error_types", f"entries must be at most {limit} characters")
         key = spelling.setdefault(name.casefold(), name)
         counts[key] = counts.get(key, 0) + 1
     return tuple(counts), counts

@@ -72,7 +72,8 @@ def debugger_call(nodes: Sequence[ast.AST], settings: AuditSettings) -> Iterator
         if isinstance(func, ast.Name) and func.id == "breakpoint":
             yield Finding("debugger_call", node.lineno, "debugger breakpoint: breakpoint()")
         elif isinstance(func, ast.Name) and func.id in set_traces:
-            yield Finding("debugger_call", node.lineno, f"debugger breakpoint: {func.id}() from a debugger module")
+            message = f"debugger breakpoint: {func.id}() imported from a debugger module"
+            yield Finding("debugger_call", node.lineno, message)
         elif isinstance(func, ast.Attribute) and func.attr == "set_trace":
             module = _debugger_module_of(func.value, modules)
             if module is not None:

@@ -10,7 +10,7 @@ from ..types import Finding
 
 
 def body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
-    """Lines from the first body statement to the end of the last, inclusive (def line and decorators excluded)."""
+    """Lines from the first body statement to the end of the last, inclusive (not the def line)."""
     first = node.body[0].lineno
     last = node.body[-1].end_lineno or node.body[-1].lineno
     return last - first + 1
@@ -34,4 +34,5 @@ def bare_except(nodes: Sequence[ast.AST], settings: AuditSettings) -> Iterator[F
     """Flag `except:` clauses that name no exception type."""
     for node in nodes:
         if isinstance(node, ast.ExceptHandler) and node.type is None:
-            yield Finding("bare_except", node.lineno, "bare 'except:' catches everything, even KeyboardInterrupt")
+            message = "bare 'except:' catches everything, even KeyboardInterrupt"
+            yield Finding("bare_except", node.lineno, message)

@@ -1,0 +1,46 @@
+"""Code audit: AST rules over submitted Python files, with severities and remediation advice."""
+
+from .graph import AuditContext, build_audit_graph, get_audit_graph, run_audit
+from .remediation import ADVICE
+from .settings import (
+    DEFAULT_AUDIT_SETTINGS,
+    DEFAULT_SEVERITIES,
+    RULE_TYPES,
+    AuditSettings,
+    RuleType,
+    Severity,
+)
+from .types import (
+    AuditInput,
+    AuditResult,
+    AuditResultDict,
+    AuditStatus,
+    FileInput,
+    Remediation,
+    RemediationDict,
+    Violation,
+    ViolationDict,
+)
+
+__all__ = [
+    "ADVICE",
+    "DEFAULT_AUDIT_SETTINGS",
+    "DEFAULT_SEVERITIES",
+    "RULE_TYPES",
+    "AuditContext",
+    "AuditInput",
+    "AuditResult",
+    "AuditResultDict",
+    "AuditSettings",
+    "AuditStatus",
+    "FileInput",
+    "Remediation",
+    "RemediationDict",
+    "RuleType",
+    "Severity",
+    "Violation",
+    "ViolationDict",
+    "build_audit_graph",
+    "get_audit_graph",
+    "run_audit",
+]

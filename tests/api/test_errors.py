@@ -1,0 +1,76 @@
+"""Every error a client can provoke is the one JSON shape with the right 4xx code."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _is_error_shape(response, status, code=None):
+    assert response.status_code == status, response.data[:200]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body["error"], str) and isinstance(body["message"], str)
+    assert set(body) <= {"error", "message", "details"}
+    if code:
+        assert body["error"] == code
+
+
+LOGIN = "/api/v1/auth/login"
+
+
+@pytest.mark.parametrize("kwargs, status, code", [
+    ({"data": "{not json", "content_type": "application/json"}, 400, "bad_request"),
+    ({"data": b"\xff\xfe\x00junk", "content_type": "application/json"}, 400, "bad_request"),
+    ({"data": "[" * 50_000 + "]" * 50_000, "content_type": "application/json"}, 400, "bad_request"),
+    ({"data": '{"email": "\\ud800@x.io", "password": "long-enough"}',
+      "content_type": "application/json"}, 400, "bad_request"),
+    ({"data": "email=a", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+    ({"data": "x" * (1024 * 1024 + 1), "content_type": "application/json"}, 413, "payload_too_large"),
+    ({"json": ["a", "list"]}, 422, "validation_error"),
+    ({"json": {"email": "a@b.io", "password": "1" + "0" * 5000}}, 422, "validation_error"),
+    ({"data": '{"email": "a@b.io", "password": 1' + "0" * 5000 + "}",
+      "content_type": "application/json"}, 400, "bad_request"),
+    ({"json": {"email": "a\x00@b.io", "password": "long-enough"}}, 422, "validation_error"),
+    ({"json": {"email": "' OR 1=1 --@b.io", "password": "long-enough"}}, 422, "validation_error"),
+])
+def test_bad_bodies(client, kwargs, status, code):
+    _is_error_shape(client.post(LOGIN, **kwargs), status, code)
+
+
+def test_unknown_path_and_method(client):
+    _is_error_shape(client.get("/no/such/path"), 404, "not_found")
+    response = client.delete(LOGIN)
+    _is_error_shape(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_unexpected_exception_is_a_json_500_without_trace(app, client, caplog):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = client.get("/boom")
+    _is_error_shape(response, 500, "internal_error")
+    assert b"secret internals" not in response.data and b"Traceback" not in response.data
+    assert "secret internals" in caplog.text  # logged server side
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_names_a_failed_database(make_app):
+    app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"] == "service_unavailable" and "database" in body["message"]
+
+
+def test_database_outage_is_503_not_500(make_app):
+    app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = app.test_client().post(LOGIN, json={"email": "a@b.io", "password": "long-enough"})
+    _is_error_shape(response, 503, "service_unavailable")
