@@ -1,0 +1,103 @@
+"""Hostile sources end as a clean syntax_error finding, quickly, and never as an exception."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from aura.workflows import AuditResult, run_audit
+
+HOSTILE = {
+    "deep parentheses": "(" * 100_000,
+    "deep lists": "[" * 10_000 + "]" * 10_000,
+    "deep unary minus": "x = " + "-" * 100_000 + "1",
+    "deep not": "x = " + "not " * 60_000 + "1",
+    "deep lambda": "x = " + "lambda: " * 30_000 + "1",
+    "long addition chain": "x = " + "1+" * 100_000 + "1",
+    "long attribute chain": "x = a" + ".b" * 100_000,
+    "long call chain": "x = f" + "()" * 100_000,
+    "long subscript chain": "x = a" + "[0]" * 60_000,
+    "deep indentation": "".join(" " * i + "if x:\n" for i in range(120)) + " " * 120 + "pass\n",
+    "NUL byte": "x = 1\ny = 2\n\0\n",
+    "lone surrogate": "x = 1\ny = '\ud800'\n",
+    "binary junk": bytes(range(256)) * 64,
+    "invalid UTF-8 bytes": b"x = 1\n\xff\xfe = 2\n",
+}
+
+
+def _audit(content: str | bytes) -> AuditResult:
+    return run_audit({"files": [{"path": "evil.py", "content": content}]})
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_source_is_a_syntax_error_finding(name):
+    started = time.perf_counter()
+    result = _audit(HOSTILE[name])
+    elapsed = time.perf_counter() - started
+    assert [v.type for v in result.violations] == ["syntax_error"]
+    assert result.status == "fail"
+    assert result.files_processed == 1
+    assert elapsed < 1.0, f"{name} took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        ("x = 1\ny = 2\n\0\n", 3, "file contains NUL bytes"),
+        (b"a = 1\n\0", 2, "file contains NUL bytes"),
+        ("x = 1\ny = '\ud800'\n", 2, "file is not valid UTF-8 text"),
+        ("x = a" + ".b" * 100_000, 1, "source is nested too deeply to analyse"),
+        ("x = " + "-" * 100_000 + "1", 1, "source is too complex to parse"),
+    ],
+)
+def test_hostile_findings_say_what_and_where(content, line, message):
+    (violation,) = _audit(content).violations
+    assert (violation.line, violation.message) == (line, message)
+
+
+def test_invalid_utf8_reports_its_line():
+    (violation,) = _audit(b"x = 1\n\xff\xfe = 2\n").violations
+    assert violation.line == 2
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "x = '" + "a" * 250_000 + "'",  # a huge literal parses and is scanned quickly
+        "x = " + "[" * 150 + "]" * 150,  # deep but within the parser's limits
+        "x = " + "1+" * 900 + "1",  # a deep tree the iterative walk handles
+        "x = " + "f(" * 150 + ")" * 150,
+        "",  # an empty file is fine
+    ],
+)
+def test_large_or_deep_but_valid_sources_pass(content):
+    started = time.perf_counter()
+    result = _audit(content)
+    assert result.status == "pass"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_hostile_source_in_a_worker_thread():
+    # Gunicorn's threaded workers run requests off the main thread, whose stack may be smaller.
+    results: list[AuditResult] = []
+    thread = threading.Thread(target=lambda: results.append(_audit("x = a" + ".b" * 100_000)))
+    thread.start()
+    thread.join(timeout=10)
+    assert [v.type for v in results[0].violations] == ["syntax_error"]
+
+
+def test_hostile_file_does_not_hide_findings_in_other_files():
+    result = run_audit(
+        {
+            "files": [
+                {"path": "evil.py", "content": "(" * 100_000},
+                {"path": "ok.py", "content": "eval('1')"},
+            ]
+        }
+    )
+    assert [(v.path, v.type) for v in result.violations] == [
+        ("evil.py", "syntax_error"),
+        ("ok.py", "eval_exec"),
+    ]
