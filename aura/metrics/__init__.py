@@ -1,126 +1,19 @@
-"""Aura's metrics: small recording functions over the metrics in `definitions`.
+"""Aura's metrics: record through `aura.metrics.<function>` (see `recording`), never label sets.
 
-Code elsewhere records through these functions and never touches label sets itself. When
-prometheus-client is not installed, `ENABLED` is False, every function is a no-op and
-`/metrics` answers 404 (the spec's graceful degradation).
-
-Label children are bound once and cached: `labels()` costs a lock and a dict lookup per call,
-which matters on the per-request path.
+The recording functions are loaded on first use, not when this package is imported: Gunicorn's
+master imports `aura.metrics.multiproc` from its hooks, and must not create metric values (and
+so metric files of its own) by importing `definitions` as a side effect.
 """
 
 from __future__ import annotations
 
-import logging
-from functools import cache
-
-log = logging.getLogger("aura.metrics")
-
-try:
-    from aura.metrics import definitions as _d
-except ImportError:  # prometheus-client not installed
-    _d = None  # type: ignore[assignment]
-
-ENABLED = _d is not None
+import importlib
 
 
-def _status(ok: bool) -> str:
-    return "success" if ok else "failure"
-
-
-if ENABLED:
-
-    @cache
-    def _child(metric, *labels: str):
-        # Bounded: every caller passes labels from a fixed set (see each function).
-        return metric.labels(*labels)
-
-    def auth_request(endpoint: str, ok: bool) -> None:
-        """Count an auth endpoint call: endpoint in register|login|refresh|logout."""
-        _child(_d.AUTH_REQUESTS, endpoint, _status(ok)).inc()
-
-    def auth_failure(reason: str) -> None:
-        """Count an authentication failure by reason (a fixed set, see docs/metrics.md)."""
-        _child(_d.AUTH_FAILURES, reason).inc()
-
-    def token_refresh(ok: bool) -> None:
-        """Count a token refresh request by outcome."""
-        _child(_d.AUTH_TOKEN_REFRESHES, _status(ok)).inc()
-
-    def registration(ok: bool) -> None:
-        """Count a user registration by outcome."""
-        _child(_d.USER_REGISTRATIONS, _status(ok)).inc()
-
-    def token_issued(token_type: str) -> None:
-        """Count a token issued: access or refresh."""
-        _child(_d.TOKENS_ISSUED, token_type).inc()
-
-    def token_revoked(token_type: str) -> None:
-        """Count a token revoked: access or refresh."""
-        _child(_d.TOKENS_REVOKED, token_type).inc()
-
-    def redis_error(database: str, error_type: str) -> None:
-        """Count a Redis error: database auth_db|rate_limit_db, error_type a fixed set."""
-        _child(_d.REDIS_CONNECTION_ERRORS, database, error_type).inc()
-
-    def redis_pool(database: str, active: int, idle: int) -> None:
-        """Set this worker's Redis pool gauges for one logical database."""
-        _child(_d.REDIS_CONNECTIONS_ACTIVE, database).set(active)
-        _child(_d.REDIS_CONNECTIONS_IDLE, database).set(idle)
-
-    def database_pool(active: int, idle: int) -> None:
-        """Set this worker's SQL pool gauges."""
-        _d.DATABASE_CONNECTIONS_ACTIVE.set(active)
-        _d.DATABASE_CONNECTIONS_IDLE.set(idle)
-
-    def database_query(operation: str, seconds: float) -> None:
-        """Observe one SQL statement: operation select|insert|update|delete|other."""
-        _child(_d.DATABASE_QUERY_DURATION, operation).observe(seconds)
-
-    def rate_limit_request(endpoint: str) -> None:
-        """Count a request the rate limiter evaluated."""
-        _child(_d.RATE_LIMIT_REQUESTS, endpoint).inc()
-
-    def rate_limit_hit(endpoint: str, client_id: str) -> None:
-        """Count a request the rate limiter rejected (client_id already bounded by the caller)."""
-        _child(_d.RATE_LIMIT_HITS, endpoint, client_id).inc()
-
-    def http_request(method: str, endpoint: str, status_code: str, seconds: float) -> None:
-        """Count and time one HTTP request (labels already folded by the caller)."""
-        _child(_d.HTTP_REQUESTS, method, endpoint, status_code).inc()
-        _child(_d.HTTP_REQUEST_DURATION, method, endpoint).observe(seconds)
-
-    def workflow_execution(workflow_type: str, ok: bool, seconds: float) -> None:
-        """Count and time a workflow run: workflow_type struggle|audit."""
-        _child(_d.WORKFLOW_EXECUTIONS, workflow_type, _status(ok)).inc()
-        _child(_d.WORKFLOW_DURATION, workflow_type).observe(seconds)
-
-    def workflow_failure(workflow_type: str, error_type: str) -> None:
-        """Count a workflow failure: error_type execution_error|service_unavailable."""
-        _child(_d.WORKFLOW_FAILURES, workflow_type, error_type).inc()
-
-    def struggle_result(result: str, edit_frequency: float, error_count: int,
-                        recommendations: int) -> None:
-        """Record what one struggle detection saw and decided."""
-        _child(_d.STRUGGLE_DETECTIONS, result).inc()
-        _d.STRUGGLE_EDIT_FREQUENCY.observe(edit_frequency)
-        _d.STRUGGLE_ERROR_COUNT.observe(error_count)
-        if recommendations:
-            _d.LESSON_RECOMMENDATIONS.inc(recommendations)
-
-    def audit_result(status: str, violation_types: list[str], files_processed: int) -> None:
-        """Record what one code audit found."""
-        _child(_d.AUDIT_EXECUTIONS, status).inc()
-        _d.AUDIT_VIOLATIONS_DETECTED.observe(len(violation_types))
-        _d.AUDIT_FILES_PROCESSED.observe(files_processed)
-        for violation_type in violation_types:
-            _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type).inc()
-
-else:
-
-    def _noop(*_args, **_kwargs) -> None:
-        """Metrics are disabled: record nothing."""
-
-    auth_request = auth_failure = token_refresh = registration = _noop
-    token_issued = token_revoked = redis_error = redis_pool = database_pool = _noop
-    database_query = rate_limit_request = rate_limit_hit = http_request = _noop
-    workflow_execution = workflow_failure = struggle_result = audit_result = _noop
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    recording = importlib.import_module("aura.metrics.recording")
+    value = getattr(recording, name)
+    globals()[name] = value  # later lookups are plain module attributes
+    return value

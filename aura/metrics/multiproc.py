@@ -16,7 +16,8 @@ Public API
     Call at gunicorn.conf.py import time if ``preload_app`` creates metrics in the master
     (metric objects made before fork keep the value class that existed when they were made).
 ``merge_dead_worker(directory, identifier, *, lock_timeout=10.0) -> MergeStats``
-    Fold one dead worker's files into the archive and delete them (master, ``child_exit``).
+    Fold one dead worker's files into the archive and delete them (master, ``child_exit``);
+    for ``"<pid>-<age>"`` also the bare ``<pid>`` files, if that pid is no longer running.
 ``mark_worker_dead(directory, identifier, *, lock_timeout=10.0) -> MergeStats``
     Same as ``merge_dead_worker`` (named after prometheus_client's ``mark_process_dead``).
 ``merge_all_dead(directory, live_identifiers=(), *, check_pids=True, lock_timeout=10.0) -> MergeStats``
@@ -129,6 +130,7 @@ __all__ = [
 log = logging.getLogger("aura.metrics")
 
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
+_WORKER_ID_RE = re.compile(r"^[0-9]+-[0-9]+$")
 _MARKER_TEXT = (
     "This directory holds Aura's multi-process Prometheus metrics.\n"
     "Aura deletes its metric files here at start-up.\n"
@@ -490,7 +492,17 @@ def _merge(directory: str, choose, lock_timeout: float) -> MergeStats:
 def merge_dead_worker(directory: str, identifier: str, *, lock_timeout: float = 10.0) -> MergeStats:
     """Fold the dead worker ``identifier``'s files into the archive and delete them."""
     _check_identifier(identifier)
-    return _merge(directory, lambda candidates: [identifier] if identifier in candidates else [], lock_timeout)
+    pid = _pid_of(identifier) if _WORKER_ID_RE.match(identifier) else None
+
+    def choose(candidates):
+        chosen = [identifier] if identifier in candidates else []
+        # Metric objects created before use_worker_identifier() (e.g. imported in the master
+        # before fork) keep prometheus_client's pid-named files; fold the dead pid's too.
+        if pid is not None and str(pid) in candidates and not _pid_running(pid):
+            chosen.append(str(pid))
+        return chosen
+
+    return _merge(directory, choose, lock_timeout)
 
 
 def mark_worker_dead(directory: str, identifier: str, *, lock_timeout: float = 10.0) -> MergeStats:

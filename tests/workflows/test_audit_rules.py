@@ -76,7 +76,9 @@ def _function(body_lines: int, header: str = "def f():") -> str:
     return header + "\n" + "".join(f"    x{i} = {i}\n" for i in range(body_lines))
 
 
-@pytest.mark.parametrize(("limit", "lines", "flagged"), [(50, 50, False), (50, 51, True), (5, 5, False), (5, 6, True)])
+@pytest.mark.parametrize(
+    ("limit", "lines", "flagged"), [(50, 50, False), (50, 51, True), (5, 5, False), (5, 6, True)]
+)
 def test_long_function_boundary(audit_one, found, limit, lines, flagged):
     result = audit_one(_function(lines), max_function_lines=limit)
     assert found(result, "long_function") == ([("long_function", 1)] if flagged else [])

@@ -41,7 +41,9 @@ def test_pass_has_no_remediation():
 
 
 def test_remediation_once_per_type_errors_first():
-    result = run_audit(_files(("a.py", "print(1)\nprint(2)\neval('x')"), ("b.py", "try:\n    pass\nexcept:\n    pass")))
+    result = run_audit(
+        _files(("a.py", "print(1)\nprint(2)\neval('x')"), ("b.py", "try:\n    pass\nexcept:\n    pass"))
+    )
     assert [r.type for r in result.remediation] == ["eval_exec", "bare_except", "print_statement"]
     assert all(r.advice for r in result.remediation)
 

@@ -1,0 +1,391 @@
+"""Monitoring as code: writes the Grafana dashboards and the PrometheusRule that k8s/ ships.
+
+    python dashboards/build.py          # regenerate the committed files
+    python dashboards/build.py --check  # exit 1 if a committed file differs (tests do this)
+
+Outputs (committed, never edited by hand):
+
+- k8s/monitoring/grafana/dashboards/authentication-metrics.json and workflow-metrics.json:
+  the panels of the monitoring spec, with its titles in its order. Uploaded through Grafana's
+  Dashboards -> Import (their `__inputs` ask for the Prometheus datasource) and provisioned
+  by k8s/monitoring (a datasource variable of the same name, DS_PROMETHEUS, stands in for the
+  import input there, defaulting to the default Prometheus datasource).
+- k8s/monitoring/operator/prometheusrule.yaml: k8s/monitoring/prometheus/alert-rules.yml
+  wrapped for the Prometheus Operator, so both deployments alert on the very same rules.
+
+Standard library only: a generator must not need more than the repository to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DIR = ROOT / "k8s" / "monitoring" / "grafana" / "dashboards"
+RULES_FILE = ROOT / "k8s" / "monitoring" / "prometheus" / "alert-rules.yml"
+PROMETHEUS_RULE_FILE = ROOT / "k8s" / "monitoring" / "operator" / "prometheusrule.yaml"
+
+DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+# Grafana's rate window: at least four scrape intervals (the datasource's timeInterval).
+RATE_WINDOW = "$__rate_interval"
+# The dashboard's whole time range: pie charts show shares over what is on screen.
+RANGE_WINDOW = "$__range"
+PERCENTILES = (0.5, 0.95, 0.99)
+PANEL_WIDTH, PANEL_HEIGHT, GRID_WIDTH = 12, 8, 24
+
+
+@dataclass(frozen=True)
+class Target:
+    """One PromQL query of a panel and its legend."""
+
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A panel as the spec describes it: kind (timeseries, stat or piechart), title, queries."""
+
+    kind: str
+    title: str
+    description: str
+    targets: tuple[Target, ...]
+    unit: str = "short"
+
+
+def rate_by(metric: str, by: str, selector: str = "") -> str:
+    """Per-second rate of a counter, summed over pods, split by the given labels."""
+    return f"sum by ({by}) (rate({metric}{selector}[{RATE_WINDOW}]))"
+
+
+def quantiles(histogram: str, by: str = "", legend: str = "") -> tuple[Target, ...]:
+    """P50, P95 and P99 of a histogram over all pods, optionally split by labels."""
+    group = f"le, {by}" if by else "le"
+    prefix = f"{legend} " if legend else ""
+    return tuple(
+        Target(
+            f"histogram_quantile({q}, sum by ({group}) (rate({histogram}_bucket[{RATE_WINDOW}])))",
+            f"{prefix}p{round(q * 100)}",
+        )
+        for q in PERCENTILES
+    )
+
+
+def last_hour(metric: str, selector: str = "") -> tuple[Target, ...]:
+    """A counter's increase over the last hour, summed over pods (for "in the last hour" stats)."""
+    return (Target(f"sum(increase({metric}{selector}[1h]))"),)
+
+
+def shares(metric: str, by: str) -> tuple[Target, ...]:
+    """A counter's increase over the dashboard's range, per label value (for pie charts)."""
+    return (Target(f"sum by ({by}) (increase({metric}[{RANGE_WINDOW}]))", f"{{{{{by}}}}}"),)
+
+
+# --- The monitoring spec's panels, in its order ----------------------------------------------
+
+AUTHENTICATION_PANELS = (
+    Panel("timeseries", "Authentication Requests Rate",
+          "Rate of authentication requests by endpoint and status.",
+          (Target(rate_by("auth_requests_total", "endpoint, status"), "{{endpoint}} {{status}}"),),
+          unit="reqps"),
+    Panel("timeseries", "Authentication Success/Failure Rate",
+          "Successful against failed authentication requests, all endpoints together.",
+          (Target(rate_by("auth_requests_total", "status"), "{{status}}"),),
+          unit="reqps"),
+    Panel("stat", "User Registrations",
+          "Successful user registrations in the last hour.",
+          last_hour("user_registrations_total", '{status="success"}')),
+    Panel("timeseries", "Token Refreshes",
+          "Rate of token refresh requests by outcome.",
+          (Target(rate_by("auth_token_refreshes_total", "status"), "{{status}}"),),
+          unit="reqps"),
+    Panel("piechart", "Authentication Failures by Reason",
+          "Authentication failures over the selected time range, by reason.",
+          shares("auth_failures_total", "reason")),
+    Panel("timeseries", "Rate Limit Hits",
+          "Requests rejected by the rate limiter, per second, by endpoint.",
+          (Target(rate_by("rate_limit_hits_total", "endpoint"), "{{endpoint}}"),),
+          unit="reqps"),
+    Panel("timeseries", "Tokens Issued",
+          "Rate of tokens issued by type.",
+          (Target(rate_by("tokens_issued_total", "token_type"), "{{token_type}}"),),
+          unit="ops"),
+    Panel("timeseries", "Redis Connection Pool Usage",
+          "Active and idle Redis connections per logical database, summed over all workers "
+          "of all pods.",
+          (Target("sum by (database) (redis_connections_active)", "{{database}} active"),
+           Target("sum by (database) (redis_connections_idle)", "{{database}} idle"))),
+)
+
+WORKFLOW_PANELS = (
+    Panel("timeseries", "Workflow Executions Rate",
+          "Rate of workflow executions by type and status.",
+          (Target(rate_by("workflow_executions_total", "workflow_type, status"),
+                  "{{workflow_type}} {{status}}"),),
+          unit="ops"),
+    Panel("timeseries", "Workflow Duration",
+          "P50, P95 and P99 workflow duration by workflow type.",
+          quantiles("workflow_duration_seconds", by="workflow_type", legend="{{workflow_type}}"),
+          unit="s"),
+    Panel("stat", "Struggle Detections",
+          "Struggling users detected in the last hour.",
+          last_hour("struggle_detections_total", '{result="struggling"}')),
+    Panel("stat", "Lesson Recommendations Generated",
+          "Lesson recommendations generated in the last hour.",
+          last_hour("lesson_recommendations_generated_total")),
+    Panel("piechart", "Struggle Detection Results",
+          "Struggling against not struggling, over the selected time range.",
+          shares("struggle_detections_total", "result")),
+    Panel("timeseries", "Audit Execution Status",
+          "Rate of audit executions by status (pass, fail, remediation_required).",
+          (Target(rate_by("audit_executions_total", "status"), "{{status}}"),),
+          unit="ops"),
+    Panel("timeseries", "Audit Violations Detected",
+          "P50, P95 and P99 of the number of violations found per audit.",
+          quantiles("audit_violations_detected")),
+    Panel("timeseries", "Violations by Type",
+          "Rate of violations detected, by violation type.",
+          (Target(rate_by("audit_violations_by_type_total", "violation_type"),
+                  "{{violation_type}}"),),
+          unit="ops"),
+    Panel("timeseries", "Files Processed per Audit",
+          "P50, P95 and P99 of the number of files processed per audit.",
+          quantiles("audit_files_processed")),
+    Panel("timeseries", "Workflow Failures",
+          "Rate of workflow failures by workflow type and error type.",
+          (Target(rate_by("workflow_failures_total", "workflow_type, error_type"),
+                  "{{workflow_type}} {{error_type}}"),),
+          unit="ops"),
+    Panel("timeseries", "Struggle Workflow Input Metrics",
+          "Distributions of what struggle detection is given: P50, P95 and P99 of the edit "
+          "frequency (edits per minute) and of the error count.",
+          quantiles("struggle_workflow_edit_frequency", legend="edit frequency")
+          + quantiles("struggle_workflow_error_count", legend="error count")),
+)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """One dashboard file."""
+
+    filename: str
+    uid: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+
+
+DASHBOARDS = (
+    Dashboard("authentication-metrics.json", "aura-authentication", "Authentication Metrics",
+              "Aura authentication: requests, token operations, rate limiting, Redis connections.",
+              AUTHENTICATION_PANELS),
+    Dashboard("workflow-metrics.json", "aura-workflows", "Workflow Metrics",
+              "Aura LangGraph workflows: executions, struggle detection, code audit results.",
+              WORKFLOW_PANELS),
+)
+
+
+# --- Grafana JSON ------------------------------------------------------------------------------
+
+def _target_json(target: Target, ref_id: str, instant: bool) -> dict:
+    return {
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "expr": target.expr,
+        "instant": instant,
+        "legendFormat": target.legend or "__auto",
+        "range": not instant,
+        "refId": ref_id,
+    }
+
+
+def _field_config(panel: Panel) -> dict:
+    if panel.kind == "timeseries":
+        defaults = {
+            "color": {"mode": "palette-classic"},
+            "custom": {"drawStyle": "line", "fillOpacity": 10, "lineWidth": 1,
+                       "showPoints": "never", "spanNulls": False},
+            "min": 0,
+            "unit": panel.unit,
+        }
+    elif panel.kind == "stat":
+        # A counter nobody has incremented yet has no series: show 0, not "No data".
+        defaults = {
+            "color": {"mode": "thresholds"},
+            "decimals": 0,
+            "noValue": "0",
+            "thresholds": {"mode": "absolute", "steps": [{"color": "blue", "value": None}]},
+            "unit": panel.unit,
+        }
+    else:
+        defaults = {"color": {"mode": "palette-classic"}, "decimals": 0, "unit": panel.unit}
+    return {"defaults": defaults, "overrides": []}
+
+
+def _options(panel: Panel) -> dict:
+    reduce_last = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+    if panel.kind == "timeseries":
+        return {"legend": {"calcs": [], "displayMode": "list", "placement": "bottom",
+                           "showLegend": True},
+                "tooltip": {"mode": "multi", "sort": "desc"}}
+    if panel.kind == "stat":
+        return {"colorMode": "value", "graphMode": "none", "justifyMode": "auto",
+                "orientation": "auto", "reduceOptions": reduce_last, "textMode": "auto"}
+    return {"displayLabels": ["percent"],
+            "legend": {"displayMode": "table", "placement": "right", "showLegend": True,
+                       "values": ["value", "percent"]},
+            "pieType": "pie", "reduceOptions": reduce_last,
+            "tooltip": {"mode": "single", "sort": "none"}}
+
+
+def _panel_json(panel: Panel, index: int) -> dict:
+    per_row = GRID_WIDTH // PANEL_WIDTH
+    # Stats and pie charts show one value per series: an instant query at the range's end.
+    instant = panel.kind in ("stat", "piechart")
+    return {
+        "datasource": DATASOURCE,
+        "description": panel.description,
+        "fieldConfig": _field_config(panel),
+        "gridPos": {"h": PANEL_HEIGHT, "w": PANEL_WIDTH,
+                    "x": (index % per_row) * PANEL_WIDTH, "y": (index // per_row) * PANEL_HEIGHT},
+        "id": index + 1,
+        "options": _options(panel),
+        "targets": [_target_json(t, chr(ord("A") + i), instant) for i, t in enumerate(panel.targets)],
+        "title": panel.title,
+        "type": panel.kind,
+    }
+
+
+def dashboard_json(dashboard: Dashboard) -> dict:
+    """The dashboard in Grafana's export format ("Export for sharing externally")."""
+    kinds = sorted({p.kind for p in dashboard.panels})
+    panel_names = {"piechart": "Pie chart", "stat": "Stat", "timeseries": "Time series"}
+    return {
+        "__inputs": [{
+            "name": "DS_PROMETHEUS",
+            "label": "Prometheus",
+            "description": "The Prometheus that scrapes the Aura pods",
+            "type": "datasource",
+            "pluginId": "prometheus",
+            "pluginName": "Prometheus",
+        }],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            *({"type": "panel", "id": kind, "name": panel_names[kind], "version": ""}
+              for kind in kinds),
+        ],
+        "annotations": {"list": [{
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
+        }]},
+        "description": dashboard.description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [],
+        "panels": [_panel_json(p, i) for i, p in enumerate(dashboard.panels)],
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "tags": ["aura"],
+        "templating": {"list": [{
+            # Resolves ${DS_PROMETHEUS} when the file is provisioned rather than imported.
+            "current": {},
+            "hide": 0,
+            "includeAll": False,
+            "label": "Datasource",
+            "multi": False,
+            "name": "DS_PROMETHEUS",
+            "options": [],
+            "query": "prometheus",
+            "refresh": 1,
+            "regex": "",
+            "type": "datasource",
+        }]},
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "title": dashboard.title,
+        "uid": dashboard.uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+def render_dashboard(dashboard: Dashboard) -> str:
+    """The file's exact text: stable key order and indentation, so diffs stay reviewable."""
+    return json.dumps(dashboard_json(dashboard), indent=2) + "\n"
+
+
+# --- PrometheusRule ----------------------------------------------------------------------------
+
+PROMETHEUS_RULE_HEADER = """\
+# GENERATED by dashboards/build.py from k8s/monitoring/prometheus/alert-rules.yml - do not
+# edit: change alert-rules.yml and run `python dashboards/build.py`. The rules are the same
+# ones the plain Prometheus of k8s/monitoring loads; tests/deploy checks both ways.
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: aura
+  namespace: aura
+  labels:
+    app.kubernetes.io/name: aura
+    app.kubernetes.io/part-of: aura-monitoring
+spec:
+"""
+
+
+def render_prometheus_rule(rules_text: str) -> str:
+    """alert-rules.yml from its `groups:` line on, indented under `spec:`."""
+    lines = rules_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("groups:"))
+    body = "".join(f"  {line}\n" if line else "\n" for line in lines[start:])
+    return PROMETHEUS_RULE_HEADER + body
+
+
+# --- Entry point -------------------------------------------------------------------------------
+
+def outputs() -> dict[Path, str]:
+    """Every generated file and its exact content."""
+    files = {DASHBOARD_DIR / d.filename: render_dashboard(d) for d in DASHBOARDS}
+    files[PROMETHEUS_RULE_FILE] = render_prometheus_rule(RULES_FILE.read_text())
+    return files
+
+
+def stale(files: dict[Path, str]) -> list[Path]:
+    """Generated files whose committed content differs from what this script produces."""
+    return [path for path, text in files.items()
+            if not path.exists() or path.read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the files, or with --check report the ones that are out of date."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a committed file is out of date")
+    args = parser.parse_args(argv)
+    files = outputs()
+    if args.check:
+        outdated = stale(files)
+        for path in outdated:
+            print(f"out of date: {path.relative_to(ROOT)} (run python dashboards/build.py)")
+        return 1 if outdated else 0
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Helpers for the aura.metrics.multiproc tests, handed out by the `mpkit` fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Stub the parent packages so a subprocess imports only the module under test: the real
+# aura/metrics/__init__.py imports the app's metric definitions, which would write files of
+# their own into the test directory and make the totals depend on other modules.
+STUB_PACKAGES = f"""
+import os, sys, types
+for _name in ("aura", "aura.metrics"):
+    _mod = types.ModuleType(_name)
+    _mod.__path__ = [os.path.join({str(ROOT)!r}, *_name.split("."))]
+    sys.modules[_name] = _mod
+"""
+
+GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
+               "mostrecent", "livemostrecent")
+
+# A worker doing a deterministic, k-dependent amount of work with every metric type and gauge
+# mode. Values are integers so sums are exact whatever the order of addition.
+WORKER = STUB_PACKAGES + """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+from aura.metrics.multiproc import use_worker_identifier
+use_worker_identifier(spec["identifier"])
+from prometheus_client import Counter, Gauge, Histogram, Summary
+k = spec["k"]
+c = Counter("t_requests", "Requests.", ["method", "status"])
+c.labels("GET", "200").inc(k)
+if k % 2 == 0:
+    c.labels("POST", "500").inc(10 * k)
+h = Histogram("t_latency_seconds", "Latency.", ["route"], buckets=(1, 2, 5))
+for v in (1, 2 * k, 3 * k):
+    h.labels("/a").observe(v)
+s = Summary("t_payload_bytes", "Payload.")
+s.observe(100 * k)
+for mode in GAUGE_MODES:
+    Gauge("t_g_" + mode, "Gauge " + mode + ".", ["kind"], multiprocess_mode=mode).labels("x").set(10 * k + 1)
+    time.sleep(0.001)  # distinct mostrecent timestamps
+""".replace("GAUGE_MODES", repr(GAUGE_MODES))
+
+SCRAPER = STUB_PACKAGES + """
+import json, sys, time
+from prometheus_client import CollectorRegistry
+from aura.metrics.multiproc import AuraMultiProcessCollector
+directory, seconds = sys.argv[1], float(sys.argv[2])
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    reg = CollectorRegistry()
+    AuraMultiProcessCollector(reg, directory, self_metrics=False, lock_timeout=10)
+    out = {}
+    for m in reg.collect():
+        for s in m.samples:
+            out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
+    print(json.dumps(out), flush=True)
+"""
+
+MERGER = STUB_PACKAGES + """
+import sys
+from aura.metrics.multiproc import merge_all_dead
+merge_all_dead(sys.argv[1], [], check_pids=False)
+"""
+
+
+class Kit:
+    """Build worker files, run workers and scrape, in the shapes the tests compare."""
+
+    root = ROOT
+    SCRAPER = SCRAPER
+    MERGER = MERGER
+
+    @staticmethod
+    def env(directory, **extra) -> dict:
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(directory), PYTHONPATH=str(ROOT))
+        env.update(extra)
+        return env
+
+    @classmethod
+    def run_workers(cls, directory, specs) -> None:
+        """Run real worker processes in parallel: specs are (identifier, k)."""
+        procs = [
+            subprocess.Popen([sys.executable, "-c", WORKER, json.dumps({"identifier": ident, "k": k})],
+                             env=cls.env(directory), stderr=subprocess.PIPE)
+            for ident, k in specs
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()
+
+    @staticmethod
+    def expected_worker_totals(ks) -> dict:
+        """Counter/histogram/summary samples the WORKER program gives for the ks, summed."""
+        out: dict = {}
+
+        def add(name, labels, v):
+            key = (name, tuple(sorted(labels.items())))
+            out[key] = out.get(key, 0.0) + v
+
+        for k in ks:
+            add("t_requests_total", {"method": "GET", "status": "200"}, k)
+            if k % 2 == 0:
+                add("t_requests_total", {"method": "POST", "status": "500"}, 10 * k)
+            obs = (1, 2 * k, 3 * k)
+            for le, bound in (("1.0", 1), ("2.0", 2), ("5.0", 5), ("+Inf", float("inf"))):
+                add("t_latency_seconds_bucket", {"route": "/a", "le": le}, sum(v <= bound for v in obs))
+            add("t_latency_seconds_count", {"route": "/a"}, 3)
+            add("t_latency_seconds_sum", {"route": "/a"}, sum(obs))
+            add("t_payload_bytes_count", {}, 1)
+            add("t_payload_bytes_sum", {}, 100 * k)
+        return out
+
+    @staticmethod
+    def write_db(directory, typ, identifier, entries, mode="") -> Path:
+        """Write a prometheus_client file directly: entries are (metric, sample, labels, value[, ts])."""
+        from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+        prefix = f"gauge_{mode}" if typ == "gauge" else typ
+        path = Path(directory) / f"{prefix}_{identifier}.db"
+        d = MmapedDict(str(path))
+        try:
+            for metric, sample, labels, value, *ts in entries:
+                key = mmap_key(metric, sample, list(labels), list(labels.values()), f"{metric} help.")
+                d.write_value(key, value, ts[0] if ts else 0.0)
+        finally:
+            d.close()
+        return path
+
+    @classmethod
+    def write_http_worker(cls, directory, identifier, k, label_sets=20) -> None:
+        """A dead HTTP-ish worker: a counter and a histogram over label_sets routes, integer values."""
+        counter, hist = [], []
+        for i in range(label_sets):
+            labels = {"endpoint": f"/e{i}", "method": "GET"}
+            counter.append(("http_requests", "http_requests_total", labels, float(k * (i + 1))))
+            for le in ("0.1", "1.0", "+Inf"):
+                hist.append(("http_latency_seconds", "http_latency_seconds_bucket", {**labels, "le": le}, float(k)))
+            hist.append(("http_latency_seconds", "http_latency_seconds_sum", labels, float(2 * k)))
+        cls.write_db(directory, "counter", identifier, counter)
+        cls.write_db(directory, "histogram", identifier, hist)
+
+    @staticmethod
+    def scrape(directory, collector="aura", include_self=False) -> dict:
+        """{(sample name, sorted labels): value} from a fresh registry, as a scrape sees it."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from aura.metrics.multiproc import AuraMultiProcessCollector
+
+        reg = CollectorRegistry()
+        if collector == "aura":
+            AuraMultiProcessCollector(reg, str(directory), lock_timeout=10)
+        else:
+            MultiProcessCollector(reg, str(directory))
+        out = {}
+        for metric in reg.collect():
+            if metric.name.startswith("aura_metrics_") and not include_self:
+                continue
+            for s in metric.samples:
+                key = (s.name, tuple(sorted(s.labels.items())))
+                assert key not in out, key
+                out[key] = s.value
+        return out
+
+    @staticmethod
+    def families(directory, collector="aura") -> dict:
+        """{family name: (type, help)} of a scrape, without self-metrics."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        from aura.metrics.multiproc import AuraMultiProcessCollector
+
+        reg = CollectorRegistry()
+        (AuraMultiProcessCollector if collector == "aura" else MultiProcessCollector)(reg, str(directory))
+        return {m.name: (m.type, m.documentation) for m in reg.collect()
+                if not m.name.startswith("aura_metrics_")}
+
+    @classmethod
+    def stock_after_death(cls, directory, dead_identifiers, scratch) -> dict:
+        """What stock prometheus_client reports over the same files once the dead are marked dead."""
+        from prometheus_client.multiprocess import mark_process_dead
+
+        scratch = Path(scratch)
+        scratch.mkdir()
+        for f in Path(directory).glob("*.db"):
+            shutil.copy(f, scratch / f.name)
+        for ident in dead_identifiers:
+            mark_process_dead(ident, str(scratch))
+        return cls.scrape(scratch, collector="stock")
+
+    @staticmethod
+    def only(samples, prefix) -> dict:
+        return {k: v for k, v in samples.items() if k[0].startswith(prefix)}
+
+    @staticmethod
+    def wait_for(path, timeout=30.0) -> None:
+        end = time.monotonic() + timeout
+        while not os.path.exists(path):
+            assert time.monotonic() < end, f"timed out waiting for {path}"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def mpkit() -> type[Kit]:
+    """The multiproc test helpers."""
+    return Kit
+
+
+@pytest.fixture
+def metrics_dir(tmp_path) -> Path:
+    """An empty, prepared metrics directory."""
+    from aura.metrics.multiproc import prepare_directory
+
+    d = tmp_path / "prom"
+    prepare_directory(str(d))
+    return d

@@ -1,0 +1,123 @@
+"""Real Gunicorn instances for tests: started on a free loopback port, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """Environment for an Aura process under test (real Redis, test logical databases)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "GUNICORN_"))}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        AURA_ENV="testing",
+        AURA_INSTANCE_PATH=str(tmp_path / "instance"),
+        DATABASE_URL=database_url,
+        REDIS_URL=os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        REDIS_AUTH_DB="12",
+        REDIS_RATE_LIMIT_DB="13",
+        JWT_SECRET_KEY="gunicorn-test-secret-key-0123456789abcdef",
+        PASSWORD_HASH_TIME_COST="1",
+        PASSWORD_HASH_MEMORY_COST="8",
+        RATE_LIMIT_ENABLED="false",
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Bring the database to the current schema, as a deployment would."""
+    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+
+
+class Gunicorn:
+    """One Gunicorn master with its workers, configured by gunicorn.conf.py and env vars."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 4, **settings: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
+        self.env = dict(env)
+        self.env.update(
+            GUNICORN_BIND=f"127.0.0.1:{self.port}",
+            WEB_CONCURRENCY=str(workers),
+            GUNICORN_CONTROL_SOCKET=str(tmp_path / f"gunicorn-{self.port}.ctl"),
+            GUNICORN_ACCESS_LOG="",
+        )
+        self.env.update(settings)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Gunicorn:
+        """Start and wait until /healthz answers."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer in {timeout}s: {self.log()}")
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the master's current workers."""
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(p) for p in path.read_text().split()]
+
+    def wait_for_workers(self, count: int, timeout: float = 30) -> list[int]:
+        """Wait until the master has `count` workers again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) == count:
+                return pids
+            time.sleep(0.1)
+        raise AssertionError(f"expected {count} workers, have {self.worker_pids()}")
+
+    def log(self) -> str:
+        """What the server printed so far (tail)."""
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30) -> None:
+        """Graceful stop by pid; SIGKILL the whole group if it does not end in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,141 @@
+"""Graph plumbing: compile once, node names, no network, on_record, execution errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from aura.workflows import (
+    WorkflowExecutionError,
+    get_audit_graph,
+    get_struggle_graph,
+    run_audit,
+    run_struggle,
+)
+from aura.workflows._graph import CompileOnce
+
+STRUGGLING = {"exercise_id": "ex", "edit_frequency": 8, "error_count": 12, "error_types": ["NameError"]}
+AUDIT = {"files": [{"path": "m.py", "content": "print(1)"}]}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_graphs_compile_once():
+    assert get_struggle_graph() is get_struggle_graph()
+    assert get_audit_graph() is get_audit_graph()
+
+
+def test_compile_once_under_concurrent_first_use():
+    builds = []
+    barrier = threading.Barrier(8)
+    cache = CompileOnce(lambda: builds.append(object()) or builds[-1])
+
+    def first_use(out):
+        barrier.wait()
+        out.append(cache.get())
+
+    got: list[object] = []
+    threads = [threading.Thread(target=first_use, args=(got,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and all(g is builds[0] for g in got)
+
+
+def test_graph_shapes():
+    struggle = get_struggle_graph().get_graph()
+    audit = get_audit_graph().get_graph()
+    assert {"validate", "signals", "score", "recommend", "record"} <= set(struggle.nodes)
+    assert {"parse", "run_rules", "classify", "remediate", "record"} <= set(audit.nodes)
+    conditional = {(e.source, e.target) for e in struggle.edges if e.conditional}
+    assert conditional == {("score", "recommend"), ("score", "record")}
+    conditional = {(e.source, e.target) for e in audit.edges if e.conditional}
+    assert conditional == {("classify", "remediate"), ("classify", "record")}
+
+
+def test_runs_without_network(monkeypatch, catalog):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a workflow tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert run_struggle(STRUGGLING, catalog=catalog).result == "struggling"
+    assert run_audit(AUDIT).status == "remediation_required"
+
+
+def test_langsmith_tracing_env_is_ignored():
+    # LangSmith reads (and caches) its env vars, so this runs in a fresh interpreter.
+    script = textwrap.dedent(
+        """
+        import socket, time
+        attempts = []
+        def refuse(*args, **kwargs):
+            attempts.append(args)
+            raise OSError("network disabled")
+        socket.socket.connect = refuse
+        socket.getaddrinfo = refuse
+        from aura.workflows import load_catalog_file, run_audit, run_struggle
+        run_audit({"files": [{"path": "m.py", "content": "password = 'hunter2'"}]})
+        run_struggle({"exercise_id": "e", "edit_frequency": 9, "error_count": 9}, catalog=load_catalog_file())
+        time.sleep(0.3)  # LangSmith uploads from a background thread
+        print(len(attempts))
+        """
+    )
+    env = {
+        **os.environ,
+        "LANGSMITH_TRACING": "true",
+        "LANGCHAIN_TRACING_V2": "true",
+        "LANGSMITH_API_KEY": "lsv2_not_a_real_key",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "0", done.stderr
+
+
+def test_on_record_receives_the_result(catalog):
+    seen = []
+    result = run_struggle(STRUGGLING, catalog=catalog, on_record=seen.append)
+    audit = run_audit(AUDIT, on_record=seen.append)
+    assert seen == [result, audit]
+
+
+def test_failing_callback_is_an_execution_error(catalog):
+    def broken(result):
+        raise RuntimeError("database is down")
+
+    with pytest.raises(WorkflowExecutionError) as info:
+        run_audit(AUDIT, on_record=broken)
+    error = info.value
+    assert (error.workflow, error.node, error.error_type) == ("audit", "record", "execution_error")
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(WorkflowExecutionError) as info:
+        run_struggle(STRUGGLING, catalog=catalog, on_record=broken)
+    assert (info.value.workflow, info.value.node) == ("struggle", "record")
+
+
+def test_failing_catalog_loader_names_the_recommend_node():
+    def broken():
+        raise OSError("cannot read lessons")
+
+    with pytest.raises(WorkflowExecutionError) as info:
+        run_struggle(STRUGGLING, catalog=broken)
+    assert info.value.node == "recommend"
+
+
+def test_struggle_result_is_json_serialisable(catalog):
+    payload = json.loads(json.dumps(run_struggle(STRUGGLING, catalog=catalog).to_dict()))
+    assert set(payload) == {"result", "score", "signals", "recommendations"}
+    assert payload["recommendations"]
+    assert set(payload["recommendations"][0]) == {"lesson_id", "title", "reason"}
