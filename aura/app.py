@@ -20,6 +20,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
+    register_rate_limiting(app)
     register_errorhandlers(app)
     register_commands(app)
     register_instrumentation(app)
@@ -96,6 +97,13 @@ def register_blueprints(app: Flask) -> None:
     mount(app)
 
 
+def register_rate_limiting(app: Flask) -> None:
+    """Shared limits on Redis (after the body rules, so the account key can read the body)."""
+    from aura.api.rate_limits import init_rate_limiting
+
+    init_rate_limiting(app)
+
+
 def register_errorhandlers(app: Flask) -> None:
     """One JSON error shape for everything."""
     from aura.errors import register_errorhandlers as install
@@ -115,8 +123,13 @@ def register_instrumentation(app: Flask) -> None:
     from aura import metrics
 
     if metrics.ENABLED:
+        from aura.infra.database import instrument_engine
+        from aura.infra.pools import install_pool_sampling
         from aura.metrics.http import install
 
+        with app.app_context():
+            instrument_engine(db.engine)
+        install_pool_sampling(app)
         install(app)
 
 

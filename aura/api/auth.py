@@ -6,6 +6,7 @@ from flask import current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 from flask_smorest import Blueprint
 
+from aura.api.rate_limits import login_limits, register_limit
 from aura.api.schemas import (
     CredentialsSchema,
     LoginSchema,
@@ -49,6 +50,7 @@ def _auth_error(exc: service.AuthError):
 
 
 @blp.route("/register", methods=["POST"])
+@register_limit
 @blp.arguments(CredentialsSchema)
 @blp.response(201, UserSchema)
 @_errors(400, 409, 413, 415, 422, 429)
@@ -61,6 +63,8 @@ def register(body):
 
 
 @blp.route("/login", methods=["POST"])
+@login_limits[0]
+@login_limits[1]
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 @_errors(400, 401, 403, 413, 415, 422, 429)

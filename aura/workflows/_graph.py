@@ -67,9 +67,11 @@ def _no_tracing() -> AbstractContextManager[Any]:
     return tracing_context(enabled=False)
 
 
-def invoke(graph: CompiledStateGraph, state: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def invoke(
+    graph: CompiledStateGraph, state: Mapping[str, Any], context: Any, *, recursion_limit: int = 25
+) -> dict[str, Any]:
     """Run a compiled graph once with tracing forced off and return the final state."""
     # With LANGSMITH_TRACING set, LangGraph would upload the whole state (learners' code, any
     # secrets in it) to a third party; the workflows promise no network at all.
     with _no_tracing():
-        return graph.invoke(dict(state), context=context)
+        return graph.invoke(dict(state), {"recursion_limit": recursion_limit}, context=context)

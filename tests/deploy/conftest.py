@@ -34,6 +34,8 @@ KUSTOMIZATIONS = (
     "monitoring",
     "monitoring/operator",
 )
+# The ones that hold the Aura Deployment.
+APP_KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production")
 # Kubernetes versions the manifests are validated against: an old supported one and the newest
 # kubernetes-validate knows, so a field that is too new or already removed fails either way.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
@@ -195,9 +197,12 @@ def _set_image(image: dict, docs: list[dict]) -> None:
 
 
 def _config_map_hash(config_map: dict) -> str:
-    """kustomize's name suffix: sha256 of the Go-JSON encoding, 10 hex chars, vowels mapped."""
-    encoded = json.dumps({"data": config_map["data"], "kind": "ConfigMap",
-                          "name": config_map["metadata"]["name"]},
+    """kustomize's name suffix: sha256 of the Go-JSON encoding, 10 hex chars, vowels mapped.
+
+    kustomize means to hash kind, name and data, but it looks the name up as one field called
+    "metadata/name", finds nothing and hashes "" - so the name is always empty here too.
+    """
+    encoded = json.dumps({"data": config_map["data"] or "", "kind": "ConfigMap", "name": ""},
                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # Go's encoding/json escapes these; the hash is over Go's bytes.
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
@@ -292,16 +297,69 @@ def promql_for_promtool(expr: str) -> str:
 
 # --- Fixtures -------------------------------------------------------------------------------
 
+def _find(docs: list[dict], kind: str, name: str) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def _config_map_data(docs: list[dict], base_name: str) -> dict[str, str]:
+    matches = [d for d in docs if d["kind"] == "ConfigMap"
+               and re.fullmatch(rf"{re.escape(base_name)}-[a-z0-9]{{10}}", d["metadata"]["name"])]
+    assert len(matches) == 1, f"expected one generated ConfigMap {base_name}-<hash>"
+    return matches[0]["data"]
+
+
+class K8sHelpers:
+    """What tests need to walk manifests, handed out by the `k8s` fixture (no conftest imports)."""
+
+    root = K8S
+    monitoring = MONITORING
+    kustomizations = KUSTOMIZATIONS
+    render = staticmethod(render_kustomization)
+    pod_specs = staticmethod(pod_specs)
+    containers = staticmethod(containers)
+    # find(docs, kind, name) -> the one object of that kind and name
+    find = staticmethod(_find)
+    # config_map_data(docs, "aura-config") -> data of the generated ConfigMap aura-config-<hash>
+    config_map_data = staticmethod(_config_map_data)
+
+
+class PromQLHelpers:
+    """PromQL helpers, handed out by the `promql` fixture."""
+
+    references = staticmethod(promql_references)
+    for_promtool = staticmethod(promql_for_promtool)
+
+
+@pytest.fixture(scope="session")
+def k8s() -> K8sHelpers:
+    """Paths, the kustomize renderer and walkers over Kubernetes objects."""
+    return K8sHelpers()
+
+
+@pytest.fixture(scope="session")
+def promql() -> PromQLHelpers:
+    """promql.references(expr) and promql.for_promtool(expr)."""
+    return PromQLHelpers()
+
+
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
     """Every kustomization of KUSTOMIZATIONS, rendered."""
     return {name: render_kustomization(K8S / name) for name in KUSTOMIZATIONS}
 
 
-@pytest.fixture(scope="session")
-def kustomize():
-    """The renderer itself, for tests that render a kustomization of their own."""
-    return render_kustomization
+@pytest.fixture(params=KUSTOMIZATIONS)
+def kustomization(request, rendered) -> tuple[str, list[dict]]:
+    """Each kustomization in turn: (name, rendered objects)."""
+    return request.param, rendered[request.param]
+
+
+@pytest.fixture(params=APP_KUSTOMIZATIONS)
+def app_kustomization(request, rendered) -> tuple[str, list[dict]]:
+    """Each kustomization that holds the Aura Deployment: (name, rendered objects)."""
+    return request.param, rendered[request.param]
 
 
 @pytest.fixture(scope="session")
@@ -315,29 +373,6 @@ def manifest_files() -> list[Path]:
         if docs and all(isinstance(d, dict) and "kind" in d and "apiVersion" in d for d in docs):
             files.append(path)
     return files
-
-
-def _find(docs: list[dict], kind: str, name: str) -> dict:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
-    return matches[0]
-
-
-@pytest.fixture(scope="session")
-def find():
-    """find(docs, kind, name) -> the one object of that kind and name."""
-    return _find
-
-
-@pytest.fixture(scope="session")
-def config_map_data():
-    """config_map_data(docs, base_name) -> data of the generated ConfigMap `base_name-<hash>`."""
-    def lookup(docs: list[dict], base_name: str) -> dict[str, str]:
-        matches = [d for d in docs if d["kind"] == "ConfigMap"
-                   and re.fullmatch(rf"{re.escape(base_name)}-[a-z0-9]{{10}}", d["metadata"]["name"])]
-        assert len(matches) == 1, f"expected one generated ConfigMap {base_name}"
-        return matches[0]["data"]
-    return lookup
 
 
 @pytest.fixture(scope="session")
@@ -393,10 +428,15 @@ def dashboards() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def documented_queries() -> list[str]:
+def deployment_doc() -> str:
+    """docs/deployment.md."""
+    return (REPO / "docs" / "deployment.md").read_text()
+
+
+@pytest.fixture(scope="session")
+def documented_queries(deployment_doc) -> list[str]:
     """Every ```promql block of docs/deployment.md."""
-    text = (REPO / "docs" / "deployment.md").read_text()
-    return [block.strip() for block in re.findall(r"```promql\n(.*?)```", text, re.DOTALL)]
+    return [block.strip() for block in re.findall(r"```promql\n(.*?)```", deployment_doc, re.DOTALL)]
 
 
 @pytest.fixture(scope="session")
@@ -412,15 +452,3 @@ def promql_expressions(dashboards, alert_rules, documented_queries) -> list[tupl
             found.append((f"alert-rules.yml: {rule.get('alert') or rule.get('record')}", rule["expr"]))
     found += [(f"docs/deployment.md query {i + 1}", q) for i, q in enumerate(documented_queries)]
     return found
-
-
-@pytest.fixture(scope="session")
-def promql_references_of():
-    """promql_references(expr) -> ({metric: matcher labels}, grouping labels)."""
-    return promql_references
-
-
-@pytest.fixture(scope="session")
-def as_promtool_expr():
-    """promql_for_promtool(expr) -> the expression with Grafana variables replaced."""
-    return promql_for_promtool

@@ -33,32 +33,48 @@ class AuditContext:
 Rt = Runtime[AuditContext]
 
 
-def parse(state: AuditState, runtime: Rt) -> dict[str, Any]:
-    """Enforce limits, skip non-Python files and parse the rest."""
+def load(state: AuditState, runtime: Rt) -> dict[str, Any]:
+    """Check the request shape and limits before any parsing; set non-Python files aside."""
     files = load_files(state["raw"], runtime.context.settings)
-    parsed = []
-    for source in files:
-        if not is_python(source.path):
-            continue
-        outcome = parse_source(source.content)
-        if isinstance(outcome, Finding):
-            parsed.append(ParsedFile(source=source, tree=None, error=outcome))
-        else:
-            parsed.append(ParsedFile(source=source, tree=outcome))
-    return {"parsed": tuple(parsed), "files_skipped": len(files) - len(parsed)}
+    python_files = tuple(source for source in files if is_python(source.path))
+    return {
+        "python_files": python_files,
+        "cursor": 0,
+        "files_skipped": len(files) - len(python_files),
+        "current": None,
+        "violations": (),
+    }
+
+
+def next_file(state: AuditState) -> str:
+    """Conditional edge: parse the next Python file, or classify once all are done."""
+    return "more" if state["cursor"] < len(state["python_files"]) else "done"
+
+
+def parse(state: AuditState, runtime: Rt) -> dict[str, Any]:
+    """Parse one file; a file that does not parse carries a syntax_error finding instead of a tree."""
+    source = state["python_files"][state["cursor"]]
+    outcome = parse_source(source.content)
+    if isinstance(outcome, Finding):
+        current = ParsedFile(source=source, tree=None, error=outcome)
+    else:
+        current = ParsedFile(source=source, tree=outcome)
+    return {"current": current, "cursor": state["cursor"] + 1}
 
 
 def run_rules(state: AuditState, runtime: Rt) -> dict[str, Any]:
-    """Run every rule over every parsed file, in submission order."""
+    """Run every rule over the file just parsed, then drop its tree."""
     settings = runtime.context.settings
-    violations = []
-    for item in state["parsed"]:
-        if item.tree is not None:
-            findings = check_tree(item.tree, settings)
-        else:
-            findings = [item.error] if item.error is not None else []
-        violations.extend(locate(item.source, findings, settings))
-    return {"violations": tuple(violations)}
+    item = state["current"]
+    if item is None:
+        return {}
+    if item.tree is not None:
+        findings = check_tree(item.tree, settings)
+    else:
+        findings = [item.error] if item.error is not None else []
+    # One file at a time: a 256 KiB file's tree can take ~50 MB, so trees must not pile up.
+    located = tuple(locate(item.source, findings, settings))
+    return {"violations": state["violations"] + located, "current": None}
 
 
 def classify(state: AuditState, runtime: Rt) -> dict[str, Any]:
@@ -81,7 +97,7 @@ def record(state: AuditState, runtime: Rt) -> dict[str, Any]:
     result = AuditResult(
         status=state["status"],
         violations=state["violations"],
-        files_processed=len(state["parsed"]),
+        files_processed=len(state["python_files"]),
         files_skipped=state["files_skipped"],
         remediation=state.get("remediation", ()),
     )
@@ -91,9 +107,10 @@ def record(state: AuditState, runtime: Rt) -> dict[str, Any]:
 
 
 def build_audit_graph() -> CompiledStateGraph:
-    """Wire and compile: parse -> run_rules -> classify -> [needs_remediation] -> remediate? -> record."""
+    """Wire and compile the graph (see docs/workflows.md for the diagram)."""
     graph = StateGraph(AuditState, context_schema=AuditContext)
     for name, fn in (
+        ("load", load),
         ("parse", parse),
         ("run_rules", run_rules),
         ("classify", classify),
@@ -101,9 +118,11 @@ def build_audit_graph() -> CompiledStateGraph:
         ("record", record),
     ):
         graph.add_node(name, guarded(WORKFLOW, name, fn))
-    graph.add_edge(START, "parse")
+    graph.add_edge(START, "load")
+    graph.add_conditional_edges("load", next_file, {"more": "parse", "done": "classify"})
     graph.add_edge("parse", "run_rules")
-    graph.add_edge("run_rules", "classify")
+    # The parse -> run_rules loop runs once per Python file.
+    graph.add_conditional_edges("run_rules", next_file, {"more": "parse", "done": "classify"})
     graph.add_conditional_edges("classify", needs_remediation, {"violations": "remediate", "clean": "record"})
     graph.add_edge("remediate", "record")
     graph.add_edge("record", END)
@@ -126,5 +145,7 @@ def run_audit(
 ) -> AuditResult:
     """Audit the submitted files; raises WorkflowInputError, AuditLimitError or WorkflowExecutionError."""
     context = AuditContext(settings=settings, on_record=on_record)
-    final = invoke(get_audit_graph(), {"raw": data}, context)
+    # Two steps per file (parse, run_rules) plus load, classify, remediate and record.
+    steps = 2 * settings.max_files + 10
+    final = invoke(get_audit_graph(), {"raw": data}, context, recursion_limit=steps)
     return final["result"]

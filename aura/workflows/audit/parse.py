@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import AuditLimitError, WorkflowInputError
@@ -67,10 +69,28 @@ def _nul_line(content: Content) -> int:
     return _line_of(content, position) if position >= 0 else 1
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, restoring it only if this call paused it."""
+    # Building an AST allocates ~100k acyclic objects per 256 KiB, which triggers many young-
+    # generation collections that free nothing: pausing them makes parsing 2-3x faster.
+    # Only a caller that saw the collector enabled re-enables it, so overlapping calls from
+    # several threads always leave it enabled at the end.
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def parse_source(content: Content) -> ast.Module | Finding:
     """Parse Python source; any failure becomes a syntax_error Finding, never an exception."""
     try:
-        return ast.parse(content)
+        with _gc_paused():
+            return ast.parse(content)
     except SyntaxError as exc:
         if exc.lineno is None and "null bytes" in str(exc.msg):
             return Finding("syntax_error", _nul_line(content), "file contains NUL bytes")

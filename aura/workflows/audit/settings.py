@@ -43,11 +43,14 @@ class AuditSettings:
     max_file_bytes: int = 256 * 1024
     # A function whose body spans more lines than this is a long_function.
     max_function_lines: int = 50
+    # Per file and rule, findings beyond this are folded into one summary finding, so a
+    # hostile file cannot turn into tens of thousands of violations (response and DB size).
+    max_findings_per_rule: int = 20
     severities: Mapping[str, Severity] = field(default_factory=lambda: DEFAULT_SEVERITIES)
 
     def __post_init__(self) -> None:
         """Reject limits below 1 and misspelt rules; rules left out keep their default severity."""
-        if min(self.max_files, self.max_file_bytes, self.max_function_lines) < 1:
+        if min(self.max_files, self.max_file_bytes, self.max_function_lines, self.max_findings_per_rule) < 1:
             raise ValueError("audit limits must be >= 1")
         unknown = set(self.severities) - set(RULE_TYPES)
         if unknown:

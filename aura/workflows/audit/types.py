@@ -135,11 +135,15 @@ class AuditResult:
 
 
 class AuditState(TypedDict, total=False):
-    """LangGraph state: each node reads what earlier nodes wrote and adds its own key."""
+    """LangGraph state: each node reads what earlier nodes wrote and adds or replaces its keys."""
 
     raw: Mapping[str, Any]
-    parsed: tuple[ParsedFile, ...]
+    # Python files still to audit, in submission order; `cursor` is the next one to parse.
+    python_files: tuple[SourceFile, ...]
+    cursor: int
     files_skipped: int
+    # The one file between parse and run_rules; cleared afterwards so its tree can be freed.
+    current: ParsedFile | None
     violations: tuple[Violation, ...]
     status: AuditStatus
     remediation: tuple[Remediation, ...]

@@ -81,6 +81,9 @@ def _bindings(node: ast.AST) -> Iterator[tuple[str | None, ast.expr | None]]:
             yield keyword.arg, keyword.value
 
 
+_BINDING_NODES = (ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.Dict, ast.Call)
+
+
 def _unpack(target: ast.expr, value: ast.expr) -> Iterator[tuple[str | None, ast.expr | None]]:
     """Pair tuple targets with tuple values element-wise (user, password = "a", "b")."""
     if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)):
@@ -103,6 +106,8 @@ def hardcoded_secret(nodes: Sequence[ast.AST], settings: AuditSettings) -> Itera
     """Flag string literals bound to secret-looking names or containing a known key format."""
     reported: set[int] = set()  # id() of literals already reported, so one literal gives one finding
     for node in nodes:
+        if not isinstance(node, _BINDING_NODES):
+            continue  # cheap filter: most nodes bind nothing
         for name, value in _bindings(node):
             text = _str_value(value)
             if value is None or text is None or name is None or id(value) in reported:

@@ -1,0 +1,51 @@
+"""Database instrumentation: statement durations by operation, and the pool's gauges."""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from aura import metrics
+
+_OPERATIONS = ("select", "insert", "update", "delete")
+
+
+def operation_of(statement: str) -> str:
+    """select|insert|update|delete|other from the statement's first word (no regex)."""
+    head = statement.lstrip()[:6].lower()
+    return head if head in _OPERATIONS else "other"
+
+
+def instrument_engine(engine: Engine) -> None:
+    """Time every statement through SQLAlchemy's cursor events."""
+    if getattr(engine, "_aura_instrumented", False):
+        return
+    engine._aura_instrumented = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn, cursor, statement, parameters, context, executemany):
+        conn.info.setdefault("aura_query_start", []).append(perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop(conn, cursor, statement, parameters, context, executemany):
+        started = conn.info["aura_query_start"].pop()
+        metrics.database_query(operation_of(statement), perf_counter() - started)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context):
+        # A failed statement still took time; drop its start so the stack stays balanced.
+        stack = context.connection.info.get("aura_query_start") if context.connection else None
+        if stack:
+            metrics.database_query(operation_of(context.statement or ""), perf_counter() - stack.pop())
+
+
+def pool_counts(engine: Engine) -> tuple[int, int]:
+    """(checked out, idle in pool) for this process's engine."""
+    pool = engine.pool
+    checked_out = getattr(pool, "checkedout", None)
+    checked_in = getattr(pool, "checkedin", None)
+    if checked_out is None or checked_in is None:  # pools without counters (NullPool, StaticPool)
+        return 0, 0
+    return checked_out(), checked_in()

@@ -1,0 +1,359 @@
+"""The Kubernetes manifests: strictly schema-valid, rendered overlays included, and consistent.
+
+Schema validation is offline (kubernetes-validate ships the schemas) and strict: a field the
+schema does not know - a typo - fails, where `kubectl apply` would silently drop it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+# Validated against an old supported Kubernetes and the newest kubernetes-validate knows, so a
+# field that is too new, or already removed, fails either way.
+KUBERNETES_VERSIONS = ("1.30", "1.37")
+CRD_GROUP = "monitoring.coreos.com/"
+SPEC_ANNOTATIONS = {  # the monitoring spec's "Prometheus Configuration"
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": "8000",
+    "prometheus.io/path": "/metrics",
+}
+MIGRATION_COMMAND = ["flask", "--app", "wsgi", "db", "upgrade"]
+SECRET_KEYS_THE_APP_NEEDS = {"JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_AUTH_TOKEN"}
+# The kubelet's SIGKILL must come after Gunicorn's own deadline: margin in seconds.
+GRACE_MARGIN = range(1, 16)
+
+
+def validate_strictly(doc: dict) -> None:
+    """Validate one object against every KUBERNETES_VERSIONS schema (CRDs: by validate_crd)."""
+    if doc["apiVersion"].startswith(CRD_GROUP):
+        validate_crd(doc)
+        return
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+# Fields of the two Prometheus Operator kinds used here; no schema ships for CRDs offline.
+_CRD_FIELDS = {
+    "PrometheusRule": {
+        "spec": {"groups"},
+        "group": {"name", "interval", "rules", "limit", "partial_response_strategy"},
+        "rule": {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"},
+    },
+    "PodMonitor": {
+        "spec": {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"},
+        "endpoint": {"port", "path", "interval", "scrapeTimeout", "scheme", "authorization",
+                     "relabelings", "metricRelabelings", "honorLabels", "tlsConfig"},
+    },
+}
+
+
+def validate_crd(doc: dict) -> None:
+    """Strict structural check of a PrometheusRule or PodMonitor."""
+    kind = doc["kind"]
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1", doc["apiVersion"]
+    assert kind in _CRD_FIELDS, f"no structural check for {kind}"
+    fields = _CRD_FIELDS[kind]
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}, sorted(doc)
+    assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}
+    assert doc["metadata"]["name"] and doc["metadata"]["namespace"]
+    assert set(doc["spec"]) <= fields["spec"], sorted(set(doc["spec"]) - fields["spec"])
+    if kind == "PrometheusRule":
+        for group in doc["spec"]["groups"]:
+            assert set(group) <= fields["group"] and group["name"] and group["rules"]
+            for rule in group["rules"]:
+                assert set(rule) <= fields["rule"], sorted(set(rule) - fields["rule"])
+                assert ("alert" in rule) != ("record" in rule) and isinstance(rule["expr"], str)
+                for key in ("labels", "annotations"):
+                    assert all(isinstance(v, str) for v in rule.get(key, {}).values())
+    else:
+        assert doc["spec"]["selector"]["matchLabels"]
+        for endpoint in doc["spec"]["podMetricsEndpoints"]:
+            assert set(endpoint) <= fields["endpoint"], sorted(set(endpoint) - fields["endpoint"])
+
+
+def objects(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def aura_pod(docs: list[dict]) -> dict:
+    """The pod template of the Aura Deployment."""
+    [deployment] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "aura"]
+    return deployment["spec"]["template"]
+
+
+def app_container(pod_template: dict) -> dict:
+    [container] = [c for c in pod_template["spec"]["containers"] if c["name"] == "aura"]
+    return container
+
+
+def fail_validation(where: str, doc: dict, error: kubernetes_validate.ValidationError):
+    pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: "
+                f"{'.'.join(map(str, error.path))}: {error.message}")
+
+
+# --- Schema validation ----------------------------------------------------------------------
+
+def test_manifest_files_are_found(manifest_files, k8s):
+    """The walk must see the manifests, or every test over them would pass vacuously."""
+    names = {p.relative_to(k8s.root).as_posix() for p in manifest_files}
+    assert {"base/deployment.yaml", "base/secret.template.yaml",
+            "monitoring/operator/prometheusrule.yaml"} <= names
+
+
+def test_every_manifest_file_is_strictly_valid(manifest_files, k8s):
+    """Each file on its own, the Secret templates included (they must stay apply-able)."""
+    for path in manifest_files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                try:
+                    validate_strictly(doc)
+                except kubernetes_validate.ValidationError as error:
+                    fail_validation(str(path.relative_to(k8s.root)), doc, error)
+
+
+def test_rendered_kustomization_is_strictly_valid(kustomization):
+    """What `kubectl apply -k` would send, generated ConfigMaps and patched fields included."""
+    name, docs = kustomization
+    assert docs, f"{name} renders nothing"
+    for doc in docs:
+        try:
+            validate_strictly(doc)
+        except kubernetes_validate.ValidationError as error:
+            fail_validation(name, doc, error)
+
+
+def test_strict_validation_catches_a_misspelt_field(rendered):
+    """The proof that validation is strict: one typo deep in the pod spec fails."""
+    deployment = copy.deepcopy(aura_pod(rendered["overlays/production"]))
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "aura"},
+                  "spec": {"selector": {"matchLabels": deployment["metadata"]["labels"]},
+                           "template": deployment}}
+    validate_strictly(deployment)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=False)  # lenient: passes
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        validate_strictly(deployment)
+
+
+def test_crd_check_catches_a_misspelt_field(rendered):
+    """Same for the PrometheusRule, which no offline Kubernetes schema covers."""
+    [rule] = copy.deepcopy(objects(rendered["monitoring/operator"], "PrometheusRule"))
+    validate_crd(rule)
+    first = rule["spec"]["groups"][0]["rules"][0]
+    first["annotation"] = first.pop("annotations")
+    with pytest.raises(AssertionError, match="annotation"):
+        validate_crd(rule)
+
+
+# --- The renderer ---------------------------------------------------------------------------
+
+def _kubectl_with_kustomize_v5() -> str | None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return None
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"Kustomize Version: v(\d+)", version.stdout)
+    return kubectl if match and int(match.group(1)) >= 5 else None
+
+
+def test_renderer_agrees_with_kubectl_kustomize(kustomization, k8s):
+    """Where kubectl (kustomize v5) is installed, it renders exactly what these tests validate."""
+    name, docs = kustomization
+    kubectl = _kubectl_with_kustomize_v5()
+    if kubectl is None:
+        pytest.skip("kubectl with kustomize v5 is not installed: renderer not cross-checked")
+    output = subprocess.run([kubectl, "kustomize", str(k8s.root / name)], capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+
+    def key(doc):
+        return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
+    theirs = {key(d): d for d in yaml.safe_load_all(output) if d}
+    ours = {key(d): d for d in docs}
+    assert sorted(ours) == sorted(theirs)
+    for object_key, doc in ours.items():
+        assert doc == theirs[object_key], object_key
+
+
+def test_renderer_refuses_unsupported_features(tmp_path, k8s):
+    """A kustomization feature the renderer does not know fails loudly, never half-renders."""
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
+    with pytest.raises(ValueError, match="namePrefix"):
+        k8s.render(tmp_path)
+
+
+# --- The Aura Deployment --------------------------------------------------------------------
+
+def test_pod_template_carries_the_spec_scrape_annotations(app_kustomization):
+    """Prometheus discovers pods: the annotations belong on the template, matching the port."""
+    template = aura_pod(app_kustomization[1])
+    annotations = template["metadata"]["annotations"]
+    assert {k: annotations.get(k) for k in SPEC_ANNOTATIONS} == SPEC_ANNOTATIONS
+    container = app_container(template)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert [p["containerPort"] for p in container["ports"]] == [8000]
+    assert env["GUNICORN_BIND"] == "0.0.0.0:8000"
+
+
+def test_termination_grace_covers_gunicorns_graceful_timeout(app_kustomization, k8s):
+    """preStop pause + GUNICORN_GRACEFUL_TIMEOUT + a margin = terminationGracePeriodSeconds."""
+    docs = app_kustomization[1]
+    template = aura_pod(docs)
+    graceful = int(k8s.config_map_data(docs, "aura-config")["GUNICORN_GRACEFUL_TIMEOUT"])
+    command = app_container(template)["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pause = int(command[1])
+    assert template["spec"]["terminationGracePeriodSeconds"] - pause - graceful in GRACE_MARGIN
+
+
+def test_metrics_directory_is_a_per_pod_memory_volume(app_kustomization):
+    """PROMETHEUS_MULTIPROC_DIR is the mount of an emptyDir in memory, for the app only."""
+    template = aura_pod(app_kustomization[1])
+    container = app_container(template)
+    directory = next(e["value"] for e in container["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR")
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    [volume] = [v for v in template["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"
+    assert volume["emptyDir"]["sizeLimit"]
+    for init in template["spec"]["initContainers"]:
+        assert "PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in init.get("env", [])}
+
+
+def test_probes_use_healthz_and_readyz(app_kustomization):
+    container = app_container(aura_pod(app_kustomization[1]))
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_migrations_run_before_the_app_with_the_apps_configuration(app_kustomization):
+    """The initContainer runs the migration with the same image, config and secrets."""
+    template = aura_pod(app_kustomization[1])
+    [migrate] = template["spec"]["initContainers"]
+    app = app_container(template)
+    assert migrate["command"] == MIGRATION_COMMAND
+    assert migrate["image"] == app["image"]
+    assert migrate["envFrom"] == app["envFrom"]
+    tied_to_the_app_container = {"GUNICORN_BIND", "PROMETHEUS_MULTIPROC_DIR"}
+    assert migrate["env"] == [e for e in app["env"] if e["name"] not in tied_to_the_app_container]
+
+
+def test_secret_keys_match_the_template(app_kustomization, k8s):
+    """The pods ask for exactly the keys the Secret template documents."""
+    docs = app_kustomization[1]
+    template_secret = yaml.safe_load((k8s.root / "base" / "secret.template.yaml").read_text())
+    documented = set(template_secret["stringData"])
+    for doc in docs:
+        for pod_spec in k8s.pod_specs(doc):
+            for container in k8s.containers(pod_spec):
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {}).get("secretKeyRef")
+                    if ref and ref["name"] == "aura-secrets":
+                        assert ref["key"] in documented, ref["key"]
+    app_keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in app_container(aura_pod(docs))["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})}
+    assert app_keys == SECRET_KEYS_THE_APP_NEEDS
+
+
+def test_no_secret_is_ever_applied(kustomization):
+    """Secrets are created by hand; a Secret in a kustomization would overwrite the real one."""
+    assert not objects(kustomization[1], "Secret")
+
+
+def test_hpa_owns_the_replica_count(app_kustomization, k8s):
+    docs = app_kustomization[1]
+    deployment = k8s.find(docs, "Deployment", "aura")
+    hpa = k8s.find(docs, "HorizontalPodAutoscaler", "aura")
+    assert "replicas" not in deployment["spec"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "aura"}
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert k8s.find(docs, "PodDisruptionBudget", "aura")["apiVersion"] == "policy/v1"
+
+
+def test_overlays_differ_where_intended(rendered, k8s):
+    """dev brings its datastores; production uses managed ones behind an Ingress."""
+    dev, production = rendered["overlays/dev"], rendered["overlays/production"]
+    assert {d["metadata"]["name"] for d in objects(dev, "StatefulSet")} == {"postgres", "redis"}
+    assert objects(production, "StatefulSet") == []
+    assert k8s.config_map_data(production, "aura-config")["TRUSTED_PROXY_COUNT"] == "1"
+    assert objects(production, "Ingress")
+    assert k8s.config_map_data(dev, "aura-config")["TRUSTED_PROXY_COUNT"] == "0"
+    assert app_container(aura_pod(dev))["image"] == "aura:dev"
+    assert re.fullmatch(r".+/aura:\d+\.\d+\.\d+", app_container(aura_pod(production))["image"])
+
+
+# --- Every workload -------------------------------------------------------------------------
+
+def test_workloads_are_hardened_and_consistent(kustomization, k8s):
+    """Non-root, read-only root, no privilege escalation; selectors, mounts and refs resolve."""
+    name, docs = kustomization
+    config_maps = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in objects(docs, "ConfigMap")}
+    for doc in docs:
+        for pod_spec in k8s.pod_specs(doc):
+            where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
+            namespace = doc["metadata"]["namespace"]
+            assert pod_spec["securityContext"]["runAsNonRoot"] is True, where
+            assert pod_spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+            selector = doc["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items(), where
+            volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+            claims = {c["metadata"]["name"] for c in doc["spec"].get("volumeClaimTemplates", [])}
+            for container in k8s.containers(pod_spec):
+                context = container["securityContext"]
+                assert context["readOnlyRootFilesystem"] is True, where
+                assert context["allowPrivilegeEscalation"] is False, where
+                assert context["capabilities"]["drop"] == ["ALL"], where
+                assert "memory" in container["resources"]["limits"], where
+                for mount in container.get("volumeMounts", []):
+                    assert mount["name"] in volumes or mount["name"] in claims, f"{where}: {mount['name']}"
+            for volume in volumes.values():
+                if "configMap" in volume:
+                    assert (namespace, volume["configMap"]["name"]) in config_maps, f"{where}: {volume}"
+
+
+def test_services_select_pods_of_the_same_kustomization(kustomization, k8s):
+    name, docs = kustomization
+    pod_labels = [(d["metadata"]["namespace"], d["spec"]["template"]["metadata"]["labels"])
+                  for d in docs if k8s.pod_specs(d)]
+    for service in objects(docs, "Service"):
+        selector = service["spec"]["selector"]
+        namespace = service["metadata"]["namespace"]
+        assert any(ns == namespace and selector.items() <= labels.items() for ns, labels in pod_labels), \
+            f"{name}: Service {service['metadata']['name']} selects no pod"
+
+
+def test_every_object_names_its_namespace(kustomization):
+    """No kustomize `namespace:` is used, so each namespaced object must say where it goes."""
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for doc in kustomization[1]:
+        if doc["kind"] not in cluster_scoped:
+            assert doc["metadata"].get("namespace") in ("aura", "monitoring"), doc["kind"]
+
+
+def test_datastores_persist(rendered, k8s):
+    """Redis: an append-only file, never evicting; both datastores on volumeClaimTemplates."""
+    docs = rendered["overlays/dev"]
+    redis_conf = k8s.config_map_data(docs, "redis-config")["redis.conf"]
+    settings = dict(line.split(None, 1) for line in redis_conf.splitlines()
+                    if line.strip() and not line.startswith(("#", "save")))
+    assert settings["appendonly"] == "yes"
+    assert settings["maxmemory-policy"] == "noeviction"
+    for name, data_path in (("redis", settings["dir"]), ("postgres", "/var/lib/postgresql/data")):
+        statefulset = k8s.find(docs, "StatefulSet", name)
+        [claim] = statefulset["spec"]["volumeClaimTemplates"]
+        mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": claim["metadata"]["name"], "mountPath": data_path} in mounts
+
+
+def test_every_manifest_explains_itself(k8s):
+    """House style: ops files are commented. Each YAML file under k8s/ opens with a comment."""
+    for path in sorted([*k8s.root.rglob("*.yaml"), *k8s.root.rglob("*.yml")]):
+        assert path.read_text().lstrip().startswith("#"), f"{path.relative_to(k8s.root)}: no leading comment"
