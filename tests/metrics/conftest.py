@@ -55,9 +55,9 @@ SCRAPER = STUB_PACKAGES + """
 import json, sys, time
 from prometheus_client import CollectorRegistry
 from aura.metrics.multiproc import AuraMultiProcessCollector
-directory, seconds = sys.argv[1], float(sys.argv[2])
-end = time.monotonic() + seconds
-while time.monotonic() < end:
+directory, stop_file = sys.argv[1], sys.argv[2]
+end = time.monotonic() + 60
+while not os.path.exists(stop_file) and time.monotonic() < end:
     reg = CollectorRegistry()
     AuraMultiProcessCollector(reg, directory, self_metrics=False, lock_timeout=10)
     out = {}

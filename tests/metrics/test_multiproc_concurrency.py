@@ -25,7 +25,7 @@ def _dead_workers(directory, mpkit, n=WORKERS) -> list[str]:
     return ids
 
 
-def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, mpkit):
+def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, mpkit, tmp_path):
     ids = _dead_workers(metrics_dir, mpkit)
     expected = mpkit.scrape(metrics_dir)  # all workers are dead: totals are constant
     stop = threading.Event()
@@ -40,7 +40,8 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
             errors.append(e)
 
     # Scrapers in this process (threads) and in another process, while merges run one by one.
-    proc = subprocess.Popen([sys.executable, "-c", mpkit.SCRAPER, str(metrics_dir), "30"],
+    stop_file = tmp_path / "stop"
+    proc = subprocess.Popen([sys.executable, "-c", mpkit.SCRAPER, str(metrics_dir), str(stop_file)],
                             env=mpkit.env(metrics_dir), stdout=subprocess.PIPE, text=True)
     threads = [threading.Thread(target=scrape_loop) for _ in range(3)]
     for t in threads:
@@ -56,8 +57,9 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
         stop.set()
         for t in threads:
             t.join(30)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        stop_file.write_text("stop")
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
 
     assert not errors, errors
     assert not list(metrics_dir.glob("*.db"))

@@ -54,11 +54,18 @@ def test_graph_shapes():
     struggle = get_struggle_graph().get_graph()
     audit = get_audit_graph().get_graph()
     assert {"validate", "signals", "score", "recommend", "record"} <= set(struggle.nodes)
-    assert {"parse", "run_rules", "classify", "remediate", "record"} <= set(audit.nodes)
+    assert {"load", "parse", "run_rules", "classify", "remediate", "record"} <= set(audit.nodes)
     conditional = {(e.source, e.target) for e in struggle.edges if e.conditional}
     assert conditional == {("score", "recommend"), ("score", "record")}
     conditional = {(e.source, e.target) for e in audit.edges if e.conditional}
-    assert conditional == {("classify", "remediate"), ("classify", "record")}
+    assert conditional == {
+        ("load", "parse"),
+        ("load", "classify"),
+        ("run_rules", "parse"),  # the per-file loop
+        ("run_rules", "classify"),
+        ("classify", "remediate"),
+        ("classify", "record"),
+    }
 
 
 def test_runs_without_network(monkeypatch, catalog):
