@@ -242,7 +242,10 @@ _PROMQL_TOKEN = re.compile(r"""
   | (?P<space>\s+)
 """, re.VERBOSE)
 _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-_KEYWORDS = _GROUPING | {"bool", "and", "or", "unless", "inf", "nan"}
+# Aggregations may be followed by `by (...)` instead of `(`, so they are known by name.
+_AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+                 "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+_KEYWORDS = _GROUPING | _AGGREGATIONS | {"bool", "and", "or", "unless", "inf", "nan"}
 
 
 def promql_references(expr: str) -> tuple[dict[str, set[str]], set[str]]:
