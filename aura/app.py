@@ -122,7 +122,7 @@ def register_instrumentation(app: Flask) -> None:
     """HTTP metrics around the whole app, so responses made before any view are counted too."""
     from aura import metrics
 
-    if metrics.ENABLED:
+    if metrics.ENABLED and app.config["AURA"].metrics_enabled:
         from aura.infra.database import instrument_engine
         from aura.infra.pools import install_pool_sampling
         from aura.metrics.http import install

@@ -58,6 +58,7 @@ class Settings:
     rate_limit_workflows: str = "60 per minute"
     rate_limit_max_client_ids: int = 1000
     trusted_proxy_count: int = 0
+    metrics_enabled: bool = True
     metrics_auth_token: str = field(default="", repr=False)
     prometheus_multiproc_dir: str = ""
     log_level: str = "INFO"

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -419,6 +420,7 @@ def build_module():
     """dashboards/build.py, imported (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location("aura_dashboards_build", REPO / "dashboards" / "build.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 

@@ -65,6 +65,7 @@ while not os.path.exists(stop_file) and time.monotonic() < end:
         for s in m.samples:
             out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
     print(json.dumps(out), flush=True)
+    open(stop_file + ".ready", "w").close()
 """
 
 MERGER = STUB_PACKAGES + """

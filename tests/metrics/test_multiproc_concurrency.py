@@ -47,7 +47,7 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     for t in threads:
         t.start()
     try:
-        time.sleep(0.2)
+        mpkit.wait_for(f"{stop_file}.ready")  # the other process is scraping now
         for ident in ids:
             stats = multiproc.merge_dead_worker(str(metrics_dir), ident, lock_timeout=10)
             assert stats.skipped_reason is None and stats.merged_identifiers == (ident,)

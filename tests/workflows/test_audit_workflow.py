@@ -11,6 +11,7 @@ from aura.workflows import (
     AuditLimitError,
     AuditSettings,
     WorkflowInputError,
+    get_audit_graph,
     run_audit,
 )
 
@@ -128,6 +129,43 @@ def test_file_size_counts_utf8_bytes():
     assert run_audit(_files(("m.py", "#" + "é" * 4)), settings=settings).status == "pass"  # 9 bytes
     with pytest.raises(AuditLimitError):
         run_audit(_files(("m.py", "#" + "é" * 5)), settings=settings)  # 11 bytes, 6 characters
+
+
+def test_total_size_limit_is_optional():
+    data = _files(("a.py", "#" * 6), ("b.txt", "#" * 6))
+    assert run_audit(data, settings=AuditSettings(max_total_bytes=12)).status == "pass"
+    with pytest.raises(AuditLimitError) as info:
+        run_audit(data, settings=AuditSettings(max_total_bytes=11))
+    assert (info.value.limit, info.value.actual, info.value.path) == ("max_total_bytes", 12, "b.txt")
+
+
+@pytest.mark.parametrize("count", [50, 120])
+def test_many_python_files_fit_the_step_budget(count):
+    # Each Python file is one parse -> run_rules round trip through the graph.
+    data = _files(*[(f"f{i}.py", "print(1)") for i in range(count)])
+    result = run_audit(data, settings=AuditSettings(max_files=count))
+    assert (result.files_processed, len(result.violations)) == (count, count)
+
+
+def test_findings_are_capped_per_rule_and_file():
+    source = "print(1)\n" * 30 + "eval('x')\n"
+    data = _files(("a.py", source), ("b.py", "print(2)"))
+    result = run_audit(data, settings=AuditSettings(max_findings_per_rule=5))
+    prints = [v for v in result.violations if v.path == "a.py" and v.type == "print_statement"]
+    assert [v.line for v in prints] == [1, 2, 3, 4, 5, 6]
+    assert prints[-1].message == "25 more print_statement findings from this line on (not listed)"
+    assert [v.type for v in result.violations if v.path == "a.py"][-1] == "eval_exec"
+    assert [v.path for v in result.violations].count("b.py") == 1
+    assert result.status == "fail"
+
+
+def test_trees_are_not_kept_in_the_final_state():
+    from aura.workflows.audit.graph import AuditContext
+
+    final = get_audit_graph().invoke(
+        {"raw": _files(("a.py", "x = 1"), ("b.py", "y = 2"))}, context=AuditContext()
+    )
+    assert final["current"] is None and final["cursor"] == 2
 
 
 def test_limits_apply_to_skipped_files_too():

@@ -25,7 +25,8 @@ def _size_in_bytes(content: Content, limit: int) -> int:
     if isinstance(content, bytes):
         return len(content)
     if len(content) > limit:
-        # Every character is at least one byte, so this is over the limit whatever the encoding.
+        # Every character is at least one byte, so this is over the limit whatever the encoding
+        # (the size reported is then a lower bound, which saves encoding a huge string).
         return len(content)
     # surrogatepass: lone surrogates are measured here and reported by the parser instead.
     return len(content.encode("utf-8", "surrogatepass"))
@@ -41,6 +42,7 @@ def load_files(raw: Any, settings: AuditSettings) -> tuple[SourceFile, ...]:
     if len(files) > settings.max_files:
         raise AuditLimitError("max_files", len(files), settings.max_files)
     loaded = []
+    total = 0
     for index, item in enumerate(files):
         if not isinstance(item, Mapping):
             raise WorkflowInputError(f"files[{index}]", "must be an object with path and content")
@@ -52,6 +54,9 @@ def load_files(raw: Any, settings: AuditSettings) -> tuple[SourceFile, ...]:
         size = _size_in_bytes(content, settings.max_file_bytes)
         if size > settings.max_file_bytes:
             raise AuditLimitError("max_file_bytes", size, settings.max_file_bytes, path=path)
+        total += size
+        if settings.max_total_bytes is not None and total > settings.max_total_bytes:
+            raise AuditLimitError("max_total_bytes", total, settings.max_total_bytes, path=path)
         loaded.append(SourceFile(index=index, path=path, content=content))
     return tuple(loaded)
 

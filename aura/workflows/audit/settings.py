@@ -41,6 +41,9 @@ class AuditSettings:
     max_files: int = 50
     # Measured in UTF-8 bytes of each file's content.
     max_file_bytes: int = 256 * 1024
+    # Optional cap on the sum of all file sizes. None: only max_files x max_file_bytes applies.
+    # Parsing costs roughly 0.3-1 s of CPU per 256 KiB, so set this to bound request time.
+    max_total_bytes: int | None = None
     # A function whose body spans more lines than this is a long_function.
     max_function_lines: int = 50
     # Per file and rule, findings beyond this are folded into one summary finding, so a
@@ -52,6 +55,8 @@ class AuditSettings:
         """Reject limits below 1 and misspelt rules; rules left out keep their default severity."""
         if min(self.max_files, self.max_file_bytes, self.max_function_lines, self.max_findings_per_rule) < 1:
             raise ValueError("audit limits must be >= 1")
+        if self.max_total_bytes is not None and self.max_total_bytes < 1:
+            raise ValueError("max_total_bytes must be >= 1 or None")
         unknown = set(self.severities) - set(RULE_TYPES)
         if unknown:
             raise ValueError(f"unknown rules in severities: {', '.join(sorted(unknown))}")
