@@ -203,7 +203,8 @@ class Archive:
                 "merged_files": self.merged_files,
                 "damaged_files": self.damaged_files,
                 "merge_duration": {
-                    "buckets": [[_le_string(b), n] for b, n in zip(DURATION_BUCKETS, self.duration_counts)],
+                    "buckets": [[_le_string(b), n]
+                                for b, n in zip(DURATION_BUCKETS, self.duration_counts, strict=True)],
                     "sum": self.duration_sum,
                 },
             },

@@ -727,13 +727,13 @@ class AuraMultiProcessCollector:
                                   value=archive.merged_files)
         acc = 0
         buckets = []
-        for bound, n in zip(DURATION_BUCKETS, archive.duration_counts):
+        for bound, n in zip(DURATION_BUCKETS, archive.duration_counts, strict=True):
             acc += n
             buckets.append((floatToGoString(bound), acc))
         yield HistogramMetricFamily("aura_metrics_merge_duration_seconds", "Duration of dead-worker merges.",
                                     buckets=buckets, sum_value=archive.duration_sum)
-        yield GaugeMetricFamily("aura_metrics_directory_files", "Metric files (*.db and archive) at scrape time.",
-                                value=directory_files)
+        yield GaugeMetricFamily("aura_metrics_directory_files",
+                                "Metric files (*.db and archive) at scrape time.", value=directory_files)
         damaged = CounterMetricFamily("aura_metrics_damaged_files_skipped",
                                       "Damaged metric files skipped (scrape: by this process).",
                                       labels=["stage"])
@@ -758,11 +758,13 @@ def prepare_directory(directory: str, *, uid: int | None = None, gid: int | None
             "(e.g. /dev/shm/aura-metrics).")
     try:
         os.makedirs(directory, mode=0o700)
-    except FileExistsError:
+    except FileExistsError as e:
         if not os.path.isdir(directory):
-            raise MetricsDirectoryError(f"metrics directory {directory!r} exists but is not a directory. {hint}")
+            raise MetricsDirectoryError(
+                f"metrics directory {directory!r} exists but is not a directory. {hint}") from e
     except OSError as e:
-        raise MetricsDirectoryError(f"cannot create metrics directory {directory!r}: {e.strerror}. {hint}") from e
+        raise MetricsDirectoryError(
+            f"cannot create metrics directory {directory!r}: {e.strerror}. {hint}") from e
 
     # Probe by writing: os.access() is meaningless for root and ignores read-only mounts.
     try:

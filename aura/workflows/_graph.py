@@ -1,4 +1,4 @@
-"""Helpers shared by both graphs: node error wrapping and compile-once caching."""
+"""Helpers shared by both graphs: node error wrapping, compile-once caching and invocation."""
 
 from __future__ import annotations
 
@@ -64,14 +64,25 @@ def _no_tracing() -> AbstractContextManager[Any]:
     """A context in which LangSmith tracing is off, whatever LANGSMITH_TRACING says."""
     if tracing_context is None:
         return nullcontext()
-    return nullcontext()
+    return tracing_context(enabled=False)
 
 
 def invoke(
-    graph: CompiledStateGraph, state: Mapping[str, Any], context: Any, *, recursion_limit: int = 25
+    workflow: str,
+    graph: CompiledStateGraph,
+    state: Mapping[str, Any],
+    context: Any,
+    *,
+    recursion_limit: int = 25,
 ) -> dict[str, Any]:
     """Run a compiled graph once with tracing forced off and return the final state."""
     # With LANGSMITH_TRACING set, LangGraph would upload the whole state (learners' code, any
     # secrets in it) to a third party; the workflows promise no network at all.
     with _no_tracing():
-        return graph.invoke(dict(state), {"recursion_limit": recursion_limit}, context=context)
+        try:
+            return graph.invoke(dict(state), {"recursion_limit": recursion_limit}, context=context)
+        except WorkflowError:
+            raise
+        except Exception as exc:
+            # Failures outside any node (e.g. GraphRecursionError) still reach the caller as a 500.
+            raise WorkflowExecutionError(workflow, "graph", exc) from exc

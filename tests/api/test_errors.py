@@ -74,3 +74,10 @@ def test_database_outage_is_503_not_500(make_app):
     app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().post(LOGIN, json={"email": "a@b.io", "password": "long-enough"})
     _is_error_shape(response, 503, "service_unavailable")
+
+
+def test_security_headers_on_every_response(client, auth):
+    auth.register()
+    for response in (client.get("/healthz"), client.get("/nope"), auth.login(), client.get("/metrics")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert auth.login().headers["Cache-Control"] == "no-store"

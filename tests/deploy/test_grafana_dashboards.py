@@ -96,7 +96,8 @@ def test_datasource_is_an_import_input(dashboards):
         }], filename
         assert dashboard["id"] is None  # an import creates a new dashboard
         [variable] = dashboard["templating"]["list"]
-        assert (variable["name"], variable["type"], variable["query"]) == ("DS_PROMETHEUS", "datasource", "prometheus")
+        assert (variable["name"], variable["type"]) == ("DS_PROMETHEUS", "datasource")
+        assert variable["query"] == "prometheus"
         for panel in dashboard["panels"]:
             assert panel["datasource"] == DATASOURCE, panel["title"]
             assert [t["datasource"] for t in panel["targets"]] == [DATASOURCE] * len(panel["targets"])

@@ -75,8 +75,9 @@ def test_promtool_unit_tests_pass(k8s, run_promtool):
 
 def test_every_alert_has_a_firing_unit_test(k8s, alerts):
     tests = load(k8s.monitoring / "prometheus" / "alert-rules.test.yml")["tests"]
-    fired = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
-    silent = {case["alertname"] for test in tests for case in test["alert_rule_test"] if not case["exp_alerts"]}
+    cases = [case for test in tests for case in test["alert_rule_test"]]
+    fired = {case["alertname"] for case in cases if case["exp_alerts"]}
+    silent = {case["alertname"] for case in cases if not case["exp_alerts"]}
     assert set(alerts) <= fired
     assert silent, "some test must show an alert staying quiet"
 
@@ -165,9 +166,9 @@ def relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
         if action == "drop" and match:
             return None
         if action == "replace" and match:
-            replacement = rule.get("replacement", "$1")
-            labels[rule["target_label"]] = re.sub(r"\$(\d+)", lambda m: match.group(int(m.group(1))) or "",
-                                                  replacement)
+            # Prometheus writes $1 where Python's match.expand wants \1.
+            replacement = re.sub(r"\$(\d+)", r"\\\1", rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = match.expand(replacement)
     return labels
 
 
@@ -201,7 +202,8 @@ def test_relabeling_turns_annotated_pods_into_targets(k8s):
 
 def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
     rules = aura_job(prometheus_config(k8s))["relabel_configs"]
-    assert relabel(rules, discovered_pod(__meta_kubernetes_pod_annotation_prometheus_io_scrape="false")) is None
-    assert relabel(rules, discovered_pod(__meta_kubernetes_pod_annotation_prometheus_io_scrape="")) is None
+    for scrape in ("false", ""):
+        pod = discovered_pod(__meta_kubernetes_pod_annotation_prometheus_io_scrape=scrape)
+        assert relabel(rules, pod) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_phase="Pending")) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_container_init="true")) is None

@@ -146,7 +146,8 @@ class Kit:
             labels = {"endpoint": f"/e{i}", "method": "GET"}
             counter.append(("http_requests", "http_requests_total", labels, float(k * (i + 1))))
             for le in ("0.1", "1.0", "+Inf"):
-                hist.append(("http_latency_seconds", "http_latency_seconds_bucket", {**labels, "le": le}, float(k)))
+                bucket_labels = {**labels, "le": le}
+                hist.append(("http_latency_seconds", "http_latency_seconds_bucket", bucket_labels, float(k)))
             hist.append(("http_latency_seconds", "http_latency_seconds_sum", labels, float(2 * k)))
         cls.write_db(directory, "counter", identifier, counter)
         cls.write_db(directory, "histogram", identifier, hist)
@@ -203,6 +204,13 @@ class Kit:
     @staticmethod
     def only(samples, prefix) -> dict:
         return {k: v for k, v in samples.items() if k[0].startswith(prefix)}
+
+    @staticmethod
+    def dead_pid() -> int:
+        """The pid of a process that has exited (and been reaped)."""
+        proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, check=True)
+        return int(proc.stdout)
 
     @staticmethod
     def wait_for(path, timeout=30.0) -> None:

@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 
@@ -107,7 +105,8 @@ def test_gauge_modes_fold_like_stock(metrics_dir, mpkit, tmp_path):
     for ident, (value, ts) in workers.items():
         for mode in ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
                      "mostrecent", "livemostrecent"):
-            mpkit.write_db(metrics_dir, "gauge", ident, [(f"g_{mode}", f"g_{mode}", lab, value, ts)], mode=mode)
+            entry = (f"g_{mode}", f"g_{mode}", lab, value, ts)
+            mpkit.write_db(metrics_dir, "gauge", ident, [entry], mode=mode)
     assert mpkit.scrape(metrics_dir) == mpkit.scrape(metrics_dir, collector="stock")
 
     expected = mpkit.stock_after_death(metrics_dir, ["2-2", "3-3"], tmp_path / "ref1")
@@ -173,8 +172,7 @@ def test_merge_is_idempotent_and_ignores_unknown_identifier(metrics_dir, mpkit):
 
 
 def test_merge_all_dead_respects_live_identifiers_and_running_pids(metrics_dir, mpkit):
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
-    dead_pid = int(proc.stdout)
+    dead_pid = mpkit.dead_pid()
     live_pid = os.getpid()
     mpkit.write_http_worker(metrics_dir, f"{dead_pid}-1", k=1)   # dead: merged
     mpkit.write_http_worker(metrics_dir, f"{live_pid}-2", k=2)   # pid running: kept
@@ -191,8 +189,7 @@ def test_merge_all_dead_respects_live_identifiers_and_running_pids(metrics_dir, 
 
 def test_merge_dead_worker_also_folds_bare_pid_files_of_that_pid(metrics_dir, mpkit):
     # Metric objects created before use_worker_identifier() write prometheus_client's pid files.
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
-    dead_pid = int(proc.stdout)
+    dead_pid = mpkit.dead_pid()
     mpkit.write_http_worker(metrics_dir, f"{dead_pid}-5", k=1)
     mpkit.write_db(metrics_dir, "counter", str(dead_pid), [("early", "early_total", {}, 3.0)])
     mpkit.write_db(metrics_dir, "counter", str(os.getpid()), [("early", "early_total", {}, 4.0)])

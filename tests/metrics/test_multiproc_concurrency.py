@@ -68,7 +68,8 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     assert not bad, f"{len(bad)} of {len(results)} scrapes differ"
 
     # The other process's scrapes, keyed as it printed them.
-    expected_flat = {name + json.dumps(dict(labels), sort_keys=True): v for (name, labels), v in expected.items()}
+    expected_flat = {name + json.dumps(dict(labels), sort_keys=True): v
+                     for (name, labels), v in expected.items()}
     theirs = [json.loads(line) for line in out.splitlines() if line]
     assert len(theirs) > 3
     assert all(r == expected_flat for r in theirs)
@@ -79,7 +80,8 @@ def test_crash_during_merge_neither_loses_nor_double_counts(metrics_dir, mpkit, 
     ids = _dead_workers(metrics_dir, mpkit, n=3)
     expected = mpkit.scrape(metrics_dir)
     signal_file = tmp_path / "paused"
-    env = mpkit.env(metrics_dir, AURA_METRICS_TEST_PAUSE_AT=point, AURA_METRICS_TEST_PAUSE_SIGNAL=str(signal_file))
+    env = mpkit.env(metrics_dir, AURA_METRICS_TEST_PAUSE_AT=point,
+                    AURA_METRICS_TEST_PAUSE_SIGNAL=str(signal_file))
     proc = subprocess.Popen([sys.executable, "-c", mpkit.MERGER, str(metrics_dir)], env=env)
     try:
         mpkit.wait_for(signal_file)

@@ -147,5 +147,5 @@ def run_audit(
     context = AuditContext(settings=settings, on_record=on_record)
     # Two steps per file (parse, run_rules) plus load, classify, remediate and record.
     steps = 2 * settings.max_files + 10
-    final = invoke(get_audit_graph(), {"raw": data}, context, recursion_limit=steps)
+    final = invoke(WORKFLOW, get_audit_graph(), {"raw": data}, context, recursion_limit=steps)
     return final["result"]

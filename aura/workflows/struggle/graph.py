@@ -115,5 +115,5 @@ def run_struggle(
 ) -> StruggleResult:
     """Run struggle detection on one request; raises WorkflowInputError or WorkflowExecutionError."""
     context = StruggleContext(catalog=catalog, settings=settings, on_record=on_record)
-    final = invoke(get_struggle_graph(), {"raw": data}, context)
+    final = invoke(WORKFLOW, get_struggle_graph(), {"raw": data}, context)
     return final["result"]
