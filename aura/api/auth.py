@@ -6,6 +6,7 @@ from flask import current_app
 from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
 from flask_smorest import Blueprint
 
+from aura.api.openapi import document_errors
 from aura.api.rate_limits import login_limits, register_limit
 from aura.api.schemas import (
     CredentialsSchema,
@@ -38,11 +39,7 @@ def _tokens(pair: service.TokenPair) -> dict:
 
 def _errors(*codes: int):
     """Document the error responses a route can give (all in the one error shape)."""
-    def decorate(fn):
-        for code in codes:
-            fn = blp.alt_response(code, schema=None, description="Error (see ErrorSchema)")(fn)
-        return fn
-    return decorate
+    return document_errors(blp, *codes)
 
 
 def _auth_error(exc: service.AuthError):

@@ -28,3 +28,12 @@ class AuraApi(Api):
     def handle_http_exception(self, error):
         """Render an HTTPException in the project's error shape."""
         return http_exception_response(error)
+
+
+def document_errors(blp, *codes: int):
+    """Decorator: document the error responses a route can give, all with ErrorSchema."""
+    def decorate(fn):
+        for code in codes:
+            fn = blp.alt_response(code, schema=ErrorSchema, description="Error")(fn)
+        return fn
+    return decorate

@@ -51,3 +51,78 @@ class MessageSchema(ma.Schema):
     """A plain acknowledgement."""
 
     message = ma.fields.String(required=True)
+
+
+class StruggleInputSchema(ma.Schema):
+    """What the editor reports about a learner's recent activity on one exercise."""
+
+    exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
+    edit_frequency = ma.fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
+                                     metadata={"description": "Edits per minute over the window"})
+    error_count = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1_000_000),
+                                    metadata={"description": "Errors in the window"})
+    window_seconds = ma.fields.Integer(load_default=300, strict=True,
+                                       validate=validate.Range(min=1, max=86_400))
+    error_types = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=100)),
+                                 load_default=list, validate=validate.Length(max=50),
+                                 metadata={"example": ["NameError", "SyntaxError"]})
+    topic = ma.fields.String(validate=validate.Length(max=100), allow_none=True)
+
+
+class RecommendationSchema(ma.Schema):
+    """A recommended lesson and why."""
+
+    lesson_id = ma.fields.String(required=True)
+    title = ma.fields.String(required=True)
+    reason = ma.fields.String(required=True)
+
+
+class StruggleResultSchema(ma.Schema):
+    """The struggle decision with its evidence."""
+
+    id = ma.fields.String(required=True)
+    result = ma.fields.String(required=True, validate=validate.OneOf(["struggling", "not_struggling"]))
+    score = ma.fields.Float(required=True)
+    signals = ma.fields.Dict(required=True, metadata={"description": "Why: each signal and the threshold"})
+    recommendations = ma.fields.List(ma.fields.Nested(RecommendationSchema), required=True)
+
+
+class AuditFileSchema(ma.Schema):
+    """One file to audit."""
+
+    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    content = ma.fields.String(required=True)
+
+
+class AuditInputSchema(ma.Schema):
+    """Files to audit (limits: AUDIT_MAX_FILES files, AUDIT_MAX_FILE_BYTES each)."""
+
+    files = ma.fields.List(ma.fields.Nested(AuditFileSchema), required=True)
+
+
+class ViolationSchema(ma.Schema):
+    """One finding."""
+
+    type = ma.fields.String(required=True)
+    path = ma.fields.String(required=True)
+    line = ma.fields.Integer(required=True, allow_none=True)
+    message = ma.fields.String(required=True)
+    severity = ma.fields.String(required=True, validate=validate.OneOf(["error", "warning"]))
+
+
+class RemediationSchema(ma.Schema):
+    """Advice for one violation type."""
+
+    type = ma.fields.String(required=True)
+    advice = ma.fields.String(required=True)
+
+
+class AuditResultSchema(ma.Schema):
+    """The audit verdict and its findings."""
+
+    id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, validate=validate.OneOf(["pass", "fail", "remediation_required"]))
+    violations = ma.fields.List(ma.fields.Nested(ViolationSchema), required=True)
+    files_processed = ma.fields.Integer(required=True)
+    files_skipped = ma.fields.Integer(required=True)
+    remediation = ma.fields.List(ma.fields.Nested(RemediationSchema), required=True)

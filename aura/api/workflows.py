@@ -1,8 +1,95 @@
-"""/api/v1/workflows: struggle detection and code audit (wired in the workflows issue)."""
+"""/api/v1/workflows: struggle detection and code audit. Views parse, call the service, respond."""
 
 from __future__ import annotations
 
+from flask import current_app
+from flask_jwt_extended import get_jwt_identity, jwt_required
 from flask_smorest import Blueprint
+
+from aura.api.openapi import document_errors
+from aura.api.rate_limits import workflow_limit
+from aura.api.schemas import (
+    AuditInputSchema, AuditResultSchema, StruggleInputSchema, StruggleResultSchema,
+)
+from aura.errors import error_response
+from aura.services import workflow_runs
+from aura.workflows import AuditLimitError, WorkflowInputError
 
 blp = Blueprint("workflows", __name__, url_prefix="/api/v1/workflows",
                 description="LangGraph workflows: struggle detection and code audit")
+
+BEARER = [{"bearerAuth": []}]
+_SCHEMAS = {"struggle": StruggleResultSchema, "audit": AuditResultSchema}
+
+
+def _errors(*codes: int):
+    return document_errors(blp, *codes)
+
+
+def _run(workflow_type: str, body: dict):
+    try:
+        return workflow_runs.execute(workflow_type, body, int(get_jwt_identity()),
+                                     current_app.config["AURA"])
+    except WorkflowInputError as exc:
+        return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})
+    except AuditLimitError as exc:
+        status = 413 if exc.limit in ("max_file_bytes", "max_total_bytes") else 422
+        where = f" ({exc.path})" if exc.path else ""
+        return error_response(status, "audit_limit_exceeded",
+                              f"{exc.limit}: {exc.actual} is over the limit of {exc.maximum}{where}.")
+    except workflow_runs.WorkflowRunFailed as exc:
+        return error_response(500, "execution_error",
+                              f"The workflow failed; quote run id {exc.run_id} when reporting it.")
+
+
+@blp.route("/struggle", methods=["POST"])
+@jwt_required()
+@workflow_limit
+@blp.arguments(StruggleInputSchema)
+@blp.response(200, StruggleResultSchema)
+@blp.doc(security=BEARER)
+@_errors(400, 401, 413, 415, 422, 429, 500, 503)
+def struggle(body):
+    """Decide whether a learner is struggling on an exercise, and recommend lessons if so."""
+    return _run("struggle", body)
+
+
+@blp.route("/audit", methods=["POST"])
+@jwt_required()
+@workflow_limit
+@blp.arguments(AuditInputSchema)
+@blp.response(200, AuditResultSchema)
+@blp.doc(security=BEARER)
+@_errors(400, 401, 413, 415, 422, 429, 500, 503)
+def audit(body):
+    """Audit Python files for prints, debugger calls, long functions, secrets, bare excepts, eval/exec."""
+    return _run("audit", body)
+
+
+def _stored(workflow_type: str, run_id: str):
+    result = workflow_runs.load(workflow_type, run_id, int(get_jwt_identity()))
+    if result is None:
+        return error_response(404, "not_found", f"No {workflow_type} result with this id.")
+    return result
+
+
+@blp.route("/struggle/<string:run_id>", methods=["GET"])
+@jwt_required()
+@workflow_limit
+@blp.response(200, StruggleResultSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404, 429, 503)
+def struggle_result(run_id):
+    """A stored struggle result; only its owner can read it."""
+    return _stored("struggle", run_id)
+
+
+@blp.route("/audit/<string:run_id>", methods=["GET"])
+@jwt_required()
+@workflow_limit
+@blp.response(200, AuditResultSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 404, 429, 503)
+def audit_result(run_id):
+    """A stored audit result; only its owner can read it."""
+    return _stored("audit", run_id)

@@ -13,8 +13,10 @@ Public API
     Call in the worker right after fork (Gunicorn ``post_fork``) so its files are
     ``counter_<identifier>.db`` etc.; a recycled pid then never reopens an old file.
 ``install_value_class() -> None``
-    Call at gunicorn.conf.py import time if ``preload_app`` creates metrics in the master
-    (metric objects made before fork keep the value class that existed when they were made).
+    Call before any metric object is created in a process that later forks workers (the
+    master: gunicorn.conf.py, or ``aura/metrics/__init__.py`` before it imports the metric
+    definitions). A metric object keeps the value class that existed when it was made, so
+    without this, objects made before fork write pid-named files in every worker.
 ``merge_dead_worker(directory, identifier, *, lock_timeout=10.0) -> MergeStats``
     Fold one dead worker's files into the archive and delete them (master, ``child_exit``);
     for ``"<pid>-<age>"`` also the bare ``<pid>`` files, if that pid is no longer running.
@@ -26,7 +28,9 @@ Public API
 ``AuraMultiProcessCollector(registry, path=None, *, self_metrics=True, lock_timeout=10.0)``
     Drop-in for ``prometheus_client.multiprocess.MultiProcessCollector``.
 ``prepare_directory(directory, *, uid=None, gid=None) -> None``
-    Gunicorn ``on_starting``: create/mark the directory and delete the previous run's files.
+    Gunicorn ``on_starting``: create (0700) and mark the directory, delete the previous run's
+    files (only names Aura/prometheus_client create). An unmarked directory holding anything
+    else raises ``MetricsDirectoryError`` and is left untouched; so does an unwritable one.
 ``MergeStats``, ``MetricsDirectoryError``, ``MetricsLockTimeout``.
 
 Example gunicorn.conf.py::
@@ -39,8 +43,18 @@ Example gunicorn.conf.py::
     def post_fork(server, worker):
         mp.use_worker_identifier(mp.worker_identifier(worker.pid, worker.age))
     def child_exit(server, worker):
+        # merge_all_dead also sweeps workers whose child_exit Gunicorn skipped (it calls
+        # worker_exit instead when kill() finds the pid gone) or whose merge timed out.
         live = [mp.worker_identifier(w.pid, w.age) for w in server.WORKERS.values()]
-        mp.merge_all_dead(os.environ["PROMETHEUS_MULTIPROC_DIR"], live)
+        try:
+            mp.merge_all_dead(os.environ["PROMETHEUS_MULTIPROC_DIR"], live)
+        except Exception:  # the master must survive any metrics failure
+            server.log.exception("metrics merge failed")
+
+Metric objects must be created after ``use_worker_identifier`` (or after
+``install_value_class``): one created earlier - e.g. by a module imported in the master
+before fork - keeps prometheus_client's pid-named files (``merge_dead_worker`` still folds
+those once the pid is dead, but a recycled pid could then reopen them).
 
 Files in the directory: prometheus_client's ``<type>_<identifier>.db`` files, the archive
 ``aura-archive.json`` (format in ``aura.metrics._archive``), lock files ``.aura-metrics.lock``
@@ -746,13 +760,11 @@ class AuraMultiProcessCollector:
 
 
 def prepare_directory(directory: str, *, uid: int | None = None, gid: int | None = None) -> None:
-    """Create and mark the metrics directory, deleting only Aura-owned files of a previous run.
-
-    An existing unmarked, non-empty directory is adopted only if every entry looks like a
-    file this package or prometheus_client creates; otherwise MetricsDirectoryError is raised
-    and nothing is deleted. ``uid``/``gid`` (e.g. Gunicorn's ``server.cfg.uid``/``gid``) chown the
-    directory and lock files when workers run as another user than the master.
-    """
+    """Create and mark the metrics directory, deleting only Aura-owned files of a previous run."""
+    # An unmarked, non-empty directory is adopted only if every entry is a regular file with a
+    # name this package or prometheus_client creates; otherwise MetricsDirectoryError, and
+    # nothing is deleted. uid/gid (Gunicorn's server.cfg.uid/gid) chown the directory and lock
+    # files for workers running as another user than the master.
     directory = os.path.abspath(directory)
     hint = ("Set PROMETHEUS_MULTIPROC_DIR to a writable directory dedicated to Aura's metrics "
             "(e.g. /dev/shm/aura-metrics).")

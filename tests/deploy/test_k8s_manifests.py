@@ -7,6 +7,7 @@ schema does not know - a typo - fails, where `kubectl apply` would silently drop
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import shutil
 import subprocess
@@ -155,6 +156,7 @@ def test_crd_check_catches_a_misspelt_field(rendered):
 
 # --- The renderer ---------------------------------------------------------------------------
 
+@functools.cache
 def _kubectl_with_kustomize_v5() -> str | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:

@@ -79,6 +79,7 @@ class Kit:
     """Build worker files, run workers and scrape, in the shapes the tests compare."""
 
     root = ROOT
+    STUB_PACKAGES = STUB_PACKAGES
     SCRAPER = SCRAPER
     MERGER = MERGER
 

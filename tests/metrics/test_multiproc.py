@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -54,6 +56,31 @@ def test_recycled_pid_never_adds_to_old_worker(metrics_dir, mpkit):
     assert mpkit.scrape(metrics_dir)[get] == 8.0
     mpkit.run_workers(metrics_dir, [("4242-3", 4)])
     assert mpkit.scrape(metrics_dir)[get] == 12.0
+
+
+def test_metrics_created_before_fork_follow_the_worker_identifier(metrics_dir, mpkit):
+    # As in a Gunicorn master that imports metric definitions before forking workers.
+    script = mpkit.STUB_PACKAGES + """
+import os
+from aura.metrics import multiproc
+multiproc.install_value_class()
+from prometheus_client import Counter
+c = Counter("early", "Created in the master.")
+pid = os.fork()
+if pid == 0:
+    multiproc.use_worker_identifier(multiproc.worker_identifier(os.getpid(), 7))
+    c.inc(3)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert status == 0
+print(os.getpid(), pid)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=mpkit.env(metrics_dir),
+                          capture_output=True, text=True, check=True)
+    master, child = proc.stdout.split()
+    assert {p.name for p in metrics_dir.glob("*.db")} == {f"counter_{master}.db", f"counter_{child}-7.db"}
+    assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{child}-7.db"))] == [3.0]
+    assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{master}.db"))] == [0.0]
 
 
 # --------------------------------------------------------------------------- equivalence

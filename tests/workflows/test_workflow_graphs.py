@@ -128,3 +128,33 @@ def test_struggle_result_is_json_serialisable(catalog):
     assert set(payload) == {"result", "score", "signals", "recommendations"}
     assert payload["recommendations"]
     assert set(payload["recommendations"][0]) == {"lesson_id", "title", "reason"}
+
+
+def test_failure_outside_any_node_is_an_execution_error():
+    from aura.workflows._graph import invoke
+    from aura.workflows.audit.graph import AuditContext
+
+    files = {"files": [{"path": f"f{i}.py", "content": ""} for i in range(5)]}
+    with pytest.raises(WorkflowExecutionError) as info:
+        invoke("audit", get_audit_graph(), {"raw": files}, AuditContext(), recursion_limit=3)
+    assert info.value.node == "graph"
+
+
+def test_concurrent_runs_share_the_compiled_graphs(catalog):
+    # Gunicorn threads invoke the same compiled graphs at once; runs must not leak into each other.
+    outcomes: list[tuple[str, str, int]] = []
+
+    def work(i: int) -> None:
+        audit = run_audit({"files": [{"path": f"f{i}.py", "content": "print(1)\n" * i}]})
+        data = {"exercise_id": f"ex{i}", "edit_frequency": i, "error_count": i}
+        struggle = run_struggle(data, catalog=catalog)  # score = 0.1 * i
+        outcomes.append((audit.violations[0].path if audit.violations else "", struggle.result, i))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes, key=lambda o: o[2]) == [
+        (f"f{i}.py", "struggling" if i >= 5 else "not_struggling", i) for i in range(1, 9)
+    ]

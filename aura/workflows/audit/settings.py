@@ -42,7 +42,7 @@ class AuditSettings:
     # Measured in UTF-8 bytes of each file's content.
     max_file_bytes: int = 256 * 1024
     # Optional cap on the sum of all file sizes. None: only max_files x max_file_bytes applies.
-    # Parsing costs roughly 0.3-1 s of CPU per 256 KiB, so set this to bound request time.
+    # Parsing costs roughly 0.4-2 s of CPU per dense 256 KiB file; set this to bound request time.
     max_total_bytes: int | None = None
     # A function whose body spans more lines than this is a long_function.
     max_function_lines: int = 50

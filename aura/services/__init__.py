@@ -1,0 +1,1 @@
+"""Application services: where domain code meets the database, Redis and metrics."""
