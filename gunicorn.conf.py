@@ -30,6 +30,13 @@ os.environ.setdefault(
 )
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
+# Metric files are named by a per-worker-lifetime id, not the bare pid, so a recycled pid can
+# never reopen (or be merged into) a dead worker's files. Installed here, before the app can be
+# imported, so that metric objects created in the master (GUNICORN_PRELOAD) follow it too.
+from aura.metrics.multiproc import install_value_class  # noqa: E402
+
+install_value_class()
+
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
 bind = _bind
 # Two workers per core is Gunicorn's rule of thumb for I/O-bound Flask apps.
@@ -71,10 +78,16 @@ def post_fork(server, worker):
 
 
 def child_exit(server, worker):
-    """In the master, for a dead worker: fold its metric files into the archive."""
-    from aura.metrics.multiproc import merge_dead_worker, worker_identifier
+    """In the master, after a worker died: fold every dead worker's metric files into the archive.
 
+    All dead ones, not just this one: Gunicorn reaps some workers without calling child_exit,
+    and a merge that timed out on the lock leaves files for the next one to pick up.
+    """
+    from aura.metrics.multiproc import merge_all_dead, worker_identifier
+
+    live = [worker_identifier(pid, w.age) for pid, w in list(server.WORKERS.items())]
     try:
-        merge_dead_worker(_metrics_dir, worker_identifier(worker.pid, worker.age))
-    except Exception:  # noqa: BLE001 - the master must survive any metrics failure
+        stats = merge_all_dead(_metrics_dir, live)
+        server.log.debug("metrics merge after worker %s: %s", worker.pid, stats)
+    except Exception:  # the master must survive any metrics failure
         server.log.exception("could not merge metrics of worker %s", worker.pid)

@@ -131,6 +131,7 @@ def register_instrumentation(app: Flask) -> None:
             instrument_engine(db.engine)
         install_pool_sampling(app)
         install(app)
+        metrics.initialize_known_series()
 
 
 def _migrations_dir():

@@ -23,6 +23,12 @@ except ImportError:  # prometheus-client not installed
 ENABLED = _d is not None
 
 
+AUTH_FAILURE_REASONS = ("invalid_credentials", "inactive_user", "invalid_token", "expired_token",
+                        "revoked_token", "missing_token")
+VIOLATION_TYPES = ("print_statement", "debugger_call", "long_function", "hardcoded_secret",
+                   "bare_except", "eval_exec", "syntax_error")
+
+
 def _status(ok: bool) -> str:
     return "success" if ok else "failure"
 
@@ -115,6 +121,42 @@ if ENABLED:
         for violation_type in violation_types:
             _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type).inc()
 
+    def initialize_known_series() -> None:
+        """Create every series whose label values are a small fixed set, at zero.
+
+        Dashboards and alerts then see 0 instead of "no data" before the first event, and
+        `rate()` has a starting point for the first increment.
+        """
+        status = ("success", "failure")
+        for endpoint in ("register", "login", "refresh", "logout"):
+            for ok in status:
+                _child(_d.AUTH_REQUESTS, endpoint, ok)
+        for ok in status:
+            _child(_d.AUTH_TOKEN_REFRESHES, ok)
+            _child(_d.USER_REGISTRATIONS, ok)
+        for reason in AUTH_FAILURE_REASONS:
+            _child(_d.AUTH_FAILURES, reason)
+        for token_type in ("access", "refresh"):
+            _child(_d.TOKENS_ISSUED, token_type)
+            _child(_d.TOKENS_REVOKED, token_type)
+        for database in ("auth_db", "rate_limit_db"):
+            for error_type in ("connection_failed", "timeout", "other"):
+                _child(_d.REDIS_CONNECTION_ERRORS, database, error_type)
+        for operation in ("select", "insert", "update", "delete", "other"):
+            _child(_d.DATABASE_QUERY_DURATION, operation)
+        for workflow_type in ("struggle", "audit"):
+            _child(_d.WORKFLOW_DURATION, workflow_type)
+            for ok in status:
+                _child(_d.WORKFLOW_EXECUTIONS, workflow_type, ok)
+            for error_type in ("execution_error", "service_unavailable"):
+                _child(_d.WORKFLOW_FAILURES, workflow_type, error_type)
+        for result in ("struggling", "not_struggling"):
+            _child(_d.STRUGGLE_DETECTIONS, result)
+        for audit_status in ("pass", "fail", "remediation_required"):
+            _child(_d.AUDIT_EXECUTIONS, audit_status)
+        for violation_type in VIOLATION_TYPES:
+            _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type)
+
 else:
 
     def _noop(*_args, **_kwargs) -> None:
@@ -124,3 +166,4 @@ else:
     token_issued = token_revoked = redis_error = redis_pool = database_pool = _noop
     database_query = rate_limit_request = rate_limit_hit = http_request = _noop
     workflow_execution = workflow_failure = struggle_result = audit_result = _noop
+    initialize_known_series = _noop

@@ -37,9 +37,6 @@ KUSTOMIZATIONS = (
 )
 # The ones that hold the Aura Deployment.
 APP_KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production")
-# Kubernetes versions the manifests are validated against: an old supported one and the newest
-# kubernetes-validate knows, so a field that is too new or already removed fails either way.
-KUBERNETES_VERSIONS = ("1.30", "1.37")
 # Grafana variables in dashboard queries and what promtool sees in their place.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h"}
 
