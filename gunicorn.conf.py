@@ -36,6 +36,9 @@ _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 from aura.metrics.multiproc import install_value_class  # noqa: E402
 
 install_value_class()
+# With preload the app (and prometheus-client's files) load before on_starting: the directory
+# must exist now. on_starting then clears what an earlier run, or the master itself, left.
+os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
 bind = _bind
@@ -50,8 +53,10 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", "30")
 # Recycle workers to bound memory growth; the jitter keeps them from restarting all at once.
 max_requests = _int("GUNICORN_MAX_REQUESTS", "10000")
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
-# Off by default: each worker opens its own DB and Redis pools after fork, none are inherited.
-preload_app = _bool("GUNICORN_PRELOAD", "false")
+# Import the app once in the master: a new worker (recycled or crashed) serves at once instead
+# of spending seconds importing LangGraph and friends. Nothing opens a connection at import;
+# redis-py and SQLAlchemy pools are per process (redis-py re-creates its pool after fork).
+preload_app = _bool("GUNICORN_PRELOAD", "true")
 # "-" logs each request to stdout, where container platforms collect logs.
 accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
 # Keep the control socket out of $HOME (read-only in containers) and per instance.
@@ -75,6 +80,12 @@ def post_fork(server, worker):
     from aura.metrics.multiproc import use_worker_identifier, worker_identifier
 
     use_worker_identifier(worker_identifier(worker.pid, worker.age))
+    if server.cfg.preload_app:
+        # Metric values made in the master live in its (deleted) files; re-create this
+        # worker's zero series in its own files so dashboards show 0, not "no data".
+        from aura.metrics import initialize_known_series
+
+        initialize_known_series()
 
 
 def child_exit(server, worker):

@@ -55,7 +55,8 @@ def http_exception_response(exc: HTTPException) -> Response:
     status = exc.code or 500
     data = getattr(exc, "data", None) or {}
     details = data.get("errors") or data.get("messages")
-    if isinstance(details, dict) and set(details) <= {"json", "query", "headers", "path"}:
+    if isinstance(details, dict) and set(details) <= {"json", "query", "headers", "path"} \
+            and all(isinstance(errors, dict) for errors in details.values()):
         # webargs nests field errors under their location; a client wants the fields.
         merged: dict[str, Any] = {}
         for location_errors in details.values():

@@ -1,10 +1,20 @@
 """In-process cost of Aura's per-request instrumentation, in microseconds per request.
 
-Runs the WSGI app directly (no sockets) on a cheap route, instrumented and not, alternating
-runs so that drift affects both alike, in multiprocess mode (metric values in mmap files, as
-under Gunicorn). Prints medians and writes JSON with --json.
+Runs the WSGI app directly (no sockets) on a cheap route, in multiprocess mode with the worker
+identity Gunicorn's post_fork gives (metric values in mmap files, written exactly as under
+Gunicorn). Variants of the same app, all built by `create_app`:
 
-    .venv/bin/python bench/http_overhead.py [--requests 20000] [--runs 7] [--json out.json]
+    uninstrumented   METRICS_ENABLED=false
+    instrumented     METRICS_ENABLED=true (what production runs)
+    http only        uninstrumented + aura.metrics.http.install (middleware + rule teardown hook)
+    pools only       uninstrumented + aura.infra.pools.install_pool_sampling (teardown hook)
+
+Each run is --requests requests; runs alternate between the variants (order reversed every
+other run) so that drift and bursts of load from other processes hit every variant alike; the
+figures are medians over --runs runs (the minimum is reported too: it is the least disturbed
+run, useful when the machine is busy). Prints a table and writes JSON with --json.
+
+    .venv/bin/python bench/http_overhead.py [--requests 1000] [--runs 20] [--no-breakdown] [--json PATH]
 """
 
 from __future__ import annotations
@@ -49,40 +59,88 @@ def per_request_us(app, path: str, count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def main() -> None:
-    """Measure and report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--path", default="/healthz")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-
-    workdir = Path(tempfile.mkdtemp(prefix="aura-bench-"))
+def build_apps(workdir: Path, breakdown: bool) -> dict:
+    """The variants, in a process whose metric files are named like a Gunicorn worker's."""
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "metrics"))
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
+    from aura.metrics.multiproc import install_value_class, use_worker_identifier
+
+    install_value_class()  # as gunicorn.conf.py does in the master
+    use_worker_identifier(f"{os.getpid()}-1")  # as post_fork does in each worker
     from aura import create_app
 
     common = dict(env="testing", instance_path=workdir, database_url=f"sqlite:///{workdir}/b.db",
                   jwt_secret_key="bench-secret-key-0123456789abcdefghij", rate_limit_enabled=False,
-                  prometheus_multiproc_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    apps = {"instrumented": create_app(dict(common, metrics_enabled=True)),
-            "uninstrumented": create_app(dict(common, metrics_enabled=False))}
+                  prometheus_multiproc_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"], log_level="WARNING")
+    apps = {"uninstrumented": create_app(dict(common, metrics_enabled=False)),
+            "instrumented": create_app(dict(common, metrics_enabled=True))}
+    if breakdown:
+        from aura.infra.pools import install_pool_sampling
+        from aura.metrics.http import install as install_http
+
+        apps["http only"] = create_app(dict(common, metrics_enabled=False))
+        install_http(apps["http only"])
+        apps["pools only"] = create_app(dict(common, metrics_enabled=False))
+        install_pool_sampling(apps["pools only"])
+    return apps
+
+
+def measure(path: str = "/healthz", requests: int = 1000, runs: int = 20, breakdown: bool = True) -> dict:
+    """Alternating runs of every variant; medians (and minima) in µs per request."""
+    workdir = Path(tempfile.mkdtemp(prefix="aura-bench-"))
+    apps = build_apps(workdir, breakdown)
     for app in apps.values():  # warm up: caches, label children, mmap files
-        per_request_us(app, args.path, 2000)
-    samples = {name: [] for name in apps}
-    for _ in range(args.runs):
-        for name, app in apps.items():
-            samples[name].append(per_request_us(app, args.path, args.requests))
-    on = statistics.median(samples["instrumented"])
-    off = statistics.median(samples["uninstrumented"])
-    result = {"path": args.path, "requests_per_run": args.requests, "runs": args.runs,
-              "instrumented_us": round(on, 2), "uninstrumented_us": round(off, 2),
-              "overhead_us": round(on - off, 2), "ratio": round(off / on, 3)}
-    print(f"{'route':<12}{'instrumented µs':>18}{'uninstrumented µs':>20}{'overhead µs':>14}{'off/on':>8}")
-    print(f"{args.path:<12}{on:>18.2f}{off:>20.2f}{on - off:>14.2f}{off / on:>8.3f}")
+        per_request_us(app, path, 2000)
+    samples: dict[str, list[float]] = {name: [] for name in apps}
+    names = list(apps)
+    for i in range(runs):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            samples[name].append(per_request_us(apps[name], path, requests))
+    med = {name: statistics.median(s) for name, s in samples.items()}
+    low = {name: min(s) for name, s in samples.items()}
+    off = med["uninstrumented"]
+    result = {
+        "path": path, "requests_per_run": requests, "runs": runs,
+        "instrumented_us": round(med["instrumented"], 2),
+        "uninstrumented_us": round(off, 2),
+        "overhead_us": round(med["instrumented"] - off, 2),
+        "ratio": round(off / med["instrumented"], 3),
+        "min_instrumented_us": round(low["instrumented"], 2),
+        "min_uninstrumented_us": round(low["uninstrumented"], 2),
+        "min_overhead_us": round(low["instrumented"] - low["uninstrumented"], 2),
+        "variants": {name: {"median_us": round(med[name], 2), "min_us": round(low[name], 2),
+                            "median_overhead_us": round(med[name] - off, 2),
+                            "min_overhead_us": round(low[name] - low["uninstrumented"], 2)}
+                     for name in apps},
+        "samples_us": {name: [round(x, 2) for x in s] for name, s in samples.items()},
+    }
+    return result
+
+
+def print_table(result: dict, out=sys.stdout) -> None:
+    """One row per variant: median and minimum µs per request, and what each adds."""
+    print(f"{'variant':<16}{'median µs':>11}{'+ vs off':>10}{'min µs':>10}{'+ vs off':>10}", file=out)
+    for name, v in result["variants"].items():
+        print(f"{name:<16}{v['median_us']:>11.1f}{v['median_overhead_us']:>10.1f}"
+              f"{v['min_us']:>10.1f}{v['min_overhead_us']:>10.1f}", file=out)
+
+
+def main() -> None:
+    """Measure and report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000, help="requests per run (default 1000)")
+    parser.add_argument("--runs", type=int, default=20, help="alternating runs per variant (default 20)")
+    parser.add_argument("--path", default="/healthz")
+    parser.add_argument("--no-breakdown", action="store_true", help="only instrumented vs uninstrumented")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    result = measure(args.path, args.requests, args.runs, breakdown=not args.no_breakdown)
+    print(f"{args.path}: {args.runs} alternating runs x {args.requests} requests per variant")
+    print_table(result)
+    print(f"overhead (median): {result['overhead_us']:.1f} µs per request; "
+          f"uninstrumented/instrumented = {result['ratio']:.3f}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ bar on stderr while it runs, a summary table at the end. Targets must be loopbac
 unless --allow-remote is given.
 
     .venv/bin/python scripts/loadgen.py --url http://127.0.0.1:8000 --requests 2000 --seconds 60
+    (repeat --url to spread the load over several instances)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Load:
 
     def __init__(self, args):
         self.args = args
-        self.base = args.url.rstrip("/")
+        self.bases = [url.rstrip("/") for url in args.url]
         self.deadline = time.monotonic() + args.seconds
         self.lock = threading.Lock()
         self.sent = 0
@@ -75,20 +76,25 @@ class Load:
     def budget_left(self) -> bool:
         return self.sent < self.args.requests and time.monotonic() < self.deadline
 
-    def call(self, action: str, method: str, path: str, **kwargs) -> requests.Response | None:
-        """One request, tallied by action and status; None when out of budget or cut."""
+    def call(self, action: str, method: str, path: str, *, pin: bool = False,
+             **kwargs) -> requests.Response | None:
+        """One request, tallied by action and status; None when out of budget or cut.
+
+        Requests rotate over the targets; `pin` sends this one to the first target.
+        """
         with self.lock:
             if not self.budget_left():
                 return None
             self.sent += 1
+            base = self.bases[0 if pin else self.sent % len(self.bases)]
         kwargs.setdefault("timeout", 15)
         headers = kwargs.pop("headers", {})
         headers["Connection"] = "close"  # spread requests over every worker
         try:
-            response = requests.request(method, self.base + path, headers=headers, **kwargs)
-        except requests.RequestException:
+            response = requests.request(method, base + path, headers=headers, **kwargs)
+        except requests.RequestException as exc:
             with self.lock:
-                self.tally[(action, "error")] += 1
+                self.tally[(action, f"error:{type(exc).__name__}")] += 1
             return None
         with self.lock:
             self.tally[(action, str(response.status_code))] += 1
@@ -108,8 +114,10 @@ class Load:
             time.sleep(0.2)
 
 
-def login(load: Load, email: str, password: str = PASSWORD, action: str = "login") -> dict | None:
-    response = load.call(action, "POST", "/api/v1/auth/login", json={"email": email, "password": password})
+def login(load: Load, email: str, password: str = PASSWORD, action: str = "login",
+          pin: bool = False) -> dict | None:
+    response = load.call(action, "POST", "/api/v1/auth/login", json={"email": email, "password": password},
+                         pin=pin)
     return response.json() if response is not None and response.status_code == 200 else None
 
 
@@ -168,13 +176,16 @@ def failures(load: Load, rng: random.Random) -> None:
     load.call("not_found", "GET", f"/no/such/page/{rng.randrange(1000)}")
 
 
-def breach(load: Load) -> None:
-    """A burst on one account's login, past its limit: rate-limit hits."""
-    victim = f"victim-{load.run_id}@loadgen.example"
-    for _ in range(load.args.burst):
+def breach(load: Load, victim: str, attempts: range) -> None:
+    """A burst on one account's login, past its limit: rate-limit hits.
+
+    The first 40 attempts rotate over every target (the limit is shared, so it holds across
+    them); the rest go to the first target, a sustained rate of hits on one series.
+    """
+    for n in attempts:
         if not load.budget_left():
             return
-        login(load, victim, "wrong-password", action="login_burst")
+        login(load, victim, "wrong-password", action="login_burst", pin=n >= 40)
 
 
 def worker(load: Load, seed: int, early_token: str | None) -> None:
@@ -194,12 +205,14 @@ def worker(load: Load, seed: int, early_token: str | None) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Run the load; returns the tally as {action: {status: count}}."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--url", action="append",
+                        help="target base URL; repeat for several instances (round robin)")
     parser.add_argument("--requests", type=int, default=1500, help="request budget (upper bound)")
     parser.add_argument("--seconds", type=float, default=60, help="time budget (upper bound)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--burst", type=int, default=400, help="logins in the rate-limit breach burst")
+    parser.add_argument("--burst-threads", type=int, default=1, help="threads sharing the burst")
     parser.add_argument("--inactive-email", help="an account deactivated beforehand (expects 403)")
     parser.add_argument("--token-ttl", type=float, default=900,
                         help="the server's ACCESS_TOKEN_EXPIRES: after it, the early token is sent as expired")
@@ -207,7 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="write the tally as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    check_target(args.url, args.allow_remote)
+    args.url = args.url or ["http://127.0.0.1:8000"]
+    for url in args.url:
+        check_target(url, args.allow_remote)
 
     load = Load(args)
     load.started = time.monotonic()
@@ -215,7 +230,10 @@ def main(argv: list[str] | None = None) -> dict:
     if bar:
         bar.start()
     early = setup(load)
-    threads = [threading.Thread(target=breach, args=(load,))]
+    victim = f"victim-{load.run_id}@loadgen.example"
+    per_thread = max(1, args.burst // args.burst_threads)
+    threads = [threading.Thread(target=breach, args=(load, victim, range(n * per_thread, (n + 1) * per_thread)))
+               for n in range(args.burst_threads)]
     threads += [threading.Thread(target=worker, args=(load, n, early)) for n in range(args.concurrency)]
     for t in threads:
         t.start()

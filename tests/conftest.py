@@ -13,6 +13,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from tests.support.auth import AuthActions
+from tests.support.servers import Gunicorn, app_env, migrate
 
 TEST_DATABASE_URL = os.environ.get("AURA_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -112,3 +113,27 @@ def client(app):
 def auth(client):
     """Auth actions for one learner."""
     return AuthActions(client)
+
+
+@pytest.fixture
+def server_env(tmp_path):
+    """Environment of a migrated database (a fresh SQLite file, or the test PostgreSQL)."""
+    url = TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'served.db'}"
+    env = app_env(tmp_path, url)
+    migrate(env)
+    return env
+
+
+@pytest.fixture
+def gunicorn(tmp_path, server_env):
+    """Start Gunicorn instances with settings; each is stopped after the test."""
+    started: list[Gunicorn] = []
+
+    def start(workers: int = 4, env: dict | None = None, **settings: str) -> Gunicorn:
+        server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, **settings)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import validate
 
 PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 128 characters.")
+# Invisible or direction-changing characters (zero-width space, RTL override, soft hyphen...)
+# and control characters: an address holding one looks like another account's.
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Co", "Cs", "Zl", "Zp"))
+
+
+def _plain_address(email: str) -> None:
+    """Refuse new addresses that could impersonate another, or that no mail server accepts."""
+    if any(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in email):
+        raise ma.ValidationError("Email contains invisible or control characters.")
+    if len(email.rpartition("@")[0].encode()) > 64:
+        raise ma.ValidationError("The part before @ is longer than 64 bytes.")
 
 
 class CredentialsSchema(ma.Schema):
-    """Email and password, for register and login."""
+    """Email and password, for register."""
 
-    email = ma.fields.Email(required=True, validate=validate.Length(max=320))
+    email = ma.fields.Email(required=True, validate=[validate.Length(max=320), _plain_address])
     password = ma.fields.String(required=True, validate=PASSWORD_LENGTH, load_only=True)
 
 
 class LoginSchema(CredentialsSchema):
-    """Login accepts any password length up to the maximum, so old rules never lock anyone out."""
+    """Login accepts any address and password length up to the maximum, so old rules never lock
+    anyone out (an address registration now refuses simply matches no account)."""
 
+    email = ma.fields.Email(required=True, validate=validate.Length(max=320))
     password = ma.fields.String(required=True, load_only=True,
                                 validate=validate.Length(min=1, max=128))
 

@@ -121,41 +121,57 @@ if ENABLED:
         for violation_type in violation_types:
             _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type).inc()
 
+    def _zero(child) -> None:
+        # A value created before a fork (GUNICORN_PRELOAD) writes to this process's own files
+        # only once it is touched; adding 0 moves it there without changing anything.
+        for value in (getattr(child, "_value", None), getattr(child, "_sum", None),
+                      *getattr(child, "_buckets", ())):
+            if value is not None:
+                value.inc(0)
+
     def initialize_known_series() -> None:
-        """Create every series whose label values are a small fixed set, at zero.
+        """Create every series whose label values are a small fixed set, at zero, in this process.
 
         Dashboards and alerts then see 0 instead of "no data" before the first event, and
-        `rate()` has a starting point for the first increment.
+        `rate()` has a starting point for the first increment. Safe to call again (after fork).
         """
+        for child in _known_children():
+            _zero(child)
+
+    def _known_children():
+        """Every unlabelled metric, and every child of a metric whose labels come from a fixed set."""
+        yield from (_d.LESSON_RECOMMENDATIONS, _d.STRUGGLE_EDIT_FREQUENCY, _d.STRUGGLE_ERROR_COUNT,
+                    _d.AUDIT_VIOLATIONS_DETECTED, _d.AUDIT_FILES_PROCESSED,
+                    _d.DATABASE_CONNECTIONS_ACTIVE, _d.DATABASE_CONNECTIONS_IDLE)
         status = ("success", "failure")
         for endpoint in ("register", "login", "refresh", "logout"):
             for ok in status:
-                _child(_d.AUTH_REQUESTS, endpoint, ok)
+                yield _child(_d.AUTH_REQUESTS, endpoint, ok)
         for ok in status:
-            _child(_d.AUTH_TOKEN_REFRESHES, ok)
-            _child(_d.USER_REGISTRATIONS, ok)
+            yield _child(_d.AUTH_TOKEN_REFRESHES, ok)
+            yield _child(_d.USER_REGISTRATIONS, ok)
         for reason in AUTH_FAILURE_REASONS:
-            _child(_d.AUTH_FAILURES, reason)
+            yield _child(_d.AUTH_FAILURES, reason)
         for token_type in ("access", "refresh"):
-            _child(_d.TOKENS_ISSUED, token_type)
-            _child(_d.TOKENS_REVOKED, token_type)
+            yield _child(_d.TOKENS_ISSUED, token_type)
+            yield _child(_d.TOKENS_REVOKED, token_type)
         for database in ("auth_db", "rate_limit_db"):
             for error_type in ("connection_failed", "timeout", "other"):
-                _child(_d.REDIS_CONNECTION_ERRORS, database, error_type)
+                yield _child(_d.REDIS_CONNECTION_ERRORS, database, error_type)
         for operation in ("select", "insert", "update", "delete", "other"):
-            _child(_d.DATABASE_QUERY_DURATION, operation)
+            yield _child(_d.DATABASE_QUERY_DURATION, operation)
         for workflow_type in ("struggle", "audit"):
-            _child(_d.WORKFLOW_DURATION, workflow_type)
+            yield _child(_d.WORKFLOW_DURATION, workflow_type)
             for ok in status:
-                _child(_d.WORKFLOW_EXECUTIONS, workflow_type, ok)
+                yield _child(_d.WORKFLOW_EXECUTIONS, workflow_type, ok)
             for error_type in ("execution_error", "service_unavailable"):
-                _child(_d.WORKFLOW_FAILURES, workflow_type, error_type)
+                yield _child(_d.WORKFLOW_FAILURES, workflow_type, error_type)
         for result in ("struggling", "not_struggling"):
-            _child(_d.STRUGGLE_DETECTIONS, result)
+            yield _child(_d.STRUGGLE_DETECTIONS, result)
         for audit_status in ("pass", "fail", "remediation_required"):
-            _child(_d.AUDIT_EXECUTIONS, audit_status)
+            yield _child(_d.AUDIT_EXECUTIONS, audit_status)
         for violation_type in VIOLATION_TYPES:
-            _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type)
+            yield _child(_d.AUDIT_VIOLATIONS_BY_TYPE, violation_type)
 
 else:
 

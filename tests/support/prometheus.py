@@ -17,7 +17,7 @@ class Prometheus:
     """Prometheus on a free loopback port with a short scrape interval; stopped by pid."""
 
     def __init__(self, tmp_path: Path, targets: list[str], rule_files: list[Path],
-                 interval: str = "1s"):
+                 interval: str = "2s"):
         binary = shutil.which("prometheus")
         assert binary, "prometheus is missing: apt-get install -y prometheus (.ci/run does this)"
         self.binary = binary
@@ -26,7 +26,8 @@ class Prometheus:
         self.dir = tmp_path / f"prometheus-{self.port}"
         self.dir.mkdir()
         config = {
-            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "global": {"scrape_interval": interval, "scrape_timeout": interval,
+                       "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": "aura", "metrics_path": "/metrics",
                                 "static_configs": [{"targets": targets}]}],

@@ -1,0 +1,227 @@
+"""One hardened Aura under real Gunicorn for the security tests, and clients with their own address.
+
+The `hardened` server runs like production (AURA_ENV=production, rate limits on, /metrics behind
+a token) with DEBUG logging and the access log in a file, on a private redis-server and its own
+database, so nothing another test flushes or deletes can change what these tests see. Each test
+talks from its own loopback address (127.x.y.z - all of 127/8 is local on Linux), so per-client
+rate limits are per test, exactly as they would be per real client, without trusting
+X-Forwarded-For.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import TEST_DATABASE_URL
+from tests.support.servers import Gunicorn, RedisServer, app_env, migrate
+
+SECRET = "security-suite-secret-key-4f9c2a7e1b8d6035-9e1f7c3a5d2b8046-long-enough"
+METRICS_TOKEN = "metrics-scrape-token-7d3e9a1c5b2f8046"
+PASSWORD = "correct-horse-battery-9"
+TIMEOUT = 20  # seconds: a request that takes longer has hung (the machine may be busy)
+HARDENED = dict(
+    AURA_ENV="production",
+    JWT_SECRET_KEY=SECRET,
+    METRICS_AUTH_TOKEN=METRICS_TOKEN,
+    LOG_LEVEL="DEBUG",
+    GUNICORN_CMD_ARGS="--log-level debug",
+    RATE_LIMIT_ENABLED="true",
+    RATE_LIMIT_DEFAULT="10000 per hour",
+    RATE_LIMIT_REGISTER="1000 per hour",
+    RATE_LIMIT_LOGIN="5 per hour",
+    RATE_LIMIT_LOGIN_ACCOUNT="8 per hour",
+    RATE_LIMIT_WORKFLOWS="1000 per hour",
+)
+
+_addresses = (f"127.{a}.{b}.{c}" for a, b, c in itertools.product(range(10, 250), range(1, 250),
+                                                                     range(1, 250)))
+
+
+def new_address() -> str:
+    """A loopback address no other test in this session has used."""
+    return next(_addresses)
+
+
+class _SourceAddressAdapter(HTTPAdapter):
+    """Connect from a given local address (the server sees it as the client address)."""
+
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Client:
+    """HTTP client of one server, from its own loopback address, one connection per request."""
+
+    def __init__(self, base_url: str, address: str | None = None):
+        self.url = base_url
+        self.address = address or new_address()
+        self.session = requests.Session()
+        self.session.mount("http://", _SourceAddressAdapter(self.address))
+        self.session.headers["Connection"] = "close"  # any request may land on any worker
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self.session.request(method, self.url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+
+class Account:
+    """One user's auth story over HTTP."""
+
+    def __init__(self, client: Client, email: str | None = None, password: str = PASSWORD):
+        self.client = client
+        self.email = email or f"{uuid.uuid4().hex[:12]}@example.com"
+        self.password = password
+        self.tokens: dict = {}
+
+    def register(self) -> requests.Response:
+        return self.client.post("/api/v1/auth/register",
+                                json={"email": self.email, "password": self.password})
+
+    def login(self, password: str | None = None) -> requests.Response:
+        response = self.client.post("/api/v1/auth/login",
+                                    json={"email": self.email, "password": password or self.password})
+        if response.status_code == 200:
+            self.tokens = response.json()
+        return response
+
+    def signed_in(self) -> Account:
+        assert self.register().status_code == 201
+        assert self.login().status_code == 200
+        return self
+
+    @property
+    def access(self) -> str:
+        return self.tokens["access_token"]
+
+    @property
+    def refresh_token(self) -> str:
+        return self.tokens["refresh_token"]
+
+    def me(self, token: str | None = None) -> requests.Response:
+        return self.client.get("/api/v1/auth/me", headers=bearer(token or self.access))
+
+    def refresh(self, token: str | None = None) -> requests.Response:
+        response = self.client.post("/api/v1/auth/refresh", headers=bearer(token or self.refresh_token))
+        if response.status_code == 200:
+            self.tokens = response.json()
+        return response
+
+    def logout(self, token: str | None = None, refresh_token: str | None = None) -> requests.Response:
+        body = {"refresh_token": refresh_token} if refresh_token else None
+        return self.client.post("/api/v1/auth/logout", headers=bearer(token or self.access), json=body)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error_shape(response: requests.Response, status: int, error: str | None = None) -> dict:
+    """The one JSON error shape, with the status (and code) expected."""
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body["error"], str) and isinstance(body["message"], str), body
+    assert set(body) <= {"error", "message", "details"}, body
+    if error is not None:
+        assert body["error"] == error, body
+    return body
+
+
+def private_database(tmp_dir: Path, name: str):
+    """A database of its own: a SQLite file, or - under AURA_TEST_DATABASE_URL - a new PostgreSQL
+    database next to the test one (the session's in-process tests empty the shared one).
+
+    Returns (url, drop) where drop() removes it.
+    """
+    if not TEST_DATABASE_URL:
+        return f"sqlite:///{tmp_dir / f'{name}.db'}", lambda: None
+    admin_url = make_url(TEST_DATABASE_URL)
+    db_name = f"aura_{name}_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}"'))
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin_url.set(database=db_name).render_as_string(hide_password=False), drop
+
+
+class Server:
+    """A started Gunicorn with its private Redis and database; stopped (by pid) in `close`."""
+
+    def __init__(self, tmp_dir: Path, name: str, workers: int = 2, **settings: str):
+        self.redis = RedisServer().start()
+        url, self._drop_db = private_database(tmp_dir, name)
+        env = app_env(tmp_dir, url, REDIS_URL=self.redis.url, REDIS_AUTH_DB="0", REDIS_RATE_LIMIT_DB="1",
+                      JWT_SECRET_KEY=SECRET)
+        migrate(env)
+        self.access_log = tmp_dir / f"{name}-access.log"
+        self.gunicorn = Gunicorn(tmp_dir, env, workers=workers,
+                                 PROMETHEUS_MULTIPROC_DIR=str(tmp_dir / f"{name}-metrics"), **settings)
+        try:
+            self.gunicorn.start()
+        except Exception:
+            self.close()
+            raise
+        self.url = self.gunicorn.url
+
+    def client(self, address: str | None = None) -> Client:
+        return Client(self.url, address)
+
+    def log_text(self) -> str:
+        """Everything the server printed (error log and, when set, the access log file)."""
+        text_ = self.gunicorn.log_path.read_text(errors="replace")
+        if self.access_log.exists():
+            text_ += self.access_log.read_text(errors="replace")
+        return text_
+
+    def assert_healthy(self, workers_before: list[int]) -> None:
+        """/healthz answers, a normal request works, and no worker died meanwhile."""
+        client = self.client()
+        assert client.get("/healthz").json() == {"status": "ok"}
+        account = Account(client)
+        assert account.register().status_code == 201
+        assert account.login().status_code == 200 and account.me().status_code == 200
+        after = self.gunicorn.worker_pids()
+        events = [line for line in self.gunicorn.log_path.read_text(errors="replace").splitlines()
+                  if "[DEBUG]" not in line and " DEBUG " not in line]
+        assert sorted(after) == sorted(workers_before), (workers_before, after, events[-30:])
+
+    def close(self) -> None:
+        self.gunicorn.stop()
+        self.redis.kill()
+        self._drop_db()
+
+
+@pytest.fixture(scope="package")
+def hardened(tmp_path_factory):
+    """Production-like Aura: rate limits on, /metrics behind a token, DEBUG logs, access log."""
+    tmp_dir = tmp_path_factory.mktemp("hardened")
+    server = Server(tmp_dir, "hardened", workers=2,
+                    GUNICORN_ACCESS_LOG=str(tmp_dir / "hardened-access.log"), **HARDENED)
+    yield server
+    server.close()

@@ -1,0 +1,96 @@
+"""Who may do what, over a real socket: /metrics behind its token, login guessing limited per client
+and per target account (X-Forwarded-For from an untrusted client changes nothing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.security.conftest import HARDENED, METRICS_TOKEN, Account, assert_error_shape, bearer
+from tests.support.metrics import parse_exposition
+
+pytestmark = pytest.mark.gunicorn
+
+LOGIN = "/api/v1/auth/login"
+PER_CLIENT = int(HARDENED["RATE_LIMIT_LOGIN"].split()[0])
+PER_ACCOUNT = int(HARDENED["RATE_LIMIT_LOGIN_ACCOUNT"].split()[0])
+
+
+@pytest.mark.parametrize("authorization", [
+    None,
+    "",
+    "Bearer",
+    f"Bearer {METRICS_TOKEN}x",
+    f"Bearer {METRICS_TOKEN[:-1]}",
+    f"Bearer  {METRICS_TOKEN}",
+    f"Token {METRICS_TOKEN}",
+    f"Basic {METRICS_TOKEN}",
+    METRICS_TOKEN,
+    f"Bearer {METRICS_TOKEN.upper()}",
+])
+def test_metrics_refuses_a_scrape_without_the_exact_token(hardened, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = hardened.client().get("/metrics", headers=headers)
+    assert_error_shape(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "http_requests_total" not in response.text
+
+
+def test_metrics_with_the_token_and_nothing_else(hardened):
+    client = hardened.client()
+    response = client.get("/metrics", headers=bearer(METRICS_TOKEN))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert "http_requests_total" in response.text
+    # The token in the query string is not a credential (it would end up in access logs).
+    assert client.get(f"/metrics?token={METRICS_TOKEN}").status_code == 401
+    # A user's access token is not a scrape credential either.
+    learner = Account(client).signed_in()
+    assert_error_shape(client.get("/metrics", headers=bearer(learner.access)), 401, "unauthorized")
+
+
+def _hits(server) -> float:
+    scraped = parse_exposition(server.client().get("/metrics", headers=bearer(METRICS_TOKEN)).text)
+    return sum(v for (name, labels), v in scraped.items()
+               if name == "rate_limit_hits_total" and dict(labels)["endpoint"] == LOGIN)
+
+
+def test_login_guessing_is_limited_per_client(hardened):
+    target = Account(hardened.client()).signed_in()
+    hits_before = _hits(hardened)
+    guesser = hardened.client()
+    for n in range(PER_CLIENT):  # different accounts, so only the per-client limit can bite
+        response = guesser.post(LOGIN, json={"email": f"guess-{n}@example.com", "password": "guess-1234"})
+        assert_error_shape(response, 401, "invalid_credentials")
+    blocked = guesser.post(LOGIN, json={"email": target.email, "password": target.password})
+    assert_error_shape(blocked, 429, "rate_limited")  # even the right password: no oracle
+    assert int(blocked.headers["Retry-After"]) > 0
+    # Spoofed X-Forwarded-For from an untrusted client is ignored (TRUSTED_PROXY_COUNT=0).
+    spoofed = guesser.post(LOGIN, json={"email": "x@example.com", "password": "guess-1234"},
+                           headers={"X-Forwarded-For": "203.0.113.9"})
+    assert_error_shape(spoofed, 429, "rate_limited")
+    # Another client is not punished for it.
+    assert target.login().status_code == 200
+    assert _hits(hardened) - hits_before == 2
+
+
+def test_login_guessing_is_limited_per_target_account(hardened):
+    victim = Account(hardened.client()).signed_in()  # its login is the account's first attempt
+    variants = [victim.email, victim.email.upper(), victim.email.capitalize()]
+    guesses = 1
+    while guesses < PER_ACCOUNT:  # from many clients, each under its own limit
+        client = hardened.client()
+        for _ in range(2):
+            email = variants[guesses % len(variants)]  # case does not make another account
+            response = client.post(LOGIN, json={"email": email, "password": f"guess-{guesses}"})
+            assert_error_shape(response, 401, "invalid_credentials")
+            guesses += 1
+    fresh = hardened.client()
+    assert_error_shape(victim.client.post(LOGIN, json={"email": victim.email, "password": victim.password}),
+                       429, "rate_limited")
+    assert_error_shape(fresh.post(LOGIN, json={"email": victim.email, "password": victim.password}),
+                       429, "rate_limited")
+    # The lock is on the account, not on the clients that tried it.
+    other = Account(fresh).signed_in()
+    assert other.me().status_code == 200
+    # Tokens issued before the guessing still work: the limit locks out logins, not sessions.
+    assert victim.me().status_code == 200
