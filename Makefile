@@ -31,6 +31,14 @@ test-postgres: dev-venv
 	scripts/ensure-services.sh --postgres
 	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
+## Gunicorn (4 recycling workers) + Prometheus with the alert rules + the load generator; Ctrl-C stops all.
+demo: dev-venv
+	scripts/demo.sh
+
+## Benchmarks (about 5 minutes): a table with PASS/FAIL per target, JSON in bench/results/.
+bench: dev-venv
+	$(BIN)/python bench/run.py
+
 lint: dev-venv
 	$(BIN)/ruff check .
 

@@ -14,7 +14,11 @@ from prometheus_client import Counter, Gauge, Histogram, values
 
 def _check_storage() -> None:
     """Fail loudly if prometheus_client chose single-process storage in a multiprocess setup."""
-    wants_files = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    wants_files = bool(directory)
+    if directory:
+        # A CLI process (`flask db upgrade`) may run before Gunicorn has created the directory.
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     has_files = values.ValueClass is not values.MutexValue
     if wants_files and not has_files:
         raise RuntimeError(
