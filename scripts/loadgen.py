@@ -32,7 +32,8 @@ PASSWORD = "loadgen-password-1"
 AUDIT_CASES = {
     "pass": [{"path": "ok.py", "content": "def add(a, b):\n    return a + b\n"}],
     "remediation_required": [
-        {"path": "warn.py", "content": "def f():\n    print('hi')\n    try:\n        pass\n    except:\n        pass\n"},
+        {"path": "warn.py",
+         "content": "def f():\n    print('hi')\n    try:\n        pass\n    except:\n        pass\n"},
         {"path": "long.py", "content": "def long():\n" + "    x = 1\n" * 60},
         {"path": "README.md", "content": "# not python"},
     ],

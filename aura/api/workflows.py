@@ -9,7 +9,10 @@ from flask_smorest import Blueprint
 from aura.api.openapi import document_errors
 from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
-    AuditInputSchema, AuditResultSchema, StruggleInputSchema, StruggleResultSchema,
+    AuditInputSchema,
+    AuditResultSchema,
+    StruggleInputSchema,
+    StruggleResultSchema,
 )
 from aura.errors import error_response
 from aura.services import workflow_runs

@@ -24,7 +24,12 @@ from aura.extensions import db
 from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun
 from aura.workflows import (
-    AuditSettings, Lesson, StruggleSettings, WorkflowExecutionError, run_audit, run_struggle,
+    AuditSettings,
+    Lesson,
+    StruggleSettings,
+    WorkflowExecutionError,
+    run_audit,
+    run_struggle,
 )
 
 log = logging.getLogger("aura.workflows")

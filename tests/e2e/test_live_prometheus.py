@@ -95,7 +95,8 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
     tally_path = tmp_path / "tally.json"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts/loadgen.py"), "--url", first.url, "--url", second.url,
-         "--requests", "8000", "--seconds", "150", "--burst", "5000", "--burst-threads", "4", "--inactive-email", inactive,
+         "--requests", "8000", "--seconds", "150", "--burst", "5000", "--burst-threads", "4",
+         "--inactive-email", inactive,
          "--token-ttl", "3", "--quiet", "--json", str(tally_path)],
         cwd=ROOT, check=True, timeout=180)
     tally = json.loads(tally_path.read_text())
