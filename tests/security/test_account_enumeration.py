@@ -63,4 +63,3 @@ def test_unknown_email_and_wrong_password_are_indistinguishable(production_cost)
           + ", ".join(f"{kind} {1000 * m:.1f} ms" for kind, m in medians.items())
           + f"; difference {1000 * (larger - smaller):.1f} ms = {100 * difference:.1f}% of the larger")
     assert difference < 0.5, medians
-    assert smaller > 0.005, "a login answered without hashing at all"
