@@ -12,7 +12,7 @@ the archive by merge_all_dead, read by AuraMultiProcessCollector), reporting the
 --runs scrapes and, for ON, the first (cold-cache) scrape. It also times one more child_exit
 merge into the resulting archive.
 
-    .venv/bin/python bench/metrics_scrape.py [--dead 0,100,1000] [--runs 5] [--json PATH]
+    .venv/bin/python bench/metrics_scrape.py [--dead 0,100,1000] [--runs 5] [--off-runs N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _clear_caches() -> None:
     multiproc._key_cache.clear()
 
 
-def run_one(dead: int, live: int, runs: int, base: str) -> dict:
+def run_one(dead: int, live: int, runs: int, base: str, off_runs: int | None = None) -> dict:
     """Build the directory for `dead` dead workers and measure both modes."""
     directory = os.path.join(base, f"dead-{dead}")
     multiproc.prepare_directory(directory)
@@ -119,9 +119,10 @@ def run_one(dead: int, live: int, runs: int, base: str) -> dict:
     write_s = time.perf_counter() - start
     files = sum(1 for n in os.listdir(directory) if n.endswith(".db"))
 
-    off_median, _ = scrape_seconds(_stock(directory), runs)
+    off_runs = runs if off_runs is None else off_runs
+    off_median, _ = scrape_seconds(_stock(directory), off_runs)
     _clear_caches()
-    aura_unmerged, _ = scrape_seconds(_aura(directory), runs)
+    aura_unmerged, _ = scrape_seconds(_aura(directory), off_runs)
 
     start = time.perf_counter()
     stats = multiproc.merge_all_dead(directory, live_ids, check_pids=False)
@@ -159,6 +160,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dead", default="0,100,1000", help="comma-separated dead-worker counts")
     parser.add_argument("--live", type=int, default=4, help="live workers (default 4)")
     parser.add_argument("--runs", type=int, default=5, help="scrapes per measurement (median)")
+    parser.add_argument("--off-runs", type=int, help="scrapes per measurement without merging "
+                        "(default: --runs; they take seconds each with 1000 dead workers)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--dir", help="parent directory for the metric files (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="aura-bench-") as base:
         for dead in (int(n) for n in args.dead.split(",")):
-            results.append(run_one(dead, args.live, args.runs, base))
+            results.append(run_one(dead, args.live, args.runs, base, args.off_runs))
             print(f"  measured {dead} dead workers", file=sys.stderr)
 
     fresh = results[0]["on_median_ms"] if results and results[0]["dead_workers"] == 0 else None
@@ -183,6 +186,7 @@ def main(argv=None) -> int:
               f"{r['archive_bytes'] / 1024:>7.0f}KB")
     if args.json:
         Path(args.json).write_text(json.dumps({"live_workers": args.live, "runs": args.runs,
+                                               "off_runs": args.off_runs or args.runs,
                                                "results": results}, indent=2) + "\n")
     return 0
 

@@ -41,11 +41,11 @@ OVERHEAD_MAX_US = 15.0  # in-process instrumentation cost per request
 PROFILES = {
     "full": {"overhead": ["--requests", "50", "--runs", "400"],
              "workflows": ["--runs", "200"],
-             "scrape": ["--dead", "0,100,1000", "--runs", "5"],
+             "scrape": ["--dead", "0,100,1000", "--runs", "5", "--off-runs", "3"],
              "load": ["--rounds", "5", "--seconds", "5", "--warmup", "2"]},
     "quick": {"overhead": ["--requests", "50", "--runs", "40"],
               "workflows": ["--runs", "30"],
-              "scrape": ["--dead", "0,100,1000", "--runs", "2"],
+              "scrape": ["--dead", "0,100,1000", "--runs", "2", "--off-runs", "1"],
               "load": ["--rounds", "2", "--seconds", "2", "--warmup", "1"]},
 }
 
@@ -169,8 +169,8 @@ def render(report: dict) -> str:
     add("")
 
     sc = r["scrape"]["result"]
-    add(f"3. /metrics scrape latency, {sc['live_workers']} live workers + N recycled "
-        f"(median of {sc['runs']} scrapes)")
+    add(f"3. /metrics scrape latency, {sc['live_workers']} live workers + N recycled (medians of "
+        f"{sc['runs']} scrapes with merging, {sc.get('off_runs', sc['runs'])} without)")
     add(f"   {'recycled':>8} {'files':>6} {'merging OFF':>12} {'merging ON':>11} {'ON cold':>9} "
         f"{'ON vs fresh':>12} {'OFF/ON':>7}")
     fresh = next((x["on_median_ms"] for x in sc["results"] if x["dead_workers"] == 0), None)

@@ -20,6 +20,7 @@ import requests
 
 from tests.support.metrics import parse_exposition
 from tests.support.prometheus import Prometheus
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 
@@ -79,14 +80,22 @@ def _wait(predicate, timeout: float, what: str):
 
 @pytest.fixture
 def stack(gunicorn, tmp_path):
-    """Two Gunicorn instances (4 recycling workers + 2 workers) and a Prometheus scraping both."""
-    first = gunicorn(workers=4, env=ENV, GUNICORN_MAX_REQUESTS="150", GUNICORN_MAX_REQUESTS_JITTER="100",
+    """Two Gunicorn instances (4 recycling workers + 2 workers) and a Prometheus scraping both.
+
+    They share a private Redis, so no other test's clean-up can reset the limits they count.
+    """
+    redis_server = RedisServer().start()
+    env = dict(ENV, REDIS_URL=redis_server.url)
+    first = gunicorn(workers=4, env=env, GUNICORN_MAX_REQUESTS="150", GUNICORN_MAX_REQUESTS_JITTER="100",
                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-a"))
-    second = gunicorn(workers=2, env=ENV, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-b"))
+    second = gunicorn(workers=2, env=env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-b"))
     prometheus = Prometheus(tmp_path, [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"],
                             [ALERT_RULES]).start()
     yield first, second, prometheus
     prometheus.stop()
+    first.stop()
+    second.stop()
+    redis_server.kill()
 
 
 def test_every_panel_query_and_alert_has_data(stack, tmp_path):

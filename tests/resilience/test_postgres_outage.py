@@ -1,0 +1,82 @@
+"""PostgreSQL stopped and started again under a running Gunicorn: 503 in the JSON error shape,
+/readyz says why, and the same workers recover by themselves (no restart).
+
+The database is a private PostgreSQL cluster (initdb in a temp dir, its own port), so stopping it
+touches nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.resilience.conftest import TIMEOUT, assert_error_shape, scrape
+from tests.support.metrics import value
+
+pytestmark = pytest.mark.gunicorn
+
+STRUGGLE = {"exercise_id": "loops-1", "edit_frequency": 25, "error_count": 14}
+
+
+def _answers(server, creds: dict, bearer: dict) -> dict[str, requests.Response]:
+    """One of each request that needs the database, each on a new connection (any worker)."""
+    api, close = server.url + "/api/v1", {"Connection": "close"}
+    return {
+        "register": requests.post(f"{api}/auth/register", timeout=TIMEOUT, headers=close,
+                                  json={"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-pw"}),
+        "login": requests.post(f"{api}/auth/login", json=creds, headers=close, timeout=TIMEOUT),
+        "me": requests.get(f"{api}/auth/me", headers={**bearer, **close}, timeout=TIMEOUT),
+        "struggle": requests.post(f"{api}/workflows/struggle", json=STRUGGLE, headers={**bearer, **close},
+                                  timeout=TIMEOUT),
+        "readyz": requests.get(server.url + "/readyz", headers=close, timeout=TIMEOUT),
+    }
+
+
+def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
+    server = start_gunicorn(workers=2, database_url=private_postgres.url)
+    master, workers = server.proc.pid, sorted(server.wait_for_workers(2))
+    api = server.url + "/api/v1"
+    creds = {"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-password"}
+    assert requests.post(f"{api}/auth/register", json=creds, timeout=TIMEOUT).status_code == 201
+    bearer = {"Authorization": "Bearer " + requests.post(f"{api}/auth/login", json=creds,
+                                                         timeout=TIMEOUT).json()["access_token"]}
+    for _ in range(2):  # both workers hold pooled connections that the outage will break
+        assert {k: r.status_code for k, r in _answers(server, creds, bearer).items()} == {
+            "register": 201, "login": 200, "me": 200, "struggle": 200, "readyz": 200}
+    before = scrape(server)
+
+    private_postgres.stop()
+    for _ in range(3):
+        answers = _answers(server, creds, bearer)
+        for name in ("register", "login", "me", "struggle"):
+            body = assert_error_shape(answers[name], 503, "service_unavailable")
+            assert "database" in body["message"], (name, body)
+        ready = assert_error_shape(answers["readyz"], 503, "service_unavailable",
+                                   extra={"status", "mode", "checks"})
+        assert ready["checks"]["database"].startswith("unavailable") and ready["checks"]["redis"] == "ok"
+        assert ready["message"] == "unavailable: database"
+        assert requests.get(server.url + "/healthz", timeout=TIMEOUT).status_code == 200  # alive
+    during = scrape(server)
+    assert value(during, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable") \
+        > value(before, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable")
+    assert value(during, "http_requests_total", method="POST", endpoint="/api/v1/auth/login",
+                 status_code="503") >= 3
+
+    private_postgres.start()  # same port, same data
+    deadline = time.monotonic() + 30
+    while True:
+        statuses = {k: r.status_code for k, r in _answers(server, creds, bearer).items()}
+        if statuses == {"register": 201, "login": 200, "me": 200, "struggle": 200, "readyz": 200}:
+            break
+        assert time.monotonic() < deadline, f"no recovery: {statuses}"
+        time.sleep(0.5)
+    for _ in range(3):  # every worker's pool recovered, not just one
+        assert {k: r.status_code for k, r in _answers(server, creds, bearer).items()} == {
+            "register": 201, "login": 200, "me": 200, "struggle": 200, "readyz": 200}
+    assert (server.proc.pid, sorted(server.worker_pids())) == (master, workers), "something restarted"
+    after = scrape(server)
+    assert sum(v for (name, labels), v in after.items()
+               if name == "http_requests_total" and dict(labels)["status_code"] == "500") == 0
