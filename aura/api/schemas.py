@@ -8,6 +8,15 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import validate
 
+class UtcDateTime(ma.fields.DateTime):
+    """ISO 8601 with an explicit UTC offset; SQLite hands back naive UTC datetimes."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 128 characters.")
 # Invisible or direction-changing characters (zero-width space, RTL override, soft hyphen...)
 # and control characters: an address holding one looks like another account's.

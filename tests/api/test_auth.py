@@ -17,6 +17,7 @@ def test_register_login_me_refresh_logout(auth):
     assert created.status_code == 201
     body = created.get_json()
     assert set(body) == {"id", "email", "created_at"} and body["email"] == auth.email
+    assert body["created_at"].endswith("+00:00")  # explicit UTC, on SQLite and PostgreSQL
 
     login = auth.login()
     assert login.status_code == 200

@@ -184,6 +184,7 @@ class Server:
                                  PROMETHEUS_MULTIPROC_DIR=str(tmp_dir / f"{name}-metrics"), **settings)
         try:
             self.gunicorn.start()
+            self.gunicorn.wait_for_workers(workers)  # /healthz answers as soon as one is up
         except Exception:
             self.close()
             raise
