@@ -8,12 +8,13 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import validate
 
+
 class UtcDateTime(ma.fields.DateTime):
     """ISO 8601 with an explicit UTC offset; SQLite hands back naive UTC datetimes."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return super()._serialize(value, attr, obj, **kwargs)
 
 
@@ -52,7 +53,7 @@ class UserSchema(ma.Schema):
 
     id = ma.fields.Integer(required=True)
     email = ma.fields.String(required=True)
-    created_at = ma.fields.AwareDateTime(required=True, default_timezone=UTC)
+    created_at = UtcDateTime(required=True)
 
 
 class TokenPairSchema(ma.Schema):
