@@ -68,10 +68,19 @@ _log = logging.getLogger("gunicorn.error")
 
 
 def on_starting(server):
-    """Before any worker forks: create the metrics directory and clear files of an earlier run."""
-    from aura.metrics.multiproc import prepare_directory
+    """Before any worker forks: create the metrics directory and clear files of an earlier run.
 
-    prepare_directory(_metrics_dir)  # raises a clear MetricsDirectoryError if not writable
+    An unusable directory (read-only, not ours) is logged and the server starts anyway:
+    requests matter more than metrics, and the workers degrade on their own (one log line,
+    /metrics answers 503) - see docs/security.md.
+    """
+    from aura.metrics.multiproc import MetricsDirectoryError, prepare_directory
+
+    try:
+        prepare_directory(_metrics_dir)
+    except MetricsDirectoryError as exc:
+        server.log.error("metrics are degraded: %s", exc)
+        return
     server.log.info("prometheus multiprocess directory: %s", _metrics_dir)
 
 

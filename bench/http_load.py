@@ -265,6 +265,15 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def worker_cpu_seconds(server: Gunicorn) -> float:
+    """CPU time (user + system) used so far by the instance's current workers."""
+    total = 0
+    for pid in server.worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def worker_rss(server: Gunicorn) -> list[float]:
     """VmRSS of each worker, MiB, sorted."""
     return sorted(round(rss_kib(pid) / 1024, 1) for pid in server.worker_pids())
@@ -319,7 +328,10 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
                                                         body if is_post else None)
 
         def cell(route: str, name: str, secs: float) -> dict:
-            return generator.run(servers[name].url + ROUTES[route]["path"], scripts[route, name], secs)
+            cpu0 = worker_cpu_seconds(servers[name])
+            r = generator.run(servers[name].url + ROUTES[route]["path"], scripts[route, name], secs)
+            r["worker_cpu_us_per_request"] = (worker_cpu_seconds(servers[name]) - cpu0) / max(1, r["requests"]) * 1e6
+            return r
 
         for route in ROUTES:  # warm-up: imports on first use, caches, SQLite pages, label children
             for name in servers:
@@ -334,8 +346,9 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
                 for name in order:
                     cells[route][name].append(cell(route, name, seconds))
             log(f"  round {i + 1}/{rounds}: " + "  ".join(
-                f"{r} on={cells[r]['on'][-1]['rps']:.0f} off={cells[r]['off'][-1]['rps']:.0f} req/s"
-                for r in ROUTES))
+                f"{r} on={cells[r]['on'][-1]['rps']:.0f} off={cells[r]['off'][-1]['rps']:.0f} req/s "
+                f"(cpu {cells[r]['on'][-1]['worker_cpu_us_per_request']:.0f}/"
+                f"{cells[r]['off'][-1]['worker_cpu_us_per_request']:.0f} µs/req)" for r in ROUTES))
         rss_end = {name: worker_rss(s) for name, s in servers.items()}
         logs = {name: s.log() for name, s in servers.items()}
     finally:
@@ -349,10 +362,14 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
     routes = {}
     for route, by in cells.items():
         med = {name: statistics.median(x["rps"] for x in by[name]) for name in by}
+        cpu = {name: statistics.median(x["worker_cpu_us_per_request"] for x in by[name]) for name in by}
         routes[route] = {
             "method": ROUTES[route]["method"], "path": ROUTES[route]["path"],
             "rps_on": round(med["on"], 1), "rps_off": round(med["off"], 1),
             "ratio_on_off": round(med["on"] / med["off"], 3) if med["off"] else None,
+            # Workers' CPU per request: what other processes' load disturbs least.
+            "worker_cpu_us_on": round(cpu["on"], 1), "worker_cpu_us_off": round(cpu["off"], 1),
+            "cpu_ratio_off_on": round(cpu["off"] / cpu["on"], 3) if cpu["on"] else None,
             "p50_ms_on": round(statistics.median(x["p50_ms"] for x in by["on"]), 2),
             "p50_ms_off": round(statistics.median(x["p50_ms"] for x in by["off"]), 2),
             "p99_ms_on": round(statistics.median(x["p99_ms"] for x in by["on"]), 2),
@@ -361,6 +378,8 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
             "errors_off": sum(x["errors"] for x in by["off"]),
             "rounds_on": [round(x["rps"], 1) for x in by["on"]],
             "rounds_off": [round(x["rps"], 1) for x in by["off"]],
+            "rounds_cpu_us_on": [round(x["worker_cpu_us_per_request"], 1) for x in by["on"]],
+            "rounds_cpu_us_off": [round(x["worker_cpu_us_per_request"], 1) for x in by["off"]],
         }
 
     def mem(values: dict[str, list[float]]) -> dict:
@@ -384,12 +403,12 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
 
 def print_table(result: dict, out=sys.stdout) -> None:
     """Requests/s per route, on and off side by side, and worker memory."""
-    print(f"{'route':<34}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}{'p50 on/off ms':>17}{'errors':>8}",
-          file=out)
+    print(f"{'route':<34}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}{'CPU µs/req on/off':>20}"
+          f"{'off/on':>8}{'errors':>8}", file=out)
     for r in result["routes"].values():
         print(f"{r['method'] + ' ' + r['path']:<34}{r['rps_on']:>10.0f}{r['rps_off']:>11.0f}"
-              f"{r['ratio_on_off']:>8.3f}{r['p50_ms_on']:>9.1f}/{r['p50_ms_off']:<7.1f}"
-              f"{r['errors_on'] + r['errors_off']:>8}", file=out)
+              f"{r['ratio_on_off']:>8.3f}{r['worker_cpu_us_on']:>12.0f}/{r['worker_cpu_us_off']:<7.0f}"
+              f"{r['cpu_ratio_off_on']:>8.3f}{r['errors_on'] + r['errors_off']:>8}", file=out)
     for when in ("rss_after_warmup", "rss_after_rounds"):
         m = result[when]
         print(f"worker RSS {when[4:].replace('_', ' ')}: on {m['median_mib_on']:.1f} MiB, "

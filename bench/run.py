@@ -129,7 +129,8 @@ def verdicts(results: dict) -> list[dict]:
     healthz = results["load"]["result"]["routes"]["healthz"]
     out.append({"target": "requests/s instrumented / uninstrumented, GET /healthz",
                 "limit": f">= {THROUGHPUT_MIN_RATIO}", "value": f"{healthz['ratio_on_off']:.3f}",
-                "pass": healthz["ratio_on_off"] >= THROUGHPUT_MIN_RATIO})
+                "pass": healthz["ratio_on_off"] >= THROUGHPUT_MIN_RATIO,
+                "note": f"cross-check, workers' CPU per request off/on: {healthz['cpu_ratio_off_on']:.3f}"})
     overhead = results["overhead"]["result"]["overhead_us"]
     out.append({"target": "instrumentation overhead per request (in-process)",
                 "limit": f"<= {OVERHEAD_MAX_US:g} µs", "value": f"{overhead:.1f} µs",
@@ -187,12 +188,13 @@ def render(report: dict) -> str:
              else f"Python client x{gen['processes']}")
     add(f"4. Throughput under Gunicorn ({ld['workers']} {ld['worker_class']} workers, {gen_s}, "
         f"{ld['rounds']} alternating rounds x {ld['seconds_per_cell']:g} s, medians; {ld['redis']})")
-    add(f"   {'route':<32}{'metrics on':>11}{'metrics off':>12}{'on/off':>8}{'p50 ms on/off':>16}"
-        f"{'errors':>8}")
+    add(f"   {'route':<32}{'metrics on':>11}{'metrics off':>12}{'on/off':>8}   "
+        f"{'worker CPU/req on':>17}{'off':>8}{'off/on':>8}{'p50 ms on/off':>16}{'errors':>7}")
     for x in ld["routes"].values():
         add(f"   {x['method'] + ' ' + x['path']:<32}{x['rps_on']:>7.0f} r/s{x['rps_off']:>8.0f} r/s"
-            f"{x['ratio_on_off']:>8.3f}{x['p50_ms_on']:>9.1f} / {x['p50_ms_off']:<5.1f}"
-            f"{x['errors_on'] + x['errors_off']:>8}")
+            f"{x['ratio_on_off']:>8.3f}   {x['worker_cpu_us_on']:>14.0f} µs{x['worker_cpu_us_off']:>5.0f} µs"
+            f"{x['cpu_ratio_off_on']:>8.3f}{x['p50_ms_on']:>9.1f} / {x['p50_ms_off']:<5.1f}"
+            f"{x['errors_on'] + x['errors_off']:>7}")
     for when, label in (("rss_after_warmup", "after warm-up"), ("rss_after_rounds", "after the rounds")):
         mm = ld[when]
         add(f"   worker RSS {label:<17} on {mm['median_mib_on']:>6.1f} MiB   "
@@ -202,7 +204,8 @@ def render(report: dict) -> str:
 
     add("Targets")
     for v in report["targets"]:
-        add(f"   {'PASS' if v['pass'] else 'FAIL'}  {v['target']}: {v['value']} (target {v['limit']})")
+        note = f"; {v['note']}" if v.get("note") else ""
+        add(f"   {'PASS' if v['pass'] else 'FAIL'}  {v['target']}: {v['value']} (target {v['limit']}){note}")
     add("")
     add(f"total {report['seconds']:.0f} s; JSON: {report['json_path']}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import Blueprint, Response, current_app, request
 
@@ -10,6 +11,7 @@ from aura import metrics
 from aura.errors import error_response
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger("aura.metrics")
 
 
 @bp.get("/metrics")
@@ -25,7 +27,13 @@ def scrape():
             return error_response(401, "unauthorized", "A valid Bearer token is required for /metrics.",
                                   headers={"WWW-Authenticate": "Bearer"})
     from aura.metrics.exposition import render
+    from aura.metrics.multiproc import MetricsDirectoryError, MetricsLockTimeout
 
-    body, headers = render(settings.prometheus_multiproc_dir, request.headers.get("Accept"),
-                           request.headers.get("Accept-Encoding"))
+    try:
+        body, headers = render(settings.prometheus_multiproc_dir, request.headers.get("Accept"),
+                               request.headers.get("Accept-Encoding"))
+    except (MetricsDirectoryError, MetricsLockTimeout) as exc:  # the directory, not this request
+        log.warning("metrics are degraded: cannot read the metrics directory: %s", exc)
+        return error_response(503, "service_unavailable", "Metrics are unavailable: the metrics "
+                              "directory cannot be read.", headers={"Retry-After": "15"})
     return Response(body, headers=headers)

@@ -70,7 +70,8 @@ def test_repeated_kills_of_several_workers_under_load(start_gunicorn, tmp_path):
         if isinstance(result, int):
             completed[(name, result)] += n
         else:
-            assert result == "ConnectionError", result  # a kill cuts a request; nothing times out
+            # A kill cuts a request before or during its answer; nothing may time out.
+            assert result in ("ConnectionError", "ChunkedEncodingError"), result
             cut[name] += n
     assert sum(completed.values()) > 100
     for (name, status), seen in completed.items():

@@ -42,7 +42,9 @@ def test_no_secret_in_debug_and_access_logs(hardened):
     alice.client.get(marker)
     _wait_for_log(hardened, marker)  # the access log is flushed up to here
 
-    log = hardened.log_text()
+    # test_access_control.py sends the metrics token in a URL on purpose (to show it is refused
+    # there); a client that puts a secret in a URL leaks it to every access log on the way.
+    log = "\n".join(line for line in hardened.log_text().splitlines() if "/metrics?token=" not in line)
     # The grep below means something only if the logs saw the whole story, at DEBUG.
     assert re.search(r'"POST /api/v1/auth/login HTTP/1.1" 401', log)
     assert re.search(r'"POST /api/v1/auth/login HTTP/1.1" 200', log)

@@ -66,3 +66,15 @@ def test_headers_on_429(hardened):
     response = client.post("/api/v1/auth/login", json={"email": "h@example.com", "password": "guess-1234"})
     assert response.status_code == 429
     assert_security_headers(response, no_store=True)
+
+
+def test_headers_on_an_unexpected_500(app):
+    """A genuine 500 cannot be provoked over the socket without a bug, so one is planted in-process."""
+
+    @app.get("/api/v1/auth/boom")
+    def boom():
+        raise RuntimeError("planted fault")
+
+    response = app.test_client().get("/api/v1/auth/boom")
+    assert response.status_code == 500 and response.get_json()["error"] == "internal_error"
+    assert_security_headers(response, no_store=True)
