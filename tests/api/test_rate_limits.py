@@ -101,3 +101,10 @@ def test_unreachable_rate_limit_redis_fails_open_and_counts(make_app):
                    error_type="connection_failed") - value(
         before, "redis_connection_errors_total", database="rate_limit_db", error_type="connection_failed")
     assert errors >= 1
+
+
+def test_retry_after_only_where_it_means_something(make_app):
+    client = _limited_app(make_app).test_client()
+    first = client.post(LOGIN, json=WRONG)
+    assert first.status_code == 401 and "Retry-After" not in first.headers
+    assert "X-RateLimit-Remaining" in first.headers
