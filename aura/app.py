@@ -124,13 +124,12 @@ def register_instrumentation(app: Flask) -> None:
 
     if metrics.ENABLED and app.config["AURA"].metrics_enabled:
         from aura.infra.database import instrument_engine
-        from aura.infra.pools import install_pool_sampling
+        from aura.infra.pools import pool_sampler
         from aura.metrics.http import install
 
         with app.app_context():
             instrument_engine(db.engine)
-        install_pool_sampling(app)
-        install(app)
+        install(app, sampler=pool_sampler(app))
         metrics.initialize_known_series()
 
 

@@ -6,8 +6,7 @@ Gunicorn). Variants of the same app, all built by `create_app`:
 
     uninstrumented   METRICS_ENABLED=false
     instrumented     METRICS_ENABLED=true (what production runs)
-    http only        uninstrumented + aura.metrics.http.install (middleware + rule teardown hook)
-    pools only       uninstrumented + aura.infra.pools.install_pool_sampling (teardown hook)
+    http only        uninstrumented + aura.metrics.http.install without the pool sampler
 
 Runs of --requests requests alternate between the variants (order reversed every other run),
 so that drift and bursts of load from other processes hit every variant alike. Every request
@@ -97,13 +96,10 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     apps = {"uninstrumented": create_app(dict(common, metrics_enabled=False)),
             "instrumented": create_app(dict(common, metrics_enabled=True))}
     if breakdown:
-        from aura.infra.pools import install_pool_sampling
         from aura.metrics.http import install as install_http
 
         apps["http only"] = create_app(dict(common, metrics_enabled=False))
         install_http(apps["http only"])
-        apps["pools only"] = create_app(dict(common, metrics_enabled=False))
-        install_pool_sampling(apps["pools only"])
     return apps
 
 

@@ -1,8 +1,8 @@
-"""Connection-pool gauges, sampled at the end of each request (cheap: counts in memory).
+"""Connection-pool gauges, sampled after requests (at most once a second per worker).
 
 Each worker reports its own pools; the gauges are `livesum`, so /metrics shows the sum over
 live workers and a dead worker's connections stop counting as soon as it dies. The pools are
-looked up once; each request reads a few lengths and writes gauges only when a count changed.
+looked up once; a sample reads a few counts and writes gauges only when a count changed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def redis_pool_counts(pool) -> tuple[int, int]:
     return len(pool._in_use_connections), len(pool._available_connections)
 
 
-def install_pool_sampling(app: Flask) -> None:
-    """Refresh the pool gauges after every request, writing only what changed."""
+def pool_sampler(app: Flask):
+    """A function that refreshes this worker's pool gauges, writing only what changed."""
     clients = app.extensions["aura.redis"]
     with app.app_context():
         engine = db.engine
@@ -42,6 +42,4 @@ def install_pool_sampling(app: Flask) -> None:
                 last[name] = counts
                 metrics.redis_pool(name, *counts)
 
-    @app.teardown_request
-    def _sample(_exc=None) -> None:
-        sample()
+    return sample

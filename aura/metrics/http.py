@@ -3,6 +3,11 @@
 Middleware sees every response, including those produced before a view runs (404, 405, 413,
 errors from other hooks). Label values are bounded: `endpoint` is the matched URL rule or one
 fixed value for unmatched paths, and non-standard methods fold into one value.
+
+Every request pays for this, so it adds no Flask hook: the matched rule reaches the middleware
+through the request class (Flask's routing sets `url_rule`, whose setter copies it into the
+WSGI environ), the counter and histogram children are bound once per label set, and the pool
+gauges are sampled at most once a second (bench/http_overhead.py measures the cost).
 """
 
 from __future__ import annotations
@@ -10,49 +15,70 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from time import perf_counter
 
-from flask import request
-
 from aura import metrics
 
 UNMATCHED = "unmatched"
-_ENDPOINT_KEY = "aura.metrics.endpoint"
 OTHER_METHOD = "OTHER"
+SAMPLE_INTERVAL = 1.0  # seconds between pool-gauge samples in one worker
+_ENDPOINT_KEY = "aura.metrics.endpoint"
+_ROUTING_EXC_KEY = "aura.metrics.routing_exception"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
-def endpoint_label(request, url_map) -> str:
-    """The matched URL rule of the request, or UNMATCHED."""
-    rule = request.url_rule
-    if rule is not None:
-        return rule.rule
-    # A 405 matched a path but not its method: name the path's rule (error path only).
-    valid = getattr(request.routing_exception, "valid_methods", None)
-    if valid:
-        try:
-            adapter = url_map.bind_to_environ(request.environ)
-            return adapter.match(method=valid[0], return_rule=True)[0].rule
-        except Exception:  # noqa: BLE001 - a label must never fail a request
-            pass
-    return UNMATCHED
+def _request_class(base):
+    """A request class that leaves its matched rule (or routing error) in the WSGI environ."""
+
+    class InstrumentedRequest(base):
+        _aura_rule = None
+        _aura_routing_exception = None
+
+        @property
+        def url_rule(self):
+            return self._aura_rule
+
+        @url_rule.setter
+        def url_rule(self, rule):
+            self._aura_rule = rule
+            if rule is not None:
+                self.environ[_ENDPOINT_KEY] = rule.rule
+
+        @property
+        def routing_exception(self):
+            return self._aura_routing_exception
+
+        @routing_exception.setter
+        def routing_exception(self, exc):
+            self._aura_routing_exception = exc
+            self.environ[_ROUTING_EXC_KEY] = exc
+
+    return InstrumentedRequest
 
 
-def install(app) -> None:
-    """Wrap the app in the middleware; a teardown hook hands it the matched rule."""
-    url_map = app.url_map
-
-    @app.teardown_request
-    def _remember_rule(_exc=None) -> None:
-        # Flask forgets the request when its context ends; keep the label in the environ.
-        request.environ[_ENDPOINT_KEY] = endpoint_label(request, url_map)
-
-    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app)
+def install(app, sampler: Callable[[], None] | None = None) -> None:
+    """Wrap the app in the middleware; `sampler` refreshes the pool gauges."""
+    app.request_class = _request_class(app.request_class)
+    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler)
 
 
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable):
+    def __init__(self, wsgi_app: Callable, url_map=None, sampler: Callable[[], None] | None = None):
         self.wsgi_app = wsgi_app
+        self.url_map = url_map
+        self.sampler = sampler
+        self.next_sample = 0.0
+        self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
+
+    def _label_without_rule(self, environ: dict) -> str:
+        # A 405 matched a path but not its method: name the path's rule (error path only).
+        valid = getattr(environ.get(_ROUTING_EXC_KEY), "valid_methods", None)
+        if valid and self.url_map is not None:
+            try:
+                return self.url_map.bind_to_environ(environ).match(method=valid[0], return_rule=True)[0].rule
+            except Exception:  # noqa: BLE001 - a label must never fail a request
+                pass
+        return UNMATCHED
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """Run the app; record when the status line is known."""
@@ -70,5 +96,13 @@ class HttpMetricsMiddleware:
             if method not in _METHODS:
                 method = OTHER_METHOD
             status = status_holder[-1][:3] if status_holder else "500"
-            endpoint = environ.get(_ENDPOINT_KEY, UNMATCHED)
-            metrics.http_request(method, endpoint, status, perf_counter() - start)
+            endpoint = environ.get(_ENDPOINT_KEY) or self._label_without_rule(environ)
+            key = (method, endpoint, status)
+            record = self.recorders.get(key)
+            if record is None:
+                record = self.recorders[key] = metrics.http_recorder(method, endpoint, status)
+            end = perf_counter()
+            record(end - start)
+            if self.sampler is not None and end >= self.next_sample:
+                self.next_sample = end + SAMPLE_INTERVAL
+                self.sampler()

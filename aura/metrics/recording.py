@@ -90,10 +90,19 @@ if ENABLED:
         """Count a request the rate limiter rejected (client_id already bounded by the caller)."""
         _child(_d.RATE_LIMIT_HITS, endpoint, client_id).inc()
 
-    def http_request(method: str, endpoint: str, status_code: str, seconds: float) -> None:
-        """Count and time one HTTP request (labels already folded by the caller)."""
-        _child(_d.HTTP_REQUESTS, method, endpoint, status_code).inc()
-        _child(_d.HTTP_REQUEST_DURATION, method, endpoint).observe(seconds)
+    def http_recorder(method: str, endpoint: str, status_code: str):
+        """A function that counts and times one request of this label set (children bound once).
+
+        Labels are already folded by the caller (aura.metrics.http), so the set is bounded.
+        """
+        inc = _child(_d.HTTP_REQUESTS, method, endpoint, status_code).inc
+        observe = _child(_d.HTTP_REQUEST_DURATION, method, endpoint).observe
+
+        def record(seconds: float) -> None:
+            inc()
+            observe(seconds)
+
+        return record
 
     def workflow_execution(workflow_type: str, ok: bool, seconds: float) -> None:
         """Count and time a workflow run: workflow_type struggle|audit."""
@@ -180,6 +189,7 @@ else:
 
     auth_request = auth_failure = token_refresh = registration = _noop
     token_issued = token_revoked = redis_error = redis_pool = database_pool = _noop
-    database_query = rate_limit_request = rate_limit_hit = http_request = _noop
+    database_query = rate_limit_request = rate_limit_hit = _noop
+    http_recorder = lambda *_args: _noop  # noqa: E731
     workflow_execution = workflow_failure = struggle_result = audit_result = _noop
     initialize_known_series = _noop
