@@ -22,11 +22,14 @@ def _bool(name, default):
 
 
 # Each Gunicorn instance gets its own metrics directory: two instances must never share one,
-# or each would count the other's workers. The default is per instance (keyed by the bind).
+# or each would count the other's workers. The default is per instance (keyed by the bind), on
+# tmpfs where there is one: every metric write touches an mmap page, and on a disk-backed file
+# the kernel's writeback turns those into page faults and I/O (docs/performance.md).
 _bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
+_tmp_base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(tempfile.gettempdir(), f"aura-metrics-{_bind.replace(':', '-').replace('/', '-')}"),
+    os.path.join(_tmp_base, f"aura-metrics-{_bind.replace(':', '-').replace('/', '-')}"),
 )
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 

@@ -230,7 +230,9 @@ def server_env(workdir: Path, name: str, database_url: str, redis_url: str, metr
         PASSWORD_HASH_MEMORY_COST="8",
         RATE_LIMIT_ENABLED="false",
         METRICS_ENABLED="true" if metrics_enabled else "false",
-        PROMETHEUS_MULTIPROC_DIR=str(workdir / f"metrics-{name}"),
+        # On tmpfs, as gunicorn.conf.py's default and the k8s emptyDir (medium: Memory) are.
+        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix=f"aura-bench-metrics-{name}-",
+                                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None),
         LOG_LEVEL="WARNING",
         GUNICORN_MAX_REQUESTS="0",  # no recycling during the measurement
         GUNICORN_MAX_REQUESTS_JITTER="0",

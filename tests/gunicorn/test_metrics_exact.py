@@ -124,5 +124,6 @@ def test_default_multiproc_dir_from_gunicorn_conf(gunicorn):
     samples = _scrape(server)
     served = value(samples, "http_requests_total", method="GET", endpoint="/healthz", status_code="200")
     assert served >= 30  # one worker alone would show only its own share
-    default_dir = Path(tempfile.gettempdir()) / f"aura-metrics-127.0.0.1-{server.port}"
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # as gunicorn.conf.py
+    default_dir = Path(base) / f"aura-metrics-127.0.0.1-{server.port}"
     assert any(default_dir.glob("counter_*.db"))
