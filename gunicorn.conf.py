@@ -23,8 +23,8 @@ def _bool(name, default):
 
 # Each Gunicorn instance gets its own metrics directory: two instances must never share one,
 # or each would count the other's workers. The default is per instance (keyed by the bind), on
-# tmpfs where there is one: every metric write touches an mmap page, and on a disk-backed file
-# the kernel's writeback turns those into page faults and I/O (docs/performance.md).
+# tmpfs where there is one: every metric write touches an mmap page, which on a disk-backed
+# file the kernel also writes back to disk, for nothing.
 _bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
 _tmp_base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 os.environ.setdefault(
@@ -57,8 +57,9 @@ graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", "30")
 max_requests = _int("GUNICORN_MAX_REQUESTS", "10000")
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
 # Import the app once in the master: a new worker (recycled or crashed) serves at once instead
-# of spending seconds importing LangGraph and friends. Nothing opens a connection at import;
-# redis-py and SQLAlchemy pools are per process (redis-py re-creates its pool after fork).
+# of spending seconds importing LangGraph and friends. The start-up Redis ping happens in the
+# master, but redis-py's pools notice the fork and open fresh connections in each worker, and
+# SQLAlchemy connects lazily, so no connection is shared across processes.
 preload_app = _bool("GUNICORN_PRELOAD", "true")
 # "-" logs each request to stdout, where container platforms collect logs.
 accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
