@@ -13,7 +13,6 @@ import logging
 from flask import Flask, current_app, request
 from flask_jwt_extended import decode_token
 from flask_limiter import Limiter
-from flask_limiter.errors import RateLimitExceeded  # noqa: F401 - documented surface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aura import metrics

@@ -40,7 +40,6 @@ class RedisClients:
         )
         self.url = settings.redis_url
         self.auth = redis.Redis.from_url(settings.redis_url, db=settings.redis_auth_db, **common)
-        self.rate_limit_db = settings.redis_rate_limit_db
         self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
 
     def ping(self, database: str = AUTH_DB) -> bool:
