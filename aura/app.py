@@ -124,12 +124,12 @@ def register_instrumentation(app: Flask) -> None:
 
     if metrics.ENABLED and app.config["AURA"].metrics_enabled:
         from aura.infra.database import instrument_engine
-        from aura.infra.pools import pool_sampler
+        from aura.infra.pools import PoolSampler
         from aura.metrics.http import install
 
         with app.app_context():
             instrument_engine(db.engine)
-        install(app, sampler=pool_sampler(app))
+        install(app, sampler=PoolSampler(app))
         metrics.initialize_known_series()
 
 

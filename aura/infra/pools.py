@@ -1,11 +1,22 @@
-"""Connection-pool gauges, sampled after requests (at most once a second per worker).
+"""Connection-pool gauges, sampled once a second by a thread in each worker.
 
 Each worker reports its own pools; the gauges are `livesum`, so /metrics shows the sum over
-live workers and a dead worker's connections stop counting as soon as it dies. The pools are
-looked up once; a sample reads a few counts and writes gauges only when a count changed.
+live workers and a dead worker's connections stop counting as soon as it dies. A thread, not
+the request path, takes the samples: a sample taken after a request has finished always sees
+that request's connections back in the pool (a sync worker would never show one in use), and a
+worker that serves nothing still reports its pools. A sample reads a few container sizes and
+writes a gauge only when its count changed.
+
+The thread is started by the HTTP middleware (`ensure_running`, at most once a second), so it
+starts in the process that serves requests - after Gunicorn's fork - and again in any process
+forked from it. It holds the sampler weakly and ends when its app is gone.
 """
 
 from __future__ import annotations
+
+import logging
+import threading
+import weakref
 
 from flask import Flask
 
@@ -14,6 +25,10 @@ from aura.extensions import db
 from aura.infra.database import pool_counts
 from aura.infra.redis import AUTH_DB, RATE_LIMIT_DB
 
+log = logging.getLogger("aura.metrics")
+
+SAMPLE_INTERVAL = 1.0  # seconds between samples in one worker
+
 
 def redis_pool_counts(pool) -> tuple[int, int]:
     """(in use, idle) connections of a redis-py pool."""
@@ -21,25 +36,55 @@ def redis_pool_counts(pool) -> tuple[int, int]:
     return len(pool._in_use_connections), len(pool._available_connections)
 
 
-def pool_sampler(app: Flask):
-    """A function that refreshes this worker's pool gauges, writing only what changed."""
-    clients = app.extensions["aura.redis"]
-    with app.app_context():
-        engine = db.engine
-    redis_pools = [(AUTH_DB, clients.auth.connection_pool)]
-    if getattr(clients, "rate_limit_pool", None) is not None:
-        redis_pools.append((RATE_LIMIT_DB, clients.rate_limit_pool))
-    last: dict[str, tuple[int, int]] = {}
+class PoolSampler:
+    """This worker's pool gauges, refreshed by a daemon thread."""
 
-    def sample() -> None:
-        counts = pool_counts(engine)
-        if last.get("db") != counts:
-            last["db"] = counts
+    def __init__(self, app: Flask, interval: float = SAMPLE_INTERVAL):
+        clients = app.extensions["aura.redis"]
+        with app.app_context():
+            self.engine = db.engine
+        self.redis_pools = [(AUTH_DB, clients.auth.connection_pool)]
+        if getattr(clients, "rate_limit_pool", None) is not None:
+            self.redis_pools.append((RATE_LIMIT_DB, clients.rate_limit_pool))
+        self.interval = interval
+        self.last: dict[str, tuple[int, int]] = {}
+        self.thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        """Write the gauges whose counts changed since the last sample."""
+        counts = pool_counts(self.engine)
+        if self.last.get("db") != counts:
+            self.last["db"] = counts
             metrics.database_pool(*counts)
-        for name, pool in redis_pools:
+        for name, pool in self.redis_pools:
             counts = redis_pool_counts(pool)
-            if last.get(name) != counts:
-                last[name] = counts
+            if self.last.get(name) != counts:
+                self.last[name] = counts
                 metrics.redis_pool(name, *counts)
 
-    return sample
+    def ensure_running(self) -> None:
+        """Start the sampling thread in this process unless it runs (threads do not survive fork)."""
+        if self.thread is not None and self.thread.is_alive():
+            return
+        # A forked child inherits the parent's counts, not its gauges' files: write them anew.
+        self.last.clear()
+        self.thread = threading.Thread(target=_run, args=(weakref.ref(self), self.interval),
+                                       name="aura-pool-sampler", daemon=True)
+        try:
+            self.thread.start()
+        except RuntimeError as exc:  # no thread to be had: the request still gets served
+            log.warning("pool gauges not sampled: %s", exc)
+
+
+def _run(ref: weakref.ref, interval: float) -> None:
+    stop = threading.Event()  # never set: wait() is an interruptible sleep
+    while True:
+        sampler = ref()
+        if sampler is None:
+            return
+        try:
+            sampler.sample()
+        except Exception:  # noqa: BLE001 - a gauge must never end the thread
+            log.exception("pool sample failed")
+        del sampler
+        stop.wait(interval)

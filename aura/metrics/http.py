@@ -6,8 +6,9 @@ fixed value for unmatched paths, and non-standard methods fold into one value.
 
 Every request pays for this, so it adds no Flask hook: the matched rule reaches the middleware
 through the request class (Flask's routing sets `url_rule`, whose setter copies it into the
-WSGI environ), the counter and histogram children are bound once per label set, and the pool
-gauges are sampled at most once a second (bench/http_overhead.py measures the cost).
+WSGI environ), the counter and histogram children are bound once per label set, and the check
+that the pool-gauge sampling thread runs is made at most once a second (bench/http_overhead.py
+measures the cost).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aura import metrics
 
 UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
-SAMPLE_INTERVAL = 1.0  # seconds between pool-gauge samples in one worker
+CHECK_INTERVAL = 1.0  # seconds between checks that the pool sampler runs in this process
 _ENDPOINT_KEY = "aura.metrics.endpoint"
 _ROUTING_EXC_KEY = "aura.metrics.routing_exception"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -54,8 +55,8 @@ def _request_class(base):
     return InstrumentedRequest
 
 
-def install(app, sampler: Callable[[], None] | None = None) -> None:
-    """Wrap the app in the middleware; `sampler` refreshes the pool gauges."""
+def install(app, sampler=None) -> None:
+    """Wrap the app in the middleware; `sampler` (aura.infra.pools.PoolSampler) keeps the pool gauges."""
     app.request_class = _request_class(app.request_class)
     app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler)
 
@@ -63,11 +64,11 @@ def install(app, sampler: Callable[[], None] | None = None) -> None:
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable, url_map=None, sampler: Callable[[], None] | None = None):
+    def __init__(self, wsgi_app: Callable, url_map=None, sampler=None):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
         self.sampler = sampler
-        self.next_sample = 0.0
+        self.next_check = 0.0
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
 
     def _label_without_rule(self, environ: dict) -> str:
@@ -103,6 +104,6 @@ class HttpMetricsMiddleware:
                 record = self.recorders[key] = metrics.http_recorder(method, endpoint, status)
             end = perf_counter()
             record(end - start)
-            if self.sampler is not None and end >= self.next_sample:
-                self.next_sample = end + SAMPLE_INTERVAL
-                self.sampler()
+            if self.sampler is not None and end >= self.next_check:
+                self.next_check = end + CHECK_INTERVAL
+                self.sampler.ensure_running()
