@@ -365,10 +365,15 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
     for route, by in cells.items():
         med = {name: statistics.median(x["rps"] for x in by[name]) for name in by}
         cpu = {name: statistics.median(x["worker_cpu_us_per_request"] for x in by[name]) for name in by}
+        # Each round loads "on" and "off" back to back: the ratio within a round cancels drift
+        # slower than a round, and the median over rounds discards rounds another process spoiled.
+        paired = [on["rps"] / off["rps"] for on, off in zip(by["on"], by["off"], strict=True) if off["rps"]]
         routes[route] = {
             "method": ROUTES[route]["method"], "path": ROUTES[route]["path"],
             "rps_on": round(med["on"], 1), "rps_off": round(med["off"], 1),
-            "ratio_on_off": round(med["on"] / med["off"], 3) if med["off"] else None,
+            "ratio_on_off": round(statistics.median(paired), 3) if paired else None,
+            "ratio_of_medians": round(med["on"] / med["off"], 3) if med["off"] else None,
+            "rounds_ratio_on_off": [round(r, 3) for r in paired],
             # Workers' CPU per request: what other processes' load disturbs least.
             "worker_cpu_us_on": round(cpu["on"], 1), "worker_cpu_us_off": round(cpu["off"], 1),
             "cpu_ratio_off_on": round(cpu["off"] / cpu["on"], 3) if cpu["on"] else None,
@@ -420,8 +425,8 @@ def print_table(result: dict, out=sys.stdout) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per (route, instance) cell")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per (route, instance) cell")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--json", type=Path)

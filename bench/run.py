@@ -42,7 +42,7 @@ PROFILES = {
     "full": {"overhead": ["--requests", "50", "--runs", "400"],
              "workflows": ["--runs", "200"],
              "scrape": ["--dead", "0,100,1000", "--runs", "5", "--off-runs", "3"],
-             "load": ["--rounds", "5", "--seconds", "5", "--warmup", "2"]},
+             "load": ["--rounds", "10", "--seconds", "3", "--warmup", "2"]},
     "quick": {"overhead": ["--requests", "50", "--runs", "40"],
               "workflows": ["--runs", "30"],
               "scrape": ["--dead", "0,100,1000", "--runs", "2", "--off-runs", "1"],
@@ -187,7 +187,8 @@ def render(report: dict) -> str:
     gen_s = (f"wrk -t{gen['threads']} -c{gen['connections']}" if ld["load_generator"] == "wrk"
              else f"Python client x{gen['processes']}")
     add(f"4. Throughput under Gunicorn ({ld['workers']} {ld['worker_class']} workers, {gen_s}, "
-        f"{ld['rounds']} alternating rounds x {ld['seconds_per_cell']:g} s, medians; {ld['redis']})")
+        f"{ld['rounds']} alternating rounds x {ld['seconds_per_cell']:g} s, medians; on/off is the median "
+        f"of the rounds' ratios; {ld['redis']})")
     add(f"   {'route':<32}{'metrics on':>11}{'metrics off':>12}{'on/off':>8}   "
         f"{'worker CPU/req on':>17}{'off':>8}{'off/on':>8}{'p50 ms on/off':>16}{'errors':>7}")
     for x in ld["routes"].values():

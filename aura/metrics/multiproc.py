@@ -93,7 +93,6 @@ does, so those still grow with recycling. Do not share one directory between two
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -179,10 +178,6 @@ class MergeStats:
 
 # --------------------------------------------------------------------------- identity
 
-# The identifier of this process, valid only in the process that set it: a process forked
-# from a worker gets its own pid-based files instead of writing into the worker's file.
-_identity: dict[str, object] = {"identifier": None, "pid": None}
-
 
 def worker_identifier(pid: int, age: int) -> str:
     """Return the per-lifetime worker identifier ``"<pid>-<age>"`` (no underscore)."""
@@ -199,142 +194,32 @@ def _check_identifier(identifier: str) -> None:
         raise ValueError(f"invalid worker identifier {identifier!r}: use [A-Za-z0-9.-], no '_'")
 
 
-def _process_identifier() -> str:
-    if _identity["pid"] == os.getpid():
-        return _identity["identifier"]  # type: ignore[return-value]
-    return str(os.getpid())
-
-
 def install_value_class() -> None:
-    """Make prometheus_client write files named by this module's process identifier.
+    """Make prometheus_client's metrics store values with ``aura.metrics.mmap_values.AuraValue``.
 
-    Storage failures (directory full, read-only or gone) never reach the code that records a
-    value: the value is dropped and the first failure logged (``_guarded``), and file space is
-    allocated before it is mapped (``_reserving_mmaped_dict``), so a full tmpfs is an error to
-    handle rather than a SIGBUS that kills the worker.
+    Files are then named by this process's identifier (``use_worker_identifier``), writes are
+    cheap, and storage failures (directory full, read-only or gone) never reach the code that
+    records a value - see that module.
     """
     from prometheus_client import values
 
-    # MultiProcessValue re-checks the identifier on every write and re-opens its files when it
-    # changes, so metric objects created before use_worker_identifier() follow it too.
-    if not getattr(values.ValueClass, "_aura_identity", False):
-        values.MmapedDict = _reserving_mmaped_dict()  # what MultiProcessValue opens files with
-        cls = _guarded(values.MultiProcessValue(process_identifier=_process_identifier))
-        cls._aura_identity = True
-        values.ValueClass = cls
+    from .mmap_values import AuraValue
 
-
-_degraded_logged = False
-
-
-def _storage_failed(exc: BaseException) -> None:
-    global _degraded_logged
-    if not _degraded_logged:
-        _degraded_logged = True
-        log.error("metrics are degraded: cannot write this process's metric files in %s (%s); requests "
-                  "are served, but this process's metrics are incomplete", os.environ.get(
-                      "PROMETHEUS_MULTIPROC_DIR"), exc)
-    else:
-        log.debug("metric value dropped: %s", exc)
-
-
-def _guarded(cls):
-    """The value class, with storage failures logged once and swallowed: counting never fails a request."""
-
-    class GuardedValue(cls):
-        def __init__(self, *args, **kwargs):
-            try:
-                super().__init__(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - any storage failure
-                _storage_failed(exc)
-                self._file, self._value, self._timestamp = None, 0.0, 0.0
-
-        def inc(self, amount):
-            if self._file is not None:
-                try:
-                    super().inc(amount)
-                except Exception as exc:  # noqa: BLE001
-                    _storage_failed(exc)
-
-        def set(self, value, timestamp=None):
-            if self._file is not None:
-                try:
-                    super().set(value, timestamp)
-                except Exception as exc:  # noqa: BLE001
-                    _storage_failed(exc)
-
-        def get(self):
-            if self._file is not None:
-                try:
-                    return super().get()
-                except Exception as exc:  # noqa: BLE001
-                    _storage_failed(exc)
-            return self._value
-
-    return GuardedValue
-
-
-def _reserving_mmaped_dict():
-    """prometheus_client's MmapedDict, allocating file blocks before mapping them.
-
-    A file extended with ftruncate is sparse: on a full filesystem (typically a size-limited
-    tmpfs) the first write to a new page of its mapping kills the process with SIGBUS.
-    posix_fallocate reserves the blocks first and fails with ENOSPC instead.
-    """
-    from prometheus_client import mmap_dict
-
-    class ReservingMmapedDict(mmap_dict.MmapedDict):
-        def __init__(self, filename, read_mode=False):
-            if not read_mode:
-                _reserve(filename, mmap_dict._INITIAL_MMAP_SIZE)
-            super().__init__(filename, read_mode)
-
-        def _init_value(self, key):
-            encoded = len(key.encode("utf-8"))
-            needed = self._used + 4 + encoded + (8 - (encoded + 4) % 8) + 16  # as the parent packs it
-            capacity = self._capacity
-            while needed > capacity:
-                capacity *= 2
-            if capacity != self._capacity:
-                _allocate(self._f.fileno(), capacity)
-            super()._init_value(key)
-
-    return ReservingMmapedDict
-
-
-def _allocate(fd: int, size: int) -> None:
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise  # ENOSPC, EFBIG...: no room; a filesystem that cannot reserve keeps the old way
-
-
-def _reserve(filename: str, size: int) -> None:
-    fd = os.open(filename, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    try:
-        if os.fstat(fd).st_size < size:  # a new file
-            try:
-                _allocate(fd, size)
-            except OSError:
-                if os.fstat(fd).st_size == 0:
-                    os.unlink(filename)  # leave no empty file for scrapes to report as damaged
-                raise
-    finally:
-        os.close(fd)
+    values.ValueClass = AuraValue
 
 
 def use_worker_identifier(identifier: str) -> None:
     """Name this process's metric files after ``identifier`` (call right after fork)."""
+    from .mmap_values import set_identifier
+
     _check_identifier(identifier)
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         raise MetricsDirectoryError(
             "PROMETHEUS_MULTIPROC_DIR is not set; set it (before prometheus_client is imported) "
             "to the directory prepared by prepare_directory()"
         )
-    _identity["identifier"] = identifier
-    _identity["pid"] = os.getpid()
     install_value_class()
+    set_identifier(identifier)
 
 
 # --------------------------------------------------------------------------- locking

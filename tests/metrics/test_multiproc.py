@@ -83,6 +83,61 @@ print(os.getpid(), pid)
     assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{master}.db"))] == [0.0]
 
 
+def _run(mpkit, metrics_dir, script: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", mpkit.STUB_PACKAGES + script], env=mpkit.env(metrics_dir),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_a_process_forked_from_a_worker_writes_its_own_file(metrics_dir, mpkit):
+    # e.g. a subprocess started with fork by a view: it must not add into the worker's file.
+    worker, child = _run(mpkit, metrics_dir, """
+import os
+from aura.metrics import multiproc
+multiproc.use_worker_identifier("900-1")
+from prometheus_client import Counter
+c = Counter("forked", "Written before and after a fork.")
+c.inc(1)
+pid = os.fork()
+if pid == 0:
+    c.inc(10)
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+c.inc(1)
+print(os.getpid(), pid)
+""")
+    assert [v for _, v, _ in read_db_file(str(metrics_dir / "counter_900-1.db"))] == [2.0]
+    assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{child}.db"))] == [10.0]  # its own
+
+
+def test_a_fork_while_another_thread_records_cannot_deadlock_the_child(metrics_dir, mpkit):
+    # The child gets a fresh lock: the copy it inherits may be held by a thread it does not have.
+    _run(mpkit, metrics_dir, """
+import os, signal, threading
+from aura.metrics import multiproc
+from aura.metrics.mmap_values import _Process
+multiproc.use_worker_identifier("901-1")
+from prometheus_client import Counter
+c = Counter("locked", "Written by a child forked while the lock was held.")
+held, release = threading.Event(), threading.Event()
+def hold():
+    with _Process.lock:
+        held.set()
+        release.wait(30)
+threading.Thread(target=hold).start()
+held.wait(30)
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a deadlocked child dies of SIGALRM instead of hanging the test
+    c.inc(1)
+    os._exit(0)
+release.set()
+assert os.waitpid(pid, 0)[1] == 0, "the child could not write"
+print(pid)
+""")
+
+
 # --------------------------------------------------------------------------- equivalence
 
 

@@ -1,0 +1,222 @@
+"""The value class behind every metric in multiprocess mode: a float in this process's mmap file.
+
+It replaces prometheus_client's ``MultiProcessValue`` (``install_value_class``) and keeps its
+file format (prometheus_client's own ``MmapedDict`` writes the files and its collector can
+read them), its file names (``<type>[_<gauge mode>]_<identifier>.db``) and its single lock.
+What it changes:
+
+* **Files named per worker lifetime.** The identifier is the one given to
+  ``use_worker_identifier`` (``"<pid>-<age>"`` under Gunicorn), so a recycled pid never
+  reopens a dead worker's file; a process forked from a worker falls back to its own pid.
+* **Cheap writes.** prometheus_client asks for the process identifier (``getpid``) and makes
+  four nested calls on every write. Here a write compares one counter - bumped after every
+  fork and by ``use_worker_identifier`` - and copies 16 bytes into the mapping at a position
+  looked up once (bench/http_overhead.py measures a request).
+* **Storage failures never reach the code that records a value.** A file that cannot be
+  created or written (directory full, read-only or gone) drops the value and logs the first
+  failure; file space is allocated before it is mapped, so a full tmpfs is an error to handle
+  rather than a SIGBUS that kills the worker.
+* **Fork-safe lock.** The child gets a fresh lock, so a fork while another thread held it
+  cannot deadlock the child's first write.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+import threading
+
+log = logging.getLogger("aura.metrics")
+
+_pack = struct.Struct("dd").pack  # the layout of a value in prometheus_client's MmapedDict
+
+
+class _Process:
+    """This process's metric files, and what names them."""
+
+    lock = threading.Lock()
+    generation = 0  # bumped after fork and when the identity changes
+    synced = -1  # the generation the open files were last checked at
+    identity: tuple[str | None, int | None] = (None, None)  # (identifier, pid it was set in)
+    identifier: str | None = None  # what the open files are named by
+    files: dict = {}
+    values: list[AuraValue] = []
+    degraded_logged = False
+
+
+def _forked() -> None:
+    _Process.lock = threading.Lock()
+    _Process.generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def set_identifier(identifier: str) -> None:
+    """Name this process's files after ``identifier`` from the next write on."""
+    with _Process.lock:
+        _Process.identity = (identifier, os.getpid())
+        _Process.generation += 1
+
+
+def current_identifier() -> str:
+    """The identifier set in this process, or its pid (a process forked from a worker)."""
+    identifier, pid = _Process.identity
+    return identifier if pid == os.getpid() else str(os.getpid())  # type: ignore[return-value]
+
+
+def _sync() -> None:
+    """After a fork or an identity change: reopen every value's file if the name changed."""
+    identifier = current_identifier()
+    _Process.synced = _Process.generation
+    if identifier != _Process.identifier:
+        for file in _Process.files.values():
+            file.close()
+        _Process.files.clear()
+        _Process.identifier = identifier
+        for value in _Process.values:
+            value._open()
+    else:
+        for value in _Process.values:
+            value._generation = _Process.generation
+
+
+def _storage_failed(exc: BaseException) -> None:
+    if not _Process.degraded_logged:
+        _Process.degraded_logged = True
+        log.error("metrics are degraded: cannot write this process's metric files in %s (%s); requests "
+                  "are served, but this process's metrics are incomplete", os.environ.get(
+                      "PROMETHEUS_MULTIPROC_DIR"), exc)
+    else:
+        log.debug("metric value dropped: %s", exc)
+
+
+class AuraValue:
+    """A float backed by this process's mmap file (the interface prometheus_client's metrics use)."""
+
+    _multiprocess = True
+
+    def __init__(self, typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode="",
+                 **kwargs):
+        self._params = typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode
+        self._value = self._timestamp = 0.0
+        with _Process.lock:
+            if _Process.synced != _Process.generation:
+                _sync()
+            self._open()
+            _Process.values.append(self)
+
+    def _open(self) -> None:
+        """Map this value's slot in its file; on failure keep counting in memory only."""
+        from prometheus_client.mmap_dict import mmap_key
+
+        typ, metric_name, name, labelnames, labelvalues, help_text, mode = self._params
+        prefix = f"gauge_{mode}" if typ == "gauge" else typ
+        self._generation = _Process.generation
+        try:
+            file = _Process.files.get(prefix)
+            if file is None:
+                path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"{prefix}_{_Process.identifier}.db")
+                file = _Process.files[prefix] = _reserving_mmaped_dict()(path)
+            key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
+            self._value, self._timestamp = file.read_value(key)  # adds the key if new
+            self._file, self._position = file, file._positions[key]
+        except Exception as exc:  # noqa: BLE001 - any storage failure
+            _storage_failed(exc)
+            self._file = None
+
+    def _write(self) -> None:
+        # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
+        try:
+            self._file._m[self._position:self._position + 16] = _pack(self._value, self._timestamp)
+        except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
+            _storage_failed(exc)
+
+    def inc(self, amount):
+        with _Process.lock:
+            if self._generation != _Process.generation:
+                _sync()
+            self._value += amount
+            self._timestamp = 0.0
+            if self._file is not None:
+                self._write()
+
+    def set(self, value, timestamp=None):
+        with _Process.lock:
+            if self._generation != _Process.generation:
+                _sync()
+            self._value = value
+            self._timestamp = timestamp or 0.0
+            if self._file is not None:
+                self._write()
+
+    def get(self):
+        with _Process.lock:
+            if self._generation != _Process.generation:
+                _sync()
+            return self._value
+
+    def set_exemplar(self, exemplar):
+        return None  # prometheus_client has no exemplars in multiprocess mode either
+
+    def get_exemplar(self):
+        return None
+
+
+_reserving_class = None
+
+
+def _reserving_mmaped_dict():
+    """prometheus_client's MmapedDict, allocating file blocks before mapping them.
+
+    A file extended with ftruncate is sparse: on a full filesystem (typically a size-limited
+    tmpfs) the first write to a new page of its mapping kills the process with SIGBUS.
+    posix_fallocate reserves the blocks first and fails with ENOSPC instead.
+    """
+    global _reserving_class
+    if _reserving_class is not None:
+        return _reserving_class
+    from prometheus_client import mmap_dict
+
+    class ReservingMmapedDict(mmap_dict.MmapedDict):
+        def __init__(self, filename, read_mode=False):
+            if not read_mode:
+                _reserve(filename, mmap_dict._INITIAL_MMAP_SIZE)
+            super().__init__(filename, read_mode)
+
+        def _init_value(self, key):
+            encoded = len(key.encode("utf-8"))
+            needed = self._used + 4 + encoded + (8 - (encoded + 4) % 8) + 16  # as the parent packs it
+            capacity = self._capacity
+            while needed > capacity:
+                capacity *= 2
+            if capacity != self._capacity:
+                _allocate(self._f.fileno(), capacity)
+            super()._init_value(key)
+
+    _reserving_class = ReservingMmapedDict
+    return ReservingMmapedDict
+
+
+def _allocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise  # ENOSPC, EFBIG...: no room; a filesystem that cannot reserve keeps the old way
+
+
+def _reserve(filename: str, size: int) -> None:
+    fd = os.open(filename, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        if os.fstat(fd).st_size < size:  # a new file
+            try:
+                _allocate(fd, size)
+            except OSError:
+                if os.fstat(fd).st_size == 0:
+                    os.unlink(filename)  # leave no empty file for scrapes to report as damaged
+                raise
+    finally:
+        os.close(fd)
