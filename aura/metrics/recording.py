@@ -95,14 +95,10 @@ if ENABLED:
 
         Labels are already folded by the caller (aura.metrics.http), so the set is bounded.
         """
-        inc = _child(_d.HTTP_REQUESTS, method, endpoint, status_code).inc
-        observe = _child(_d.HTTP_REQUEST_DURATION, method, endpoint).observe
+        from aura.metrics.mmap_values import request_recorder
 
-        def record(seconds: float) -> None:
-            inc()
-            observe(seconds)
-
-        return record
+        return request_recorder(_child(_d.HTTP_REQUESTS, method, endpoint, status_code),
+                                _child(_d.HTTP_REQUEST_DURATION, method, endpoint))
 
     def workflow_execution(workflow_type: str, ok: bool, seconds: float) -> None:
         """Count and time a workflow run: workflow_type struggle|audit."""

@@ -96,11 +96,18 @@ def test_totals_exact_with_recycling_and_a_killed_worker(gunicorn, tmp_path):
                                   endpoint=endpoint))
         assert duration_count >= counted
 
-    # Only live workers own live-gauge files: the dead ones' were merged away (or dropped).
-    live = {str(pid) for pid in server.worker_pids()}
-    for path in Path(tmp_path / "metrics").glob("gauge_live*.db"):
-        identifier = path.stem.split("_")[-1]
-        assert identifier.split("-")[0] in live, f"dead worker's live gauge left: {path.name}"
+    # Only live workers own live-gauge files: the dead ones' were merged away (or dropped). The
+    # scrape above can itself end a worker's last request, and the master merges its files
+    # just after reaping it: allow that moment to pass.
+    def dead_workers_files() -> list[str]:
+        live = {str(pid) for pid in server.worker_pids()}
+        return [path.name for path in Path(tmp_path / "metrics").glob("gauge_live*.db")
+                if path.stem.split("_")[-1].split("-")[0] not in live]
+
+    deadline = time.monotonic() + 10
+    while dead_workers_files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not dead_workers_files(), "dead workers' live gauges left"
 
 
 def test_metrics_output_passes_promtool(gunicorn):

@@ -138,6 +138,34 @@ print(pid)
 """)
 
 
+def test_request_recorder_writes_what_inc_and_observe_write(metrics_dir, mpkit):
+    # The HTTP hot path bypasses Counter.inc and Histogram.observe: same files, same numbers.
+    _run(mpkit, metrics_dir, """
+from aura.metrics import multiproc
+multiproc.use_worker_identifier("902-1")
+from prometheus_client import Counter, Histogram
+from aura.metrics.mmap_values import request_recorder
+buckets = (0.001, 0.01, 0.1, 1.0)
+durations = [0.0, 0.0005, 0.001, 0.0010001, 0.05, 0.1, 0.99, 1.0, 7.5, 1e9]
+fast = request_recorder(Counter("fast", "h", ["m"]).labels("GET"),
+                        Histogram("fast_s", "h", ["m"], buckets=buckets).labels("GET"))
+count, hist = Counter("slow", "h", ["m"]).labels("GET"), Histogram("slow_s", "h", ["m"], buckets=buckets).labels("GET")
+for d in durations:
+    fast(d)
+    count.inc()
+    hist.observe(d)
+""")
+    values: dict[str, dict[str, float]] = {"fast": {}, "slow": {}}
+    for kind in ("counter", "histogram"):
+        for key, value, _ in read_db_file(str(metrics_dir / f"{kind}_902-1.db")):
+            name = key.split('"')[1]  # [metric_name, name, labelnames, labelvalues, help]
+            variant = "fast" if name.startswith("fast") else "slow"
+            values[variant][key.replace("fast", "slow", 2)] = value
+    assert values["fast"] == values["slow"] and len(values["slow"]) == 1 + 1 + 5  # total, sum, buckets
+    assert values["fast"][next(k for k in values["slow"] if "_sum" in k)] == sum(
+        [0.0, 0.0005, 0.001, 0.0010001, 0.05, 0.1, 0.99, 1.0, 7.5, 1e9])
+
+
 # --------------------------------------------------------------------------- equivalence
 
 
