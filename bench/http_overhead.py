@@ -7,6 +7,8 @@ Gunicorn). Variants of the same app, all built by `create_app`:
     uninstrumented   METRICS_ENABLED=false
     instrumented     METRICS_ENABLED=true (what production runs)
     http only        uninstrumented + aura.metrics.http.install without the pool sampler
+    http, no record  the same, with recording replaced by a no-op: the middleware's own cost
+    request class    uninstrumented + only the request class that hands the rule to the middleware
 
 Runs of --requests requests alternate between the variants (order reversed every other run),
 so that drift and bursts of load from other processes hit every variant alike. Every request
@@ -98,9 +100,27 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     if breakdown:
         from aura.metrics.http import install as install_http
 
+        from aura.metrics.http import _request_class
+
         apps["http only"] = create_app(dict(common, metrics_enabled=False))
         install_http(apps["http only"])
+        apps["http, no record"] = create_app(dict(common, metrics_enabled=False))
+        install_http(apps["http, no record"])
+        apps["http, no record"].wsgi_app.recorders = _NoRecording()
+        apps["request class"] = create_app(dict(common, metrics_enabled=False))
+        apps["request class"].request_class = _request_class(apps["request class"].request_class)
     return apps
+
+
+class _NoRecording(dict):
+    """The middleware's recorder cache, handing out a recorder that records nothing."""
+
+    def get(self, key, default=None):
+        return _no_record
+
+
+def _no_record(seconds: float) -> None:
+    return None
 
 
 def measure(path: str = "/healthz", requests: int = 50, runs: int = 400, breakdown: bool = True) -> dict:
