@@ -98,9 +98,8 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     apps = {"uninstrumented": create_app(dict(common, metrics_enabled=False)),
             "instrumented": create_app(dict(common, metrics_enabled=True))}
     if breakdown:
-        from aura.metrics.http import install as install_http
-
         from aura.metrics.http import _request_class
+        from aura.metrics.http import install as install_http
 
         apps["http only"] = create_app(dict(common, metrics_enabled=False))
         install_http(apps["http only"])

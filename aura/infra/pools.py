@@ -3,9 +3,9 @@
 Each worker reports its own pools; the gauges are `livesum`, so /metrics shows the sum over
 live workers and a dead worker's connections stop counting as soon as it dies. A thread, not
 the request path, takes the samples: a sample taken after a request has finished always sees
-that request's connections back in the pool (a sync worker would never show one in use), and a
-worker that serves nothing still reports its pools. A sample reads a few container sizes and
-writes a gauge only when its count changed.
+that request's connections back in the pool (a sync worker would never show one in use), and
+once started the thread keeps the gauges current whether requests come or not. A sample reads a
+few container sizes and writes a gauge only when its count changed.
 
 The thread is started by the HTTP middleware (`ensure_running`, at most once a second), so it
 starts in the process that serves requests - after Gunicorn's fork - and again in any process
@@ -49,6 +49,8 @@ class PoolSampler:
         self.interval = interval
         self.last: dict[str, tuple[int, int]] = {}
         self.thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+        self.failed = False  # a failing sample is logged with its traceback once
 
     def sample(self) -> None:
         """Write the gauges whose counts changed since the last sample."""
@@ -66,14 +68,23 @@ class PoolSampler:
         """Start the sampling thread in this process unless it runs (threads do not survive fork)."""
         if self.thread is not None and self.thread.is_alive():
             return
-        # A forked child inherits the parent's counts, not its gauges' files: write them anew.
-        self.last.clear()
-        self.thread = threading.Thread(target=_run, args=(weakref.ref(self), self.interval),
-                                       name="aura-pool-sampler", daemon=True)
+        # Threaded workers: one request starts the thread, the others go on (and check again
+        # later). Never blocking here also means a lock copied by fork cannot hang the child.
+        if not self._starting.acquire(blocking=False):
+            return
         try:
-            self.thread.start()
+            if self.thread is not None and self.thread.is_alive():
+                return
+            # A forked child inherits the parent's counts, not its gauges' files: write them anew.
+            self.last.clear()
+            thread = threading.Thread(target=_run, args=(weakref.ref(self), self.interval),
+                                      name=f"aura-pool-sampler-{id(self):x}", daemon=True)
+            thread.start()
+            self.thread = thread
         except RuntimeError as exc:  # no thread to be had: the request still gets served
             log.warning("pool gauges not sampled: %s", exc)
+        finally:
+            self._starting.release()
 
 
 def _run(ref: weakref.ref, interval: float) -> None:
@@ -84,7 +95,11 @@ def _run(ref: weakref.ref, interval: float) -> None:
             return
         try:
             sampler.sample()
-        except Exception:  # noqa: BLE001 - a gauge must never end the thread
-            log.exception("pool sample failed")
+        except Exception as exc:  # noqa: BLE001 - a gauge must never end the thread
+            if not sampler.failed:
+                sampler.failed = True
+                log.exception("pool sample failed (logged once; later failures at debug level)")
+            else:
+                log.debug("pool sample failed: %s", exc)
         del sampler
         stop.wait(interval)

@@ -21,6 +21,10 @@ What it changes:
   ``Counter.inc`` and ``Histogram.observe``'s per-call checks.
 * **Fork-safe lock.** The child gets a fresh lock, so a fork while another thread held it
   cannot deadlock the child's first write.
+
+Forks are noticed through ``os.register_at_fork``, that is, when Python's ``os.fork`` (or
+``multiprocessing``'s fork start method) makes them; a fork made from C code without Python's
+fork hooks would leave the child writing into the parent's file. Nothing in Aura forks that way.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class _Process:
 def _forked() -> None:
     _Process.lock = threading.Lock()
     _Process.generation += 1
+    _Process.degraded_logged = False  # each process says once that its own metrics are degraded
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -77,7 +82,10 @@ def _sync() -> None:
     _Process.synced = _Process.generation
     if identifier != _Process.identifier:
         for file in _Process.files.values():
-            file.close()
+            try:
+                file.close()
+            except Exception as exc:  # noqa: BLE001 - never into the code that records a value
+                _storage_failed(exc)
         _Process.files.clear()
         _Process.identifier = identifier
         for value in _Process.values:
@@ -172,8 +180,9 @@ class AuraValue:
 def request_recorder(counter, histogram):
     """``record(seconds)``: ``counter.inc()`` and ``histogram.observe(seconds)``, in one locked step.
 
-    ``counter`` and ``histogram`` are label children. Values of another class (single-process
-    mode) get the same effect through the public methods.
+    ``counter`` and ``histogram`` are label children; ``seconds`` is a duration (a difference of
+    ``perf_counter`` readings, never NaN, which ``observe`` would put in no bucket). Values of
+    another class (single-process mode) get the same effect through the public methods.
     """
     count, total, buckets = counter._value, histogram._sum, histogram._buckets
     bounds = tuple(histogram._upper_bounds)  # ends with +Inf: bisect always finds a bucket

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 from aura.extensions import db
@@ -45,3 +46,21 @@ def test_the_first_request_starts_the_thread(app, client):
     while "auth_db" not in sampler.last and time.monotonic() < deadline:
         time.sleep(0.01)
     assert set(sampler.last) >= {"db", "auth_db"}
+
+
+def test_concurrent_first_requests_start_one_thread(app):
+    # Threaded workers (GUNICORN_THREADS > 1): the first requests arrive together.
+    sampler = PoolSampler(app, interval=0.05)
+    barrier = threading.Barrier(8)
+
+    def first_request():
+        barrier.wait(5)
+        sampler.ensure_running()
+
+    callers = [threading.Thread(target=first_request) for _ in range(8)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(5)
+    name = f"aura-pool-sampler-{id(sampler):x}"
+    assert [t.name for t in threading.enumerate()].count(name) == 1
