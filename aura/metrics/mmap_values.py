@@ -13,9 +13,11 @@ What it changes:
   fork and by ``use_worker_identifier`` - and copies 16 bytes into the mapping at a position
   looked up once (bench/http_overhead.py measures a request).
 * **Storage failures never reach the code that records a value.** A file that cannot be
-  created or written (directory full, read-only or gone) drops the value and logs the first
-  failure; file space is allocated before it is mapped, so a full tmpfs is an error to handle
-  rather than a SIGBUS that kills the worker.
+  created (directory full, read-only or gone) keeps its value in memory and logs the first
+  failure; a write tries such files again at most every ``RETRY_SECONDS`` and, once one opens,
+  writes the counts kept meanwhile - nothing counted is lost while the worker lives. File space
+  is allocated before it is mapped, so a full tmpfs is an error to handle rather than a SIGBUS
+  that kills the worker.
 * **One lock for a request's three writes.** ``request_recorder`` counts a request and
   observes its duration (counter +1, histogram sum, one bucket) under one lock, skipping
   ``Counter.inc`` and ``Histogram.observe``'s per-call checks.
@@ -34,11 +36,13 @@ import logging
 import os
 import struct
 import threading
+import time
 from bisect import bisect_left
 
 log = logging.getLogger("aura.metrics")
 
 _pack = struct.Struct("dd").pack  # the layout of a value in prometheus_client's MmapedDict
+RETRY_SECONDS = 5.0  # after a storage failure, how often a write tries the files again
 
 
 class _Process:
@@ -52,6 +56,7 @@ class _Process:
     files: dict = {}
     values: list[AuraValue] = []
     degraded_logged = False
+    retry_at = 0.0  # monotonic time of the next attempt to open the files that failed
 
 
 def _forked() -> None:
@@ -120,8 +125,13 @@ class AuraValue:
             self._open()
             _Process.values.append(self)
 
-    def _open(self) -> None:
-        """Map this value's slot in its file; on failure keep counting in memory only."""
+    def _open(self, keep: bool = False) -> None:
+        """Map this value's slot in its file; on failure keep counting in memory only.
+
+        The value becomes what the file holds, or with ``keep`` (a retry after a failure) the
+        file gets the value counted in memory: only this process writes its files, and this
+        object is the only writer of its key, so the memory is never behind the file.
+        """
         from prometheus_client.mmap_dict import mmap_key
 
         typ, metric_name, name, labelnames, labelvalues, help_text, mode = self._params
@@ -133,11 +143,16 @@ class AuraValue:
                 path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"{prefix}_{_Process.identifier}.db")
                 file = _Process.files[prefix] = _reserving_mmaped_dict()(path)
             key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
-            self._value, self._timestamp = file.read_value(key)  # adds the key if new
+            stored = file.read_value(key)  # adds the key if new
             self._file, self._position = file, file._positions[key]
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _storage_failed(exc)
             self._file = None
+            return
+        if keep:
+            self._write()
+        else:
+            self._value, self._timestamp = stored
 
     def _write(self) -> None:
         # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
@@ -154,6 +169,8 @@ class AuraValue:
             self._timestamp = 0.0
             if self._file is not None:
                 self._write()
+            else:
+                _retry_failed()
 
     def set(self, value, timestamp=None):
         with _Process.lock:
@@ -163,6 +180,8 @@ class AuraValue:
             self._timestamp = timestamp or 0.0
             if self._file is not None:
                 self._write()
+            else:
+                _retry_failed()
 
     def get(self):
         with _Process.lock:
@@ -175,6 +194,23 @@ class AuraValue:
 
     def get_exemplar(self):
         return None
+
+
+def _retry_failed() -> None:
+    """Open the files that failed, at most every RETRY_SECONDS; stop at the first that still fails."""
+    now = time.monotonic()
+    if now < _Process.retry_at:
+        return
+    _Process.retry_at = now + RETRY_SECONDS
+    for value in _Process.values:
+        if value._file is None:
+            value._open(keep=True)
+            if value._file is None:
+                return  # still no room: the rest would fail alike
+    if _Process.degraded_logged:
+        _Process.degraded_logged = False  # a later failure is reported again
+        log.warning("metrics recovered: this process's metric files in %s are written again, "
+                    "with what was counted meanwhile", os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def request_recorder(counter, histogram):
@@ -205,6 +241,8 @@ def request_recorder(counter, histogram):
                 value._timestamp = 0.0
                 if value._file is not None:
                     value._write()
+                else:
+                    _retry_failed()
 
     return record
 

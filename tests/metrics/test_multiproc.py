@@ -138,6 +138,26 @@ print(pid)
 """)
 
 
+def test_counts_kept_while_files_cannot_be_created_are_written_once_they_can(tmp_path, mpkit):
+    directory = tmp_path / "not-yet"  # gone, as a volume that is not mounted yet
+    proc = subprocess.run([sys.executable, "-c", mpkit.STUB_PACKAGES + f"""
+import os
+from aura.metrics import multiproc, mmap_values
+mmap_values.RETRY_SECONDS = 0.0
+multiproc.use_worker_identifier("903-1")
+from prometheus_client import Counter
+c = Counter("kept", "Counted while the directory was missing.")
+c.inc(5)
+assert not os.path.exists({str(directory)!r})
+os.makedirs({str(directory)!r})
+c.inc(1)
+"""], env=mpkit.env(directory), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("metrics are degraded") == 1
+    assert "metrics recovered" in proc.stderr
+    assert [v for _, v, _ in read_db_file(str(directory / "counter_903-1.db"))] == [6.0]
+
+
 def test_request_recorder_writes_what_inc_and_observe_write(metrics_dir, mpkit):
     # The HTTP hot path bypasses Counter.inc and Histogram.observe: same files, same numbers.
     _run(mpkit, metrics_dir, """

@@ -1,5 +1,5 @@
 """PROMETHEUS_MULTIPROC_DIR full or unwritable: requests are still served, metrics degrade with a
-log line, no worker crashes - and nothing already counted is lost once space returns.
+log line, no worker crashes - and nothing counted is lost once space returns.
 
 "Full" and "unwritable" are real: a small tmpfs filled to the last byte (as a Kubernetes
 `emptyDir: {medium: Memory, sizeLimit}` volume fills), and a read-only tmpfs. Mounting needs
@@ -106,8 +106,23 @@ def test_full_metrics_directory(start_gunicorn, tmpfs):
     scraped = requests.get(server.url + "/metrics", timeout=TIMEOUT)
     assert scraped.status_code == 200  # what the files hold can still be read
 
-    # Space returns: new workers count again, and what the first workers counted was kept.
+    # Space returns: the same workers write their files at their next retry (every 5 s), with
+    # the requests they counted in memory meanwhile - 2 readiness checks after the replacement,
+    # 8 in the burst, and every request sent here.
     filler.unlink()
+    sent, deadline = 0, time.monotonic() + 40
+    while time.monotonic() < deadline:
+        assert requests.get(server.url + "/healthz", headers={"Connection": "close"},
+                            timeout=TIMEOUT).status_code == 200
+        sent += 1
+        if _healthz_total(scrape(server)) >= counted_before + 2 + 8 + sent:
+            break
+        time.sleep(0.25)
+    assert _healthz_total(scrape(server)) == counted_before + 2 + 8 + sent
+    assert sorted(server.worker_pids()) == workers
+    assert "metrics recovered" in server.log_path.read_text(errors="replace")
+
+    # New workers count again, and what the earlier workers counted was kept.
     _replace_workers(server, 2)
     _burst(server, rounds=2)
     counted_after = _healthz_total(scrape(server))
