@@ -148,6 +148,8 @@ class AuraValue:
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _storage_failed(exc)
             self._file = None
+            if not keep:  # a new identity starts from its own (empty) file, not the parent's counts
+                self._value = self._timestamp = 0.0
             return
         if keep:
             self._write()

@@ -158,6 +158,30 @@ c.inc(1)
     assert [v for _, v, _ in read_db_file(str(directory / "counter_903-1.db"))] == [6.0]
 
 
+def test_a_child_that_cannot_open_its_files_does_not_inherit_the_parents_counts(tmp_path, metrics_dir, mpkit):
+    later = tmp_path / "later"
+    child = _run(mpkit, metrics_dir, f"""
+import os
+from aura.metrics import multiproc, mmap_values
+mmap_values.RETRY_SECONDS = 0.0
+multiproc.use_worker_identifier("904-1")
+from prometheus_client import Counter
+c = Counter("inherited", "Counted by a parent, then by its child.")
+c.inc(3)
+pid = os.fork()
+if pid == 0:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(later)!r}  # the child's files cannot be created
+    c.inc(1)
+    os.makedirs({str(later)!r})
+    c.inc(1)
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+print(pid)
+""")[0]
+    assert [v for _, v, _ in read_db_file(str(metrics_dir / "counter_904-1.db"))] == [3.0]
+    assert [v for _, v, _ in read_db_file(str(later / f"counter_{child}.db"))] == [2.0]  # not 3 + 2
+
+
 def test_request_recorder_writes_what_inc_and_observe_write(metrics_dir, mpkit):
     # The HTTP hot path bypasses Counter.inc and Histogram.observe: same files, same numbers.
     _run(mpkit, metrics_dir, """
