@@ -157,6 +157,10 @@ class AuraValue:
             self._value, self._timestamp = stored
 
     def _write(self) -> None:
+        """Store the value in its slot; a value without a file retries the failed files instead."""
+        if self._file is None:
+            _retry_failed()
+            return
         # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
         try:
             self._file._m[self._position:self._position + 16] = _pack(self._value, self._timestamp)
@@ -169,10 +173,7 @@ class AuraValue:
                 _sync()
             self._value += amount
             self._timestamp = 0.0
-            if self._file is not None:
-                self._write()
-            else:
-                _retry_failed()
+            self._write()
 
     def set(self, value, timestamp=None):
         with _Process.lock:
@@ -180,10 +181,7 @@ class AuraValue:
                 _sync()
             self._value = value
             self._timestamp = timestamp or 0.0
-            if self._file is not None:
-                self._write()
-            else:
-                _retry_failed()
+            self._write()
 
     def get(self):
         with _Process.lock:
@@ -241,10 +239,7 @@ def request_recorder(counter, histogram):
             for value, amount in ((count, 1.0), (total, seconds), (bucket, 1.0)):
                 value._value += amount
                 value._timestamp = 0.0
-                if value._file is not None:
-                    value._write()
-                else:
-                    _retry_failed()
+                value._write()
 
     return record
 
