@@ -1,12 +1,9 @@
 """Gunicorn settings for Aura. Every setting comes from the environment; each has its reason.
 
-Prometheus multiprocess mode: every worker writes its metrics to files in
-PROMETHEUS_MULTIPROC_DIR and /metrics aggregates them. prometheus-client chooses that storage
-when it is first imported, so this file settles the variable before anything imports it - the
-app is imported only after this file has run (in the workers, or in the master with preload).
+Prometheus multiprocess mode: every worker writes its metrics to files in the instance's
+directory and /metrics aggregates them; the hooks below are aura.metrics.GunicornMetrics'.
 """
 
-import logging
 import os
 import tempfile
 
@@ -21,30 +18,23 @@ def _bool(name, default):
     return _env(name, default).strip().lower() in ("1", "true", "yes", "on")
 
 
-# Each Gunicorn instance gets its own metrics directory: two instances must never share one,
-# or each would count the other's workers. The default is per instance (keyed by the bind), on
-# tmpfs where there is one: every metric write touches an mmap page, which on a disk-backed
-# file the kernel also writes back to disk, for nothing.
-_bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
+# Each Gunicorn instance gets a metrics directory of its own: PROMETHEUS_MULTIPROC_DIR if set and
+# no live instance holds it, else a sub-directory for this master (aura/metrics/directory.py).
+# The default is on tmpfs where there is one: every metric write touches an mmap page, which on
+# a disk-backed file the kernel also writes back to disk, for nothing. Settled here, before the
+# app (and with it anything that records) is imported - in the workers, or here with preload.
 _tmp_base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(_tmp_base, f"aura-metrics-{_bind.replace(':', '-').replace('/', '-')}"),
-)
-_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-
-# Metric files are named by a per-worker-lifetime id, not the bare pid, so a recycled pid can
-# never reopen (or be merged into) a dead worker's files. Installed here, before the app can be
-# imported, so that metric objects created in the master (GUNICORN_PRELOAD) follow it too.
-from aura.metrics.multiproc import install_value_class  # noqa: E402
-
-install_value_class()
-# With preload the app (and prometheus-client's files) load before on_starting: the directory
-# must exist now. on_starting then clears what an earlier run, or the master itself, left.
-os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+try:
+    from aura.metrics import GunicornMetrics
+except ModuleNotFoundError as _exc:  # prometheus-client is not installed: serve without metrics
+    if not (_exc.name or "").startswith("prometheus_client"):
+        raise
+    _metrics = None
+else:
+    _metrics = GunicornMetrics.start(default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"))
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
-bind = _bind
+bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
 # Two workers per core is Gunicorn's rule of thumb for I/O-bound Flask apps.
 workers = _int("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
 # Threads per worker; 1 keeps each request on its own process, which Argon2 hashing prefers.
@@ -63,55 +53,34 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
 preload_app = _bool("GUNICORN_PRELOAD", "true")
 # "-" logs each request to stdout, where container platforms collect logs.
 accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
-# Keep the control socket out of $HOME (read-only in containers) and per instance.
-control_socket = _env("GUNICORN_CONTROL_SOCKET", os.path.join(_metrics_dir + ".ctl.sock"))
+# Keep the control socket out of $HOME (read-only in containers) and per instance (master pid).
+control_socket = _env("GUNICORN_CONTROL_SOCKET", _metrics.claim.control_socket if _metrics else
+                      os.path.join(_tmp_base, f"aura-ctl-{os.getpid()}.sock"))
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.
 worker_tmp_dir = _env("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
 
-_log = logging.getLogger("gunicorn.error")
-
-
 def on_starting(server):
-    """Before any worker forks: create the metrics directory and clear files of an earlier run.
-
-    An unusable directory (read-only, not ours) is logged and the server starts anyway:
-    requests matter more than metrics, and the workers degrade on their own (one log line,
-    /metrics answers 503) - see docs/security.md.
-    """
-    from aura.metrics.multiproc import MetricsDirectoryError, prepare_directory
-
-    try:
-        prepare_directory(_metrics_dir)
-    except MetricsDirectoryError as exc:
-        server.log.error("metrics are degraded: %s", exc)
-        return
-    server.log.info("prometheus multiprocess directory: %s", _metrics_dir)
+    """Before any worker forks: say where metrics go, or that they are off or degraded."""
+    if _metrics is None:
+        server.log.warning("metrics are off: prometheus-client is not installed; /metrics answers 404")
+    else:
+        _metrics.on_starting(server)
 
 
 def post_fork(server, worker):
     """In the new worker: name its metric files by an id unique to this worker's lifetime."""
-    from aura.metrics.multiproc import use_worker_identifier, worker_identifier
-
-    use_worker_identifier(worker_identifier(worker.pid, worker.age))
+    if _metrics is None:
+        return
+    _metrics.post_fork(server, worker)
     if server.cfg.preload_app:
-        # Metric values made in the master live in its (deleted) files; re-create this
-        # worker's zero series in its own files so dashboards show 0, not "no data".
-        from aura.metrics import initialize_known_series
+        # Metric values made in the master live in its memory; re-create this worker's zero
+        # series in its own files so dashboards show 0, not "no data".
+        from aura.instrumentation import recorder
 
-        initialize_known_series()
+        recorder.initialize_known_series()
 
 
 def child_exit(server, worker):
-    """In the master, after a worker died: fold every dead worker's metric files into the archive.
-
-    All dead ones, not just this one: Gunicorn reaps some workers without calling child_exit,
-    and a merge that timed out on the lock leaves files for the next one to pick up.
-    """
-    from aura.metrics.multiproc import merge_all_dead, worker_identifier
-
-    live = [worker_identifier(pid, w.age) for pid, w in list(server.WORKERS.items())]
-    try:
-        stats = merge_all_dead(_metrics_dir, live)
-        server.log.debug("metrics merge after worker %s: %s", worker.pid, stats)
-    except Exception:  # the master must survive any metrics failure
-        server.log.exception("could not merge metrics of worker %s", worker.pid)
+    """In the master, after a worker died: fold dead workers' metric files into the archive."""
+    if _metrics is not None:
+        _metrics.child_exit(server, worker)

@@ -120,17 +120,17 @@ def register_commands(app: Flask) -> None:
 
 def register_instrumentation(app: Flask) -> None:
     """HTTP metrics around the whole app, so responses made before any view are counted too."""
-    from aura import metrics
+    from aura.instrumentation import recorder
 
-    if metrics.ENABLED and app.config["AURA"].metrics_enabled:
+    if recorder.enabled and app.config["AURA"].metrics_enabled:
         from aura.infra.database import instrument_engine
         from aura.infra.pools import PoolSampler
-        from aura.metrics.http import install
+        from aura.instrumentation.http import install
 
         with app.app_context():
             instrument_engine(db.engine)
         install(app, sampler=PoolSampler(app))
-        metrics.initialize_known_series()
+        recorder.initialize_known_series()
 
 
 def _migrations_dir():

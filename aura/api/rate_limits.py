@@ -15,13 +15,10 @@ from flask_jwt_extended import decode_token
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from aura import metrics
 from aura.infra.rate_limit_storage import FailoverRedisStorage
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.rate_limit")
-
-OVERFLOW_CLIENT_ID = "other"
-
 
 def client_address() -> str:
     """The client's address as seen through the trusted proxies."""
@@ -70,23 +67,6 @@ def _exempt() -> bool:
     return not _is_limited()
 
 
-class ClientIds:
-    """Bounded `client_id` label values: the first N distinct clients, then one overflow value."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.seen: set[str] = set()
-
-    def label(self, client: str) -> str:
-        """The label for this client."""
-        if client in self.seen:
-            return client
-        if len(self.seen) < self.cap:
-            self.seen.add(client)
-            return client
-        return OVERFLOW_CLIENT_ID
-
-
 def init_rate_limiting(app: Flask) -> None:
     """Bind the limiter with storage and limits from the settings, and its metrics."""
     settings = app.config["AURA"]
@@ -110,15 +90,15 @@ def init_rate_limiting(app: Flask) -> None:
         RATELIMIT_KEY_PREFIX="aura",
         RATELIMIT_HEADERS_ENABLED=True,
     )
-    client_ids = ClientIds(settings.rate_limit_max_client_ids)
+    recorder.bound_client_ids(settings.rate_limit_max_client_ids)
 
     @app.before_request
     def _count_evaluated():  # registered before the limiter's own check, so 429s count too
         if limiter.enabled and _is_limited():
-            metrics.rate_limit_request(request.url_rule.rule)
+            recorder.rate_limit_request(request.url_rule.rule)
 
     def _on_breach(_limit) -> None:
-        metrics.rate_limit_hit(request.url_rule.rule, client_ids.label(client_address()))
+        recorder.rate_limit_hit(request.url_rule.rule, client_address())
 
     limiter._on_breach = _on_breach
     limiter.init_app(app)

@@ -12,9 +12,9 @@ from flask import Flask, current_app, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from aura import metrics
 from aura.errors import error_response
 from aura.extensions import db, jwt
+from aura.instrumentation import recorder
 from aura.models import User
 
 # Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
@@ -39,12 +39,12 @@ def revocation_store():
 
 
 def _reject(reason: str):
-    metrics.auth_failure(reason)
+    recorder.auth_failure(reason)
     endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
     if endpoint:
-        metrics.auth_request(endpoint, False)
+        recorder.auth_request(endpoint, False)
         if endpoint == "refresh":
-            metrics.token_refresh(False)
+            recorder.token_refresh(False)
     return error_response(401, reason, _MESSAGES[reason])
 
 

@@ -13,10 +13,10 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from aura import metrics
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import RevocationStore
 from aura.extensions import db
+from aura.instrumentation import recorder
 from aura.models import User
 
 
@@ -51,10 +51,10 @@ def register(passwords: Passwords, email: str, password: str) -> User:
     except IntegrityError:
         db.session.rollback()
         _fail("register", None)
-        metrics.registration(False)
+        recorder.registration(False)
         raise AuthError(409, "email_taken", "An account with this email already exists.") from None
-    metrics.auth_request("register", True)
-    metrics.registration(True)
+    recorder.auth_request("register", True)
+    recorder.registration(True)
     return user
 
 
@@ -67,7 +67,7 @@ def login(passwords: Passwords, email: str, password: str, expires_in: int) -> T
     if not user.is_active:
         _fail("login", "inactive_user")
         raise AuthError(403, "inactive_user", "This account is deactivated.")
-    metrics.auth_request("login", True)
+    recorder.auth_request("login", True)
     return _issue(user.id, expires_in)
 
 
@@ -77,16 +77,16 @@ def refresh(store: RevocationStore, claims: dict, expires_in: int) -> TokenPair:
     if user is None or not user.is_active:
         reason = "inactive_user" if user else "invalid_token"
         _fail("refresh", reason)
-        metrics.token_refresh(False)
+        recorder.token_refresh(False)
         raise AuthError(401 if user is None else 403, reason, "This account cannot refresh.")
     if not store.revoke(claims["jti"], "refresh", user.id, _expiry(claims)):
         # Another request rotated this token a moment ago: it is spent.
         _fail("refresh", "revoked_token")
-        metrics.token_refresh(False)
+        recorder.token_refresh(False)
         raise AuthError(401, "revoked_token", "This token has been revoked.")
-    metrics.token_revoked("refresh")
-    metrics.auth_request("refresh", True)
-    metrics.token_refresh(True)
+    recorder.token_revoked("refresh")
+    recorder.auth_request("refresh", True)
+    recorder.token_refresh(True)
     return _issue(user.id, expires_in)
 
 
@@ -99,11 +99,11 @@ def logout(store: RevocationStore, claims: dict, refresh_token: str | None) -> N
             _fail("logout", "invalid_token")
             raise AuthError(401, "invalid_token", "The refresh token belongs to another user.")
     if store.revoke(claims["jti"], "access", int(claims["sub"]), _expiry(claims)):
-        metrics.token_revoked("access")
+        recorder.token_revoked("access")
     if refresh_claims and store.revoke(refresh_claims["jti"], "refresh",
                                        int(refresh_claims["sub"]), _expiry(refresh_claims)):
-        metrics.token_revoked("refresh")
-    metrics.auth_request("logout", True)
+        recorder.token_revoked("refresh")
+    recorder.auth_request("logout", True)
 
 
 def _decode_refresh(token: str) -> dict:
@@ -128,8 +128,8 @@ def _decode_refresh(token: str) -> dict:
 def _issue(user_id: int, expires_in: int) -> TokenPair:
     identity = str(user_id)
     pair = TokenPair(create_access_token(identity), create_refresh_token(identity), expires_in)
-    metrics.token_issued("access")
-    metrics.token_issued("refresh")
+    recorder.token_issued("access")
+    recorder.token_issued("refresh")
     return pair
 
 
@@ -139,6 +139,6 @@ def _expiry(claims: dict) -> datetime:
 
 def _fail(endpoint: str, reason: str | None) -> None:
     """Count a failed auth call, and its reason when it is an authentication failure."""
-    metrics.auth_request(endpoint, False)
+    recorder.auth_request(endpoint, False)
     if reason:
-        metrics.auth_failure(reason)
+        recorder.auth_failure(reason)

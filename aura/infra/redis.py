@@ -6,8 +6,8 @@ import logging
 
 import redis
 
-from aura import metrics
 from aura.config import Settings
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.redis")
 
@@ -26,7 +26,7 @@ def classify_error(exc: BaseException) -> str:
 
 def record_error(database: str, exc: BaseException) -> None:
     """Count a Redis error against its logical database."""
-    metrics.redis_error(database, classify_error(exc))
+    recorder.redis_error(database, classify_error(exc))
 
 
 class RedisClients:

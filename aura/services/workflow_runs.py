@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from aura import metrics
 from aura.config import Settings
 from aura.errors import ServiceUnavailable
 from aura.extensions import db
+from aura.instrumentation import recorder
 from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun
 from aura.workflows import (
@@ -89,12 +89,12 @@ def execute(workflow_type: str, data: dict, user_id: int, settings: Settings) ->
         db.session.rollback()
         _failed(workflow_type, "service_unavailable", started)
         raise
-    metrics.workflow_execution(workflow_type, True, perf_counter() - started)
+    recorder.workflow_execution(workflow_type, True, perf_counter() - started)
     if workflow_type == "struggle":
-        metrics.struggle_result(result.result, stored["signals"]["edit_frequency"],
+        recorder.struggle_result(result.result, stored["signals"]["edit_frequency"],
                                 stored["signals"]["error_count"], len(stored["recommendations"]))
     else:
-        metrics.audit_result(result.status, [v["type"] for v in stored["violations"]],
+        recorder.audit_result(result.status, [v["type"] for v in stored["violations"]],
                              result.files_processed)
     return stored
 
@@ -116,5 +116,5 @@ class WorkflowRunFailed(Exception):
 
 
 def _failed(workflow_type: str, error_type: str, started: float) -> None:
-    metrics.workflow_execution(workflow_type, False, perf_counter() - started)
-    metrics.workflow_failure(workflow_type, error_type)
+    recorder.workflow_execution(workflow_type, False, perf_counter() - started)
+    recorder.workflow_failure(workflow_type, error_type)

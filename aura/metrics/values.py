@@ -1,47 +1,40 @@
-"""The value class behind every metric in multiprocess mode: a float in this process's mmap file.
+"""How a value is stored: a float in this process's mmap file, in prometheus_client's format.
 
-It replaces prometheus_client's ``MultiProcessValue`` (``install_value_class``) and keeps its
-file format (prometheus_client's own ``MmapedDict`` writes the files and its collector can
-read them), its file names (``<type>[_<gauge mode>]_<identifier>.db``) and its single lock.
-What it changes:
+``AuraValue`` replaces prometheus_client's ``MultiProcessValue`` (``install_value_class``):
+same files and names, so the stock collector reads them too, and these differences:
 
-* **Files named per worker lifetime.** The identifier is the one given to
-  ``use_worker_identifier`` (``"<pid>-<age>"`` under Gunicorn), so a recycled pid never
-  reopens a dead worker's file; a process forked from a worker falls back to its own pid.
-* **Cheap writes.** prometheus_client asks for the process identifier (``getpid``) and makes
-  four nested calls on every write. Here a write compares one counter - bumped after every
-  fork and by ``use_worker_identifier`` - and copies 16 bytes into the mapping at a position
-  looked up once (bench/http_overhead.py measures a request).
-* **Storage failures never reach the code that records a value.** A file that cannot be
-  created (directory full, read-only or gone) keeps its value in memory and logs the first
-  failure; a write tries such files again at most every ``RETRY_SECONDS`` and, once one opens,
-  writes the counts kept meanwhile - nothing counted is lost while the worker lives. File space
-  is allocated before it is mapped, so a full tmpfs is an error to handle rather than a SIGBUS
-  that kills the worker.
-* **One lock for a request's three writes.** ``request_recorder`` counts a request and
-  observes its duration (counter +1, histogram sum, one bucket) under one lock, skipping
-  ``Counter.inc`` and ``Histogram.observe``'s per-call checks.
-* **Fork-safe lock.** The child gets a fresh lock, so a fork while another thread held it
-  cannot deadlock the child's first write.
-
-Forks are noticed through ``os.register_at_fork``, that is, when Python's ``os.fork`` (or
-``multiprocessing``'s fork start method) makes them; a fork made from C code without Python's
-fork hooks would leave the child writing into the parent's file. Nothing in Aura forks that way.
+* Files belong to Gunicorn workers only. A process writes files once it has an identity
+  (``use_worker_identifier``, called in ``post_fork``) or descends from one that has; the
+  master, ``flask`` commands and shells keep their values in memory and write nothing.
+* Files are named per worker lifetime (``"<pid>-<age>"``), so a recycled pid never reopens a
+  dead worker's file; a process forked from a worker is named by its own pid.
+* A write compares one counter (bumped after fork and on an identity change) and copies 16
+  bytes into the mapping; ``request_recorder`` does a request's three writes under one lock.
+* Storage failures never reach the code that records: values count in memory, the files are
+  tried again every ``RETRY_SECONDS``, and the counts kept meanwhile are written once they open.
+* The child of a fork gets a fresh lock.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import struct
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import values as stock_values
+from prometheus_client.mmap_dict import mmap_key
+
+from . import _compat
+from .fileformat import VALUE, check_identifier, value_file_name
+from .locking import MetricsDirectoryError
 
 log = logging.getLogger("aura.metrics")
 
-_pack = struct.Struct("dd").pack  # the layout of a value in prometheus_client's MmapedDict
+_pack = VALUE.pack
 RETRY_SECONDS = 5.0  # after a storage failure, how often a write tries the files again
 
 
@@ -51,9 +44,9 @@ class _Process:
     lock = threading.Lock()
     generation = 0  # bumped after fork and when the identity changes
     synced = -1  # the generation the open files were last checked at
-    identity: tuple[str | None, int | None] = (None, None)  # (identifier, pid it was set in)
-    identifier: str | None = None  # what the open files are named by
-    files: dict = {}
+    identity: tuple[str, int] | None = None  # (identifier, pid it was set in)
+    identifier: str | None = None  # what the open files are named by; None: no files
+    files: dict[str, Any] = {}
     values: list[AuraValue] = []
     degraded_logged = False
     retry_at = 0.0  # monotonic time of the next attempt to open the files that failed
@@ -68,6 +61,27 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+def install_value_class() -> str | None:
+    """Make metrics created from now on store their values in files, in this and forked processes.
+
+    With ``AuraValue``; or, when the installed prometheus_client is not one this code was tested
+    against, with its stock ``MultiProcessValue`` - the returned reason says so (None otherwise).
+    A metric object keeps the value class that existed when it was made.
+    """
+    problem = _compat.problem()
+    stock_values.ValueClass = stock_values.MultiProcessValue() if problem else AuraValue
+    return problem
+
+
+def use_worker_identifier(identifier: str) -> None:
+    """Make this process a worker whose files are named after ``identifier`` (call right after fork)."""
+    check_identifier(identifier)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise MetricsDirectoryError("PROMETHEUS_MULTIPROC_DIR is not set; set it to the instance's metrics directory")
+    install_value_class()
+    set_identifier(identifier)
+
+
 def set_identifier(identifier: str) -> None:
     """Name this process's files after ``identifier`` from the next write on."""
     with _Process.lock:
@@ -75,10 +89,12 @@ def set_identifier(identifier: str) -> None:
         _Process.generation += 1
 
 
-def current_identifier() -> str:
-    """The identifier set in this process, or its pid (a process forked from a worker)."""
+def current_identifier() -> str | None:
+    """The identifier set in this process, its pid in a process forked from one, else None."""
+    if _Process.identity is None:
+        return None
     identifier, pid = _Process.identity
-    return identifier if pid == os.getpid() else str(os.getpid())  # type: ignore[return-value]
+    return identifier if pid == os.getpid() else str(os.getpid())
 
 
 def _sync() -> None:
@@ -115,10 +131,12 @@ class AuraValue:
 
     _multiprocess = True
 
-    def __init__(self, typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode="",
-                 **kwargs):
+    def __init__(self, typ: str, metric_name: str, name: str, labelnames: Any, labelvalues: Any,
+                 help_text: str, multiprocess_mode: str = "", **_kwargs: Any):
         self._params = typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode
         self._value = self._timestamp = 0.0
+        self._file: Any = None
+        self._position = 0
         with _Process.lock:
             if _Process.synced != _Process.generation:
                 _sync()
@@ -126,31 +144,31 @@ class AuraValue:
             _Process.values.append(self)
 
     def _open(self, keep: bool = False) -> None:
-        """Map this value's slot in its file; on failure keep counting in memory only.
+        """Map this value's slot in its file; without an identity or on failure, count in memory.
 
         The value becomes what the file holds, or with ``keep`` (a retry after a failure) the
         file gets the value counted in memory: only this process writes its files, and this
         object is the only writer of its key, so the memory is never behind the file.
         """
-        from prometheus_client.mmap_dict import mmap_key
-
-        typ, metric_name, name, labelnames, labelvalues, help_text, mode = self._params
-        prefix = f"gauge_{mode}" if typ == "gauge" else typ
         self._generation = _Process.generation
+        self._file = None
+        if _Process.identifier is None:
+            return  # not a worker: nothing is written
+        typ, metric_name, name, labelnames, labelvalues, help_text, mode = self._params
         try:
-            file = _Process.files.get(prefix)
+            file = _Process.files.get(typ + mode)
             if file is None:
-                path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], f"{prefix}_{_Process.identifier}.db")
-                file = _Process.files[prefix] = _reserving_mmaped_dict()(path)
-            key = mmap_key(metric_name, name, labelnames, labelvalues, help_text)
-            stored = file.read_value(key)  # adds the key if new
-            self._file, self._position = file, file._positions[key]
+                path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"],
+                                    value_file_name(typ, mode, _Process.identifier))
+                file = _Process.files[typ + mode] = _compat.ReservingMmapedDict(path)
+            _, position, stored = _compat.slot(file, mmap_key(metric_name, name, labelnames, labelvalues,
+                                                               help_text))
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _storage_failed(exc)
-            self._file = None
             if not keep:  # a new identity starts from its own (empty) file, not the parent's counts
                 self._value = self._timestamp = 0.0
             return
+        self._file, self._position = file, position
         if keep:
             self._write()
         else:
@@ -163,11 +181,11 @@ class AuraValue:
             return
         # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
         try:
-            self._file._m[self._position:self._position + 16] = _pack(self._value, self._timestamp)
+            _compat.mapping(self._file)[self._position:self._position + 16] = _pack(self._value, self._timestamp)
         except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
             _storage_failed(exc)
 
-    def inc(self, amount):
+    def inc(self, amount: float) -> None:
         with _Process.lock:
             if self._generation != _Process.generation:
                 _sync()
@@ -175,7 +193,7 @@ class AuraValue:
             self._timestamp = 0.0
             self._write()
 
-    def set(self, value, timestamp=None):
+    def set(self, value: float, timestamp: float | None = None) -> None:
         with _Process.lock:
             if self._generation != _Process.generation:
                 _sync()
@@ -183,21 +201,23 @@ class AuraValue:
             self._timestamp = timestamp or 0.0
             self._write()
 
-    def get(self):
+    def get(self) -> float:
         with _Process.lock:
             if self._generation != _Process.generation:
                 _sync()
             return self._value
 
-    def set_exemplar(self, exemplar):
+    def set_exemplar(self, exemplar: Any) -> None:
         return None  # prometheus_client has no exemplars in multiprocess mode either
 
-    def get_exemplar(self):
+    def get_exemplar(self) -> None:
         return None
 
 
 def _retry_failed() -> None:
     """Open the files that failed, at most every RETRY_SECONDS; stop at the first that still fails."""
+    if _Process.identifier is None:
+        return  # not a worker: values live in memory by design
     now = time.monotonic()
     if now < _Process.retry_at:
         return
@@ -213,15 +233,15 @@ def _retry_failed() -> None:
                     "with what was counted meanwhile", os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def request_recorder(counter, histogram):
+def request_recorder(counter: Any, histogram: Any) -> Callable[[float], None]:
     """``record(seconds)``: ``counter.inc()`` and ``histogram.observe(seconds)``, in one locked step.
 
     ``counter`` and ``histogram`` are label children; ``seconds`` is a duration (a difference of
     ``perf_counter`` readings, never NaN, which ``observe`` would put in no bucket). Values of
     another class (single-process mode) get the same effect through the public methods.
     """
-    count, total, buckets = counter._value, histogram._sum, histogram._buckets
-    bounds = tuple(histogram._upper_bounds)  # ends with +Inf: bisect always finds a bucket
+    count = _compat.counter_value(counter)
+    total, buckets, bounds = _compat.histogram_parts(histogram)  # bounds end with +Inf
     if not all(isinstance(v, AuraValue) for v in (count, total, *buckets)):
         inc, observe = counter.inc, histogram.observe
 
@@ -244,58 +264,6 @@ def request_recorder(counter, histogram):
     return record
 
 
-_reserving_class = None
-
-
-def _reserving_mmaped_dict():
-    """prometheus_client's MmapedDict, allocating file blocks before mapping them.
-
-    A file extended with ftruncate is sparse: on a full filesystem (typically a size-limited
-    tmpfs) the first write to a new page of its mapping kills the process with SIGBUS.
-    posix_fallocate reserves the blocks first and fails with ENOSPC instead.
-    """
-    global _reserving_class
-    if _reserving_class is not None:
-        return _reserving_class
-    from prometheus_client import mmap_dict
-
-    class ReservingMmapedDict(mmap_dict.MmapedDict):
-        def __init__(self, filename, read_mode=False):
-            if not read_mode:
-                _reserve(filename, mmap_dict._INITIAL_MMAP_SIZE)
-            super().__init__(filename, read_mode)
-
-        def _init_value(self, key):
-            encoded = len(key.encode("utf-8"))
-            needed = self._used + 4 + encoded + (8 - (encoded + 4) % 8) + 16  # as the parent packs it
-            capacity = self._capacity
-            while needed > capacity:
-                capacity *= 2
-            if capacity != self._capacity:
-                _allocate(self._f.fileno(), capacity)
-            super()._init_value(key)
-
-    _reserving_class = ReservingMmapedDict
-    return ReservingMmapedDict
-
-
-def _allocate(fd: int, size: int) -> None:
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise  # ENOSPC, EFBIG...: no room; a filesystem that cannot reserve keeps the old way
-
-
-def _reserve(filename: str, size: int) -> None:
-    fd = os.open(filename, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    try:
-        if os.fstat(fd).st_size < size:  # a new file
-            try:
-                _allocate(fd, size)
-            except OSError:
-                if os.fstat(fd).st_size == 0:
-                    os.unlink(filename)  # leave no empty file for scrapes to report as damaged
-                raise
-    finally:
-        os.close(fd)
+def stored_values(child: Any) -> tuple[Any, ...]:
+    """The value objects a metric child stores: a counter's or gauge's one, a histogram's sum and buckets."""
+    return _compat.child_values(child)

@@ -1,34 +1,20 @@
 """Every metric Aura exports, with the names, types and labels of the monitoring spec.
 
-This is the only module that constructs metrics. It imports prometheus_client, which picks its
-storage (one process, or files in PROMETHEUS_MULTIPROC_DIR) at import time, so nothing may
-import this module before that variable is settled: `_check_storage` refuses to run otherwise.
+This is the only module that constructs metrics. With PROMETHEUS_MULTIPROC_DIR set, their values
+are stored by ``aura.metrics`` (files in Gunicorn workers, memory elsewhere), installed here
+before the first metric is made, whatever imported prometheus_client first.
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
+from aura.metrics import install_value_class
 
-def _check_storage() -> None:
-    """Fail loudly if prometheus_client chose single-process storage in a multiprocess setup."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    wants_files = bool(directory)
-    if directory:
-        # A CLI process (`flask db upgrade`) may run before Gunicorn has created the directory.
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    has_files = values.ValueClass is not values.MutexValue
-    if wants_files and not has_files:
-        raise RuntimeError(
-            "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set, so each "
-            "worker would export only its own numbers; set the variable before anything "
-            "imports prometheus_client (gunicorn.conf.py does this for Gunicorn)."
-        )
-
-
-_check_storage()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    install_value_class()
 
 # Buckets are chosen per value range so that P50/P95/P99 panels resolve where the data lies.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from time import perf_counter
 
-from aura import metrics
+from aura.instrumentation import recorder
 
 UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
@@ -101,7 +101,7 @@ class HttpMetricsMiddleware:
             key = (method, endpoint, status)
             record = self.recorders.get(key)
             if record is None:
-                record = self.recorders[key] = metrics.http_recorder(method, endpoint, status)
+                record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
             end = perf_counter()
             record(end - start)
             if self.sampler is not None and end >= self.next_check:
