@@ -2,7 +2,7 @@
 
 A one-character difference between a query and the app's metric names is a dashboard that
 shows "No data" forever, or an alert that can never fire. The exported names come from the
-app itself: aura.metrics.definitions and the self-metrics of its multiprocess collector.
+app itself: aura.instrumentation.definitions and the self-metrics of its multiprocess collector.
 Every expression must also parse: promtool checks them all as recording rules.
 """
 
@@ -36,8 +36,8 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics import MetricWrapperBase
 
-    from aura.metrics import definitions
-    from aura.metrics.multiproc import AuraMultiProcessCollector, prepare_directory
+    from aura.instrumentation import definitions
+    from aura.metrics import AuraMultiProcessCollector, prepare_directory
 
     series: dict[str, set[str]] = {}
     for metric in vars(definitions).values():

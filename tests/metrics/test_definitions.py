@@ -37,7 +37,7 @@ SPEC = {
 
 
 def _defined():
-    from aura.metrics import definitions
+    from aura.instrumentation import definitions
 
     out = {}
     for obj in vars(definitions).values():
