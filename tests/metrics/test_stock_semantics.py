@@ -92,7 +92,9 @@ class Twin:
         core.merge_all_dead(str(self.aura), live, check_pids=False)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # mpkit is stateless
+# mpkit is stateless, so sharing it between examples is safe.
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(workload)
 def test_scrape_equals_stock_sample_for_sample(mpkit, ops):
     with tempfile.TemporaryDirectory() as tmp:
