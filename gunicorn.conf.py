@@ -31,7 +31,11 @@ except ModuleNotFoundError as _exc:  # prometheus-client is not installed: serve
         raise
     _metrics = None
 else:
-    _metrics = GunicornMetrics.start(default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"))
+    # METRICS_PORT: a listener in the master serving /metrics (and /healthz) while every worker is
+    # busy; 0 turns it off. It binds the host of the first bind.
+    _metrics = GunicornMetrics.start(default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"),
+                                     metrics_port=_int("METRICS_PORT", "0"),
+                                     auth_token=_env("METRICS_AUTH_TOKEN", ""))
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
 bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
@@ -67,6 +71,12 @@ def on_starting(server):
         _metrics.on_starting(server)
 
 
+def when_ready(server):
+    """The master's sockets are bound: start the metrics listener (METRICS_PORT)."""
+    if _metrics is not None:
+        _metrics.when_ready(server)
+
+
 def post_fork(server, worker):
     """In the new worker: name its metric files by an id unique to this worker's lifetime."""
     if _metrics is None:
@@ -78,6 +88,18 @@ def post_fork(server, worker):
         from aura.instrumentation import recorder
 
         recorder.initialize_known_series()
+
+
+def worker_abort(worker):
+    """In a worker the master aborts for a timeout: its exit counts as `timeout`."""
+    if _metrics is not None:
+        _metrics.worker_abort(worker)
+
+
+def worker_exit(server, worker):
+    """In the exiting worker: count why it ends."""
+    if _metrics is not None:
+        _metrics.worker_exit(server, worker)
 
 
 def child_exit(server, worker):

@@ -129,7 +129,7 @@ def register_instrumentation(app: Flask) -> None:
 
         with app.app_context():
             instrument_engine(db.engine)
-        install(app, sampler=PoolSampler(app))
+        install(app, sampler=PoolSampler(app), trust_request_start=app.config["AURA"].trusted_proxy_count >= 1)
         recorder.initialize_known_series()
 
 

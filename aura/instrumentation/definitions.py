@@ -128,3 +128,21 @@ AUDIT_VIOLATIONS_BY_TYPE = Counter(
 AUDIT_FILES_PROCESSED = Histogram(
     "audit_files_processed", "Files processed per audit.", buckets=FILES_BUCKETS
 )
+
+# --- Gunicorn saturation (recorded by the HTTP middleware; the rest of the gunicorn_* and
+# process_* series are read at scrape time by aura.metrics.instance) ---------------------------
+QUEUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WORKERS_BUSY = Gauge(
+    "gunicorn_workers_busy", "Workers (threads) handling a request now.", multiprocess_mode="livesum",
+)
+WORKER_BUSY_SECONDS = Counter(
+    "gunicorn_worker_busy_seconds", "Time spent handling requests, summed over workers.",
+)
+HTTP_REQUEST_QUEUE = Histogram(
+    "http_request_queue_seconds", "Time from the proxy's X-Request-Start to a worker starting the request.",
+    buckets=QUEUE_BUCKETS,
+)
+BUILD_INFO = Gauge(
+    "aura_build_info", "Versions of Aura and of what it runs on (value 1).",
+    ["version", "python", "gunicorn", "prometheus_client"], multiprocess_mode="livemax",
+)

@@ -25,6 +25,20 @@ def _ignore(_seconds: float) -> None:
     """Record nothing."""
 
 
+def build_labels() -> tuple[str, str, str, str]:
+    """aura_build_info's label values: versions of Aura, Python, Gunicorn and prometheus-client."""
+    import platform
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return version("aura"), platform.python_version(), version("gunicorn"), version("prometheus-client")
+
+
 def _status(ok: bool) -> str:
     return "success" if ok else "failure"
 
@@ -74,8 +88,17 @@ class Recorder:
         """Count a request the rate limiter rejected; ``client`` is bounded here (bound_client_ids)."""
 
     def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float], None]:
-        """A function that counts and times one request of this (already bounded) label set."""
+        """A function that counts and times one request of this (already bounded) label set.
+
+        It also adds the duration to the workers' busy time and ends the ``request_started`` mark.
+        """
         return _ignore
+
+    def request_started(self) -> None:
+        """Mark a worker (thread) busy with a request, until the request is recorded."""
+
+    def request_queued(self, seconds: float) -> None:
+        """Observe how long a request waited between the proxy and a worker."""
 
     def workflow_execution(self, workflow_type: str, ok: bool, seconds: float) -> None:
         """Count and time a workflow run: workflow_type struggle|audit."""
@@ -105,8 +128,13 @@ class PrometheusRecorder(Recorder):
     enabled = True
 
     def __init__(self, definitions: Any):
+        from aura.metrics import request_recorder
+        from aura.metrics.values import stored_values
+
         self.d = definitions
         self.client_ids: Any = None
+        self._request_recorder = request_recorder
+        self._busy = stored_values(definitions.WORKERS_BUSY)[0]  # its value object: one lock, one write
 
     def bound_client_ids(self, cap: int) -> None:
         from aura.metrics import SharedLabelValues
@@ -155,10 +183,15 @@ class PrometheusRecorder(Recorder):
         _child(self.d.RATE_LIMIT_HITS, endpoint, self.client_ids.label(client)).inc()
 
     def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float], None]:
-        from aura.metrics import request_recorder
+        return self._request_recorder(_child(self.d.HTTP_REQUESTS, method, endpoint, status_code),
+                                      _child(self.d.HTTP_REQUEST_DURATION, method, endpoint),
+                                      self.d.WORKER_BUSY_SECONDS, self.d.WORKERS_BUSY)
 
-        return request_recorder(_child(self.d.HTTP_REQUESTS, method, endpoint, status_code),
-                                _child(self.d.HTTP_REQUEST_DURATION, method, endpoint))
+    def request_started(self) -> None:
+        self._busy.inc(1.0)
+
+    def request_queued(self, seconds: float) -> None:
+        self.d.HTTP_REQUEST_QUEUE.observe(seconds)
 
     def workflow_execution(self, workflow_type: str, ok: bool, seconds: float) -> None:
         _child(self.d.WORKFLOW_EXECUTIONS, workflow_type, _status(ok)).inc()
@@ -190,13 +223,15 @@ class PrometheusRecorder(Recorder):
         for child in self._known_children():
             for value in stored_values(child):
                 value.inc(0)
+        self.d.BUILD_INFO.labels(*build_labels()).set(1)
 
     def _known_children(self) -> Iterator[Any]:
         """Every unlabelled metric, and every child of a metric whose labels come from a fixed set."""
         d = self.d
         yield from (d.LESSON_RECOMMENDATIONS, d.STRUGGLE_EDIT_FREQUENCY, d.STRUGGLE_ERROR_COUNT,
                     d.AUDIT_VIOLATIONS_DETECTED, d.AUDIT_FILES_PROCESSED,
-                    d.DATABASE_CONNECTIONS_ACTIVE, d.DATABASE_CONNECTIONS_IDLE)
+                    d.DATABASE_CONNECTIONS_ACTIVE, d.DATABASE_CONNECTIONS_IDLE,
+                    d.WORKERS_BUSY, d.WORKER_BUSY_SECONDS, d.HTTP_REQUEST_QUEUE)
         status = ("success", "failure")
         for endpoint in ("register", "login", "refresh", "logout"):
             for ok in status:

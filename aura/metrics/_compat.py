@@ -91,7 +91,7 @@ def histogram_parts(histogram: Any) -> tuple[Any, list[Any], tuple[float, ...]]:
 
 
 def counter_value(counter: Any) -> Any:
-    """A counter child's value object."""
+    """The value object of a counter or gauge (child or unlabelled metric)."""
     return counter._value
 
 

@@ -309,7 +309,11 @@ def unlink(path: str) -> bool:
         return False
 
 
-def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout: float) -> MergeStats:
+ExtraRows = Callable[[str, list[Row]], list[Row]]
+
+
+def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout: float,
+           extra_counters: ExtraRows | None = None) -> MergeStats:
     started = time.perf_counter()
     try:
         lock = directory_lock(directory, exclusive=True, timeout=lock_timeout)
@@ -342,6 +346,7 @@ def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout
         targets = sorted(choose(candidates))
         merged_files = damaged = 0
         for ident in targets:
+            counter_rows: list[Row] = []
             for name, typ, mode in candidates[ident]:
                 merged_files += 1
                 if typ == "gauge" and mode in LIVE_GAUGE_MODES:
@@ -355,6 +360,10 @@ def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout
                     log.warning("discarding damaged metrics file %s of dead worker %s: %s", path, ident, e)
                     continue
                 archive.fold(typ, mode, ident, rows)
+                if typ == "counter":
+                    counter_rows = rows
+            if extra_counters is not None:
+                archive.fold("counter", "", ident, extra_counters(ident, counter_rows))
 
         if not targets and not pruned:
             return MergeStats(leftover_files_removed=leftovers_removed, temp_files_removed=temps_removed,
@@ -424,8 +433,12 @@ def mark_worker_dead(directory: str, identifier: str, *, lock_timeout: float = 1
 
 
 def merge_all_dead(directory: str, live_identifiers: Iterable[str] = (), *, check_pids: bool = True,
-                   lock_timeout: float = 10.0) -> MergeStats:
-    """Fold every worker not in ``live_identifiers`` (and, if ``check_pids``, not running)."""
+                   lock_timeout: float = 10.0, extra_counters: ExtraRows | None = None) -> MergeStats:
+    """Fold every worker not in ``live_identifiers`` (and, if ``check_pids``, not running).
+
+    ``extra_counters(identifier, its counter rows)`` may return counter rows to fold in with a
+    dead worker's (what the master knows of its death), in the same atomic archive write.
+    """
     live = set(live_identifiers)
 
     def choose(candidates: dict) -> list[str]:
@@ -442,4 +455,4 @@ def merge_all_dead(directory: str, live_identifiers: Iterable[str] = (), *, chec
             chosen.append(ident)
         return chosen
 
-    return _merge(directory, choose, lock_timeout)
+    return _merge(directory, choose, lock_timeout, extra_counters)

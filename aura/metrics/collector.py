@@ -54,9 +54,16 @@ class _ArchiveView:
     archive: Archive
 
 
+def _forked() -> None:
+    # The master's metrics listener may hold these while the master forks a worker.
+    global _scrape_damaged_lock, _archive_cache_lock
+    _scrape_damaged_lock, _archive_cache_lock = threading.Lock(), threading.Lock()
+
+
 _EMPTY_VIEW = _ArchiveView(frozenset(), (), Archive())
 _archive_cache: dict[str, tuple[tuple[int, int, int], _ArchiveView]] = {}
 _archive_cache_lock = threading.Lock()
+os.register_at_fork(after_in_child=_forked)
 
 
 def _samples(typ: str, parsed: list, ident: str) -> Iterator[tuple[str, str, Sample]]:

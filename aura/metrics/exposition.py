@@ -13,9 +13,14 @@ def _registry(multiproc_dir: str) -> CollectorRegistry:
     if not multiproc_dir:
         return REGISTRY
     from . import register_collector  # the package's choice: Aura's collector or, if untested, stock
+    from .gunicorn import GunicornMetrics
 
     registry = CollectorRegistry()
     register_collector(registry, multiproc_dir)
+    instance = GunicornMetrics.current
+    if instance is not None and instance.claim.path == multiproc_dir:  # a process of that instance
+        for collector in instance.collectors():
+            registry.register(collector)
     return registry
 
 

@@ -233,33 +233,50 @@ def _retry_failed() -> None:
                     "with what was counted meanwhile", os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
-def request_recorder(counter: Any, histogram: Any) -> Callable[[float], None]:
-    """``record(seconds)``: ``counter.inc()`` and ``histogram.observe(seconds)``, in one locked step.
+def request_recorder(counter: Any, histogram: Any, busy_seconds: Any = None,
+                     busy: Any = None) -> Callable[[float], None]:
+    """``record(seconds)`` for one request label set, in one locked step.
 
-    ``counter`` and ``histogram`` are label children; ``seconds`` is a duration (a difference of
-    ``perf_counter`` readings, never NaN, which ``observe`` would put in no bucket). Values of
-    another class (single-process mode) get the same effect through the public methods.
+    ``record`` does ``counter.inc()``, ``histogram.observe(seconds)``,
+    ``busy_seconds.inc(seconds)`` and ``busy.dec()`` (the caller incremented ``busy`` when the
+    request started). ``counter`` and ``histogram`` are label children, ``busy_seconds`` and ``busy``
+    unlabelled metrics (optional); ``seconds`` is a duration (a difference of ``perf_counter``
+    readings, never NaN, which ``observe`` would put in no bucket). Values of another class
+    (single-process mode) get the same effect through the public methods.
     """
     count = _compat.counter_value(counter)
     total, buckets, bounds = _compat.histogram_parts(histogram)  # bounds end with +Inf
-    if not all(isinstance(v, AuraValue) for v in (count, total, *buckets)):
-        inc, observe = counter.inc, histogram.observe
-
-        def record_public(seconds: float) -> None:
-            inc()
-            observe(seconds)
-
-        return record_public
+    seconds_value = _compat.counter_value(busy_seconds) if busy_seconds is not None else None
+    busy_value = _compat.counter_value(busy) if busy is not None else None
+    optional = [v for v in (seconds_value, busy_value) if v is not None]
+    if not all(isinstance(v, AuraValue) for v in (count, total, *buckets, *optional)):
+        return _public_recorder(counter, histogram, busy_seconds, busy)
 
     def record(seconds: float) -> None:
         bucket = buckets[bisect_left(bounds, seconds)]  # the first bound >= seconds, as observe()
         with _Process.lock:
             if count._generation != _Process.generation:
                 _sync()  # updates every value's generation: checking one is enough
-            for value, amount in ((count, 1.0), (total, seconds), (bucket, 1.0)):
-                value._value += amount
-                value._timestamp = 0.0
-                value._write()
+            for value, amount in ((count, 1.0), (total, seconds), (bucket, 1.0), (seconds_value, seconds),
+                                  (busy_value, -1.0)):
+                if value is not None:
+                    value._value += amount
+                    value._timestamp = 0.0
+                    value._write()
+
+    return record
+
+
+def _public_recorder(counter: Any, histogram: Any, busy_seconds: Any, busy: Any) -> Callable[[float], None]:
+    inc, observe = counter.inc, histogram.observe
+
+    def record(seconds: float) -> None:
+        inc()
+        observe(seconds)
+        if busy_seconds is not None:
+            busy_seconds.inc(seconds)
+        if busy is not None:
+            busy.dec()
 
     return record
 
