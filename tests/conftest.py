@@ -130,8 +130,8 @@ def gunicorn(tmp_path, server_env):
     started: list[Gunicorn] = []
 
     def start(workers: int = 4, env: dict | None = None, cli: bool = False, ready_path: str = "/healthz",
-              **settings: str) -> Gunicorn:
-        server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, cli=cli, **settings)
+              app: str = "wsgi:app", **settings: str) -> Gunicorn:
+        server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, cli=cli, app=app, **settings)
         started.append(server)
         return server.start(ready_path=ready_path)
 

@@ -135,8 +135,8 @@ class GunicornMetrics:
             server.log.exception("could not merge metrics of worker %s", worker.pid)
 
     def _unrecorded_exit(self, identifier: str, counter_rows: list[Row]) -> list[Row]:
-        if any(key.startswith(f'["{_EXITS[0]}"') for key, _, _ in counter_rows):
-            return []  # the worker counted its own exit
+        if any(value > 0 and key.startswith(f'["{_EXITS[0]}"') for key, value, _ in counter_rows):
+            return []  # the worker counted its own exit (its zero-initialised series do not count)
         reason = "timeout" if identifier in self.timed_out else "crash"
         self.timed_out.discard(identifier)
         return [(_exit_key(reason), 1.0, 0.0)]

@@ -54,13 +54,14 @@ class Gunicorn:
     """One Gunicorn master with its workers, configured by gunicorn.conf.py and env vars."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 4, cli: bool = False,
-                 **settings: str):
+                 app: str = "wsgi:app", **settings: str):
         """``cli``: start as people type it (``gunicorn -w N -b ADDR wsgi:app``, the configuration
         file found by Gunicorn itself), with no GUNICORN_* variables; else ``-c gunicorn.conf.py``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"gunicorn-{self.port}.log"
         self.env = dict(env)
+        self.app = app
         if cli:
             self.argv = ["-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
         else:
@@ -78,7 +79,7 @@ class Gunicorn:
         """Start and wait until ``ready_path`` answers 200."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), *self.argv, "wsgi:app"],
+            [str(BIN / "gunicorn"), *self.argv, self.app],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
