@@ -101,8 +101,8 @@ def _aura(directory):
 
 def _clear_caches() -> None:
     # A fresh process: no parsed archive, no parsed keys.
-    multiproc.collector.clear_cache()
-    multiproc.archive.clear_caches()
+    multiproc.collector._archive_cache.clear()
+    multiproc.archive._key_cache.clear()
 
 
 def run_one(dead: int, live: int, runs: int, base: str, off_runs: int | None = None) -> dict:

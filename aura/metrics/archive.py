@@ -214,12 +214,6 @@ def parse_rows(typ: str, rows: list[Row]) -> list[ParsedRow]:
     return out
 
 
-def clear_caches() -> None:
-    """Forget parsed keys and names (benchmarks measure a cold scrape)."""
-    _key_cache.clear()
-    _metric_name_ok.clear()
-
-
 # --------------------------------------------------------------------------- merging
 
 

@@ -117,12 +117,6 @@ def _read_archive_view(directory: str) -> tuple[_ArchiveView, bool]:
     return view, True
 
 
-def clear_cache() -> None:
-    """Forget parsed archives (benchmarks measure a cold scrape)."""
-    with _archive_cache_lock:
-        _archive_cache.clear()
-
-
 class AuraMultiProcessCollector:
     """Drop-in for MultiProcessCollector that also reads the archive and skips damaged files."""
 
