@@ -30,7 +30,11 @@ OPERATOR_ALERTS = {
     "AuraHighErrorRate", "AuraHighLatencyP95", "AuraWorkflowFailureRate",
     "AuraRedisConnectionErrors", "AuraTargetDown", "AuraMetricsAbsent",
     "AuraSlowMetricsScrape", "AuraMetricsFilesDamaged",
+    # Gunicorn inside each pod (issue 13).
+    "AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth",
 }
+# The per-pod worker alerts: grouped by pod, and scoped to the Aura job (generic metric names).
+WORKER_ALERTS = ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth")
 SEVERITIES = {"warning", "critical"}
 
 
@@ -106,6 +110,33 @@ def test_slow_scrape_alert_fires_before_scrapes_time_out(k8s, alerts):
     timeout = prometheus_config(k8s)["global"]["scrape_timeout"]
     threshold = float(alerts["AuraSlowMetricsScrape"]["expr"].rsplit(">", 1)[1])
     assert threshold < int(timeout.rstrip("s"))
+
+
+def test_worker_alerts_are_per_pod_and_scoped_to_aura(alerts, promql):
+    for name in WORKER_ALERTS:
+        expr = alerts[name]["expr"]
+        metrics, _ = promql.references(expr)
+        for metric in metrics:
+            assert f'{metric}{{job="aura"' in expr, (name, metric)
+    for name in ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes"):
+        assert "sum by (namespace, pod)" in alerts[name]["expr"], name
+    assert 'reason="timeout"' in alerts["AuraWorkerTimeouts"]["expr"]
+    assert 'reason="crash"' in alerts["AuraWorkerCrashes"]["expr"]
+
+
+def test_memory_alert_threshold_is_below_the_pods_memory_limit(alerts, rendered):
+    """AuraMemoryGrowth names the container's limit as a number: it must be the limit's."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    expr = alerts["AuraMemoryGrowth"]["expr"]
+    fraction, limit_bytes = re.search(r"> (0\.\d+) \* (\d+)", expr).groups()
+    assert 0.5 <= float(fraction) < 1
+    for overlay in ("base", "overlays/dev", "overlays/production"):
+        [deployment] = [d for d in rendered[overlay] if d["kind"] == "Deployment"
+                        and d["metadata"]["name"] == "aura"]
+        [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                       if c["name"] == "aura"]
+        limit = container["resources"]["limits"]["memory"]
+        assert int(limit[:-2]) * units[limit[-2:]] == int(limit_bytes), overlay
 
 
 def test_prometheus_rule_holds_the_same_rules(k8s, alert_rules, build_module):
