@@ -206,15 +206,17 @@ def relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
 def discovered_pod(**overrides: str) -> dict[str, str]:
     """The labels Kubernetes pod discovery gives the app container of a running Aura pod."""
     labels = {
-        "__address__": "10.1.2.3:8000",
+        "__address__": "10.1.2.3:9100",
         "__metrics_path__": "/metrics",
         "__meta_kubernetes_namespace": "aura",
         "__meta_kubernetes_pod_name": "aura-5d9f-abcde",
         "__meta_kubernetes_pod_ip": "10.1.2.3",
         "__meta_kubernetes_pod_phase": "Running",
         "__meta_kubernetes_pod_container_init": "false",
+        "__meta_kubernetes_pod_container_port_name": "metrics",
+        "__meta_kubernetes_pod_container_port_number": "9100",
         "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
-        "__meta_kubernetes_pod_annotation_prometheus_io_port": "8000",
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": "9100",
         "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
     }
     labels.update(overrides)
@@ -224,11 +226,11 @@ def discovered_pod(**overrides: str) -> dict[str, str]:
 def test_relabeling_turns_annotated_pods_into_targets(k8s):
     rules = aura_job(prometheus_config(k8s))["relabel_configs"]
     target = relabel(rules, discovered_pod())
-    assert target["__address__"] == "10.1.2.3:8000"
+    assert target["__address__"] == "10.1.2.3:9100"
     assert target["__metrics_path__"] == "/metrics"
     assert (target["namespace"], target["pod"]) == ("aura", "aura-5d9f-abcde")
     ipv6 = relabel(rules, discovered_pod(__meta_kubernetes_pod_ip="fd00::1:2", __address__="[fd00::1:2]"))
-    assert ipv6["__address__"] == "[fd00::1:2]:8000"
+    assert ipv6["__address__"] == "[fd00::1:2]:9100"
 
 
 def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
@@ -238,3 +240,25 @@ def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
         assert relabel(rules, pod) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_phase="Pending")) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_container_init="true")) is None
+    # The app port is discovered too (one target per container port): only `metrics` is scraped.
+    app_port = discovered_pod(__address__="10.1.2.3:8000", __meta_kubernetes_pod_container_port_name="http",
+                              __meta_kubernetes_pod_container_port_number="8000")
+    assert relabel(rules, app_port) is None
+
+
+def test_scrape_address_is_the_pods_metrics_port(k8s, rendered):
+    """The annotation names the `metrics` containerPort, which the PodMonitor scrapes too."""
+    for overlay in ("base", "overlays/dev", "overlays/production"):
+        deployment = k8s.find(rendered[overlay], "Deployment", "aura")
+        template = deployment["spec"]["template"]
+        [container] = [c for c in template["spec"]["containers"] if c["name"] == "aura"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+        assert env["METRICS_PORT"] == str(ports["metrics"])
+        rules = aura_job(prometheus_config(k8s))["relabel_configs"]
+        pod = discovered_pod(__address__=f"10.1.2.3:{ports['metrics']}",
+                             __meta_kubernetes_pod_annotation_prometheus_io_port=str(ports["metrics"]))
+        assert relabel(rules, pod)["__address__"] == f"10.1.2.3:{ports['metrics']}"
+    podmonitor = k8s.find(rendered["monitoring/operator"], "PodMonitor", "aura")
+    assert [e["port"] for e in podmonitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
