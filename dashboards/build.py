@@ -195,16 +195,23 @@ def utilisation(by: str = "") -> str:
             f" / sum{group} (gunicorn_workers{AURA})")
 
 
+def error_ratio_by_endpoint() -> str:
+    """5xx responses over all responses per route; `or 0 * ...` gives routes without 5xx a 0."""
+    server_errors = rate_by("http_requests_total", "endpoint", aura('status_code=~"5.."'))
+    everything = rate_by("http_requests_total", "endpoint", AURA)
+    return f"({server_errors} or 0 * {everything}) / {everything}"
+
+
 SERVICE_PANELS = (
     Panel("timeseries", "Request Rate by Endpoint",
           "HTTP requests per second by matched route, all pods.",
           (Target(rate_by("http_requests_total", "endpoint", AURA), "{{endpoint}}"),),
           unit="reqps"),
-    Panel("timeseries", "Server Errors by Endpoint",
-          "5xx responses per second by route and status code, all pods.",
-          (Target(rate_by("http_requests_total", "endpoint, status_code",
-                          aura('status_code=~"5.."')), "{{endpoint}} {{status_code}}"),),
-          unit="reqps"),
+    Panel("timeseries", "Server Error Ratio by Endpoint",
+          "Share of each route's responses that are 5xx, all pods (0 for routes without any: "
+          "a line at zero rather than no data).",
+          (Target(error_ratio_by_endpoint(), "{{endpoint}}"),),
+          unit="percentunit"),
     Panel("timeseries", "Request Latency",
           "P50, P95 and P99 request duration over all routes and pods (time in the worker; "
           "the wait before it is under Queue Time).",
@@ -271,9 +278,11 @@ SERVICE_PANELS = (
                     selector=AURA),
           unit="s"),
     Panel("timeseries", "Redis Errors",
-          "Redis errors per second by logical database and kind. Token checks fail closed, so "
-          "logins and refreshes answer 503 while these persist.",
-          (Target(rate_by("redis_connection_errors_total", "database, error_type", AURA),
+          "Redis errors per second by logical database and kind, and a zero line per database "
+          "(the counter has no series until a first error). Token checks fail closed, so "
+          "logins and refreshes answer 503 while errors persist.",
+          (Target(f"{rate_by('redis_connection_errors_total', 'database, error_type', AURA)}"
+                  f" or 0 * sum by (database) (redis_connections_active{AURA})",
                   "{{database}} {{error_type}}"),),
           unit="ops"),
 )

@@ -40,7 +40,7 @@ SPEC_PANELS = {"authentication-metrics.json": AUTHENTICATION_PANELS,
 # "Aura service": not in the spec; how the pods' Gunicorn copes (issue 13).
 SERVICE_PANELS = [
     "Request Rate by Endpoint",
-    "Server Errors by Endpoint",
+    "Server Error Ratio by Endpoint",
     "Request Latency",
     "Request Latency p95 by Endpoint",
     "Worker Utilisation",
