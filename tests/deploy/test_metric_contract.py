@@ -8,6 +8,10 @@ Every expression must also parse: promtool checks them all as recording rules.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+
 import pytest
 import yaml
 
@@ -17,29 +21,6 @@ TARGET_LABELS = {"job", "instance", "namespace", "pod"}
 # Series Prometheus records about each scrape, not exported by the app.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds"}
 
-# --- TEMPORARY (issue 13): remove once the application code for these metrics lands. ---------
-# The Gunicorn and process metrics of issue 13's contract, which the service dashboard, the
-# worker alerts and the HPA's prometheus-adapter rule already use while the app half of the
-# issue is written. (family name, type, labels), exactly as the contract table gives them. They
-# only fill in what the registry lacks: once the app exports a family, the registry's own
-# definition is used and test_pending_series_match_the_app_once_exported holds it to this list.
-PENDING_APP_FAMILIES = (
-    ("gunicorn_workers", "gauge", set()),
-    ("gunicorn_workers_busy", "gauge", set()),
-    ("gunicorn_worker_busy_seconds", "counter", set()),
-    ("gunicorn_listen_backlog", "gauge", set()),
-    ("gunicorn_listen_backlog_limit", "gauge", set()),
-    ("gunicorn_worker_exits", "counter", {"reason"}),
-    ("http_request_queue_seconds", "histogram", set()),
-    ("process_resident_memory_bytes", "gauge", set()),
-    ("process_cpu_seconds", "counter", set()),
-    ("process_open_fds", "gauge", set()),
-    ("process_start_time_seconds", "gauge", set()),
-    ("aura_worker_unique_memory_bytes_max", "gauge", set()),
-    ("python_gc_collections", "counter", {"generation"}),
-    ("aura_build_info", "gauge", {"version", "python", "gunicorn", "prometheus_client"}),
-)
-# --- end TEMPORARY ------------------------------------------------------------------------------
 
 
 def sample_names(family_name: str, family_type: str, labels: set[str]) -> dict[str, set[str]]:
@@ -61,7 +42,8 @@ def app_series(tmp_path_factory) -> dict[str, set[str]]:
     from prometheus_client.metrics import MetricWrapperBase
 
     from aura.instrumentation import definitions
-    from aura.metrics import AuraMultiProcessCollector, prepare_directory
+    from aura.metrics import AuraMultiProcessCollector, Claim, GunicornMetrics, prepare_directory
+    from aura.metrics.instance import InstanceCollector
 
     series: dict[str, set[str]] = {}
     for metric in vars(definitions).values():
@@ -74,17 +56,24 @@ def app_series(tmp_path_factory) -> dict[str, set[str]]:
     prepare_directory(str(directory))
     registry = CollectorRegistry()
     AuraMultiProcessCollector(registry, str(directory))
-    for family in registry.collect():
+    # What the Gunicorn hooks count (exits, GC) and what is read at scrape time for the whole
+    # instance (process metrics, workers, backlog), here for this process, one child standing in
+    # for a worker, and a listening TCP socket.
+    gunicorn = GunicornMetrics(Claim(str(directory), str(directory), os.getpid()), None)
+    for metric in (gunicorn.exits, gunicorn.gc_collections):
+        [family] = metric.describe()
+        series.update(sample_names(family.name, family.type, set(metric._labelnames)))
+    with socket.socket() as listening, subprocess.Popen(["sleep", "30"]) as child:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        try:
+            registry.register(InstanceCollector(os.getpid(), [listening.fileno()]))
+            families = list(registry.collect())
+        finally:
+            child.kill()
+    for family in families:
         labels = {name for sample in family.samples for name in sample.labels} - {"le"}
         series.update(sample_names(family.name, family.type, labels))
-    return series
-
-
-def pending_series() -> dict[str, set[str]]:
-    """The series of PENDING_APP_FAMILIES (TEMPORARY, issue 13)."""
-    series: dict[str, set[str]] = {}
-    for family, kind, labels in PENDING_APP_FAMILIES:
-        series.update(sample_names(family, kind, labels))
     return series
 
 
@@ -92,18 +81,9 @@ def pending_series() -> dict[str, set[str]]:
 def exported(app_series) -> dict[str, set[str]]:
     """Series name -> label names, for everything a scrape of an Aura pod can return."""
     series = dict(app_series)
-    for name, labels in pending_series().items():  # TEMPORARY (issue 13)
-        series.setdefault(name, labels)
     for name in PROMETHEUS_SERIES:
         series[name] = set()
     return {name: labels | TARGET_LABELS for name, labels in series.items()}
-
-
-def test_pending_series_match_the_app_once_exported(app_series):
-    """TEMPORARY (issue 13): what the app already exports of the pending list has its labels."""
-    for name, labels in pending_series().items():
-        if name in app_series:
-            assert app_series[name] == labels, name
 
 
 def test_the_registry_was_read(exported):
