@@ -91,6 +91,9 @@ class Load:
         kwargs.setdefault("timeout", 15)
         headers = kwargs.pop("headers", {})
         headers["Connection"] = "close"  # spread requests over every worker
+        # As the proxy in front of Aura stamps it (nginx: t=${msec}); the app reads it only when it
+        # trusts a proxy (TRUSTED_PROXY_COUNT), and then records http_request_queue_seconds.
+        headers["X-Request-Start"] = f"t={time.time():.3f}"
         try:
             response = requests.request(method, base + path, headers=headers, **kwargs)
         except requests.RequestException as exc:

@@ -33,7 +33,9 @@ ACCOUNT_LIMIT = 20
 ENV = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN="100000 per hour",
            RATE_LIMIT_LOGIN_ACCOUNT=f"{ACCOUNT_LIMIT} per hour", RATE_LIMIT_REGISTER="100000 per hour",
            RATE_LIMIT_DEFAULT="100000 per hour", RATE_LIMIT_WORKFLOWS="100000 per hour",
-           ACCESS_TOKEN_EXPIRES="3", REDIS_SOCKET_TIMEOUT="5")
+           ACCESS_TOKEN_EXPIRES="3", REDIS_SOCKET_TIMEOUT="5",
+           # loadgen stamps X-Request-Start as a proxy would: the queue-time panel gets data
+           TRUSTED_PROXY_COUNT="1")
 
 
 def dashboard_expressions() -> list[tuple[str, str]]:
