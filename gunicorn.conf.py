@@ -10,22 +10,22 @@ import logging
 import os
 import tempfile
 
-_env = os.environ.get
+from aura.config import ConfigError, check_environment, exit_on_config_error
 
-
-def _int(name, default):
-    return int(_env(name, default))
-
-
-def _bool(name, default):
-    return _env(name, default).strip().lower() in ("1", "true", "yes", "on")
+# Every setting (the app's and these) is validated before Gunicorn starts anything: a bad value
+# stops it with one line naming the variable. (Gunicorn itself reads WEB_CONCURRENCY while it is
+# imported, before this file runs: a non-integer there fails inside Gunicorn - see README.)
+try:
+    _settings, _g = check_environment()
+except ConfigError as _exc:
+    exit_on_config_error(_exc)
 
 
 # Each Gunicorn instance gets its own metrics directory: two instances must never share one,
 # or each would count the other's workers. The default is per instance (keyed by the bind), on
 # tmpfs where there is one: every metric write touches an mmap page, which on a disk-backed
 # file the kernel also writes back to disk, for nothing.
-_bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
+_bind = _g.bind
 _tmp_base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
@@ -46,27 +46,27 @@ os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
 bind = _bind
 # Two workers per core is Gunicorn's rule of thumb for I/O-bound Flask apps.
-workers = _int("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
+workers = _g.workers
 # Threads per worker; 1 keeps each request on its own process, which Argon2 hashing prefers.
-threads = _int("GUNICORN_THREADS", "1")
+threads = _g.threads
 # A request stuck longer than this is killed and its worker replaced.
-timeout = _int("GUNICORN_TIMEOUT", "30")
+timeout = _g.timeout
 # Time for in-flight requests to finish on shutdown; k8s terminationGracePeriodSeconds exceeds it.
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", "30")
+graceful_timeout = _g.graceful_timeout
 # Recycle workers to bound memory growth; the jitter keeps them from restarting all at once.
-max_requests = _int("GUNICORN_MAX_REQUESTS", "10000")
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
+max_requests = _g.max_requests
+max_requests_jitter = _g.max_requests_jitter
 # Import the app once in the master: a new worker (recycled or crashed) serves at once instead
 # of spending seconds importing LangGraph and friends. The start-up Redis ping happens in the
 # master, but redis-py's pools notice the fork and open fresh connections in each worker, and
 # SQLAlchemy connects lazily, so no connection is shared across processes.
-preload_app = _bool("GUNICORN_PRELOAD", "true")
+preload_app = _g.preload
 # "-" logs each request to stdout, where container platforms collect logs.
-accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
+accesslog = _g.access_log
 # Keep the control socket out of $HOME (read-only in containers) and per instance.
-control_socket = _env("GUNICORN_CONTROL_SOCKET", os.path.join(_metrics_dir + ".ctl.sock"))
+control_socket = _g.control_socket or os.path.join(_metrics_dir + ".ctl.sock")
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.
-worker_tmp_dir = _env("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+worker_tmp_dir = _g.worker_tmp_dir
 
 _log = logging.getLogger("gunicorn.error")
 

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from aura.config import Settings
+from aura.config import Settings, redact_url
 from aura.extensions import db, migrate
 
 log = logging.getLogger("aura")
@@ -86,7 +86,7 @@ def register_services(app: Flask) -> None:
     else:
         log.warning("Redis at %s is not reachable: running STANDALONE - token revocations in "
                     "the database, rate limits per process. Start Redis and restart for shared "
-                    "state.", settings.redis_url)
+                    "state.", redact_url(settings.redis_url))
         app.extensions["aura.revocation"] = SqlRevocationStore()
 
 
