@@ -63,6 +63,9 @@ max_requests_jitter = _g.max_requests_jitter
 preload_app = _g.preload
 # "-" logs each request to stdout, where container platforms collect logs.
 accesslog = _g.access_log
+# LOG_FORMAT=json: Gunicorn's error and access lines as JSON objects too, with request id and route.
+if _settings.log_format == "json":
+    logger_class = "aura.infra.logs.GunicornLogger"
 # Keep the control socket out of $HOME (read-only in containers) and per instance.
 control_socket = _g.control_socket or os.path.join(_metrics_dir + ".ctl.sock")
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.

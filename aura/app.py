@@ -17,6 +17,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
+    register_request_ids(app)
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
@@ -29,8 +30,9 @@ def create_app(config: Settings | dict | None = None) -> Flask:
 
 def configure(app: Flask, settings: Settings) -> None:
     """Copy settings into Flask's config; `AURA` holds the typed object for our own code."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    from aura.infra.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     app.config.update(
         AURA=settings,
         TESTING=settings.env == "testing",
@@ -49,6 +51,14 @@ def configure(app: Flask, settings: Settings) -> None:
         TRAP_HTTP_EXCEPTIONS=False,
     )
     settings.instance_path.mkdir(parents=True, exist_ok=True)
+
+
+def register_request_ids(app: Flask) -> None:
+    """A request id on every response and every log line of the request (X-Request-ID)."""
+    from aura.infra.logs import RequestIdMiddleware, remember_route
+
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, trust_header=app.config["AURA"].trusted_proxy_count >= 1)
+    app.after_request(remember_route)
 
 
 def _engine_options(url: str) -> dict:

@@ -93,5 +93,9 @@ def register_errorhandlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return http_exception_response(exc)
-        log.exception("unhandled error")
+        from aura.infra.logs import request_context
+
+        context = request_context()
+        log.exception("unhandled error in %s %s (route %s, request id %s)", context.get("method"),
+                      context.get("path"), context.get("route"), context.get("request_id"))
         return error_response(500, "internal_error", "An unexpected error occurred.")
