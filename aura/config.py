@@ -67,7 +67,7 @@ class Settings:
     metrics_auth_token: str = field(default="", repr=False)
     prometheus_multiproc_dir: str = ""
     log_level: str = "INFO"
-    log_format: str = ""  # "text" or "json"; empty: json in production, text elsewhere
+    log_format: str = "text"  # or "json": one JSON object per line
     api_docs_enabled: bool | None = None  # None: on outside production
     audit_max_files: int = 50
     audit_max_file_bytes: int = 256 * 1024
@@ -122,7 +122,7 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: not a log level; expected one of "
                               f"{', '.join(LOG_LEVELS)}")
         updates["log_level"] = self.log_level.upper()
-        log_format = (self.log_format or ("json" if self.production else "text")).lower()
+        log_format = self.log_format.lower()
         if log_format not in LOG_FORMATS:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
         updates["log_format"] = log_format
