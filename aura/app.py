@@ -46,6 +46,11 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
+        # Relative: the document is right wherever Aura is served (behind an ingress too).
+        API_SPEC_OPTIONS={"servers": [{"url": "/", "description": "This Aura server"}]},
+        # The browsable reference at /api/v1/docs (Swagger UI; assets from API_DOCS_ASSETS_URL).
+        OPENAPI_SWAGGER_UI_PATH="docs" if settings.api_docs_enabled else None,
+        OPENAPI_SWAGGER_UI_URL=settings.api_docs_assets_url,
         # Errors are ours (aura.errors); don't let Flask re-raise them in testing mode.
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,

@@ -69,6 +69,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line
     api_docs_enabled: bool | None = None  # None: on outside production
+    # Swagger UI's scripts and styles (a swagger-ui-dist directory); self-host by changing it.
+    api_docs_assets_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
     audit_max_files: int = 50
     audit_max_file_bytes: int = 256 * 1024
     audit_max_function_lines: int = 50
@@ -128,6 +130,9 @@ class Settings:
         updates["log_format"] = log_format
         if self.api_docs_enabled is None:
             updates["api_docs_enabled"] = not self.production
+        if not self.api_docs_assets_url.endswith("/"):
+            raise ConfigError(f"API_DOCS_ASSETS_URL={self.api_docs_assets_url!r}: expected a URL or path "
+                              "ending in / (the directory holding swagger-ui-bundle.js)")
         updates["jwt_secret_key"] = self._checked_secret()
         for name in ("access_token_expires", "refresh_token_expires", "max_content_length",
                      "rate_limit_max_client_ids", "audit_max_files", "audit_max_file_bytes",
