@@ -66,6 +66,8 @@ accesslog = _g.access_log
 # LOG_FORMAT=json: Gunicorn's error and access lines as JSON objects too, with request id and route.
 if _settings.log_format == "json":
     logger_class = "aura.infra.logs.GunicornLogger"
+else:  # Gunicorn's default access line, plus the request id the app put in the response header
+    access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 # Keep the control socket out of $HOME (read-only in containers) and per instance.
 control_socket = _g.control_socket or os.path.join(_metrics_dir + ".ctl.sock")
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.

@@ -93,3 +93,13 @@ def test_json_lines_join_app_logs_and_access_log_by_request_id(gunicorn, tmp_pat
     assert any(r["logger"] == "gunicorn.error" for r in records)  # Gunicorn's own lines too
     health = [r for r in records if r["logger"] == "gunicorn.access" and r["path"] == "/healthz"]
     assert health and health[0]["route"] == "/healthz" and health[0]["request_id"] != request_id
+
+
+@pytest.mark.gunicorn
+def test_text_access_lines_end_with_the_request_id(gunicorn):
+    server = gunicorn(workers=1, GUNICORN_ACCESS_LOG="-")
+    response = requests.get(f"{server.url}/api/v1/auth/me", timeout=10)
+    server.stop()
+    request_id = response.headers[REQUEST_ID_HEADER]
+    lines = [line for line in server.log_path.read_text().splitlines() if '"GET /api/v1/auth/me HTTP/1.1" 401' in line]
+    assert len(lines) == 1 and lines[0].endswith(f" {request_id}"), lines
