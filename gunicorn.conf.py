@@ -7,15 +7,15 @@ directory and /metrics aggregates them; the hooks below are aura.metrics.Gunicor
 import os
 import tempfile
 
-_env = os.environ.get
+from aura.config import ConfigError, check_environment, exit_on_config_error
 
-
-def _int(name, default):
-    return int(_env(name, default))
-
-
-def _bool(name, default):
-    return _env(name, default).strip().lower() in ("1", "true", "yes", "on")
+# Every setting (the app's and these) is validated before Gunicorn starts anything: a bad value
+# stops it with one line naming the variable. (Gunicorn itself reads WEB_CONCURRENCY while it is
+# imported, before this file runs: a non-integer there fails inside Gunicorn - see README.)
+try:
+    _settings, _g = check_environment()
+except ConfigError as _exc:
+    exit_on_config_error(_exc)
 
 
 # Each Gunicorn instance gets a metrics directory of its own: PROMETHEUS_MULTIPROC_DIR if set and
@@ -34,34 +34,38 @@ else:
     # METRICS_PORT: a listener in the master serving /metrics (and /healthz) while every worker is
     # busy; 0 turns it off. It binds the host of the first bind.
     _metrics = GunicornMetrics.start(default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"),
-                                     metrics_port=_int("METRICS_PORT", "0"),
-                                     auth_token=_env("METRICS_AUTH_TOKEN", ""))
+                                     metrics_port=_g.metrics_port, auth_token=_settings.metrics_auth_token)
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
-bind = _env("GUNICORN_BIND", "127.0.0.1:8000")
+bind = _g.bind
 # Two workers per core is Gunicorn's rule of thumb for I/O-bound Flask apps.
-workers = _int("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
+workers = _g.workers
 # Threads per worker; 1 keeps each request on its own process, which Argon2 hashing prefers.
-threads = _int("GUNICORN_THREADS", "1")
+threads = _g.threads
 # A request stuck longer than this is killed and its worker replaced.
-timeout = _int("GUNICORN_TIMEOUT", "30")
+timeout = _g.timeout
 # Time for in-flight requests to finish on shutdown; k8s terminationGracePeriodSeconds exceeds it.
-graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", "30")
+graceful_timeout = _g.graceful_timeout
 # Recycle workers to bound memory growth; the jitter keeps them from restarting all at once.
-max_requests = _int("GUNICORN_MAX_REQUESTS", "10000")
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", "1000")
+max_requests = _g.max_requests
+max_requests_jitter = _g.max_requests_jitter
 # Import the app once in the master: a new worker (recycled or crashed) serves at once instead
 # of spending seconds importing LangGraph and friends. The start-up Redis ping happens in the
 # master, but redis-py's pools notice the fork and open fresh connections in each worker, and
 # SQLAlchemy connects lazily, so no connection is shared across processes.
-preload_app = _bool("GUNICORN_PRELOAD", "true")
+preload_app = _g.preload
 # "-" logs each request to stdout, where container platforms collect logs.
-accesslog = _env("GUNICORN_ACCESS_LOG", "-") or None
+accesslog = _g.access_log
+# LOG_FORMAT=json: Gunicorn's error and access lines as JSON objects too, with request id and route.
+if _settings.log_format == "json":
+    logger_class = "aura.infra.logs.GunicornLogger"
+else:  # Gunicorn's default access line, plus the request id the app put in the response header
+    access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 # Keep the control socket out of $HOME (read-only in containers) and per instance (master pid).
-control_socket = _env("GUNICORN_CONTROL_SOCKET", _metrics.claim.control_socket if _metrics else
-                      os.path.join(_tmp_base, f"aura-ctl-{os.getpid()}.sock"))
+control_socket = _g.control_socket or (_metrics.claim.control_socket if _metrics else
+                                       os.path.join(_tmp_base, f"aura-ctl-{os.getpid()}.sock"))
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.
-worker_tmp_dir = _env("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+worker_tmp_dir = _g.worker_tmp_dir
 
 def on_starting(server):
     """Before any worker forks: say where metrics go, or that they are off or degraded."""

@@ -44,9 +44,9 @@ def user_key() -> str:
 
 
 def _is_limited() -> bool:
-    """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document are not."""
+    """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document and docs are not."""
     return request.url_rule is not None and request.path.startswith("/api/v1/") \
-        and not request.path.endswith("/openapi.json")
+        and not request.path.endswith("/openapi.json") and request.path != "/api/v1/docs"
 
 
 def _setting(name: str):

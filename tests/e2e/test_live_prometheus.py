@@ -112,7 +112,7 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
         cwd=ROOT, check=True, timeout=180)
     tally = json.loads(tally_path.read_text())
     for action in ("audit_pass", "audit_fail", "audit_remediation_required", "struggle"):
-        assert tally.get(action, {}).get("200"), f"loadgen did not complete any {action}: {tally}"
+        assert tally.get(action, {}).get("201"), f"loadgen did not complete any {action}: {tally}"
     assert tally["login_inactive"].get("403"), tally
     assert tally["me_expired_token"].get("401"), tally
     # The account limit holds across both instances: exactly ACCOUNT_LIMIT attempts got through.
