@@ -306,6 +306,48 @@ def unlink(path: str) -> bool:
 ExtraRows = Callable[[str, list[Row]], list[Row]]
 
 
+def _remove_leftovers(directory: str, absorbed: set[str],
+                      by_identifier: dict[str, list[tuple[str, str, str]]]) -> tuple[int, set[str]]:
+    """Delete files of absorbed workers (a merge crashed after its replace).
+
+    Returns how many were deleted and the identifiers some of whose files could not be, which
+    must stay in the absorbed list.
+    """
+    removed = 0
+    still_present = set()
+    for ident in absorbed:
+        for name, _, _ in by_identifier.get(ident, ()):
+            if unlink(os.path.join(directory, name)):
+                removed += 1
+            else:
+                still_present.add(ident)
+    return removed, still_present
+
+
+def _fold_worker(archive: Archive, directory: str, ident: str, files: list[tuple[str, str, str]],
+                 extra_counters: ExtraRows | None) -> int:
+    """Fold one dead worker's files into ``archive``; returns how many were damaged (discarded)."""
+    damaged = 0
+    counter_rows: list[Row] = []
+    for name, typ, mode in files:
+        if typ == "gauge" and mode in LIVE_GAUGE_MODES:
+            continue  # dropped unread: live gauges of a dead worker mean nothing
+        path = os.path.join(directory, name)
+        try:
+            rows = read_db_file(path)
+            parse_rows(typ, rows)  # same validation as scrapes, so both skip the same files
+        except Exception as e:  # noqa: BLE001 - any unreadable file is discarded, never fatal
+            damaged += 1
+            log.warning("discarding damaged metrics file %s of dead worker %s: %s", path, ident, e)
+            continue
+        archive.fold(typ, mode, ident, rows)
+        if typ == "counter":
+            counter_rows = rows
+    if extra_counters is not None:
+        archive.fold("counter", "", ident, extra_counters(ident, counter_rows))
+    return damaged
+
+
 def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout: float,
            extra_counters: ExtraRows | None = None) -> MergeStats:
     started = time.perf_counter()
@@ -324,40 +366,13 @@ def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout
         # Temp files can only come from a merge that crashed (we hold the exclusive lock).
         temps_removed = sum(unlink(os.path.join(directory, t)) for t in temps)
 
-        # Leftovers of absorbed workers (a merge crashed after its replace): delete them, and keep
-        # in the absorbed list only identifiers some of whose files could not be deleted.
-        leftovers_removed = 0
-        still_present = set()
-        for ident in archive.absorbed:
-            for name, _, _ in by_identifier.get(ident, ()):
-                if unlink(os.path.join(directory, name)):
-                    leftovers_removed += 1
-                else:
-                    still_present.add(ident)
+        leftovers_removed, still_present = _remove_leftovers(directory, archive.absorbed, by_identifier)
         pruned = archive.absorbed != still_present
 
         candidates = {i: f for i, f in by_identifier.items() if i not in archive.absorbed}
         targets = sorted(choose(candidates))
-        merged_files = damaged = 0
-        for ident in targets:
-            counter_rows: list[Row] = []
-            for name, typ, mode in candidates[ident]:
-                merged_files += 1
-                if typ == "gauge" and mode in LIVE_GAUGE_MODES:
-                    continue  # dropped unread: live gauges of a dead worker mean nothing
-                path = os.path.join(directory, name)
-                try:
-                    rows = read_db_file(path)
-                    parse_rows(typ, rows)  # same validation as scrapes, so both skip the same files
-                except Exception as e:  # noqa: BLE001 - any unreadable file is discarded, never fatal
-                    damaged += 1
-                    log.warning("discarding damaged metrics file %s of dead worker %s: %s", path, ident, e)
-                    continue
-                archive.fold(typ, mode, ident, rows)
-                if typ == "counter":
-                    counter_rows = rows
-            if extra_counters is not None:
-                archive.fold("counter", "", ident, extra_counters(ident, counter_rows))
+        merged_files = sum(len(candidates[ident]) for ident in targets)
+        damaged = sum(_fold_worker(archive, directory, ident, candidates[ident], extra_counters) for ident in targets)
 
         if not targets and not pruned:
             return MergeStats(leftover_files_removed=leftovers_removed, temp_files_removed=temps_removed,

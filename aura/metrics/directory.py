@@ -182,17 +182,7 @@ def prepare_directory(directory: str, *, uid: int | None = None, gid: int | None
             f"Fix its permissions or ownership, or {_HINT[0].lower()}{_HINT[1:]}"
         ) from e
 
-    names = os.listdir(directory)
-    if MARKER_NAME not in names and set(names) - {OWNER_NAME}:
-        foreign = sorted(n for n in names if not (is_owned_name(n) and _is_plain_file(directory, n)))
-        if foreign:
-            shown = ", ".join(repr(n) for n in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
-            raise MetricsDirectoryError(
-                f"refusing to clean metrics directory {directory!r}: it has no {MARKER_NAME} marker and "
-                f"contains files Aura does not own ({shown}). Remove them or {_HINT[0].lower()}{_HINT[1:]}"
-            )
-        log.warning("adopting unmarked metrics directory %s holding only metric files", directory)
-
+    _check_adoptable(directory)
     removed = 0
     try:
         with directory_lock(directory, exclusive=True, timeout=10.0):
@@ -205,17 +195,38 @@ def prepare_directory(directory: str, *, uid: int | None = None, gid: int | None
             if not os.path.exists(marker):
                 with open(marker, "w") as f:
                     f.write(_MARKER_TEXT)
-        for name in (LOCK_NAME, GATE_NAME, MARKER_NAME):
-            path = os.path.join(directory, name)
-            os.chmod(path, 0o644)
-            if uid is not None or gid is not None:
-                os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-        if uid is not None or gid is not None:
-            os.chown(directory, -1 if uid is None else uid, -1 if gid is None else gid)
+        _share(directory, uid, gid)
     except OSError as e:  # e.g. ENOSPC writing the marker on a full filesystem
         raise MetricsDirectoryError(f"cannot prepare metrics directory {directory!r}: {e}. {_HINT}") from e
     if removed:
         log.info("removed %d metric files of a previous run from %s", removed, directory)
+
+
+def _check_adoptable(directory: str) -> None:
+    """Refuse an unmarked directory holding anything but files this package or prometheus_client make."""
+    names = os.listdir(directory)
+    if MARKER_NAME in names or not set(names) - {OWNER_NAME}:
+        return
+    foreign = sorted(n for n in names if not (is_owned_name(n) and _is_plain_file(directory, n)))
+    if foreign:
+        shown = ", ".join(repr(n) for n in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise MetricsDirectoryError(
+            f"refusing to clean metrics directory {directory!r}: it has no {MARKER_NAME} marker and "
+            f"contains files Aura does not own ({shown}). Remove them or {_HINT[0].lower()}{_HINT[1:]}"
+        )
+    log.warning("adopting unmarked metrics directory %s holding only metric files", directory)
+
+
+def _share(directory: str, uid: int | None, gid: int | None) -> None:
+    """Let workers running as another user take the locks (and own the directory, if asked)."""
+    owner = (-1 if uid is None else uid, -1 if gid is None else gid)
+    for name in (LOCK_NAME, GATE_NAME, MARKER_NAME):
+        path = os.path.join(directory, name)
+        os.chmod(path, 0o644)
+        if owner != (-1, -1):
+            os.chown(path, *owner)
+    if owner != (-1, -1):
+        os.chown(directory, *owner)
 
 
 def _is_plain_file(directory: str, name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -26,5 +27,5 @@ def test_make_alone_lists_every_target_with_one_line():
 
 def test_clean_removes_what_the_targets_create():
     commands = _make("-n", "clean")
-    for created in (".venv", "instance", ".demo", "bench/results", ".pytest_cache", "aura-metrics-127.0.0.1-8000"):
+    for created in (".venv", "instance", ".demo", "bench/results", ".pytest_cache", f"aura-metrics-{os.getuid()}"):
         assert created in commands, created
