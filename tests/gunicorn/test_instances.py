@@ -169,3 +169,22 @@ def test_metrics_content_negotiation(gunicorn):
     for response in (off, on):
         vary = {v.strip().lower() for v in response.headers["Vary"].split(",")}
         assert {"accept", "accept-encoding"} <= vary
+
+
+def test_an_untested_prometheus_client_runs_on_its_stock_value_class(gunicorn, tmp_path):
+    # The version check at start-up: an installed prometheus-client whose internals this code was
+    # not tested against gets one warning, and exact counts from its own value class and collector.
+    patch = tmp_path / "untested-version"
+    patch.mkdir()
+    (patch / "sitecustomize.py").write_text(
+        "import importlib.metadata as m\n"
+        "_real = m.version\n"
+        "m.version = lambda name: '0.99.0' if name == 'prometheus-client' else _real(name)\n"
+    )
+    server = gunicorn(workers=2, ready_path="/metrics", PYTHONPATH=str(patch), GUNICORN_MAX_REQUESTS="4",
+                      GUNICORN_MAX_REQUESTS_JITTER="0")
+    _hit(server, 12)  # the workers recycle: stock mark_process_dead keeps their counts
+    assert value(_scrape(server), "http_requests_total", **HEALTHZ) == 12
+    log = server.log()
+    assert log.count("prometheus-client 0.99.0 is not a version") == 1, log
+    assert not list(_directory(server).glob("aura-archive.json"))  # no merging in this mode
