@@ -37,9 +37,17 @@ def _directory(server) -> Path:
     return Path(chosen)
 
 
-def _wait_gone(pids: list[int], timeout: float = 30) -> None:
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its parent."""
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+    while any(_running(pid) for pid in pids):
         assert time.monotonic() < deadline, f"processes {pids} still alive"
         time.sleep(0.05)
 
@@ -99,7 +107,7 @@ def test_a_usr2_reexec_gets_its_own_directory(gunicorn):
     assert new_dir != old_dir and Path(new_dir).is_dir() and Path(old_dir).is_dir()
     # The old instance's files are intact: its workers still count from where they were.
     assert value(_parse_files(Path(old_dir)), "http_requests_total", **HEALTHZ) >= 4
-    os.kill(int(new_pid), signal.SIGTERM)
+    os.kill(int(new_pid), signal.SIGQUIT)  # quick stop; the old master reaps it (its child)
     _wait_gone([int(new_pid)])
 
 
