@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
@@ -26,7 +25,7 @@ from prometheus_client import mmap_dict
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .fileformat import HEADER_SIZE, TMP_SUFFIX, VALUE_TMP_PREFIX, entry_size
+from .fileformat import HEADER_SIZE, VALUE_TMP_PREFIX, created_in_place, entry_size
 
 # Versions whose internals the tests (tests/metrics) were run against.
 TESTED_VERSIONS = frozenset(("0.26.0",))
@@ -135,18 +134,7 @@ def _reserve(filename: str, size: int) -> None:
     """
     if os.path.exists(filename):
         return  # this process's own file, opened before
-    fd, tmp = tempfile.mkstemp(prefix=VALUE_TMP_PREFIX, suffix=TMP_SUFFIX, dir=os.path.dirname(filename))
-    try:
-        os.fchmod(fd, 0o644)  # as MmapedDict creates its files (0666 less the usual umask)
+    with created_in_place(filename, VALUE_TMP_PREFIX) as fd:
         _allocate(fd, size)
         if os.fstat(fd).st_size < size:
             os.ftruncate(fd, size)
-        os.rename(tmp, filename)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
-        os.close(fd)

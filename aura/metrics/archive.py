@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from .fileformat import (
     LIVE_GAUGE_MODES,
     PLAIN_TYPES,
     TMP_PREFIX,
-    TMP_SUFFIX,
     DamagedFileError,
     check_identifier,
+    created_in_place,
     is_temp_name,
     parse_db_name,
     parse_key,
@@ -240,22 +239,12 @@ def _set_increasing_mtime(fd: int, prev_mtime_ns: int | None) -> None:
 
 
 def _write_archive(directory: str, data: bytes, prev_mtime_ns: int | None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=TMP_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            # Workers may run as another user; the directory itself is 0700.
-            os.fchmod(f.fileno(), 0o644)
-            _set_increasing_mtime(f.fileno(), prev_mtime_ns)
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(directory, ARCHIVE_NAME))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with created_in_place(os.path.join(directory, ARCHIVE_NAME), TMP_PREFIX) as fd:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        _set_increasing_mtime(fd, prev_mtime_ns)
+        os.fsync(fd)
     _fsync_dir(directory)
 
 

@@ -11,8 +11,12 @@ follow (value, timestamp) are 8-byte aligned. Keys are JSON: ``[metric, sample, 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Files of the directory besides the value files (see docs/metrics.md, "The metrics directory").
 ARCHIVE_NAME = "aura-archive.json"
@@ -96,6 +100,28 @@ def entry_size(key: str) -> int:
     """Bytes one entry takes: length, key padded to 8-byte alignment, value and timestamp."""
     encoded = len(key.encode("utf-8"))
     return 4 + encoded + (8 - (encoded + 4) % 8) + VALUE.size
+
+
+@contextmanager
+def created_in_place(path: str, prefix: str) -> Iterator[int]:
+    """A new file, written under a temporary name beside ``path`` and renamed to it at the end.
+
+    Readers see the old file or the complete new one, never a part. On an error the temporary
+    is removed; temporaries left by a crash have owned names, deleted at the next start.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TMP_SUFFIX, dir=os.path.dirname(path))
+    try:
+        os.fchmod(fd, 0o644)  # workers may run as another user than the master
+        yield fd
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(fd)
 
 
 def read_db_file(path: str) -> list[tuple[str, float, float]]:
