@@ -202,7 +202,7 @@ SLO_PERIOD = "30d"
 # Latency threshold: one of http_request_duration_seconds' bucket bounds (HTTP_BUCKETS in
 # aura/instrumentation/definitions.py), written as prometheus_client writes the `le` label.
 LATENCY_THRESHOLD_SECONDS = "0.5"
-# No burn-rate alert while the long window saw fewer API requests per second than this: a
+# No burn-rate alert while the short window saw fewer API requests per second than this: a
 # handful of requests (3 failures out of 20 at night) must not page anyone.
 MIN_REQUESTS_PER_SECOND = 0.1
 RUNBOOK_BASE = "https://git.example.com/aura/aura-backend/blob/main/docs/runbooks.md"
@@ -293,7 +293,12 @@ def recording_rules(window: str) -> list[tuple[str, str]]:
 
 
 def burn_alert_expr(slo: SLO, alert: BurnAlert, profile: dict[str, str] | None) -> str:
-    """(long > f*budget and short > f*budget and long-window traffic >= floor) or (...)."""
+    """(long > f*budget and short > f*budget and short-window traffic >= floor) or (...).
+
+    The floor reads the short window: rate() over a long window divides by the whole window,
+    so on a service younger than it (a new namespace, a fresh Prometheus) the long-window rate
+    understates the traffic the alert is judging.
+    """
     scope = f"{{{ALERT_SCOPE}}}"
     parts = []
     for long, short, factor in alert.pairs:
@@ -302,7 +307,7 @@ def burn_alert_expr(slo: SLO, alert: BurnAlert, profile: dict[str, str] | None) 
         parts.append(
             f"(\n  namespace_job:aura_slo_{slo.name}_errors:ratio_rate{long_w}{scope} > {threshold}\n"
             f"  and namespace_job:aura_slo_{slo.name}_errors:ratio_rate{short_w}{scope} > {threshold}\n"
-            f"  and on (namespace, job) namespace_job:aura_api_requests:rate{long_w}{scope}"
+            f"  and on (namespace, job) namespace_job:aura_api_requests:rate{short_w}{scope}"
             f" >= {MIN_REQUESTS_PER_SECOND}\n)")
     return "\n or\n".join(parts)
 
