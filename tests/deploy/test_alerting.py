@@ -7,8 +7,8 @@ Alertmanager that routes by severity and inhibits a ticket while its page fires.
 from __future__ import annotations
 
 import re
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,7 +88,8 @@ def test_every_panel_reads_the_dashboard_variables(dashboards, promql):
 
 def test_the_scope_checks_catch_an_unscoped_selector(promql):
     """The checks above, on the mistakes they exist for."""
-    expr = 'sum by (namespace) (rate(http_requests_total{job="aura"}[5m])) / sum by (namespace) (rate(http_requests_total[5m]))'
+    expr = ('sum by (namespace) (rate(http_requests_total{job="aura"}[5m]))'
+            ' / sum by (namespace) (rate(http_requests_total[5m]))')
     assert occurrences(expr, "http_requests_total") == ['{job="aura"}', ""]
     assert occurrences('rate(x_total{job="aura"}[5m]) > 0 and absent(x_total)', "x_total") == ['{job="aura"}', ""]
 
@@ -199,12 +200,12 @@ def test_every_runbook_section_says_what_where_and_what_to_do(alerts):
             assert part in section, (name, part)
         # The exact panel and query to look at.
         assert "```promql" in section, name
-        assert re.search(r"panel \*[^*]+\*", section), name
+        assert re.search(r"panel\s+\*[^*]+\*", section), name
 
 
 def test_runbook_panels_exist(dashboards):
     titles = {p["title"] for d in dashboards.values() for p in d["panels"]}
-    named = set(re.findall(r"panel \*([^*]+)\*", RUNBOOKS.read_text()))
+    named = {" ".join(n.split()) for n in re.findall(r"panel\s+\*([^*]+)\*", RUNBOOKS.read_text())}
     assert named and named <= titles, named - titles
 
 
