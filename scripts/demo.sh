@@ -76,6 +76,8 @@ export GUNICORN_BIND="127.0.0.1:$PORT" WEB_CONCURRENCY=4 GUNICORN_MAX_REQUESTS=3
 export PROMETHEUS_MULTIPROC_DIR="$DEMO/metrics" GUNICORN_ACCESS_LOG="" GUNICORN_CONTROL_SOCKET="$DEMO/gunicorn.ctl"
 # REDIS_SOCKET_TIMEOUT: during the outage, requests fail fast (503) rather than hang.
 export ACCESS_TOKEN_EXPIRES=5 RATE_LIMIT_LOGIN_ACCOUNT="20 per hour" RATE_LIMIT_LOGIN="100000 per hour" REDIS_SOCKET_TIMEOUT=1
+# loadgen stamps X-Request-Start as a proxy would: trust one proxy so Queue Time has data.
+export TRUSTED_PROXY_COUNT=1
 export RATE_LIMIT_DEFAULT="100000 per hour" RATE_LIMIT_WORKFLOWS="100000 per hour" RATE_LIMIT_REGISTER="100000 per hour"
 $BIN/flask --app wsgi db upgrade
 setsid $BIN/gunicorn -c gunicorn.conf.py wsgi:app > "$DEMO/gunicorn.log" 2>&1 &
@@ -133,7 +135,8 @@ Aura demo running:
 ALERTS FIRE IN THIS DEMO: it loads dashboards/demo-rules.yml, the project's rules with every
 \`for:\` at 10s and the SLO burn-rate windows shortened (1h->2m, 5m->20s, ...; production uses
 alert-rules.yml and slo-rules.yml, where nothing fires this fast). Within the first minute the
-spec's HighAuthenticationFailureRate and RateLimitHitsHigh fire (bad logins, a login burst).
+spec's HighAuthenticationFailureRate fires (the bad logins), RateLimitHitsHigh too when the
+login burst is rejected more than 10 times a second.
 $outage
 Driving load for ${DEMO_SECONDS:-120}s; Ctrl-C stops everything.
 
@@ -165,5 +168,5 @@ if ((OUTAGE_SECONDS > 0)) && pause "$OUTAGE_AFTER"; then
 fi
 wait "$loadgen" || true
 pids=("${pids[@]:1}")
-echo "Load finished; Aura and Prometheus keep running until Ctrl-C."
+echo "Load finished; Aura, Prometheus and Alertmanager keep running until Ctrl-C."
 wait "${pids[@]}"
