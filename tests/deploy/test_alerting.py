@@ -261,3 +261,26 @@ def test_prometheus_sends_to_the_alertmanager_service(k8s, rendered):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--config.file=/etc/alertmanager/config/alertmanager.yml" in container["args"]
     assert set(k8s.config_map_data(rendered["monitoring"], "alertmanager-config")) == {"alertmanager.yml"}
+
+
+# --- The demo's override --------------------------------------------------------------------
+
+def test_demo_override_has_every_alert_with_short_for_and_windows(alerts, build_module):
+    """make demo loads dashboards/demo-rules.yml: the same alerts, able to fire in minutes."""
+    demo = yaml.safe_load(build_module.DEMO_RULES_FILE.read_text())
+    demo_alerts = {r["alert"]: r for g in demo["groups"] for r in g["rules"] if "alert" in r}
+    assert set(demo_alerts) == set(alerts)
+    for name, rule in demo_alerts.items():
+        # Alerts without `for:` (they fire at once) stay without it.
+        assert rule.get("for") == (build_module.DEMO_FOR if "for" in alerts[name] else None), name
+        assert rule["labels"] == alerts[name]["labels"], name
+    for window in re.findall(r"ratio_rate(\d+[smhd])", " ".join(r["expr"] for r in demo_alerts.values())):
+        assert window[-1] in "sm", window
+
+
+def test_demo_loads_the_override_and_says_what_fires():
+    script = (ROOT / "scripts" / "demo.sh").read_text()
+    assert "dashboards/demo-rules.yml" in script
+    assert "ALERTS FIRE IN THIS DEMO" in script
+    assert "AuraAvailabilitySLOFastBurn" in script and "HighAuthenticationFailureRate" in script
+    assert "/alerts" in script and "Alertmanager" in script
