@@ -217,6 +217,7 @@ class SLO:
     name: str            # availability, latency: in rule names and the `slo` label
     objective: float     # e.g. 0.995: 0.5% of requests may be bad over SLO_PERIOD
     good: str            # what a good request is, for humans
+    bad: str             # and a bad one
     alert: str           # alert name prefix
 
     @property
@@ -226,9 +227,9 @@ class SLO:
 
 SLOS = (
     SLO("availability", 0.995, "answered without a 5xx (probes and scrapes excluded)",
-        "AuraAvailabilitySLO"),
+        "answered with a 5xx", "AuraAvailabilitySLO"),
     SLO("latency", 0.99, f"answered within {LATENCY_THRESHOLD_SECONDS} s (time in the worker)",
-        "AuraLatencySLO"),
+        f"slower than {LATENCY_THRESHOLD_SECONDS} s", "AuraLatencySLO"),
 )
 
 
@@ -312,7 +313,7 @@ def burn_alert_expr(slo: SLO, alert: BurnAlert, profile: dict[str, str] | None) 
             f"  and namespace_job:aura_slo_{slo.name}_errors:ratio_rate{short_w}{scope} > {threshold}\n"
             f"  and on (namespace, job) namespace_job:aura_api_requests:rate{short_w}{scope}"
             f" >= {MIN_REQUESTS_PER_SECOND}\n)")
-    return "\n or\n".join(parts)
+    return "\nor\n".join(parts)
 
 
 def runbook_url(alert_name: str) -> str:
@@ -338,7 +339,7 @@ def burn_alerts(profile: dict[str, str] | None) -> list[dict]:
                                f"{'fast (page)' if alert.speed == 'fast' else 'slowly (ticket)'}",
                     "description": (
                         f"{{{{ $labels.namespace }}}}: {{{{ $value | humanizePercentage }}}} of API "
-                        f"requests were not {slo.good} over the long window ({windows}); the SLO "
+                        f"requests were {slo.bad} over the long window ({windows}); the SLO "
                         f"allows {slo.budget:.2%} over {SLO_PERIOD}. At this rate the budget is "
                         f"gone in {'days' if alert.speed == 'fast' else 'weeks'}."),
                     "runbook_url": runbook_url(name),
