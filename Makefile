@@ -8,7 +8,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura-metrics-$(shell id -u)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres venv dev-venv demo bench lint clean
+.PHONY: help run test test-postgres venv dev-venv demo dashboards-preview bench lint clean
 
 ## List the targets with what each does (the default goal).
 help:
@@ -41,9 +41,13 @@ test-postgres: dev-venv
 	scripts/ensure-services.sh --postgres
 	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
-## Gunicorn (4 recycling workers) + Prometheus with the alert rules + the load generator; Ctrl-C stops all.
+## Gunicorn + Prometheus + Alertmanager + the load generator and a Redis outage: alerts fire; Ctrl-C stops all.
 demo: dev-venv
 	scripts/demo.sh
+
+## Redraw docs/images/dashboards/*.png: every dashboard panel from the demo's live Prometheus (~4 min).
+dashboards-preview: dev-venv
+	scripts/dashboards-preview.sh
 
 ## Benchmarks (about 5 minutes): a table with PASS/FAIL per target, JSON in bench/results/.
 bench: dev-venv

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "k8s" / "monitoring" / "grafana" / "dashboards"
 RULES_FILE = ROOT / "k8s" / "monitoring" / "prometheus" / "alert-rules.yml"
+SLO_RULES_FILE = ROOT / "k8s" / "monitoring" / "prometheus" / "slo-rules.yml"
+DEMO_RULES_FILE = ROOT / "dashboards" / "demo-rules.yml"
 PROMETHEUS_RULE_FILE = ROOT / "k8s" / "monitoring" / "operator" / "prometheusrule.yaml"
 
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
@@ -58,9 +61,22 @@ class Panel:
     unit: str = "short"
 
 
+# Every panel reads only the series the dashboard's variables select: the job (Aura's jobs are
+# the ones exporting aura_build_info), the namespace and the pod. No metric name is read
+# unscoped - http_requests_total and the process_* names are generic.
+SCOPE = 'job=~"$job", namespace=~"$namespace", pod=~"$pod"'
+# SLO panels read recording rules aggregated per namespace and job: pod does not apply there.
+SERVICE_SCOPE = 'job=~"$job", namespace=~"$namespace"'
+
+
+def sel(extra: str = "") -> str:
+    """The dashboard's scope as a selector, with extra matchers (e.g. 'status="success"')."""
+    return f"{{{SCOPE}, {extra}}}" if extra else f"{{{SCOPE}}}"
+
+
 def rate_by(metric: str, by: str, selector: str = "") -> str:
     """Per-second rate of a counter, summed over pods, split by the given labels."""
-    return f"sum by ({by}) (rate({metric}{selector}[{RATE_WINDOW}]))"
+    return f"sum by ({by}) (rate({metric}{selector or sel()}[{RATE_WINDOW}]))"
 
 
 def quantiles(histogram: str, by: str = "", legend: str = "",
@@ -71,7 +87,7 @@ def quantiles(histogram: str, by: str = "", legend: str = "",
     return tuple(
         Target(
             f"histogram_quantile({q}, sum by ({group}) "
-            f"(rate({histogram}_bucket{selector}[{RATE_WINDOW}])))",
+            f"(rate({histogram}_bucket{selector or sel()}[{RATE_WINDOW}])))",
             f"{prefix}p{round(q * 100)}",
         )
         for q in PERCENTILES
@@ -80,12 +96,13 @@ def quantiles(histogram: str, by: str = "", legend: str = "",
 
 def last_hour(metric: str, selector: str = "") -> tuple[Target, ...]:
     """A counter's increase over the last hour, summed over pods (for "in the last hour" stats)."""
-    return (Target(f"sum(increase({metric}{selector}[1h]))"),)
+    return (Target(f"sum(increase({metric}{selector or sel()}[1h]))"),)
 
 
 def shares(metric: str, by: str) -> tuple[Target, ...]:
     """A counter's increase over the dashboard's range, per label value (for pie charts)."""
-    return (Target(f"sum by ({by}) (increase({metric}[{RANGE_WINDOW}]))", f"{{{{{by}}}}}"),)
+    return (Target(f"sum by ({by}) (increase({metric}{sel()}[{RANGE_WINDOW}]))",
+                   f"{{{{{by}}}}}"),)
 
 
 # --- The monitoring spec's panels, in its order ----------------------------------------------
@@ -101,7 +118,7 @@ AUTHENTICATION_PANELS = (
           unit="reqps"),
     Panel("stat", "User Registrations",
           "Successful user registrations in the last hour.",
-          last_hour("user_registrations_total", '{status="success"}')),
+          last_hour("user_registrations_total", sel('status="success"'))),
     Panel("timeseries", "Token Refreshes",
           "Rate of token refresh requests by outcome.",
           (Target(rate_by("auth_token_refreshes_total", "status"), "{{status}}"),),
@@ -120,8 +137,8 @@ AUTHENTICATION_PANELS = (
     Panel("timeseries", "Redis Connection Pool Usage",
           "Active and idle Redis connections per logical database, summed over all workers "
           "of all pods.",
-          (Target("sum by (database) (redis_connections_active)", "{{database}} active"),
-           Target("sum by (database) (redis_connections_idle)", "{{database}} idle"))),
+          (Target(f"sum by (database) (redis_connections_active{sel()})", "{{database}} active"),
+           Target(f"sum by (database) (redis_connections_idle{sel()})", "{{database}} idle"))),
 )
 
 WORKFLOW_PANELS = (
@@ -136,7 +153,7 @@ WORKFLOW_PANELS = (
           unit="s"),
     Panel("stat", "Struggle Detections",
           "Struggling users detected in the last hour.",
-          last_hour("struggle_detections_total", '{result="struggling"}')),
+          last_hour("struggle_detections_total", sel('result="struggling"'))),
     Panel("stat", "Lesson Recommendations Generated",
           "Lesson recommendations generated in the last hour.",
           last_hour("lesson_recommendations_generated_total")),
@@ -171,17 +188,276 @@ WORKFLOW_PANELS = (
 )
 
 
+# --- SLOs: the one place for targets, thresholds and burn-rate windows ------------------------
+# Rules are generated from here into k8s/monitoring/prometheus/slo-rules.yml (and, with short
+# windows, into the demo's rule override). The shape is the Google SRE workbook's (chapter
+# "Alerting on SLOs", multiwindow multi-burn-rate), as Sloth and Pyrra generate it.
+
+JOB = "aura"
+ALERT_SCOPE = f'job="{JOB}"'
+# Probes and scrapes are not the API: a failing /readyz is Kubernetes' business, and its
+# every-5-seconds answers would dominate a quiet service's ratios.
+API = 'endpoint!~"/healthz|/readyz|/metrics"'
+SLO_PERIOD = "30d"
+# Latency threshold: one of http_request_duration_seconds' bucket bounds (HTTP_BUCKETS in
+# aura/instrumentation/definitions.py), written as prometheus_client writes the `le` label
+# ("1.0", not "1"). 1 s, like AuraHighLatencyP95: login and register hash passwords with
+# Argon2 (deliberately slow, ~0.1-0.2 s on an idle core, more on a busy pod).
+LATENCY_THRESHOLD_SECONDS = "1.0"
+# No burn-rate alert while the short window saw fewer API requests per second than this: a
+# handful of requests (3 failures out of 20 at night) must not page anyone.
+MIN_REQUESTS_PER_SECOND = 0.1
+RUNBOOK_BASE = "https://git.example.com/aura/aura-backend/blob/main/docs/runbooks.md"
+
+
+@dataclass(frozen=True)
+class SLO:
+    """One service level objective: the share of good API requests over SLO_PERIOD."""
+
+    name: str            # availability, latency: in rule names and the `slo` label
+    objective: float     # e.g. 0.995: 0.5% of requests may be bad over SLO_PERIOD
+    good: str            # what a good request is, for humans
+    bad: str             # and a bad one
+    alert: str           # alert name prefix
+
+    @property
+    def budget(self) -> float:
+        return round(1 - self.objective, 6)
+
+
+SLOS = (
+    SLO("availability", 0.995, "answered without a 5xx (probes and scrapes excluded)",
+        "answered with a 5xx", "AuraAvailabilitySLO"),
+    SLO("latency", 0.99, f"answered within {LATENCY_THRESHOLD_SECONDS} s (time in the worker)",
+        f"slower than {LATENCY_THRESHOLD_SECONDS} s", "AuraLatencySLO"),
+)
+
+
+@dataclass(frozen=True)
+class BurnAlert:
+    """Two window pairs whose burn rates must both exceed the factor (SRE workbook, table 5-8)."""
+
+    speed: str                                   # fast (pages) or slow (opens a ticket)
+    severity: str                                # critical pages, warning is a ticket
+    pairs: tuple[tuple[str, str, float], ...]    # (long window, short window, burn factor)
+    for_: str
+
+
+# A 30-day budget: 14.4x for 1 h spends 2% of it, 6x for 6 h 5%, 3x for 1 d 10%, 1x for 3 d 10%.
+BURN_ALERTS = (
+    BurnAlert("fast", "critical", (("1h", "5m", 14.4), ("6h", "30m", 6.0)), "2m"),
+    BurnAlert("slow", "warning", (("1d", "2h", 3.0), ("3d", "6h", 1.0)), "15m"),
+)
+# The demo's override: the same rules on windows 30-720 times shorter, so a breach fires within
+# the demo's minutes (make demo, and the live Alertmanager test). Never deployed.
+DEMO_WINDOWS = {"1h": "2m", "5m": "20s", "6h": "4m", "30m": "1m",
+                "1d": "6m", "2h": "2m", "3d": "10m"}
+DEMO_FOR = "10s"
+
+
+def _windows(profile: dict[str, str] | None) -> list[str]:
+    """Every window the rules record: the burn-rate windows, plus those alerts and panels read."""
+    names = {w for alert in BURN_ALERTS for pair in alert.pairs for w in pair[:2]}
+    # 5m: AuraHighErrorRate and the budget panels; 1h: the burn-rate panel (the demo too).
+    mapped = {profile.get(w, w) if profile else w for w in names} | {"5m", "1h"}
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sorted(mapped, key=lambda w: int(w[:-1]) * seconds[w[-1]])
+
+
+SERVER_ERROR = 'status_code=~"5.."'
+FAST = f'le="{LATENCY_THRESHOLD_SECONDS}"'
+
+
+def api_selector(extra: str = "") -> str:
+    inner = f"{ALERT_SCOPE}, {API}" + (f", {extra}" if extra else "")
+    return f"{{{inner}}}"
+
+
+def recording_rules(window: str) -> list[tuple[str, str]]:
+    """(record, expr) for one window: API request, error and slow-request rates, SLO ratios."""
+    by = "sum by (namespace, job)"
+    requests = f"namespace_job:aura_api_requests:rate{window}"
+    errors = f"namespace_job:aura_api_server_errors:rate{window}"
+    timed = f"namespace_job:aura_api_timed_requests:rate{window}"
+    slow = f"namespace_job:aura_api_slow_requests:rate{window}"
+    scope = f"{{{ALERT_SCOPE}}}"
+    return [
+        (requests, f"{by} (rate(http_requests_total{api_selector()}[{window}]))"),
+        # `or 0 * ...`: a service without any 5xx has a 0 ratio, not no data.
+        (errors, f"{by} (rate(http_requests_total{api_selector(SERVER_ERROR)}[{window}]))"
+                 f" or 0 * {by} (rate(http_requests_total{api_selector()}[{window}]))"),
+        (timed, f"{by} (rate(http_request_duration_seconds_count{api_selector()}[{window}]))"),
+        (slow, f"{by} (rate(http_request_duration_seconds_count{api_selector()}[{window}]))"
+               f" - {by} (rate(http_request_duration_seconds_bucket{api_selector(FAST)}[{window}]))"),
+        (f"namespace_job:aura_slo_availability_errors:ratio_rate{window}",
+         f"{errors}{scope} / {requests}{scope}"),
+        (f"namespace_job:aura_slo_latency_errors:ratio_rate{window}",
+         f"{slow}{scope} / {timed}{scope}"),
+    ]
+
+
+def burn_alert_expr(slo: SLO, alert: BurnAlert, profile: dict[str, str] | None) -> str:
+    """(long > f*budget and short > f*budget and short-window traffic >= floor) or (...).
+
+    The floor reads the short window: rate() over a long window divides by the whole window,
+    so on a service younger than it (a new namespace, a fresh Prometheus) the long-window rate
+    understates the traffic the alert is judging.
+    """
+    scope = f"{{{ALERT_SCOPE}}}"
+    parts = []
+    for long, short, factor in alert.pairs:
+        long_w, short_w = (profile.get(long, long), profile.get(short, short)) if profile else (long, short)
+        threshold = f"({factor} * {slo.budget})"
+        parts.append(
+            f"(\n  namespace_job:aura_slo_{slo.name}_errors:ratio_rate{long_w}{scope} > {threshold}\n"
+            f"  and namespace_job:aura_slo_{slo.name}_errors:ratio_rate{short_w}{scope} > {threshold}\n"
+            f"  and on (namespace, job) namespace_job:aura_api_requests:rate{short_w}{scope}"
+            f" >= {MIN_REQUESTS_PER_SECOND}\n)")
+    return "\nor\n".join(parts)
+
+
+def runbook_url(alert_name: str) -> str:
+    return f"{RUNBOOK_BASE}#{alert_name.lower()}"
+
+
+def burn_alerts(profile: dict[str, str] | None) -> list[dict]:
+    out = []
+    for slo in SLOS:
+        for alert in BURN_ALERTS:
+            name = f"{slo.alert}{alert.speed.capitalize()}Burn"
+            windows = " and ".join(
+                f"{profile.get(lw, lw) if profile else lw}/{profile.get(sw, sw) if profile else sw}"
+                for lw, sw, _ in alert.pairs)
+            out.append({
+                "alert": name,
+                "expr": burn_alert_expr(slo, alert, profile),
+                "for": DEMO_FOR if profile else alert.for_,
+                "labels": {"severity": alert.severity, "slo": slo.name,
+                           "burn": alert.speed},
+                "annotations": {
+                    "summary": f"Aura {slo.name} SLO: error budget burning "
+                               f"{'fast (page)' if alert.speed == 'fast' else 'slowly (ticket)'}",
+                    "description": (
+                        f"{{{{ $labels.namespace }}}}: {{{{ $value | humanizePercentage }}}} of API "
+                        f"requests were {slo.bad} over the long window ({windows}); the SLO "
+                        f"allows {slo.budget:.2%} over {SLO_PERIOD}. At this rate the budget is "
+                        f"gone in {'days' if alert.speed == 'fast' else 'weeks'}."),
+                    "runbook_url": runbook_url(name),
+                },
+            })
+    return out
+
+
+def auth_recording_rules() -> list[tuple[str, str]]:
+    return [("namespace_job_status:auth_requests:rate5m",
+             f"sum by (namespace, job, status) (rate(auth_requests_total{{{ALERT_SCOPE}}}[5m]))"),
+            ("namespace_job_le:aura_api_request_duration_seconds_bucket:rate5m",
+             f"sum by (namespace, job, le) "
+             f"(rate(http_request_duration_seconds_bucket{api_selector()}[5m]))")]
+
+
+def _yaml_scalar(value) -> str:
+    """A YAML single-quoted scalar (PromQL is full of double quotes, never of single ones)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def _yaml_rule(rule: dict) -> str:
+    lines = []
+    first = True
+    for key in ("record", "alert", "expr", "for", "labels", "annotations"):
+        if key not in rule:
+            continue
+        prefix = "      - " if first else "        "
+        first = False
+        value = rule[key]
+        if key == "expr" and "\n" in value:
+            lines.append(f"{prefix}expr: |-")
+            lines += [f"          {line}" for line in value.splitlines()]
+        elif isinstance(value, dict):
+            lines.append(f"{prefix}{key}:")
+            lines += [f"          {k}: {_yaml_scalar(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{prefix}{key}: {_yaml_scalar(value)}")
+    return "\n".join(lines) + "\n"
+
+
+SLO_RULES_HEADER = """\
+# GENERATED by dashboards/build.py - do not edit: the SLO targets, latency threshold, burn-rate
+# windows and traffic floor are constants there. Recording rules (level:metric:operations) for
+# the API's request, 5xx and slow-request rates and the two SLOs' error ratios per window, the
+# auth and latency aggregates alert-rules.yml reads, and the multiwindow, multi-burn-rate
+# alerts (fast burn pages, slow burn opens a ticket). Tests: alert-rules.test.yml.
+"""
+
+DEMO_RULES_HEADER = """\
+# GENERATED by dashboards/build.py - do not edit. `make demo`'s rule override, NEVER deployed:
+# every rule of alert-rules.yml and slo-rules.yml, with the burn-rate windows shortened
+# ({windows}) and every `for:` set to {for_}, so alerts fire within the demo's minutes.
+"""
+
+
+def render_slo_rules(profile: dict[str, str] | None = None) -> str:
+    """The recording rules and burn-rate alerts as a rule file's groups (without `groups:`)."""
+    out = ["  - name: aura-slo-recording\n", "    rules:\n"]
+    for window in _windows(profile):
+        out += [_yaml_rule({"record": r, "expr": e}) for r, e in recording_rules(window)]
+    out += [_yaml_rule({"record": r, "expr": e}) for r, e in auth_recording_rules()]
+    out += ["\n  - name: aura-slo-alerts\n", "    rules:\n"]
+    out += [_yaml_rule(a) for a in burn_alerts(profile)]
+    return "".join(out)
+
+
+def render_demo_rules(alert_rules_text: str) -> str:
+    """alert-rules.yml with short `for:` and the SLO rules on short windows, in one file."""
+    body = alert_rules_text.split("\ngroups:\n", 1)[1]
+    body = re.sub(r"^(\s+for: ).*$", rf"\g<1>{DEMO_FOR}", body, flags=re.M)
+    windows = ", ".join(f"{k}->{v}" for k, v in DEMO_WINDOWS.items())
+    return (DEMO_RULES_HEADER.format(windows=windows, for_=DEMO_FOR) + "groups:\n" + body
+            + "\n" + render_slo_rules(DEMO_WINDOWS))
+
+
+def budget_remaining(slo: SLO) -> str:
+    """Share of the SLO period's error budget left: 1 - (error ratio over the period / budget).
+
+    The average of the 5m ratio over the period, as Sloth does: cheap, and it has data from
+    the first evaluation on (a fresh Prometheus shows the budget of what it has seen).
+    """
+    return (f"1 - (avg_over_time(namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m"
+            f"{{{SERVICE_SCOPE}}}[{SLO_PERIOD}]) / {slo.budget})")
+
+
+SLO_PANELS = tuple(
+    Panel("timeseries", f"{slo.name.capitalize()} SLO Error Budget Remaining",
+          f"Share of the {SLO_PERIOD} error budget left for the {slo.name} SLO "
+          f"({slo.objective:.1%} of API requests {slo.good}), per namespace and job: 1 is "
+          f"untouched, 0 spent, below 0 overspent. Recording rule "
+          f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m (pod does not apply).",
+          (Target(budget_remaining(slo), "{{namespace}} {{job}}"),),
+          unit="percentunit")
+    for slo in SLOS
+) + (
+    Panel("timeseries", "SLO Burn Rate",
+          "How fast each SLO spends its budget over the fast-burn windows (1 h and 5 m): 1 "
+          "spends it exactly over the period, 14.4 pages (with 5 m above it too).",
+          tuple(Target(f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate{w}"
+                       f"{{{SERVICE_SCOPE}}} / {slo.budget}", f"{slo.name} {w}")
+                for slo in SLOS for w in ("1h", "5m"))),
+)
+
+
 # --- The service dashboard: how each pod's Gunicorn copes with its traffic ---------------------
 # Not from the spec (which has the two dashboards above): what an operator looks at when the
-# API is slow or failing. Every selector says job="aura": the process_* and gunicorn_* names are
-# generic, and Prometheus's own process_* series (job="prometheus") must not mix in.
+# API is slow or failing. Every selector is the dashboard's scope: the process_* and gunicorn_*
+# names are generic, and Prometheus's own process_* series (job="prometheus") must not mix in.
 
-AURA = '{job="aura"}'
+AURA = sel()
 
 
 def aura(selector: str = "") -> str:
-    """A selector scoped to the Aura job, with extra matchers (e.g. 'reason="timeout"')."""
-    return f'{{job="aura", {selector}}}' if selector else AURA
+    """The dashboard's scope, with extra matchers (e.g. 'reason="timeout"')."""
+    return sel(selector)
 
 
 def utilisation(by: str = "") -> str:
@@ -285,7 +561,7 @@ SERVICE_PANELS = (
                   f" or 0 * sum by (database) (redis_connections_active{AURA})",
                   "{{database}} {{error_type}}"),),
           unit="ops"),
-)
+) + SLO_PANELS
 
 
 @dataclass(frozen=True)
@@ -384,6 +660,37 @@ def _panel_json(panel: Panel, index: int) -> dict:
     }
 
 
+# namespace, job and pod: multi-select with All, each listing what the one before allows.
+# Aura's jobs are the ones whose targets export aura_build_info (always 1, one series per pod),
+# so "All" jobs is every Aura job and nothing else. No custom allValue: All is the regex of the
+# listed values, never `.*`.
+VARIABLES = (
+    ("namespace", "Namespace", "label_values(aura_build_info, namespace)"),
+    ("job", "Job", 'label_values(aura_build_info{namespace=~"$namespace"}, job)'),
+    ("pod", "Pod", 'label_values(aura_build_info{namespace=~"$namespace", job=~"$job"}, pod)'),
+)
+
+
+def _query_variable(name: str, label: str, query: str) -> dict:
+    return {
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "datasource": DATASOURCE,
+        "definition": query,
+        "hide": 0,
+        "includeAll": True,
+        "label": label,
+        "multi": True,
+        "name": name,
+        "options": [],
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "regex": "",
+        "skipUrlSync": False,
+        "sort": 1,
+        "type": "query",
+    }
+
+
 def dashboard_json(dashboard: Dashboard) -> dict:
     """The dashboard in Grafana's export format ("Export for sharing externally")."""
     kinds = sorted({p.kind for p in dashboard.panels})
@@ -435,7 +742,7 @@ def dashboard_json(dashboard: Dashboard) -> dict:
             "refresh": 1,
             "regex": "",
             "type": "datasource",
-        }]},
+        }, *(_query_variable(name, label, query) for name, label, query in VARIABLES)]},
         "time": {"from": "now-6h", "to": "now"},
         "timepicker": {},
         "timezone": "browser",
@@ -454,9 +761,10 @@ def render_dashboard(dashboard: Dashboard) -> str:
 # --- PrometheusRule ----------------------------------------------------------------------------
 
 PROMETHEUS_RULE_HEADER = """\
-# GENERATED by dashboards/build.py from k8s/monitoring/prometheus/alert-rules.yml - do not
-# edit: change alert-rules.yml and run `python dashboards/build.py`. The rules are the same
-# ones the plain Prometheus of k8s/monitoring loads; tests/deploy checks both ways.
+# GENERATED by dashboards/build.py from k8s/monitoring/prometheus/alert-rules.yml and
+# slo-rules.yml - do not edit: change alert-rules.yml (or the SLO constants in build.py) and run
+# `python dashboards/build.py`. The rules are the same ones the plain Prometheus of
+# k8s/monitoring loads; tests/deploy checks both ways.
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
@@ -469,11 +777,12 @@ spec:
 """
 
 
-def render_prometheus_rule(rules_text: str) -> str:
-    """alert-rules.yml from its `groups:` line on, indented under `spec:`."""
+def render_prometheus_rule(rules_text: str, slo_rules_text: str) -> str:
+    """alert-rules.yml then slo-rules.yml, from their `groups:` line on, indented under `spec:`."""
     lines = rules_text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("groups:"))
-    body = "".join(f"  {line}\n" if line else "\n" for line in lines[start:])
+    slo_lines = slo_rules_text.split("\ngroups:\n", 1)[1].splitlines()
+    body = "".join(f"  {line}\n" if line else "\n" for line in lines[start:] + [""] + slo_lines)
     return PROMETHEUS_RULE_HEADER + body
 
 
@@ -482,7 +791,10 @@ def render_prometheus_rule(rules_text: str) -> str:
 def outputs() -> dict[Path, str]:
     """Every generated file and its exact content."""
     files = {DASHBOARD_DIR / d.filename: render_dashboard(d) for d in DASHBOARDS}
-    files[PROMETHEUS_RULE_FILE] = render_prometheus_rule(RULES_FILE.read_text())
+    slo_rules = SLO_RULES_HEADER + "groups:\n" + render_slo_rules()
+    files[SLO_RULES_FILE] = slo_rules
+    files[PROMETHEUS_RULE_FILE] = render_prometheus_rule(RULES_FILE.read_text(), slo_rules)
+    files[DEMO_RULES_FILE] = render_demo_rules(RULES_FILE.read_text())
     return files
 
 

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# `make demo`: Redis (its own, if none answers), Gunicorn with 4 recycling workers, a local
-# Prometheus scraping it with the project's alert rules, and the load generator.
-# Ctrl-C stops the load generator at once, then everything this script started (by pid, the
-# Redis it started included), and exits 0.
+# `make demo`: its own Redis, Gunicorn with 4 recycling workers, a local Prometheus scraping it
+# with the project's rules in their demo override (dashboards/demo-rules.yml: the same alerts
+# on short windows and `for:`), Alertmanager with the project's routing and a local receiver
+# (scripts/alert_sink.py) in place of the pager and ticket system, and the load generator.
+# Midway the demo stops its Redis for DEMO_OUTAGE_SECONDS: token checks fail closed (503), the
+# availability SLO burns, and its fast-burn page fires, then resolves when Redis is back.
+# Ctrl-C stops the load generator at once, then everything this script started (by pid), and
+# exits 0.
 #
-# Settings: DEMO_PORT (8000), DEMO_PROMETHEUS_PORT (9090), DEMO_REDIS_PORT (6379), DEMO_DIR
-# (.demo), DEMO_SECONDS (120), DEMO_REQUESTS (20000).
+# Settings: DEMO_PORT (8000), DEMO_PROMETHEUS_PORT (9090), DEMO_ALERTMANAGER_PORT (9093),
+# DEMO_ALERT_SINK_PORT (9094), DEMO_REDIS_PORT (6390), DEMO_DIR (.demo), DEMO_SECONDS (120),
+# DEMO_REQUESTS (20000), DEMO_OUTAGE_AFTER (30, seconds into the load), DEMO_OUTAGE_SECONDS (50;
+# 0: no outage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 DEMO=${DEMO_DIR:-.demo}
 PORT=${DEMO_PORT:-8000}
 PROM_PORT=${DEMO_PROMETHEUS_PORT:-9090}
-REDIS_PORT=${DEMO_REDIS_PORT:-6379}
+REDIS_PORT=${DEMO_REDIS_PORT:-6390}
+AM_PORT=${DEMO_ALERTMANAGER_PORT:-9093}
+SINK_PORT=${DEMO_ALERT_SINK_PORT:-9094}
+OUTAGE_AFTER=${DEMO_OUTAGE_AFTER:-30}
+OUTAGE_SECONDS=${DEMO_OUTAGE_SECONDS:-50}
 mkdir -p "$DEMO"
 DEMO=$(cd "$DEMO" && pwd)
 pids=()
@@ -39,34 +49,61 @@ started() {  # remember a background process, for cleanup and for whoever watche
 }
 : > "$DEMO/pids"
 
-if ! command -v redis-server >/dev/null || ! command -v prometheus >/dev/null; then
-  scripts/ensure-services.sh --install-only   # Debian packages redis-server and prometheus
+if ! command -v redis-server >/dev/null || ! command -v prometheus >/dev/null \
+    || ! command -v prometheus-alertmanager >/dev/null; then
+  scripts/ensure-services.sh --install-only   # Debian: redis-server, prometheus, prometheus-alertmanager
 fi
 
-if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-  echo "starting redis-server on 127.0.0.1:$REDIS_PORT (stopped with the demo)"
-  setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
-    > "$DEMO/redis.log" 2>&1 &
-  started $!
-  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# Always its own Redis, never a shared one: the demo stops it midway to show an outage.
+if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  echo "something already answers on 127.0.0.1:$REDIS_PORT; the demo needs its own Redis there" \
+       "(it stops it midway): set DEMO_REDIS_PORT" >&2
+  exit 1
 fi
+start_redis() {
+  setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    >> "$DEMO/redis.log" 2>&1 &
+  redis_pid=$!
+  started "$redis_pid"
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+echo "starting redis-server on 127.0.0.1:$REDIS_PORT (stopped with the demo)"
+start_redis
 
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export AURA_INSTANCE_PATH="$DEMO/instance" DATABASE_URL="sqlite:///$DEMO/demo.db"
 export GUNICORN_BIND="127.0.0.1:$PORT" WEB_CONCURRENCY=4 GUNICORN_MAX_REQUESTS=300 GUNICORN_MAX_REQUESTS_JITTER=100
 export PROMETHEUS_MULTIPROC_DIR="$DEMO/metrics" GUNICORN_ACCESS_LOG="" GUNICORN_CONTROL_SOCKET="$DEMO/gunicorn.ctl"
-export ACCESS_TOKEN_EXPIRES=5 RATE_LIMIT_LOGIN_ACCOUNT="20 per hour" RATE_LIMIT_LOGIN="100000 per hour"
+# REDIS_SOCKET_TIMEOUT: during the outage, requests fail fast (503) rather than hang.
+export ACCESS_TOKEN_EXPIRES=5 RATE_LIMIT_LOGIN_ACCOUNT="20 per hour" RATE_LIMIT_LOGIN="100000 per hour" REDIS_SOCKET_TIMEOUT=1
+# loadgen stamps X-Request-Start as a proxy would: trust one proxy so Queue Time has data.
+export TRUSTED_PROXY_COUNT=1
 export RATE_LIMIT_DEFAULT="100000 per hour" RATE_LIMIT_WORKFLOWS="100000 per hour" RATE_LIMIT_REGISTER="100000 per hour"
 $BIN/flask --app wsgi db upgrade
 setsid $BIN/gunicorn -c gunicorn.conf.py wsgi:app > "$DEMO/gunicorn.log" 2>&1 &
 started $!
 
+# Alertmanager: the project's configuration (routes, grouping, inhibition) with its two webhook
+# receivers pointed at the local sink, and shorter waits so notifications follow in seconds.
+sed -e "s#http://alert-relay.monitoring.svc:8080#http://127.0.0.1:$SINK_PORT#" \
+    -e "s#group_wait: .*#group_wait: 5s#" -e "s#group_interval: .*#group_interval: 10s#" \
+    k8s/monitoring/alertmanager/alertmanager.yml > "$DEMO/alertmanager.yml"
+setsid $BIN/python scripts/alert_sink.py --port "$SINK_PORT" --log "$DEMO/notifications.log" \
+  > /dev/null 2>&1 &
+started $!
+setsid prometheus-alertmanager --config.file="$DEMO/alertmanager.yml" --storage.path="$DEMO/alertmanager-data" \
+  --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= > "$DEMO/alertmanager.log" 2>&1 &
+started $!
+
+# The labels Kubernetes discovery would add: the rules and dashboards select by them.
 cat > "$DEMO/prometheus.yml" <<YAML
 global: {scrape_interval: 5s, evaluation_interval: 5s}
-rule_files: ["$PWD/k8s/monitoring/prometheus/alert-rules.yml"]
+rule_files: ["$PWD/dashboards/demo-rules.yml"]
+alerting:
+  alertmanagers: [{static_configs: [{targets: ["127.0.0.1:$AM_PORT"]}]}]
 scrape_configs:
   - job_name: aura
-    static_configs: [{targets: ["127.0.0.1:$PORT"]}]
+    static_configs: [{targets: ["127.0.0.1:$PORT"], labels: {namespace: demo, pod: demo-0}}]
 YAML
 setsid prometheus --config.file="$DEMO/prometheus.yml" --storage.tsdb.path="$DEMO/prometheus-data" \
   --web.listen-address="127.0.0.1:$PROM_PORT" > "$DEMO/prometheus.log" 2>&1 &
@@ -78,13 +115,29 @@ curl -fs -XPOST "http://127.0.0.1:$PORT/api/v1/auth/register" -H 'Content-Type: 
   -d "{\"email\":\"$INACTIVE\",\"password\":\"loadgen-password-1\"}" >/dev/null || true
 $BIN/flask --app wsgi user deactivate "$INACTIVE" >/dev/null
 
+if ((OUTAGE_SECONDS > 0)); then
+  outage="At ${OUTAGE_AFTER}s the demo stops its Redis for ${OUTAGE_SECONDS}s: authenticated requests
+answer 503, and AuraAvailabilitySLOFastBurn (critical: page) fires about 30s later; its slow
+burn (ticket) fires too and is inhibited by the page. Both resolve once Redis is back."
+else
+  outage="DEMO_OUTAGE_SECONDS=0: no Redis outage, so no SLO alert will fire."
+fi
 cat <<TXT
 
 Aura demo running:
-  API         http://127.0.0.1:$PORT/api/v1/openapi.json  (browse it at /api/v1/docs)
-  /metrics    http://127.0.0.1:$PORT/metrics
-  Prometheus  http://127.0.0.1:$PROM_PORT  (Alerts tab: the project's rules; Graph: any query in docs/metrics.md)
-  Logs        $DEMO/gunicorn.log, $DEMO/prometheus.log
+  API           http://127.0.0.1:$PORT/api/v1/openapi.json  (browse it at /api/v1/docs)
+  /metrics      http://127.0.0.1:$PORT/metrics
+  Prometheus    http://127.0.0.1:$PROM_PORT/alerts  (pending and firing; Graph: any query in docs/metrics.md)
+  Alertmanager  http://127.0.0.1:$AM_PORT/#/alerts  (grouped by namespace and alert, inhibited ones under "Inhibited")
+  Notifications $DEMO/notifications.log  (what the pager and ticket receivers got)
+  Logs          $DEMO/gunicorn.log, $DEMO/prometheus.log, $DEMO/alertmanager.log
+
+ALERTS FIRE IN THIS DEMO: it loads dashboards/demo-rules.yml, the project's rules with every
+\`for:\` at 10s and the SLO burn-rate windows shortened (1h->2m, 5m->20s, ...; production uses
+alert-rules.yml and slo-rules.yml, where nothing fires this fast). Within the first minute the
+spec's HighAuthenticationFailureRate fires (the bad logins), RateLimitHitsHigh too when the
+login burst is rejected more than 10 times a second.
+$outage
 Driving load for ${DEMO_SECONDS:-120}s; Ctrl-C stops everything.
 
 TXT
@@ -95,7 +148,25 @@ $BIN/python scripts/loadgen.py --url "http://127.0.0.1:$PORT" --seconds "${DEMO_
 loadgen=$!
 echo "$loadgen" >> "$DEMO/pids"
 pids=("$loadgen" "${pids[@]}")  # stopped first: no request is sent to a stopping server
+
+# The outage: stop Redis after OUTAGE_AFTER seconds, start it again OUTAGE_SECONDS later. Each
+# sleep runs in the background and is waited for, so Ctrl-C still reaches the trap at once.
+pause() {  # pause SECONDS: false as soon as the load generator has finished
+  local i
+  for ((i = 0; i < $1; i++)); do
+    kill -0 "$loadgen" 2>/dev/null || return 1
+    sleep 1 & wait $!
+  done
+}
+if ((OUTAGE_SECONDS > 0)) && pause "$OUTAGE_AFTER"; then
+  echo; echo ">>> $(date +%T) stopping Redis for ${OUTAGE_SECONDS}s: watch http://127.0.0.1:$PROM_PORT/alerts"
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  pause "$OUTAGE_SECONDS" || true
+  echo; echo ">>> $(date +%T) Redis back: the SLO alerts resolve within a few minutes"
+  start_redis
+fi
 wait "$loadgen" || true
 pids=("${pids[@]:1}")
-echo "Load finished; Aura and Prometheus keep running until Ctrl-C."
+echo "Load finished; Aura, Prometheus and Alertmanager keep running until Ctrl-C."
 wait "${pids[@]}"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Make sure what the tests need is installed and running: Redis, promtool/Prometheus and
-# (when asked with --postgres) PostgreSQL. Installs Debian packages only where missing.
+# Make sure what the tests need is installed and running: Redis, promtool/Prometheus,
+# Alertmanager/amtool and (when asked with --postgres) PostgreSQL. Installs Debian packages only where missing.
 # --install-only: install what is missing, start nothing.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+{ command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null; } \
+  || need_apt+=(prometheus-alertmanager)
 if [[ "${1:-}" == "--postgres" ]] && ! command -v pg_ctlcluster >/dev/null; then
   need_apt+=(postgresql)
 fi

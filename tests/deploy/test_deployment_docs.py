@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # The monitoring spec's import steps, which the docs must keep.
 SPEC_IMPORT_STEPS = (
@@ -43,3 +44,13 @@ def test_import_steps_follow_the_spec(deployment_doc):
 def test_deploy_commands_name_real_paths(deployment_doc, k8s):
     for path in re.findall(r"kubectl apply -k ([\w/.-]+)", deployment_doc):
         assert (k8s.root.parent / path / "kustomization.yaml").is_file(), path
+
+
+def test_dashboard_previews_exist_and_are_shown(deployment_doc, dashboards):
+    """`make dashboards-preview` draws one PNG per dashboard; the docs show each. (Regenerating
+    them needs a live stack, so the tests only check they are there.)"""
+    images = Path(__file__).resolve().parents[2] / "docs" / "images" / "dashboards"
+    for filename in dashboards:
+        png = images / filename.replace(".json", ".png")
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        assert f"](images/dashboards/{png.name})" in deployment_doc, png.name

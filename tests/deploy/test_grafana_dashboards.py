@@ -54,6 +54,10 @@ SERVICE_PANELS = [
     "Connection Pools",
     "Database Query Latency",
     "Redis Errors",
+    # Issue 14: one error-budget panel per SLO, and both SLOs' burn rate.
+    "Availability SLO Error Budget Remaining",
+    "Latency SLO Error Budget Remaining",
+    "SLO Burn Rate",
 ]
 ALL_PANELS = {**SPEC_PANELS, "service.json": SERVICE_PANELS}
 # "Total ... in the last hour" in the spec.
@@ -115,22 +119,25 @@ def test_percentile_panels_show_p50_p95_p99(dashboards):
 
 
 def test_service_dashboard_reads_only_the_aura_job(dashboards, promql):
-    """process_* and gunicorn_* are generic names (Prometheus exports process_* itself)."""
+    """process_* and gunicorn_* are generic names (Prometheus exports process_* itself): every
+    selector is the job variable's, whose values are Aura's jobs (test_alerting.py checks all
+    dashboards and the variables)."""
     for panel in dashboards["service.json"]["panels"]:
         for target in panel["targets"]:
             metrics, _ = promql.references(target["expr"])
             for name in metrics:
-                assert f'{name}{{job="aura"' in target["expr"], (panel["title"], name)
+                assert f'{name}{{job=~"$job"' in target["expr"], (panel["title"], name)
 
 
 def test_worker_utilisation_is_busy_seconds_over_live_workers(dashboards):
     """Per pod and overall, both sides summed before dividing (the pool's ratio)."""
     panel = next(p for p in dashboards["service.json"]["panels"] if p["title"] == "Worker Utilisation")
     per_pod, overall = (t["expr"] for t in panel["targets"])
-    assert per_pod == ('sum by (pod) (rate(gunicorn_worker_busy_seconds_total{job="aura"}'
-                       '[$__rate_interval])) / sum by (pod) (gunicorn_workers{job="aura"})')
-    assert overall == ('sum (rate(gunicorn_worker_busy_seconds_total{job="aura"}[$__rate_interval]))'
-                       ' / sum (gunicorn_workers{job="aura"})')
+    scope = '{job=~"$job", namespace=~"$namespace", pod=~"$pod"}'
+    assert per_pod == (f'sum by (pod) (rate(gunicorn_worker_busy_seconds_total{scope}'
+                       f'[$__rate_interval])) / sum by (pod) (gunicorn_workers{scope})')
+    assert overall == (f'sum (rate(gunicorn_worker_busy_seconds_total{scope}[$__rate_interval]))'
+                       f' / sum (gunicorn_workers{scope})')
     assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
@@ -143,7 +150,7 @@ def test_datasource_is_an_import_input(dashboards):
             "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus",
         }], filename
         assert dashboard["id"] is None  # an import creates a new dashboard
-        [variable] = dashboard["templating"]["list"]
+        variable = dashboard["templating"]["list"][0]
         assert (variable["name"], variable["type"]) == ("DS_PROMETHEUS", "datasource")
         assert variable["query"] == "prometheus"
         for panel in dashboard["panels"]:

@@ -26,7 +26,12 @@ pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "k8s/monitoring/grafana/dashboards"
-ALERT_RULES = ROOT / "k8s/monitoring/prometheus/alert-rules.yml"
+RULE_FILES = [ROOT / "k8s/monitoring/prometheus/alert-rules.yml", ROOT / "k8s/monitoring/prometheus/slo-rules.yml"]
+# What Kubernetes discovery would label each target with: the scoped expressions select these.
+NAMESPACE = "aura-e2e"
+# Grafana's variables as the dashboards' "All" resolves them here: the namespace and job of the
+# test's targets, every pod.
+VARIABLES = {"$namespace": NAMESPACE, "$job": "aura", "$pod": ".+"}
 # The load should make these alerts go pending (their `for:` keeps them from firing this fast).
 EXPECTED_ALERTS = {"HighAuthenticationFailureRate", "RateLimitHitsHigh"}
 ACCOUNT_LIMIT = 20
@@ -45,6 +50,8 @@ def dashboard_expressions() -> list[tuple[str, str]]:
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel.get("targets", []):
                 expr = target["expr"].replace("$__rate_interval", "1m").replace("$__range", "1h")
+                for variable, value in VARIABLES.items():
+                    expr = expr.replace(variable, value)
                 out.append((panel["title"], expr))
     return out
 
@@ -91,8 +98,10 @@ def stack(gunicorn, tmp_path):
     first = gunicorn(workers=4, env=env, GUNICORN_MAX_REQUESTS="150", GUNICORN_MAX_REQUESTS_JITTER="100",
                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-a"))
     second = gunicorn(workers=2, env=env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-b"))
-    prometheus = Prometheus(tmp_path, [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"],
-                            [ALERT_RULES]).start()
+    targets = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
+    labels = {target: {"namespace": NAMESPACE, "pod": f"aura-{name}"}
+              for target, name in zip(targets, "ab", strict=True)}
+    prometheus = Prometheus(tmp_path, targets, RULE_FILES, target_labels=labels).start()
     yield first, second, prometheus
     prometheus.stop()
     first.stop()

@@ -17,7 +17,10 @@ class Prometheus:
     """Prometheus on a free loopback port with a short scrape interval; stopped by pid."""
 
     def __init__(self, tmp_path: Path, targets: list[str], rule_files: list[Path],
-                 interval: str = "2s"):
+                 interval: str = "2s", target_labels: dict[str, dict[str, str]] | None = None,
+                 alertmanagers: list[str] | None = None):
+        """target_labels: static labels per target (e.g. the namespace and pod a Kubernetes
+        scrape would add); alertmanagers: host:port of Alertmanagers to send alerts to."""
         binary = shutil.which("prometheus")
         assert binary, "prometheus is missing: apt-get install -y prometheus (.ci/run does this)"
         self.binary = binary
@@ -30,8 +33,12 @@ class Prometheus:
                        "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "scrape_configs": [{"job_name": "aura", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": targets}]}],
+                                "static_configs": [{"targets": [target],
+                                                    "labels": (target_labels or {}).get(target, {})}
+                                                   for target in targets]}],
         }
+        if alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
         self.config_path = self.dir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen | None = None
