@@ -73,11 +73,6 @@ def slot(file: Any, key: str) -> tuple[Any, int, tuple[float, float]]:
     return file._m, file._positions[key], stored
 
 
-def mapping(file: Any) -> Any:
-    """The current mapping of an open MmapedDict (it changes when the file grows)."""
-    return file._m
-
-
 def child_values(child: Any) -> tuple[Any, ...]:
     """A counter or gauge child's value, or a histogram child's sum and buckets (all that it stores)."""
     if hasattr(child, "_buckets"):
@@ -103,10 +98,13 @@ class ReservingMmapedDict(mmap_dict.MmapedDict):
     posix_fallocate reserves the blocks first and fails with ENOSPC instead.
     """
 
+    mapping: Any  # the current mmap (public: the value class writes into it; it changes as the file grows)
+
     def __init__(self, filename: str, read_mode: bool = False):
         if not read_mode:
             _reserve(filename, mmap_dict._INITIAL_MMAP_SIZE)
         super().__init__(filename, read_mode)
+        self.mapping = self._m
 
     def _init_value(self, key: str) -> None:
         needed = max(self._used, HEADER_SIZE) + entry_size(key)
@@ -116,6 +114,7 @@ class ReservingMmapedDict(mmap_dict.MmapedDict):
         if capacity != self._capacity:
             _allocate(self._f.fileno(), capacity)
         super()._init_value(key)
+        self.mapping = self._m
 
 
 def _allocate(fd: int, size: int) -> None:

@@ -181,7 +181,7 @@ class AuraValue:
             return
         # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
         try:
-            _compat.mapping(self._file)[self._position:self._position + 16] = _pack(self._value, self._timestamp)
+            self._file.mapping[self._position:self._position + 16] = _pack(self._value, self._timestamp)
         except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
             _storage_failed(exc)
 
@@ -252,17 +252,26 @@ def request_recorder(counter: Any, histogram: Any, busy_seconds: Any = None,
     if not all(isinstance(v, AuraValue) for v in (count, total, *buckets, *optional)):
         return _public_recorder(counter, histogram, busy_seconds, busy)
 
+    writes: tuple[tuple[AuraValue, float | None], ...] = (
+        (count, 1.0), (total, None), *(((seconds_value, None),) if seconds_value else ()),
+        *(((busy_value, -1.0),) if busy_value else ()))  # None: add the duration
+
     def record(seconds: float) -> None:
         bucket = buckets[bisect_left(bounds, seconds)]  # the first bound >= seconds, as observe()
         with _Process.lock:
             if count._generation != _Process.generation:
                 _sync()  # updates every value's generation: checking one is enough
-            for value, amount in ((count, 1.0), (total, seconds), (bucket, 1.0), (seconds_value, seconds),
-                                  (busy_value, -1.0)):
-                if value is not None:
-                    value._value += amount
-                    value._timestamp = 0.0
-                    value._write()
+            for value, amount in (*writes, (bucket, 1.0)):
+                value._value += seconds if amount is None else amount
+                value._timestamp = 0.0
+                file = value._file
+                if file is None:
+                    value._write()  # counts in memory; retries the files now and then
+                    continue
+                try:  # _write(), inlined: this is the per-request path
+                    file.mapping[value._position:value._position + 16] = _pack(value._value, 0.0)
+                except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
+                    _storage_failed(exc)
 
     return record
 
