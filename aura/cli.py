@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
 
-from aura.auth.service import normalise_email
+from aura.auth.service import find_user
 from aura.extensions import db
-from aura.models import User
 
 user_cli = AppGroup("user", help="Manage user accounts.")
 
 
 def _set_active(email: str, active: bool) -> None:
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = find_user(email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     user.is_active = active
@@ -25,7 +23,7 @@ def _set_active(email: str, active: bool) -> None:
 @user_cli.command("deactivate")
 @click.argument("email")
 def deactivate(email: str) -> None:
-    """Stop an account from logging in or refreshing tokens."""
+    """Stop an account: login, refresh and its tokens are refused from the next request on."""
     _set_active(email, False)
 
 

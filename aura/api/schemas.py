@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import validate
+
+from aura.auth.emails import invisible_characters, normalise
 
 
 class UtcDateTime(ma.fields.DateTime):
@@ -19,16 +20,16 @@ class UtcDateTime(ma.fields.DateTime):
 
 
 PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 128 characters.")
-# Invisible or direction-changing characters (zero-width space, RTL override, soft hyphen...)
-# and control characters: an address holding one looks like another account's.
-_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Co", "Cs", "Zl", "Zp"))
 
 
 def _plain_address(email: str) -> None:
-    """Refuse new addresses that could impersonate another, or that no mail server accepts."""
-    if any(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in email):
-        raise ma.ValidationError("Email contains invisible or control characters.")
-    if len(email.rpartition("@")[0].encode()) > 64:
+    """Refuse new addresses that could impersonate another, or that no mail server accepts:
+    invisible characters (zero-width, bidi overrides, the Hangul filler...) before or after
+    NFKC normalisation. Look-alikes of existing accounts are refused at registration (409)."""
+    hidden = invisible_characters(email) or invisible_characters(normalise(email))
+    if hidden:
+        raise ma.ValidationError(f"Email contains invisible or control characters ({', '.join(hidden[:5])}).")
+    if len(normalise(email).rpartition("@")[0].encode()) > 64:
         raise ma.ValidationError("The part before @ is longer than 64 bytes.")
 
 

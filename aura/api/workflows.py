@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from aura.api.openapi import document_errors
@@ -14,6 +14,7 @@ from aura.api.schemas import (
     StruggleInputSchema,
     StruggleResultSchema,
 )
+from aura.auth.jwt import current_user_id
 from aura.errors import error_response
 from aura.services import workflow_runs
 from aura.workflows import AuditLimitError, WorkflowInputError
@@ -31,7 +32,7 @@ def _errors(*codes: int):
 
 def _run(workflow_type: str, body: dict):
     try:
-        return workflow_runs.execute(workflow_type, body, int(get_jwt_identity()),
+        return workflow_runs.execute(workflow_type, body, current_user_id(),
                                      current_app.config["AURA"])
     except WorkflowInputError as exc:
         return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})
@@ -70,7 +71,7 @@ def audit(body):
 
 
 def _stored(workflow_type: str, run_id: str):
-    result = workflow_runs.load(workflow_type, run_id, int(get_jwt_identity()))
+    result = workflow_runs.load(workflow_type, run_id, current_user_id())
     if result is None:
         return error_response(404, "not_found", f"No {workflow_type} result with this id.")
     return result

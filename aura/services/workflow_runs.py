@@ -10,6 +10,7 @@ wrong (422/413) is rejected before the run starts and counts nothing.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from time import perf_counter
 
@@ -35,6 +36,8 @@ from aura.workflows import (
 log = logging.getLogger("aura.workflows")
 
 _OUTAGES = (OperationalError, InterfaceError, PoolTimeout, ServiceUnavailable)
+# Run ids are uuid4 strings; anything else (a NUL byte, 10 kB of text) is not looked up at all.
+_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def struggle_settings(settings: Settings) -> StruggleSettings:
@@ -60,10 +63,15 @@ def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> None:
     db.session.commit()
 
 
-def execute(workflow_type: str, data: dict, user_id: int, settings: Settings) -> dict:
-    """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body."""
+def execute(workflow_type: str, data: dict, user_id: int | None, settings: Settings) -> dict:
+    """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body.
+
+    `user_id` None: the account could not be looked up (database down) - a counted 503."""
     run_id = str(uuid.uuid4())
     stored: dict = {}
+    if user_id is None:
+        _failed(workflow_type, "service_unavailable", perf_counter())
+        raise ServiceUnavailable("database")
 
     def record(result) -> None:
         stored.update(result.to_dict(), id=run_id)
@@ -99,8 +107,12 @@ def execute(workflow_type: str, data: dict, user_id: int, settings: Settings) ->
     return stored
 
 
-def load(workflow_type: str, run_id: str, user_id: int) -> dict | None:
-    """A stored result, only for its owner."""
+def load(workflow_type: str, run_id: str, user_id: int | None) -> dict | None:
+    """A stored result, only for its owner; None for an id that is not a run id."""
+    if not _RUN_ID.fullmatch(run_id):
+        return None
+    if user_id is None:
+        raise ServiceUnavailable("database")
     run = db.session.get(WorkflowRun, run_id)
     if run is None or run.user_id != user_id or run.workflow_type != workflow_type:
         return None
