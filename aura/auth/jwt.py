@@ -35,9 +35,9 @@ _MESSAGES = {
 
 def current_account():
     """The signed-in account of this request (looked up once, by the JWT callbacks)."""
-    from flask_jwt_extended import current_user
+    from flask_jwt_extended import get_current_user
 
-    user = current_user
+    user = get_current_user()
     if user is _UNCHECKED:
         from aura.errors import ServiceUnavailable
 
@@ -47,9 +47,10 @@ def current_account():
 
 def current_user_id() -> int | None:
     """The signed-in account's row id, or None while the database could not be asked."""
-    from flask_jwt_extended import current_user
+    from flask_jwt_extended import get_current_user
 
-    return None if current_user is _UNCHECKED else current_user.id
+    user = get_current_user()
+    return None if user is _UNCHECKED else user.id
 
 
 def revocation_store():
