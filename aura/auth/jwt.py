@@ -33,6 +33,12 @@ _MESSAGES = {
 }
 
 
+def _plain_id(value: object) -> bool:
+    """Ids the server issues (uuid4, hex): short printable ASCII, safe to look up anywhere."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() \
+        and value.replace("-", "").isalnum()
+
+
 def current_account():
     """The signed-in account of this request (looked up once, by the JWT callbacks)."""
     from flask_jwt_extended import get_current_user
@@ -113,8 +119,9 @@ def init_jwt(app: Flask) -> None:
     def _is_revoked(_header, payload) -> bool:
         # Runs first after the signature check, so it is also where claims are required.
         missing = _REQUIRED_CLAIMS - payload.keys()
-        if missing or not isinstance(payload["jti"], str) or not isinstance(payload["sub"], str) \
-                or payload["type"] not in _TOKEN_TYPES:
+        if missing or not _plain_id(payload["jti"]) or not isinstance(payload["sub"], str) \
+                or payload["type"] not in _TOKEN_TYPES \
+                or ("fam" in payload and not _plain_id(payload["fam"])):
             raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(missing)}")
         family = payload.get("fam")
         return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str)
