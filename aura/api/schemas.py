@@ -19,6 +19,31 @@ class UtcDateTime(ma.fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class StrictFloat(ma.fields.Float):
+    """A JSON number, never a string ("5") or a boolean: the document says `number`."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class StrictInteger(ma.fields.Integer):
+    """A JSON integer, never a string or a boolean (true is an int to Python)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+# Longest audited file path (characters): paths are echoed in every finding and stored.
+MAX_PATH_LENGTH = 255
+
+
 PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 128 characters.")
 
 
@@ -82,11 +107,11 @@ class StruggleInputSchema(ma.Schema):
     """What the editor reports about a learner's recent activity on one exercise."""
 
     exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
-    edit_frequency = ma.fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
+    edit_frequency = StrictFloat(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
                                      metadata={"description": "Edits per minute over the window"})
-    error_count = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1_000_000),
+    error_count = StrictInteger(required=True, validate=validate.Range(min=0, max=1_000_000),
                                     metadata={"description": "Errors in the window"})
-    window_seconds = ma.fields.Integer(load_default=300, strict=True,
+    window_seconds = StrictInteger(load_default=300,
                                        validate=validate.Range(min=1, max=86_400))
     error_types = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=100)),
                                  load_default=list, validate=validate.Length(max=50),
@@ -115,7 +140,8 @@ class StruggleResultSchema(ma.Schema):
 class AuditFileSchema(ma.Schema):
     """One file to audit."""
 
-    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=MAX_PATH_LENGTH),
+                            metadata={"description": "Any non-empty name; files ending in .py are audited"})
     content = ma.fields.String(required=True)
 
 

@@ -44,6 +44,8 @@ class AuditSettings:
     # Optional cap on the sum of all file sizes. None: only max_files x max_file_bytes applies.
     # Parsing costs roughly 0.4-2 s of CPU per dense 256 KiB file; set this to bound request time.
     max_total_bytes: int | None = None
+    # Longest file path, in characters: every finding repeats it, and it is stored.
+    max_path_length: int = 255
     # A function whose body spans more lines than this is a long_function.
     max_function_lines: int = 50
     # Per file and rule, findings beyond this are folded into one summary finding, so a
