@@ -177,3 +177,8 @@ class AuditResultSchema(ma.Schema):
     files_processed = ma.fields.Integer(required=True)
     files_skipped = ma.fields.Integer(required=True)
     remediation = ma.fields.List(ma.fields.Nested(RemediationSchema), required=True)
+    truncated = ma.fields.Boolean(required=True, metadata={
+        "description": "True when `violations` lists fewer findings than were found (at most 50 "
+                       "per type and 200 in all are listed)"})
+    violation_counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True,
+                                      metadata={"description": "Every finding by type, listed or not"})

@@ -6,6 +6,7 @@ from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from aura.api.concurrency import per_user_concurrency
 from aura.api.openapi import document_errors
 from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
@@ -48,6 +49,7 @@ def _run(workflow_type: str, body: dict):
 
 @blp.route("/struggle", methods=["POST"])
 @jwt_required()
+@per_user_concurrency
 @workflow_limit
 @blp.arguments(StruggleInputSchema)
 @blp.response(200, StruggleResultSchema)
@@ -60,6 +62,7 @@ def struggle(body):
 
 @blp.route("/audit", methods=["POST"])
 @jwt_required()
+@per_user_concurrency
 @workflow_limit
 @blp.arguments(AuditInputSchema)
 @blp.response(200, AuditResultSchema)

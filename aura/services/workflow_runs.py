@@ -49,7 +49,8 @@ def audit_settings(settings: Settings) -> AuditSettings:
     """Audit limits from the configuration; the whole body never exceeds MAX_CONTENT_LENGTH."""
     return AuditSettings(max_files=settings.audit_max_files, max_file_bytes=settings.audit_max_file_bytes,
                          max_total_bytes=settings.max_content_length,
-                         max_function_lines=settings.audit_max_function_lines)
+                         max_function_lines=settings.audit_max_function_lines,
+                         max_cpu_seconds=settings.audit_max_cpu_seconds)
 
 
 def _catalog() -> list[Lesson]:
