@@ -12,12 +12,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from .._graph import CompileOnce, guarded, invoke
+from ..errors import AuditLimitError
 from .classify import locate, report, status_of_counts
 from .parse import is_python, load_files, parse_source
 from .remediation import advise
 from .rules import check_tree_counted
 from .settings import DEFAULT_AUDIT_SETTINGS, AuditSettings
-from ..errors import AuditLimitError
 from .types import AuditResult, AuditState, Finding, ParsedFile
 
 WORKFLOW = "audit"
