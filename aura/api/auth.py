@@ -7,7 +7,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from aura.api.openapi import document_errors
-from aura.api.rate_limits import login_limits, register_limit
+from aura.api.rate_limits import LoginAccountGuard, login_limit, register_limit
 from aura.api.schemas import (
     CredentialsSchema,
     LoginSchema,
@@ -58,17 +58,22 @@ def register(body):
 
 
 @blp.route("/login", methods=["POST"])
-@login_limits[0]
-@login_limits[1]
+@login_limit
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 @_errors(400, 401, 403, 413, 415, 422, 429)
 def login(body):
     """Exchange email and password for an access and a refresh token."""
+    guard = LoginAccountGuard(body["email"])
+    refused = guard.admits()
+    if refused is not None:
+        return refused
     try:
         pair = service.login(_passwords(), body["email"], body["password"],
                              current_app.config["AURA"].access_token_expires)
     except service.AuthError as exc:
+        if exc.error == "invalid_credentials":
+            guard.failed()
         return _auth_error(exc)
     return _tokens(pair)
 

@@ -1,21 +1,25 @@
 """Rate limiting: Flask-Limiter on shared Redis, keyed by client address (and user or account).
 
 Limits, from the settings: RATE_LIMIT_DEFAULT on every /api/v1 route per client address;
-RATE_LIMIT_LOGIN per address plus RATE_LIMIT_LOGIN_ACCOUNT per target email (brute force from
-many addresses); RATE_LIMIT_REGISTER per address; RATE_LIMIT_WORKFLOWS per signed-in user.
+RATE_LIMIT_LOGIN per address; RATE_LIMIT_LOGIN_ACCOUNT failed logins per target account (see
+`LoginAccountGuard`); RATE_LIMIT_REGISTER per address; RATE_LIMIT_WORKFLOWS per signed-in user.
 The client address honours X-Forwarded-For only through TRUSTED_PROXY_COUNT proxies (ProxyFix).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, current_app, request
 from flask_jwt_extended import decode_token
 from flask_limiter import Limiter
+from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aura import metrics
+from aura.auth.emails import normalise
+from aura.errors import error_response
 from aura.infra.rate_limit_storage import FailoverRedisStorage
 
 log = logging.getLogger("aura.rate_limit")
@@ -26,13 +30,6 @@ OVERFLOW_CLIENT_ID = "other"
 def client_address() -> str:
     """The client's address as seen through the trusted proxies."""
     return request.remote_addr or "unknown"
-
-
-def account_key() -> str:
-    """The login's target account (lower-cased email), so guessing is limited per account."""
-    body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    return f"account:{email.strip().lower()}" if isinstance(email, str) else f"addr:{client_address()}"
 
 
 def user_key() -> str:
@@ -57,10 +54,7 @@ def _setting(name: str):
 
 
 limiter = Limiter(key_func=client_address, headers_enabled=True, strategy="fixed-window")
-login_limits = [
-    limiter.limit(_setting("rate_limit_login")),
-    limiter.limit(_setting("rate_limit_login_account"), key_func=account_key),
-]
+login_limit = limiter.limit(_setting("rate_limit_login"))
 register_limit = limiter.limit(_setting("rate_limit_register"))
 workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_key)
 
@@ -87,6 +81,51 @@ class ClientIds:
         return OVERFLOW_CLIENT_ID
 
 
+class LoginAccountGuard:
+    """Stops guessing one account from many addresses without locking its owner out.
+
+    Only failed logins count toward RATE_LIMIT_LOGIN_ACCOUNT (per target account, normalised
+    address). Once an account has reached it, each client address gets one attempt at that
+    account per window: the owner, from their own address, still gets in with the right
+    password, while guessing goes on at one try per address per window (each address also
+    under RATE_LIMIT_LOGIN). Counted in the limiter's storage: shared Redis, per process while
+    it is down (the same failover as every limit).
+    """
+
+    def __init__(self, email: str):
+        self.account = normalise(email)
+        self.items = parse_many(current_app.config["AURA"].rate_limit_login_account)
+
+    @staticmethod
+    def enabled() -> bool:
+        """Off with rate limiting (RATE_LIMIT_ENABLED=false)."""
+        return limiter.enabled and getattr(limiter, "_storage", None) is not None
+
+    def admits(self):
+        """None to go on, or the 429 to answer."""
+        if not self.enabled():
+            return None
+        strategy = limiter.limiter
+        if all(strategy.test(item, "login-failures", self.account) for item in self.items):
+            return None
+        longest = max(self.items, key=lambda item: item.get_expiry())
+        probe = type(longest)(1, longest.multiples)
+        if strategy.hit(probe, "login-probe", self.account, client_address()):
+            return None
+        reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
+        metrics.rate_limit_hit(request.url_rule.rule,
+                               current_app.extensions["aura.client_ids"].label(client_address()))
+        return error_response(429, "rate_limited", "Too many failed logins for this account; "
+                              "try again later.",
+                              headers={"Retry-After": str(max(1, int(reset - time.time())))})
+
+    def failed(self) -> None:
+        """Count a wrong password against the account."""
+        if self.enabled():
+            for item in self.items:
+                limiter.limiter.hit(item, "login-failures", self.account)
+
+
 def init_rate_limiting(app: Flask) -> None:
     """Bind the limiter with storage and limits from the settings, and its metrics."""
     settings = app.config["AURA"]
@@ -111,6 +150,7 @@ def init_rate_limiting(app: Flask) -> None:
         RATELIMIT_HEADERS_ENABLED=True,
     )
     client_ids = ClientIds(settings.rate_limit_max_client_ids)
+    app.extensions["aura.client_ids"] = client_ids
 
     @app.before_request
     def _count_evaluated():  # registered before the limiter's own check, so 429s count too

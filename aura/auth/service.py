@@ -144,9 +144,12 @@ def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str 
         metrics.token_revoked("access")
     revoke_family(store, user.id, claims, family_lifetime)
     if refresh_claims:
-        if store.revoke(refresh_claims["jti"], "refresh", user.id, _expiry(refresh_claims)):
-            metrics.token_revoked("refresh")
-        if refresh_claims.get("fam") != claims.get("fam"):
+        # Counted once per session: a family's revocation stands for its refresh token.
+        revoked = store.revoke(refresh_claims["jti"], "refresh", user.id, _expiry(refresh_claims))
+        if not refresh_claims.get("fam"):  # a token from before families
+            if revoked:
+                metrics.token_revoked("refresh")
+        elif refresh_claims["fam"] != claims.get("fam"):  # another session of the same user
             revoke_family(store, user.id, refresh_claims, family_lifetime)
     metrics.auth_request("logout", True)
 
