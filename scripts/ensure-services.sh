@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Make sure what the tests need is installed and running: Redis, promtool/Prometheus and
+# Make sure what the tests need is installed and running: Redis, promtool/Prometheus, nginx and
 # (when asked with --postgres) PostgreSQL. Installs Debian packages only where missing.
 set -euo pipefail
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# nginx in front of Gunicorn (tests/resilience/test_slow_clients_nginx.py); /usr/sbin is not on
+# every user's PATH.
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
 if [[ "${1:-}" == "--postgres" ]] && ! command -v pg_ctlcluster >/dev/null; then
   need_apt+=(postgresql)
 fi
