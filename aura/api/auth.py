@@ -72,9 +72,13 @@ def login(body):
         pair = service.login(_passwords(), body["email"], body["password"],
                              current_app.config["AURA"].access_token_expires)
     except service.AuthError as exc:
-        if exc.error == "invalid_credentials":
-            guard.failed()
+        if exc.error != "invalid_credentials":
+            guard.not_a_failure()
         return _auth_error(exc)
+    except Exception:
+        guard.not_a_failure()  # an outage is not a guess
+        raise
+    guard.not_a_failure()
     return _tokens(pair)
 
 

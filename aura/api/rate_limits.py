@@ -102,15 +102,23 @@ class LoginAccountGuard:
         return limiter.enabled and getattr(limiter, "_storage", None) is not None
 
     def admits(self):
-        """None to go on, or the 429 to answer."""
+        """None to go on, or the 429 to answer.
+
+        Every attempt first takes a failure from the account's allowance (one atomic INCR per
+        limit, so concurrent guesses cannot all slip under it); `not_a_failure` gives it back.
+        """
         if not self.enabled():
             return None
         strategy = limiter.limiter
-        if all(strategy.test(item, "login-failures", self.account) for item in self.items):
+        taken = [item for item in self.items if strategy.hit(item, "login-failures", self.account)]
+        if len(taken) == len(self.items):
+            self._taken = taken
             return None
+        self._give_back(taken)  # locked by another limit: this attempt is the probe's, or none
         longest = max(self.items, key=lambda item: item.get_expiry())
         probe = type(longest)(1, longest.multiples)
         if strategy.hit(probe, "login-probe", self.account, client_address()):
+            self._taken = []  # a probe's failure does not count again
             return None
         reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
         metrics.rate_limit_hit(request.url_rule.rule,
@@ -119,11 +127,15 @@ class LoginAccountGuard:
                               "try again later.",
                               headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
-    def failed(self) -> None:
-        """Count a wrong password against the account."""
-        if self.enabled():
-            for item in self.items:
-                limiter.limiter.hit(item, "login-failures", self.account)
+    def not_a_failure(self) -> None:
+        """Not a failure after all (right password, or an answer other than a wrong password):
+        give back what `admits` took."""
+        self._give_back(getattr(self, "_taken", []))
+        self._taken = []
+
+    def _give_back(self, items) -> None:
+        for item in items:
+            limiter.limiter.hit(item, "login-failures", self.account, cost=-1)
 
 
 def init_rate_limiting(app: Flask) -> None:
