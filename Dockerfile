@@ -33,6 +33,8 @@ ENV PYTHONDONTWRITEBYTECODE=1
 ENV PYTHONUNBUFFERED=1
 # Listen on every interface inside the container; gunicorn.conf.py defaults to loopback.
 ENV GUNICORN_BIND=0.0.0.0:8000
+# The master's metrics listener (/metrics and /healthz without a worker): Prometheus scrapes it.
+ENV METRICS_PORT=9100
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 # .dockerignore admits only what the app needs: the aura package (migrations included),
@@ -40,7 +42,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY . /app
 RUN python -m compileall -q /app
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 9100
 # Exec form: Gunicorn is PID 1 and receives SIGTERM directly, so Kubernetes' graceful
 # shutdown reaches it. PROMETHEUS_MULTIPROC_DIR is left to gunicorn.conf.py (or the pod).
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]

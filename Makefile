@@ -1,18 +1,28 @@
 # Aura: `make run` sets up and serves; `make test` sets up and runs the test suite.
+# `make` alone lists the targets (each has a `## ` line above it, which `make help` prints).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# Gunicorn's default metrics directory and control socket for `make run` (see gunicorn.conf.py).
+RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura-metrics-$(shell id -u)
 
-.PHONY: run test test-postgres venv dev-venv demo bench lint clean
+.DEFAULT_GOAL := help
+.PHONY: help run test test-postgres venv dev-venv demo bench lint clean
+
+## List the targets with what each does (the default goal).
+help:
+	@awk '/^## /{doc=substr($$0,4); next} /^[a-z][a-z-]*:/ && doc {split($$0,t,":"); printf "  %-14s %s\n", t[1], doc} {doc=""}' $(MAKEFILE_LIST)
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+## Create .venv with the run-time requirements.
 venv: $(BIN)/activate
 	$(BIN)/pip install -q -r requirements.txt
 
+## Create .venv with the run-time and dev requirements (tests, lint, benchmarks).
 dev-venv: $(BIN)/activate
 	$(BIN)/pip install -q -r requirements-dev.txt
 
@@ -39,8 +49,13 @@ demo: dev-venv
 bench: dev-venv
 	$(BIN)/python bench/run.py
 
+## Ruff over the whole tree.
 lint: dev-venv
 	$(BIN)/ruff check .
 
+## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, caches, run's metrics dir.
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .demo bench/results .pytest_cache .ruff_cache
+	@# the metrics directory only when no running instance holds it (its owner lock is free)
+	-[ ! -d $(RUN_METRICS_DIR) ] || flock -n $(RUN_METRICS_DIR)/.aura-metrics.owner rm -rf $(RUN_METRICS_DIR)
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

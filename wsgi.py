@@ -1,5 +1,14 @@
-"""WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`, `flask --app wsgi ...`."""
+"""WSGI entry point: `gunicorn -c gunicorn.conf.py wsgi:app`, `flask --app wsgi ...`.
 
-from aura import create_app
+A bad setting stops the process with one line naming the variable, not a traceback.
+"""
 
-app = create_app()
+from aura.config import ConfigError, exit_on_config_error, gunicorn_settings
+
+try:
+    gunicorn_settings()  # `make run` and deployment jobs refuse a bad GUNICORN_* before serving
+    from aura import create_app
+
+    app = create_app()
+except ConfigError as exc:
+    exit_on_config_error(exc)

@@ -1,7 +1,7 @@
 """Aura: a Flask API that helps people learn to code, with production-grade metrics.
 
-`create_app` is imported lazily so that `aura.metrics.multiproc` can be used from Gunicorn's
-master (gunicorn.conf.py hooks) without importing Flask and the whole app.
+`create_app` is imported lazily so that `aura.metrics` can be used from Gunicorn's master
+(gunicorn.conf.py hooks) without importing Flask and the whole app.
 """
 
 from __future__ import annotations

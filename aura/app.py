@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from aura.config import Settings
+from aura.config import Settings, redact_url
 from aura.extensions import db, migrate
 
 log = logging.getLogger("aura")
@@ -17,6 +17,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
+    register_request_ids(app)
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
@@ -29,8 +30,9 @@ def create_app(config: Settings | dict | None = None) -> Flask:
 
 def configure(app: Flask, settings: Settings) -> None:
     """Copy settings into Flask's config; `AURA` holds the typed object for our own code."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    from aura.infra.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     app.config.update(
         AURA=settings,
         TESTING=settings.env == "testing",
@@ -44,11 +46,24 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
+        # Relative: the document is right wherever Aura is served (behind an ingress too).
+        API_SPEC_OPTIONS={"servers": [{"url": "/", "description": "This Aura server"}]},
+        # The browsable reference at /api/v1/docs (Swagger UI; assets from API_DOCS_ASSETS_URL).
+        OPENAPI_SWAGGER_UI_PATH="docs" if settings.api_docs_enabled else None,
+        OPENAPI_SWAGGER_UI_URL=settings.api_docs_assets_url,
         # Errors are ours (aura.errors); don't let Flask re-raise them in testing mode.
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,
     )
     settings.instance_path.mkdir(parents=True, exist_ok=True)
+
+
+def register_request_ids(app: Flask) -> None:
+    """A request id on every response and every log line of the request (X-Request-ID)."""
+    from aura.infra.logs import RequestIdMiddleware, remember_route
+
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, trust_header=app.config["AURA"].trusted_proxy_count >= 1)
+    app.after_request(remember_route)
 
 
 def _engine_options(url: str) -> dict:
@@ -86,7 +101,7 @@ def register_services(app: Flask) -> None:
     else:
         log.warning("Redis at %s is not reachable: running STANDALONE - token revocations in "
                     "the database, rate limits per process. Start Redis and restart for shared "
-                    "state.", settings.redis_url)
+                    "state.", redact_url(settings.redis_url))
         app.extensions["aura.revocation"] = SqlRevocationStore()
 
 
@@ -120,17 +135,17 @@ def register_commands(app: Flask) -> None:
 
 def register_instrumentation(app: Flask) -> None:
     """HTTP metrics around the whole app, so responses made before any view are counted too."""
-    from aura import metrics
+    from aura.instrumentation import recorder
 
-    if metrics.ENABLED and app.config["AURA"].metrics_enabled:
+    if recorder.enabled and app.config["AURA"].metrics_enabled:
         from aura.infra.database import instrument_engine
         from aura.infra.pools import PoolSampler
-        from aura.metrics.http import install
+        from aura.instrumentation.http import install
 
         with app.app_context():
             instrument_engine(db.engine)
-        install(app, sampler=PoolSampler(app))
-        metrics.initialize_known_series()
+        install(app, sampler=PoolSampler(app), trust_request_start=app.config["AURA"].trusted_proxy_count >= 1)
+        recorder.initialize_known_series()
 
 
 def _migrations_dir():

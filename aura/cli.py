@@ -1,12 +1,14 @@
-"""Operator commands."""
+"""Operator commands: `flask --app wsgi user list|activate|deactivate`."""
 
 from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from aura.auth.service import find_user
 from aura.extensions import db
+from aura.models import User
 
 user_cli = AppGroup("user", help="Manage user accounts.")
 
@@ -17,7 +19,30 @@ def _set_active(email: str, active: bool) -> None:
         raise click.ClickException(f"no user with email {email}")
     user.is_active = active
     db.session.commit()
-    click.echo(f"{user.email} {'activated' if active else 'deactivated'}")
+    if active:
+        click.echo(f"{user.email} activated: it can log in again")
+        return
+    # Every protected route looks the account up, so its tokens stop working at once too.
+    click.echo(f"{user.email} deactivated: logins, refreshes and its tokens are refused from the "
+               "next request on")
+
+
+@user_cli.command("list")
+@click.option("--status", "status", type=click.Choice(["all", "active", "inactive"]), default="all",
+              show_default=True, help="Which accounts to list.")
+def list_users(status: str) -> None:
+    """List accounts: id, email, active or inactive, created (oldest first)."""
+    query = select(User).order_by(User.id)
+    if status != "all":
+        query = query.where(User.is_active.is_(status == "active"))
+    users = list(db.session.scalars(query))
+    width = max([len(u.email) for u in users] + [5])
+    click.echo(f"{'ID':>6}  {'EMAIL':<{width}}  {'STATUS':<8}  CREATED")
+    for user in users:
+        created = user.created_at.strftime("%Y-%m-%d %H:%M:%S") if user.created_at else "-"
+        click.echo(f"{user.id:>6}  {user.email:<{width}}  {'active' if user.is_active else 'inactive':<8}  "
+                   f"{created} UTC")
+    click.echo(f"{len(users)} account(s)", err=True)
 
 
 @user_cli.command("deactivate")

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENVIRONMENTS = ("development", "production", "testing")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+REDIS_SCHEMES = ("redis", "rediss")
 MIN_SECRET_BYTES = 32
 # Values that appear in tutorials and templates; a production key must not be one of them.
 WELL_KNOWN_SECRETS = frozenset(
@@ -63,6 +68,10 @@ class Settings:
     metrics_auth_token: str = field(default="", repr=False)
     prometheus_multiproc_dir: str = ""
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
+    api_docs_enabled: bool | None = None  # None: on outside production
+    # Swagger UI's scripts and styles (a swagger-ui-dist directory); self-host by changing it.
+    api_docs_assets_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
     audit_max_files: int = 50
     audit_max_file_bytes: int = 256 * 1024
     audit_max_function_lines: int = 50
@@ -95,28 +104,58 @@ class Settings:
 
     def _validated(self) -> Settings:
         if self.env not in ENVIRONMENTS:
-            raise ConfigError(f"AURA_ENV={self.env!r}: set it to one of {', '.join(ENVIRONMENTS)}")
+            raise ConfigError(f"AURA_ENV={self.env!r}: not an environment; set it to one of "
+                              f"{', '.join(ENVIRONMENTS)}")
         updates: dict[str, object] = {}
+        _check_instance_path(self.instance_path)
         if not self.database_url:
             if self.production:
-                raise ConfigError("DATABASE_URL is required when AURA_ENV=production")
+                raise ConfigError("DATABASE_URL is required when AURA_ENV=production "
+                                  "(a SQLAlchemy URL such as postgresql+psycopg://user:pass@host:5432/db)")
             updates["database_url"] = f"sqlite:///{self.instance_path / 'aura.db'}"
+        else:
+            _check_database_url(self.database_url)
+        _check_redis_url(self.redis_url)
+        for name in ("redis_auth_db", "redis_rate_limit_db"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: expected a Redis database "
+                                  "number, 0 or more")
+        if self.redis_socket_timeout <= 0:
+            raise ConfigError(f"REDIS_SOCKET_TIMEOUT={self.redis_socket_timeout}: expected a number of "
+                              "seconds above 0")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r}: not a log level; expected one of "
+                              f"{', '.join(LOG_LEVELS)}")
+        updates["log_level"] = self.log_level.upper()
+        log_format = self.log_format.lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT={self.log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
+        updates["log_format"] = log_format
+        if self.api_docs_enabled is None:
+            updates["api_docs_enabled"] = not self.production
+        if not self.api_docs_assets_url.endswith("/"):
+            raise ConfigError(f"API_DOCS_ASSETS_URL={self.api_docs_assets_url!r}: expected a URL or path "
+                              "ending in / (the directory holding swagger-ui-bundle.js)")
         updates["jwt_secret_key"] = self._checked_secret()
         for name in ("access_token_expires", "refresh_token_expires", "max_content_length",
                      "rate_limit_max_client_ids", "audit_max_files", "audit_max_file_bytes",
                      "audit_max_function_lines", "password_hash_time_cost",
                      "workflow_max_concurrent_per_user"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.upper()} must be a positive integer")
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: {name.upper()} must be a "
+                                  "positive integer")
         if self.password_hash_memory_cost < 8:
-            raise ConfigError("PASSWORD_HASH_MEMORY_COST must be at least 8 (KiB)")
+            raise ConfigError(f"PASSWORD_HASH_MEMORY_COST={self.password_hash_memory_cost}: "
+                              "must be at least 8 (KiB)")
         for name in ("redis_circuit_open_seconds", "audit_max_cpu_seconds"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"{name.upper()} must be a positive number")
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be a positive number")
         if self.trusted_proxy_count < 0:
-            raise ConfigError("TRUSTED_PROXY_COUNT must be 0 or more")
+            raise ConfigError(f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count}: "
+                              "TRUSTED_PROXY_COUNT must be 0 or more")
         if not 0 < self.struggle_score_threshold < 1:
-            raise ConfigError("STRUGGLE_SCORE_THRESHOLD must be between 0 and 1")
+            raise ConfigError(f"STRUGGLE_SCORE_THRESHOLD={self.struggle_score_threshold}: "
+                              "must be between 0 and 1 (exclusive)")
         for name in ("rate_limit_default", "rate_limit_login", "rate_limit_login_account",
                      "rate_limit_register", "rate_limit_workflows"):
             _check_limit(name.upper(), getattr(self, name))
@@ -168,7 +207,8 @@ def _instance_secret(instance_path: Path) -> str:
 
 
 def _coerce(name: str, value: str, typ: object) -> object:
-    typ = {"int": int, "float": float, "bool": bool, "str": str, "Path": Path}.get(str(typ), typ)
+    typ = {"int": int, "float": float, "bool": bool, "bool | None": bool, "str": str,
+           "Path": Path}.get(str(typ), typ)
     try:
         if typ is bool:
             lowered = value.strip().lower()
@@ -197,3 +237,136 @@ def _check_limit(name: str, value: str) -> None:
     except ValueError:
         raise ConfigError(f"{name}={value!r}: expected Flask-Limiter notation such as "
                           "'10 per minute' (several separated by ';')") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***`, for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def _check_instance_path(path: Path) -> None:
+    """The instance directory must exist (or be creatable) and be writable: it holds the key."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: exists and is not a directory; "
+                          "expected a writable directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: cannot create the directory "
+                          f"({exc.strerror or exc.__class__.__name__}); expected a writable directory") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: the directory is not writable by this "
+                          "user; expected a writable directory")
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"DATABASE_URL={redact_url(url)!r}: not a SQLAlchemy URL; expected e.g. "
+                          "postgresql+psycopg://user:pass@host:5432/db or sqlite:////path/aura.db") from None
+
+
+def _check_redis_url(url: str) -> None:
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"REDIS_URL={shown!r}: not a URL; expected redis://[:password@]host[:port]") from None
+    if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
+        raise ConfigError(f"REDIS_URL={shown!r}: expected redis://[:password@]host[:port] "
+                          "(or rediss:// for TLS)")
+    if parts.path.strip("/") or "db=" in parts.query:
+        raise ConfigError(f"REDIS_URL={shown!r}: must not name a database number; set REDIS_AUTH_DB "
+                          "and REDIS_RATE_LIMIT_DB instead (e.g. redis://host:6379)")
+
+
+@dataclass(frozen=True)
+class GunicornSettings:
+    """The Gunicorn settings gunicorn.conf.py reads, validated like the app's."""
+
+    bind: str
+    workers: int
+    threads: int
+    timeout: int
+    graceful_timeout: int
+    max_requests: int
+    max_requests_jitter: int
+    preload: bool
+    access_log: str | None
+    control_socket: str | None
+    worker_tmp_dir: str | None
+    metrics_port: int  # the master's metrics listener (0: none)
+
+
+def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSettings:
+    """Read and validate the GUNICORN_* variables and WEB_CONCURRENCY."""
+    env = os.environ if environ is None else environ
+
+    def integer(name: str, default: int, minimum: int) -> int:
+        value = env.get(name, "")
+        if value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise ConfigError(f"{name}={value!r}: expected an integer of at least {minimum}")
+        return number
+
+    bind = env.get("GUNICORN_BIND", "") or "127.0.0.1:8000"
+    _check_bind(bind)
+    preload = env.get("GUNICORN_PRELOAD", "") or "true"
+    preload_value = _coerce("GUNICORN_PRELOAD", preload, bool)
+    tmp_dir = env.get("GUNICORN_WORKER_TMP_DIR", "") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    if env.get("GUNICORN_WORKER_TMP_DIR") and not os.path.isdir(tmp_dir):
+        raise ConfigError(f"GUNICORN_WORKER_TMP_DIR={tmp_dir!r}: not a directory; expected an "
+                          "existing writable directory (tmpfs preferred)")
+    return GunicornSettings(
+        bind=bind,
+        workers=integer("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1),
+        threads=integer("GUNICORN_THREADS", 1, 1),
+        timeout=integer("GUNICORN_TIMEOUT", 30, 0),
+        graceful_timeout=integer("GUNICORN_GRACEFUL_TIMEOUT", 30, 0),
+        max_requests=integer("GUNICORN_MAX_REQUESTS", 10000, 0),
+        max_requests_jitter=integer("GUNICORN_MAX_REQUESTS_JITTER", 1000, 0),
+        preload=bool(preload_value),
+        access_log=env.get("GUNICORN_ACCESS_LOG", "-") or None,
+        control_socket=env.get("GUNICORN_CONTROL_SOCKET") or None,
+        worker_tmp_dir=tmp_dir,
+        metrics_port=integer("METRICS_PORT", 0, 0),
+    )
+
+
+def _check_bind(bind: str) -> None:
+    if bind.startswith("unix:") and len(bind) > 5:
+        return
+    host, sep, port = bind.rpartition(":")
+    if sep and host and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise ConfigError(f"GUNICORN_BIND={bind!r}: expected HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH")
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> tuple[Settings, GunicornSettings]:
+    """Validate every setting of the README table (the app's and Gunicorn's)."""
+    return Settings.from_env(environ), gunicorn_settings(environ)
+
+
+def exit_on_config_error(exc: ConfigError) -> None:
+    """Stop the process with one line naming the variable: no traceback, exit status 2."""
+    message = " ".join(str(exc).split())  # one line, whatever the message held
+    print(f"aura: configuration error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, has_app_context, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -26,6 +26,10 @@ HTTP_ERROR_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+# Which key a Flask-Limiter limit counts by, named by its key function (aura.api.rate_limits).
+LIMIT_SCOPES = {"client_address": "client address", "account_key": "account", "user_key": "user"}
 
 
 class ServiceUnavailable(Exception):
@@ -68,7 +72,22 @@ def http_exception_response(exc: HTTPException) -> Response:
         headers["Allow"] = ", ".join(exc.valid_methods)
     if status == 422 and details and not data.get("message"):
         message = "The request body is not valid; see details for each field."
+    if status == 429 and getattr(exc, "limit", None) is not None:
+        message, details = _rate_limit_text(exc.limit)
+    if status == 413 and not data.get("message") and has_app_context():
+        maximum = current_app.config.get("MAX_CONTENT_LENGTH")
+        if maximum:
+            message = f"The request body is larger than the limit of {maximum} bytes (MAX_CONTENT_LENGTH)."
+            details = {"limit_bytes": maximum}
     return error_response(status, data.get("error"), message, details, headers)
+
+
+def _rate_limit_text(limit: Any) -> tuple[str, dict[str, str]]:
+    """Which limit applied (a Flask-Limiter RuntimeLimit), in words and as details."""
+    applied = str(limit.limit)  # e.g. "3 per 1 hour"
+    scope = LIMIT_SCOPES.get(getattr(limit.key_func, "__name__", ""), "client address")
+    return (f"Too many requests: the limit of {applied} per {scope} was reached; retry after the "
+            "seconds in Retry-After.", {"limit": applied, "per": scope})
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -93,5 +112,9 @@ def register_errorhandlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return http_exception_response(exc)
-        log.exception("unhandled error")
+        from aura.infra.logs import request_context
+
+        context = request_context()
+        log.exception("unhandled error in %s %s (route %s, request id %s)", context.get("method"),
+                      context.get("path"), context.get("route"), context.get("request_id"))
         return error_response(500, "internal_error", "An unexpected error occurred.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aura.extensions import db
@@ -69,4 +69,9 @@ class WorkflowRun(db.Model):
     workflow_type: Mapped[str] = mapped_column(String(16), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     result: Mapped[dict] = mapped_column(JSON)
+    # The verdict (audit: pass/fail/remediation_required; struggle: struggling/not_struggling),
+    # a column so that listings can filter on it.
+    status: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_workflow_runs_user_created", "user_id", "created_at", "id"),)

@@ -256,7 +256,7 @@ def login(url: str) -> str:
     token = r.json()["access_token"]
     r = requests.post(f"{url}/api/v1/workflows/audit", json=AUDIT_BODY,
                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    if r.status_code != 200:
+    if r.status_code != 201:
         raise RuntimeError(f"audit: {r.status_code} {r.text}")
     return token
 

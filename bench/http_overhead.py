@@ -6,7 +6,7 @@ Gunicorn). Variants of the same app, all built by `create_app`:
 
     uninstrumented   METRICS_ENABLED=false
     instrumented     METRICS_ENABLED=true (what production runs)
-    http only        uninstrumented + aura.metrics.http.install without the pool sampler
+    http only        uninstrumented + aura.instrumentation.http.install without the pool sampler
     http, no record  the same, with recording replaced by a no-op: the middleware's own cost
     request class    uninstrumented + only the request class that hands the rule to the middleware
 
@@ -86,7 +86,7 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     """The variants, in a process whose metric files are named like a Gunicorn worker's."""
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "metrics"))
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
-    from aura.metrics.multiproc import install_value_class, use_worker_identifier
+    from aura.metrics import install_value_class, use_worker_identifier
 
     install_value_class()  # as gunicorn.conf.py does in the master
     use_worker_identifier(f"{os.getpid()}-1")  # as post_fork does in each worker
@@ -98,8 +98,8 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     apps = {"uninstrumented": create_app(dict(common, metrics_enabled=False)),
             "instrumented": create_app(dict(common, metrics_enabled=True))}
     if breakdown:
-        from aura.metrics.http import _request_class
-        from aura.metrics.http import install as install_http
+        from aura.instrumentation.http import _request_class
+        from aura.instrumentation.http import install as install_http
 
         apps["http only"] = create_app(dict(common, metrics_enabled=False))
         install_http(apps["http only"])

@@ -34,7 +34,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 from prometheus_client.utils import floatToGoString  # noqa: E402
 
-from aura.metrics import multiproc  # noqa: E402
+import aura.metrics as multiproc  # noqa: E402
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ENDPOINTS = tuple(f"/api/v1/resource{i}" for i in range(10))
@@ -101,8 +101,8 @@ def _aura(directory):
 
 def _clear_caches() -> None:
     # A fresh process: no parsed archive, no parsed keys.
-    multiproc._archive_cache.clear()
-    multiproc._key_cache.clear()
+    multiproc.collector._archive_cache.clear()
+    multiproc.archive._key_cache.clear()
 
 
 def run_one(dead: int, live: int, runs: int, base: str, off_runs: int | None = None) -> dict:

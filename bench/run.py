@@ -35,7 +35,7 @@ BENCH = ROOT / "bench"
 # The issue's targets.
 SCRAPE_MAX_RATIO = 1.5  # /metrics after 1000 recycled workers vs fresh, merging on
 THROUGHPUT_MIN_RATIO = 0.95  # instrumented / uninstrumented requests/s, GET /healthz
-OVERHEAD_MAX_US = 15.0  # in-process instrumentation cost per request
+OVERHEAD_MAX_US = 10.0  # µs; the Gunicorn-saturation issue tightened it from 15 (busy gauge and time added)
 
 # Full run and a quick smoke run (same steps, smaller numbers; not for figures).
 PROFILES = {

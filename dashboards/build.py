@@ -6,7 +6,8 @@
 Outputs (committed, never edited by hand):
 
 - k8s/monitoring/grafana/dashboards/authentication-metrics.json and workflow-metrics.json:
-  the panels of the monitoring spec, with its titles in its order. Uploaded through Grafana's
+  the panels of the monitoring spec, with its titles in its order; service.json ("Aura
+  service"): traffic, Gunicorn worker saturation, memory and CPU, pools. Uploaded through Grafana's
   Dashboards -> Import (their `__inputs` ask for the Prometheus datasource) and provisioned
   by k8s/monitoring (a datasource variable of the same name, DS_PROMETHEUS, stands in for the
   import input there, defaulting to the default Prometheus datasource).
@@ -62,13 +63,15 @@ def rate_by(metric: str, by: str, selector: str = "") -> str:
     return f"sum by ({by}) (rate({metric}{selector}[{RATE_WINDOW}]))"
 
 
-def quantiles(histogram: str, by: str = "", legend: str = "") -> tuple[Target, ...]:
+def quantiles(histogram: str, by: str = "", legend: str = "",
+              selector: str = "") -> tuple[Target, ...]:
     """P50, P95 and P99 of a histogram over all pods, optionally split by labels."""
     group = f"le, {by}" if by else "le"
     prefix = f"{legend} " if legend else ""
     return tuple(
         Target(
-            f"histogram_quantile({q}, sum by ({group}) (rate({histogram}_bucket[{RATE_WINDOW}])))",
+            f"histogram_quantile({q}, sum by ({group}) "
+            f"(rate({histogram}_bucket{selector}[{RATE_WINDOW}])))",
             f"{prefix}p{round(q * 100)}",
         )
         for q in PERCENTILES
@@ -168,6 +171,123 @@ WORKFLOW_PANELS = (
 )
 
 
+# --- The service dashboard: how each pod's Gunicorn copes with its traffic ---------------------
+# Not from the spec (which has the two dashboards above): what an operator looks at when the
+# API is slow or failing. Every selector says job="aura": the process_* and gunicorn_* names are
+# generic, and Prometheus's own process_* series (job="prometheus") must not mix in.
+
+AURA = '{job="aura"}'
+
+
+def aura(selector: str = "") -> str:
+    """A selector scoped to the Aura job, with extra matchers (e.g. 'reason="timeout"')."""
+    return f'{{job="aura", {selector}}}' if selector else AURA
+
+
+def utilisation(by: str = "") -> str:
+    """Busy worker-seconds per second over live workers: 0 idle, 1 every worker always busy.
+
+    Both sides are summed before dividing, so the ratio is the pool's (per pod with by="pod",
+    the whole service without), not an average of per-worker ratios.
+    """
+    group = f" by ({by})" if by else ""
+    return (f"sum{group} (rate(gunicorn_worker_busy_seconds_total{AURA}[{RATE_WINDOW}]))"
+            f" / sum{group} (gunicorn_workers{AURA})")
+
+
+def error_ratio_by_endpoint() -> str:
+    """5xx responses over all responses per route; `or 0 * ...` gives routes without 5xx a 0."""
+    server_errors = rate_by("http_requests_total", "endpoint", aura('status_code=~"5.."'))
+    everything = rate_by("http_requests_total", "endpoint", AURA)
+    return f"({server_errors} or 0 * {everything}) / {everything}"
+
+
+SERVICE_PANELS = (
+    Panel("timeseries", "Request Rate by Endpoint",
+          "HTTP requests per second by matched route, all pods.",
+          (Target(rate_by("http_requests_total", "endpoint", AURA), "{{endpoint}}"),),
+          unit="reqps"),
+    Panel("timeseries", "Server Error Ratio by Endpoint",
+          "Share of each route's responses that are 5xx, all pods (0 for routes without any: "
+          "a line at zero rather than no data).",
+          (Target(error_ratio_by_endpoint(), "{{endpoint}}"),),
+          unit="percentunit"),
+    Panel("timeseries", "Request Latency",
+          "P50, P95 and P99 request duration over all routes and pods (time in the worker; "
+          "the wait before it is under Queue Time).",
+          quantiles("http_request_duration_seconds", selector=AURA),
+          unit="s"),
+    Panel("timeseries", "Request Latency p95 by Endpoint",
+          "95th percentile request duration per route, all pods.",
+          (Target(f"histogram_quantile(0.95, sum by (le, endpoint) "
+                  f"(rate(http_request_duration_seconds_bucket{AURA}[{RATE_WINDOW}])))",
+                  "{{endpoint}}"),),
+          unit="s"),
+    Panel("timeseries", "Worker Utilisation",
+          "Share of worker time spent handling requests: busy seconds per second over live "
+          "workers, per pod and for the service. Near 1, new requests wait for a worker "
+          "(see Listen Backlog and Queue Time); the HPA adds pods above 0.7.",
+          (Target(utilisation("pod"), "{{pod}}"), Target(utilisation(), "all pods")),
+          unit="percentunit"),
+    Panel("timeseries", "Busy and Live Workers",
+          "Workers handling a request at scrape time, and workers alive, per pod.",
+          (Target(f"sum by (pod) (gunicorn_workers_busy{AURA})", "{{pod}} busy"),
+           Target(f"sum by (pod) (gunicorn_workers{AURA})", "{{pod}} alive"))),
+    Panel("timeseries", "Listen Backlog",
+          "Connections accepted by the kernel and waiting for a free worker, per pod, and the "
+          "backlog's size: connections beyond it are refused.",
+          (Target(f"sum by (pod) (gunicorn_listen_backlog{AURA})", "{{pod}}"),
+           Target(f"max(gunicorn_listen_backlog_limit{AURA})", "limit"))),
+    Panel("timeseries", "Queue Time",
+          "P50, P95 and P99 of the time from the proxy's X-Request-Start to a worker starting "
+          "the request: what clients wait on top of Request Latency.",
+          quantiles("http_request_queue_seconds", selector=AURA),
+          unit="s"),
+    Panel("timeseries", "Worker Exits by Reason",
+          "Gunicorn workers ending, per minute, by reason: max_requests (planned recycling), "
+          "timeout (killed after GUNICORN_TIMEOUT), crash, shutdown.",
+          (Target(f"sum by (reason) (rate(gunicorn_worker_exits_total{AURA}[{RATE_WINDOW}])) * 60",
+                  "{{reason}}"),),
+          unit="opm"),
+    Panel("timeseries", "Memory per Pod",
+          "Each pod's memory (the sum of its processes' PSS, so shared pages count once) and "
+          "its largest live worker's unique memory (USS: what that worker alone holds).",
+          (Target(f"sum by (pod) (process_resident_memory_bytes{AURA})", "{{pod}} total (PSS)"),
+           Target(f"max by (pod) (aura_worker_unique_memory_bytes_max{AURA})",
+                  "{{pod}} largest worker (USS)")),
+          unit="bytes"),
+    Panel("timeseries", "CPU per Pod",
+          "CPU seconds per second (cores) used by each pod's Gunicorn, master and workers "
+          "together, exited workers included.",
+          (Target(f"sum by (pod) (rate(process_cpu_seconds_total{AURA}[{RATE_WINDOW}]))",
+                  "{{pod}}"),)),
+    Panel("timeseries", "Open File Descriptors",
+          "File descriptors open in each pod's Gunicorn processes (sockets, metric files, "
+          "pool connections).",
+          (Target(f"sum by (pod) (process_open_fds{AURA})", "{{pod}}"),)),
+    Panel("timeseries", "Connection Pools",
+          "Redis connections per logical database and SQL connections, active and idle, summed "
+          "over all workers of all pods.",
+          (Target(f"sum by (database) (redis_connections_active{AURA})", "redis {{database}} active"),
+           Target(f"sum by (database) (redis_connections_idle{AURA})", "redis {{database}} idle"),
+           Target(f"sum(database_connections_active{AURA})", "database active"),
+           Target(f"sum(database_connections_idle{AURA})", "database idle"))),
+    Panel("timeseries", "Database Query Latency",
+          "P50, P95 and P99 SQL statement duration by operation.",
+          quantiles("database_query_duration_seconds", by="operation", legend="{{operation}}",
+                    selector=AURA),
+          unit="s"),
+    Panel("timeseries", "Redis Errors",
+          "Redis errors per second by logical database and kind, and a zero line per database "
+          "(the counter has no series until a first error). Token checks fail closed, so "
+          "logins and refreshes answer 503 while errors persist.",
+          (Target(f"{rate_by('redis_connection_errors_total', 'database, error_type', AURA)}"
+                  f" or 0 * sum by (database) (redis_connections_active{AURA})",
+                  "{{database}} {{error_type}}"),),
+          unit="ops"),
+)
+
+
 @dataclass(frozen=True)
 class Dashboard:
     """One dashboard file."""
@@ -186,6 +306,10 @@ DASHBOARDS = (
     Dashboard("workflow-metrics.json", "aura-workflows", "Workflow Metrics",
               "Aura LangGraph workflows: executions, struggle detection, code audit results.",
               WORKFLOW_PANELS),
+    Dashboard("service.json", "aura-service", "Aura service",
+              "Aura's Gunicorn pods: traffic, errors, latency, worker saturation and queueing, "
+              "worker exits, memory, CPU, connection pools, database and Redis.",
+              SERVICE_PANELS),
 )
 
 

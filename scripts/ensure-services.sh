@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the tests need is installed and running: Redis, promtool/Prometheus, nginx and
 # (when asked with --postgres) PostgreSQL. Installs Debian packages only where missing.
+# --install-only: install what is missing, start nothing.
 set -euo pipefail
 
 need_apt=()
@@ -19,6 +20,7 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   # The packages' own services may not start in a container; we start what we need below.
 fi
+[[ "${1:-}" == "--install-only" ]] && exit 0   # make demo starts (and stops) its own Redis
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "starting redis-server on 127.0.0.1:6379"

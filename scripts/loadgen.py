@@ -5,7 +5,8 @@ Registrations (some duplicates), logins (good, bad password, unknown email, an i
 account), refresh, logout, reuse of revoked tokens, expired tokens, rate-limit breaches, and
 struggle and audit runs covering every violation type and all three audit statuses. A progress
 bar on stderr while it runs, a summary table at the end. Targets must be loopback addresses
-unless --allow-remote is given.
+unless --allow-remote is given. Ctrl-C (SIGINT) or SIGTERM stops it at once: no new request
+starts, the bar stops, the table so far is printed, and it exits as interrupted (SIGINT).
 
     .venv/bin/python scripts/loadgen.py --url http://127.0.0.1:8000 --requests 2000 --seconds 60
     (repeat --url to spread the load over several instances)
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -73,9 +76,10 @@ class Load:
         self.tally: Counter = Counter()
         self.run_id = uuid.uuid4().hex[:8]
         self.users: list[str] = []
+        self.stopped = threading.Event()  # set by Ctrl-C / SIGTERM, or when the run is over
 
     def budget_left(self) -> bool:
-        return self.sent < self.args.requests and time.monotonic() < self.deadline
+        return not self.stopped.is_set() and self.sent < self.args.requests and time.monotonic() < self.deadline
 
     def call(self, action: str, method: str, path: str, *, pin: bool = False,
              **kwargs) -> requests.Response | None:
@@ -91,6 +95,9 @@ class Load:
         kwargs.setdefault("timeout", 15)
         headers = kwargs.pop("headers", {})
         headers["Connection"] = "close"  # spread requests over every worker
+        # As the proxy in front of Aura stamps it (nginx: t=${msec}); the app reads it only when it
+        # trusts a proxy (TRUSTED_PROXY_COUNT), and then records http_request_queue_seconds.
+        headers["X-Request-Start"] = f"t={time.time():.3f}"
         try:
             response = requests.request(method, base + path, headers=headers, **kwargs)
         except requests.RequestException as exc:
@@ -109,10 +116,10 @@ class Load:
             bar = "#" * int(done * width)
             print(f"\r[{bar:<{width}}] {self.sent}/{self.args.requests} requests, {left:4.0f}s left",
                   end="", file=sys.stderr, flush=True)
-            if not self.budget_left() or getattr(self, "finished", False):
+            if not self.budget_left():
                 print(file=sys.stderr)
                 return
-            time.sleep(0.2)
+            self.stopped.wait(0.2)
 
 
 def login(load: Load, email: str, password: str = PASSWORD, action: str = "login",
@@ -143,6 +150,8 @@ def setup(load: Load) -> str | None:
 
 def session_story(load: Load, rng: random.Random) -> None:
     """One user's session: login, me, workflows, refresh, logout, reuse of revoked tokens."""
+    if not load.users:
+        return
     email = rng.choice(load.users)
     tokens = login(load, email)
     if not tokens:
@@ -227,6 +236,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     load = Load(args)
     load.started = time.monotonic()
+    interrupted: list[int] = []
+
+    def stop(signum, _frame):
+        interrupted.append(signum)
+        load.stopped.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     bar = None if args.quiet else threading.Thread(target=load.progress, daemon=True)
     if bar:
         bar.start()
@@ -237,25 +254,40 @@ def main(argv: list[str] | None = None) -> dict:
                for n in range(args.burst_threads)]
     threads += [threading.Thread(target=worker, args=(load, n, early)) for n in range(args.concurrency)]
     for t in threads:
+        t.daemon = True  # a request in flight when interrupted must not hold up the exit
         t.start()
     for t in threads:
-        t.join()
-    load.finished = True
+        while t.is_alive() and not load.stopped.is_set():
+            t.join(0.2)
+    load.stopped.set()
     if bar:
         bar.join(2)
+    if interrupted:  # threads in a request get 2 s in all to finish it; then they are left behind
+        deadline = time.monotonic() + 2
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     table: dict[str, dict[str, int]] = {}
-    for (action, status), count in sorted(load.tally.items()):
+    with load.lock:
+        tally = sorted(load.tally.items())
+    for (action, status), count in tally:
         table.setdefault(action, {})[status] = count
     width = max(len(a) for a in table) if table else 10
     print(f"\n{'action':<{width}}  statuses")
     for action, statuses in table.items():
         print(f"{action:<{width}}  " + "  ".join(f"{s}: {n}" for s, n in statuses.items()))
-    print(f"{'total':<{width}}  {sum(load.tally.values())} requests in "
+    print(f"{'total':<{width}}  {sum(count for _, count in tally)} requests in "
           f"{time.monotonic() - load.started:.1f}s")
+    if interrupted:
+        print("interrupted: load stopped")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(table, out, indent=2)
+    if interrupted and __name__ == "__main__":
+        # Die of the signal, so the calling shell (make demo) knows it was interrupted.
+        sys.stdout.flush()
+        signal.signal(interrupted[0], signal.SIG_DFL)
+        os.kill(os.getpid(), interrupted[0])
     return table
 
 

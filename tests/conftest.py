@@ -129,10 +129,11 @@ def gunicorn(tmp_path, server_env):
     """Start Gunicorn instances with settings; each is stopped after the test."""
     started: list[Gunicorn] = []
 
-    def start(workers: int = 4, env: dict | None = None, **settings: str) -> Gunicorn:
-        server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, **settings)
+    def start(workers: int = 4, env: dict | None = None, cli: bool = False, ready_path: str = "/healthz",
+              app: str = "wsgi:app", **settings: str) -> Gunicorn:
+        server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, cli=cli, app=app, **settings)
         started.append(server)
-        return server.start()
+        return server.start(ready_path=ready_path)
 
     yield start
     for server in started:

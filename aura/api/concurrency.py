@@ -24,11 +24,12 @@ import time
 import uuid
 
 import redis
-from flask import current_app
+from flask import current_app, request
 
 from aura.auth.jwt import current_user_id
 from aura.errors import error_response
 from aura.infra.redis import AUTH_DB, record_error
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.concurrency")
 
@@ -65,9 +66,14 @@ def per_user_concurrency(view):
             record_error(AUTH_DB, exc)
             return view(*args, **kwargs)  # fail open, see the module docstring
         if not acquired:
+            from aura.api.rate_limits import client_address
+
+            recorder.rate_limit_hit(request.url_rule.rule, client_address())
             return error_response(429, "too_many_concurrent_requests",
                                   f"At most {limit} workflow requests of one user run at once; "
-                                  "retry when one has finished.", headers={"Retry-After": "1"})
+                                  "retry when one has finished.",
+                                  {"limit": f"{limit} at once", "per": "user"},
+                                  headers={"Retry-After": "1"})
         try:
             return view(*args, **kwargs)
         finally:

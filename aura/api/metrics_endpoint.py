@@ -7,8 +7,8 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from aura import metrics
 from aura.errors import error_response
+from aura.instrumentation import recorder
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger("aura.metrics")
@@ -17,7 +17,7 @@ log = logging.getLogger("aura.metrics")
 @bp.get("/metrics")
 def scrape():
     """Every worker's metrics, aggregated per scrape; 404 when prometheus-client is absent."""
-    if not metrics.ENABLED:
+    if not recorder.enabled:
         return error_response(404, "not_found", "Metrics are disabled: prometheus-client is not installed.")
     settings = current_app.config["AURA"]
     if settings.metrics_auth_token:
@@ -26,8 +26,7 @@ def scrape():
         if not hmac.compare_digest(presented.encode(), expected.encode()):
             return error_response(401, "unauthorized", "A valid Bearer token is required for /metrics.",
                                   headers={"WWW-Authenticate": "Bearer"})
-    from aura.metrics.exposition import render
-    from aura.metrics.multiproc import MetricsDirectoryError, MetricsLockTimeout
+    from aura.metrics import MetricsDirectoryError, MetricsLockTimeout, render
 
     try:
         body, headers = render(settings.prometheus_multiproc_dir, request.headers.get("Accept"),

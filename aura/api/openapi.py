@@ -6,7 +6,10 @@ OpenAPI document, so the document cannot drift from what the API enforces.
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
+from apispec import BasePlugin
 from flask_smorest import Api
 
 from aura.errors import http_exception_response
@@ -20,6 +23,22 @@ class ErrorSchema(ma.Schema):
     details = ma.fields.Dict(metadata={"description": "Per-field validation errors"})
 
 
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                 "description": "An access token from POST /api/v1/auth/login (a refresh token for "
+                                "POST /api/v1/auth/refresh)"}
+
+
+class OperationIdPlugin(BasePlugin):
+    """Give every operation an `operationId` (method + path), which generated clients name methods by."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        """e.g. GET /api/v1/workflows/audit/{run_id} -> get_workflows_audit_by_run_id."""
+        words = [("by_" + w[1:-1]) if w.startswith("{") else w
+                 for w in (path or "").removeprefix("/api/v1").split("/") if w]
+        for method, operation in (operations or {}).items():
+            operation.setdefault("operationId", re.sub(r"\W", "_", "_".join([method, *words])))
+
+
 class AuraApi(Api):
     """Api whose HTTP errors are rendered by `aura.errors`."""
 
@@ -28,6 +47,11 @@ class AuraApi(Api):
     def handle_http_exception(self, error):
         """Render an HTTPException in the project's error shape."""
         return http_exception_response(error)
+
+    def init_app(self, app, *, spec_kwargs=None):
+        """Bind to the app; the document defines the bearer scheme its operations name."""
+        super().init_app(app, spec_kwargs={"extra_plugins": [OperationIdPlugin()], **(spec_kwargs or {})})
+        self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
 
 
 def document_errors(blp, *codes: int):

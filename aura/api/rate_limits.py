@@ -17,14 +17,12 @@ from flask_limiter import Limiter
 from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from aura import metrics
 from aura.auth.emails import normalise
 from aura.errors import error_response
 from aura.infra.rate_limit_storage import FailoverRedisStorage
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.rate_limit")
-
-OVERFLOW_CLIENT_ID = "other"
 
 
 def client_address() -> str:
@@ -44,9 +42,9 @@ def user_key() -> str:
 
 
 def _is_limited() -> bool:
-    """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document are not."""
+    """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document and docs are not."""
     return request.url_rule is not None and request.path.startswith("/api/v1/") \
-        and not request.path.endswith("/openapi.json")
+        and not request.path.endswith("/openapi.json") and request.path != "/api/v1/docs"
 
 
 def _setting(name: str):
@@ -62,23 +60,6 @@ workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_k
 @limiter.request_filter
 def _exempt() -> bool:
     return not _is_limited()
-
-
-class ClientIds:
-    """Bounded `client_id` label values: the first N distinct clients, then one overflow value."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.seen: set[str] = set()
-
-    def label(self, client: str) -> str:
-        """The label for this client."""
-        if client in self.seen:
-            return client
-        if len(self.seen) < self.cap:
-            self.seen.add(client)
-            return client
-        return OVERFLOW_CLIENT_ID
 
 
 class LoginAccountGuard:
@@ -121,10 +102,12 @@ class LoginAccountGuard:
             self._taken = []  # a probe's failure does not count again
             return None
         reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
-        metrics.rate_limit_hit(request.url_rule.rule,
-                               current_app.extensions["aura.client_ids"].label(client_address()))
-        return error_response(429, "rate_limited", "Too many failed logins for this account; "
-                              "try again later.",
+        recorder.rate_limit_hit(request.url_rule.rule, client_address())
+        applied = str(longest)  # e.g. "20 per 1 hour"
+        return error_response(429, "rate_limited", f"Too many requests: the limit of {applied} failed "
+                              "logins per account was reached, and this client address has had its "
+                              "one try at the account; retry after the seconds in Retry-After.",
+                              {"limit": applied, "per": "account"},
                               headers={"Retry-After": str(max(1, int(reset - time.time())))})
 
     def not_a_failure(self) -> None:
@@ -161,16 +144,15 @@ def init_rate_limiting(app: Flask) -> None:
         RATELIMIT_KEY_PREFIX="aura",
         RATELIMIT_HEADERS_ENABLED=True,
     )
-    client_ids = ClientIds(settings.rate_limit_max_client_ids)
-    app.extensions["aura.client_ids"] = client_ids
+    recorder.bound_client_ids(settings.rate_limit_max_client_ids)
 
     @app.before_request
     def _count_evaluated():  # registered before the limiter's own check, so 429s count too
         if limiter.enabled and _is_limited():
-            metrics.rate_limit_request(request.url_rule.rule)
+            recorder.rate_limit_request(request.url_rule.rule)
 
     def _on_breach(_limit) -> None:
-        metrics.rate_limit_hit(request.url_rule.rule, client_ids.label(client_address()))
+        recorder.rate_limit_hit(request.url_rule.rule, client_address())
 
     limiter._on_breach = _on_breach
     limiter.init_app(app)

@@ -135,6 +135,7 @@ class StruggleResultSchema(ma.Schema):
     score = ma.fields.Float(required=True)
     signals = ma.fields.Dict(required=True, metadata={"description": "Why: each signal and the threshold"})
     recommendations = ma.fields.List(ma.fields.Nested(RecommendationSchema), required=True)
+    created_at = UtcDateTime(required=True)
 
 
 class AuditFileSchema(ma.Schema):
@@ -182,3 +183,38 @@ class AuditResultSchema(ma.Schema):
                        "per type and 200 in all are listed)"})
     violation_counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True,
                                       metadata={"description": "Every finding by type, listed or not"})
+    created_at = UtcDateTime(required=True)
+
+
+WORKFLOW_TYPES = ("struggle", "audit")
+RUN_STATUSES = ("struggling", "not_struggling", "pass", "fail", "remediation_required")
+
+
+class RunListQuerySchema(ma.Schema):
+    """Query of GET /api/v1/workflows: filters, page size and the cursor of the previous page."""
+
+    type = ma.fields.String(validate=validate.OneOf(WORKFLOW_TYPES))
+    status = ma.fields.String(validate=validate.OneOf(RUN_STATUSES))
+    limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = ma.fields.String(validate=validate.Length(min=1, max=200),
+                              metadata={"description": "next_cursor of the previous page"})
+
+
+class RunSummarySchema(ma.Schema):
+    """One stored run in a listing; its full result is at `url`."""
+
+    id = ma.fields.String(required=True)
+    type = ma.fields.String(required=True, validate=validate.OneOf(WORKFLOW_TYPES))
+    status = ma.fields.String(required=True, allow_none=True,
+                              metadata={"description": "The verdict: struggling/not_struggling or "
+                                                       "pass/fail/remediation_required"})
+    created_at = UtcDateTime(required=True)
+    url = ma.fields.String(required=True)
+
+
+class RunListSchema(ma.Schema):
+    """A page of runs, newest first."""
+
+    runs = ma.fields.List(ma.fields.Nested(RunSummarySchema), required=True)
+    next_cursor = ma.fields.String(required=True, allow_none=True,
+                                   metadata={"description": "Pass as `cursor` for the next page; null at the end"})

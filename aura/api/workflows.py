@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
@@ -12,11 +12,13 @@ from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
     AuditInputSchema,
     AuditResultSchema,
+    RunListQuerySchema,
+    RunListSchema,
     StruggleInputSchema,
     StruggleResultSchema,
 )
 from aura.auth.jwt import current_user_id
-from aura.errors import error_response
+from aura.errors import ServiceUnavailable, error_response
 from aura.services import workflow_runs
 from aura.workflows import AuditLimitError, WorkflowInputError
 
@@ -25,16 +27,24 @@ blp = Blueprint("workflows", __name__, url_prefix="/api/v1/workflows",
 
 BEARER = [{"bearerAuth": []}]
 _SCHEMAS = {"struggle": StruggleResultSchema, "audit": AuditResultSchema}
+_RESULT_ENDPOINTS = {"struggle": "workflows.struggle_result", "audit": "workflows.audit_result"}
+LOCATION = {"Location": {"description": "Where the stored result can be read again",
+                         "schema": {"type": "string"}}}
 
 
 def _errors(*codes: int):
     return document_errors(blp, *codes)
 
 
+def _result_url(workflow_type: str, run_id: str) -> str:
+    return url_for(_RESULT_ENDPOINTS[workflow_type], run_id=run_id)
+
+
 def _run(workflow_type: str, body: dict):
     try:
-        return workflow_runs.execute(workflow_type, body, current_user_id(),
-                                     current_app.config["AURA"])
+        result = workflow_runs.execute(workflow_type, body, current_user_id(),
+                                       current_app.config["AURA"])
+        return result, 201, {"Location": _result_url(workflow_type, result["id"])}
     except WorkflowInputError as exc:
         return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})
     except AuditLimitError as exc:
@@ -52,7 +62,7 @@ def _run(workflow_type: str, body: dict):
 @per_user_concurrency
 @workflow_limit
 @blp.arguments(StruggleInputSchema)
-@blp.response(200, StruggleResultSchema)
+@blp.response(201, StruggleResultSchema, headers=LOCATION)
 @blp.doc(security=BEARER)
 @_errors(400, 401, 413, 415, 422, 429, 500, 503)
 def struggle(body):
@@ -65,12 +75,35 @@ def struggle(body):
 @per_user_concurrency
 @workflow_limit
 @blp.arguments(AuditInputSchema)
-@blp.response(200, AuditResultSchema)
+@blp.response(201, AuditResultSchema, headers=LOCATION)
 @blp.doc(security=BEARER)
 @_errors(400, 401, 413, 415, 422, 429, 500, 503)
 def audit(body):
     """Audit Python files for prints, debugger calls, long functions, secrets, bare excepts, eval/exec."""
     return _run("audit", body)
+
+
+@blp.route("", methods=["GET"])
+@jwt_required()
+@workflow_limit
+@blp.arguments(RunListQuerySchema, location="query")
+@blp.response(200, RunListSchema)
+@blp.doc(security=BEARER)
+@_errors(401, 422, 429, 503)
+def list_runs(query):
+    """The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status."""
+    try:
+        user_id = current_user_id()
+        if user_id is None:
+            raise ServiceUnavailable("database")
+        page = workflow_runs.list_runs(user_id, limit=query["limit"],
+                                       cursor=query.get("cursor"), workflow_type=query.get("type"),
+                                       status=query.get("status"))
+    except workflow_runs.InvalidCursor:
+        message = "The cursor is not one this API handed out; start again without it."
+        return error_response(422, "validation_error", message, {"cursor": [message]})
+    runs = [{**run, "url": _result_url(run["type"], run["id"])} for run in page.runs]
+    return {"runs": runs, "next_cursor": page.next_cursor}
 
 
 def _stored(workflow_type: str, run_id: str):

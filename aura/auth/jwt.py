@@ -12,9 +12,9 @@ from flask import Flask, current_app, g, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from aura import metrics
 from aura.errors import error_response
 from aura.extensions import db, jwt
+from aura.instrumentation import recorder
 
 # Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
 _AUTH_ENDPOINTS = {"auth.refresh": "refresh", "auth.logout": "logout"}
@@ -65,12 +65,12 @@ def revocation_store():
 
 
 def _reject(reason: str, status: int = 401):
-    metrics.auth_failure(reason)
+    recorder.auth_failure(reason)
     endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
     if endpoint:
-        metrics.auth_request(endpoint, False)
+        recorder.auth_request(endpoint, False)
         if endpoint == "refresh":
-            metrics.token_refresh(False)
+            recorder.token_refresh(False)
     return error_response(status, reason, _MESSAGES[reason])
 
 

@@ -19,11 +19,11 @@ from flask_jwt_extended import create_access_token, create_refresh_token, decode
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from aura import metrics
 from aura.auth import emails
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import RevocationStore
 from aura.extensions import db
+from aura.instrumentation import recorder
 from aura.models import User
 
 FAMILY = "family"  # token_type of a revoked family in the store
@@ -76,13 +76,13 @@ def register(passwords: Passwords, email: str, password: str) -> User:
         db.session.add(user)
         try:
             db.session.commit()
-            metrics.auth_request("register", True)
-            metrics.registration(True)
+            recorder.auth_request("register", True)
+            recorder.registration(True)
             return user
         except IntegrityError:
             db.session.rollback()
     _fail("register", None)
-    metrics.registration(False)
+    recorder.registration(False)
     raise AuthError(409, "email_taken", "An account with this email (or one that looks the same) "
                     "already exists.")
 
@@ -96,7 +96,7 @@ def login(passwords: Passwords, email: str, password: str, expires_in: int) -> T
     if not user.is_active:
         _fail("login", "inactive_user")
         raise AuthError(403, "inactive_user", "This account is deactivated.")
-    metrics.auth_request("login", True)
+    recorder.auth_request("login", True)
     return _issue(user.public_id, uuid.uuid4().hex, expires_in)
 
 
@@ -105,17 +105,17 @@ def refresh(store: RevocationStore, user: User, claims: dict, expires_in: int,
     """Rotate a refresh token: revoke the presented one, issue a new pair of the same family."""
     if not user.is_active:
         _fail("refresh", "inactive_user")
-        metrics.token_refresh(False)
+        recorder.token_refresh(False)
         raise AuthError(403, "inactive_user", "This account cannot refresh.")
     if not store.revoke(claims["jti"], "refresh", user.id, _expiry(claims)):
         # Another request rotated this token a moment ago: it is spent, and reused.
         revoke_family(store, user.id, claims, family_lifetime)
         _fail("refresh", "revoked_token")
-        metrics.token_refresh(False)
+        recorder.token_refresh(False)
         raise AuthError(401, "revoked_token", "This token has been revoked.")
-    metrics.token_revoked("refresh")
-    metrics.auth_request("refresh", True)
-    metrics.token_refresh(True)
+    recorder.token_revoked("refresh")
+    recorder.auth_request("refresh", True)
+    recorder.token_refresh(True)
     return _issue(user.public_id, claims.get("fam") or uuid.uuid4().hex, expires_in)
 
 
@@ -125,7 +125,7 @@ def revoke_family(store: RevocationStore, user_id: int, claims: dict, lifetime: 
     if not isinstance(family, str) or not family:
         return False  # a token from before families: only itself can be revoked
     if store.revoke(family, FAMILY, user_id, datetime.now(UTC) + timedelta(seconds=lifetime)):
-        metrics.token_revoked("refresh")
+        recorder.token_revoked("refresh")
         return True
     return False
 
@@ -141,17 +141,17 @@ def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str 
             _fail("logout", "invalid_token")
             raise AuthError(401, "invalid_token", "The refresh token belongs to another user.")
     if store.revoke(claims["jti"], "access", user.id, _expiry(claims)):
-        metrics.token_revoked("access")
+        recorder.token_revoked("access")
     revoke_family(store, user.id, claims, family_lifetime)
     if refresh_claims:
         # Counted once per session: a family's revocation stands for its refresh token.
         revoked = store.revoke(refresh_claims["jti"], "refresh", user.id, _expiry(refresh_claims))
         if not refresh_claims.get("fam"):  # a token from before families
             if revoked:
-                metrics.token_revoked("refresh")
+                recorder.token_revoked("refresh")
         elif refresh_claims["fam"] != claims.get("fam"):  # another session of the same user
             revoke_family(store, user.id, refresh_claims, family_lifetime)
-    metrics.auth_request("logout", True)
+    recorder.auth_request("logout", True)
 
 
 def _decode_refresh(token: str) -> dict:
@@ -177,8 +177,8 @@ def _issue(subject: str, family: str, expires_in: int) -> TokenPair:
     claims = {"fam": family}
     pair = TokenPair(create_access_token(subject, additional_claims=claims),
                      create_refresh_token(subject, additional_claims=claims), expires_in)
-    metrics.token_issued("access")
-    metrics.token_issued("refresh")
+    recorder.token_issued("access")
+    recorder.token_issued("refresh")
     return pair
 
 
@@ -188,6 +188,6 @@ def _expiry(claims: dict) -> datetime:
 
 def _fail(endpoint: str, reason: str | None) -> None:
     """Count a failed auth call, and its reason when it is an authentication failure."""
-    metrics.auth_request(endpoint, False)
+    recorder.auth_request(endpoint, False)
     if reason:
-        metrics.auth_failure(reason)
+        recorder.auth_failure(reason)

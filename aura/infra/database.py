@@ -7,7 +7,7 @@ from time import perf_counter
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from aura import metrics
+from aura.instrumentation import recorder
 
 _OPERATIONS = ("select", "insert", "update", "delete")
 
@@ -31,14 +31,14 @@ def instrument_engine(engine: Engine) -> None:
     @event.listens_for(engine, "after_cursor_execute")
     def _stop(conn, cursor, statement, parameters, context, executemany):
         started = conn.info["aura_query_start"].pop()
-        metrics.database_query(operation_of(statement), perf_counter() - started)
+        recorder.database_query(operation_of(statement), perf_counter() - started)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context):
         # A failed statement still took time; drop its start so the stack stays balanced.
         stack = context.connection.info.get("aura_query_start") if context.connection else None
         if stack:
-            metrics.database_query(operation_of(context.statement or ""), perf_counter() - stack.pop())
+            recorder.database_query(operation_of(context.statement or ""), perf_counter() - stack.pop())
 
 
 def pool_counts(engine: Engine) -> tuple[int, int]:

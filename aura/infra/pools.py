@@ -20,10 +20,10 @@ import weakref
 
 from flask import Flask
 
-from aura import metrics
 from aura.extensions import db
 from aura.infra.database import pool_counts
 from aura.infra.redis import AUTH_DB, RATE_LIMIT_DB
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.metrics")
 
@@ -57,12 +57,12 @@ class PoolSampler:
         counts = pool_counts(self.engine)
         if self.last.get("db") != counts:
             self.last["db"] = counts
-            metrics.database_pool(*counts)
+            recorder.database_pool(*counts)
         for name, pool in self.redis_pools:
             counts = redis_pool_counts(pool)
             if self.last.get(name) != counts:
                 self.last[name] = counts
-                metrics.redis_pool(name, *counts)
+                recorder.redis_pool(name, *counts)
 
     def ensure_running(self) -> None:
         """Start the sampling thread in this process unless it runs (threads do not survive fork)."""

@@ -8,8 +8,8 @@ import time
 
 import redis
 
-from aura import metrics
 from aura.config import Settings
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.redis")
 
@@ -100,7 +100,7 @@ def classify_error(exc: BaseException) -> str:
 def record_error(database: str, exc: BaseException) -> None:
     """Count a Redis error against its logical database (not a call the breaker refused)."""
     if not isinstance(exc, CircuitOpen):
-        metrics.redis_error(database, classify_error(exc))
+        recorder.redis_error(database, classify_error(exc))
 
 
 class RedisClients:

@@ -1,19 +1,66 @@
-"""Aura's metrics: record through `aura.metrics.<function>` (see `recording`), never label sets.
+"""Prometheus multiprocess metrics for Gunicorn: exact across workers, bounded as workers recycle.
 
-The recording functions are loaded on first use, not when this package is imported: Gunicorn's
-master imports `aura.metrics.multiproc` from its hooks, and must not create metric values (and
-so metric files of its own) by importing `definitions` as a side effect.
+A self-contained core (it imports nothing else of Aura; Aura's own metrics are in
+``aura.instrumentation``), shaped like prometheus_client:
+
+- ``fileformat``: names and byte layout of what lies in a metrics directory
+- ``values``: how a value is stored (``AuraValue``, ``request_recorder``, worker identity)
+- ``locking``: the directory lock scrapes share and merges take alone
+- ``archive``: dead workers folded into one file (``merge_dead_worker``, ``merge_all_dead``)
+- ``collector``: the scrape (``AuraMultiProcessCollector``)
+- ``directory``: one directory per live instance (``claim_directory``, ``prepare_directory``)
+- ``labels``: client-chosen label values bounded per instance (``SharedLabelValues``)
+- ``gunicorn``: the hooks (``GunicornMetrics``)
+- ``exposition``: a scrape's body and headers (``render``)
+- ``_compat``: every use of prometheus_client's internals, and the version check
+
+The design is in docs/metrics.md ("The multiprocess core").
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
+
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import _compat
+from .archive import MergeStats, mark_worker_dead, merge_all_dead, merge_dead_worker
+from .collector import AuraMultiProcessCollector
+from .directory import Claim, claim_directory, prepare_directory
+from .exposition import render
+from .fileformat import DamagedFileError, worker_identifier
+from .gunicorn import GunicornMetrics
+from .labels import SharedLabelValues
+from .locking import MetricsDirectoryError, MetricsLockTimeout
+from .values import AuraValue, install_value_class, request_recorder, use_worker_identifier
+
+__all__ = [
+    "AuraMultiProcessCollector",
+    "AuraValue",
+    "Claim",
+    "DamagedFileError",
+    "GunicornMetrics",
+    "MergeStats",
+    "MetricsDirectoryError",
+    "MetricsLockTimeout",
+    "SharedLabelValues",
+    "claim_directory",
+    "install_value_class",
+    "mark_worker_dead",
+    "merge_all_dead",
+    "merge_dead_worker",
+    "prepare_directory",
+    "register_collector",
+    "render",
+    "request_recorder",
+    "use_worker_identifier",
+    "worker_identifier",
+]
 
 
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    recording = importlib.import_module("aura.metrics.recording")
-    value = getattr(recording, name)
-    globals()[name] = value  # later lookups are plain module attributes
-    return value
+def register_collector(registry: Any, directory: str) -> None:
+    """Register the collector for ``directory``: Aura's, or the stock one when internals are untested."""
+    if _compat.problem():
+        MultiProcessCollector(registry, directory)
+    else:
+        AuraMultiProcessCollector(registry, directory)

@@ -1,4 +1,4 @@
-"""Render the metrics of this process or of every Gunicorn worker, per scrape."""
+"""A scrape's body and headers: every worker's metrics (or this process's), negotiated like prometheus_client."""
 
 from __future__ import annotations
 
@@ -8,25 +8,47 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 
-def _registry(multiproc_dir: str):
+def _registry(multiproc_dir: str) -> CollectorRegistry:
     """A fresh registry per scrape over all workers' files, or this process's registry."""
     if not multiproc_dir:
         return REGISTRY
-    from aura.metrics.multiproc import AuraMultiProcessCollector
+    from . import register_collector  # the package's choice: Aura's collector or, if untested, stock
+    from .gunicorn import GunicornMetrics
 
     registry = CollectorRegistry()
-    AuraMultiProcessCollector(registry, multiproc_dir)
+    register_collector(registry, multiproc_dir)
+    instance = GunicornMetrics.current
+    if instance is not None and instance.claim.path == multiproc_dir:  # a process of that instance
+        for collector in instance.collectors():
+            registry.register(collector)
     return registry
 
 
-def render(
-    multiproc_dir: str, accept: str | None, accept_encoding: str | None
-) -> tuple[bytes, dict[str, str]]:
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when ``Accept-Encoding`` gives gzip (or ``*``) a quality above 0 (RFC 9110, 12.5.3)."""
+    qualities: dict[str, float] = {}
+    for part in (accept_encoding or "").split(","):
+        coding, _, params = part.partition(";")
+        coding = coding.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0  # a malformed weight is not an acceptance
+        if coding:
+            qualities[coding] = quality
+    return qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0))) > 0
+
+
+def render(multiproc_dir: str, accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
     """Body and headers for a scrape: text or OpenMetrics by Accept, gzip when accepted."""
     encoder, content_type = choose_encoder(accept)
     body = encoder(_registry(multiproc_dir))
-    headers = {"Content-Type": content_type, "Cache-Control": "no-store"}
-    if accept_encoding and "gzip" in accept_encoding:
+    headers = {"Content-Type": content_type, "Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
+    if accepts_gzip(accept_encoding):
         body = gzip.compress(body, compresslevel=1)  # level 1: most of the gain, little CPU
         headers["Content-Encoding"] = "gzip"
     return body, headers

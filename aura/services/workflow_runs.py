@@ -9,21 +9,25 @@ wrong (422/413) is rejected before the run starts and counts nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from time import perf_counter
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from aura import metrics
 from aura.config import Settings
 from aura.errors import ServiceUnavailable
 from aura.extensions import db
+from aura.instrumentation import recorder
 from aura.models import Lesson as LessonRow
-from aura.models import WorkflowRun
+from aura.models import WorkflowRun, utcnow
 from aura.workflows import (
     AuditSettings,
     Lesson,
@@ -59,9 +63,16 @@ def _catalog() -> list[Lesson]:
                                  "error_types": r.error_types}) for r in rows]
 
 
-def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> None:
-    db.session.add(WorkflowRun(id=run_id, workflow_type=workflow_type, user_id=user_id, result=result))
+def _verdict(workflow_type: str, result: dict) -> str | None:
+    return result.get("status" if workflow_type == "audit" else "result")
+
+
+def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datetime:
+    created_at = utcnow()
+    db.session.add(WorkflowRun(id=run_id, workflow_type=workflow_type, user_id=user_id, result=result,
+                               status=_verdict(workflow_type, result), created_at=created_at))
     db.session.commit()
+    return created_at
 
 
 def execute(workflow_type: str, data: dict, user_id: int | None, settings: Settings) -> dict:
@@ -73,10 +84,11 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
     if user_id is None:
         _failed(workflow_type, "service_unavailable", perf_counter())
         raise ServiceUnavailable("database")
+    created: list[datetime] = []
 
     def record(result) -> None:
         stored.update(result.to_dict(), id=run_id)
-        _store(run_id, workflow_type, user_id, stored)
+        created.append(_store(run_id, workflow_type, user_id, stored))
 
     started = perf_counter()
     try:
@@ -98,14 +110,14 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
         db.session.rollback()
         _failed(workflow_type, "service_unavailable", started)
         raise
-    metrics.workflow_execution(workflow_type, True, perf_counter() - started)
+    recorder.workflow_execution(workflow_type, True, perf_counter() - started)
     if workflow_type == "struggle":
-        metrics.struggle_result(result.result, stored["signals"]["edit_frequency"],
+        recorder.struggle_result(result.result, stored["signals"]["edit_frequency"],
                                 stored["signals"]["error_count"], len(stored["recommendations"]))
     else:
-        metrics.audit_result(result.status, [v["type"] for v in stored["violations"]],
+        recorder.audit_result(result.status, [v["type"] for v in stored["violations"]],
                              result.files_processed)
-    return stored
+    return {**stored, "created_at": created[0] if created else utcnow()}
 
 
 def load(workflow_type: str, run_id: str, user_id: int | None) -> dict | None:
@@ -117,7 +129,54 @@ def load(workflow_type: str, run_id: str, user_id: int | None) -> dict | None:
     run = db.session.get(WorkflowRun, run_id)
     if run is None or run.user_id != user_id or run.workflow_type != workflow_type:
         return None
-    return run.result
+    return {**run.result, "created_at": run.created_at}
+
+
+class InvalidCursor(ValueError):
+    """A listing cursor that this server did not hand out."""
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a user's runs, newest first, and the cursor of the next page (None at the end)."""
+
+    runs: list[dict]
+    next_cursor: str | None
+
+
+def _encode_cursor(run: WorkflowRun) -> str:
+    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, _, run_id = raw.partition("|")
+        if not run_id:
+            raise ValueError(raw)
+        return datetime.fromisoformat(created_at), run_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(cursor) from None
+
+
+def list_runs(user_id: int, *, limit: int, cursor: str | None = None, workflow_type: str | None = None,
+              status: str | None = None) -> RunPage:
+    """The user's runs, newest first (ties by id), after `cursor`; filtered by type and status."""
+    query = select(WorkflowRun).where(WorkflowRun.user_id == user_id)
+    if workflow_type:
+        query = query.where(WorkflowRun.workflow_type == workflow_type)
+    if status:
+        query = query.where(WorkflowRun.status == status)
+    if cursor:
+        created_at, run_id = _decode_cursor(cursor)
+        query = query.where(or_(WorkflowRun.created_at < created_at,
+                                and_(WorkflowRun.created_at == created_at, WorkflowRun.id < run_id)))
+    query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit + 1)
+    rows = list(db.session.scalars(query))
+    page, more = rows[:limit], len(rows) > limit
+    runs = [{"id": r.id, "type": r.workflow_type, "status": r.status, "created_at": r.created_at} for r in page]
+    return RunPage(runs, _encode_cursor(page[-1]) if more else None)
 
 
 class WorkflowRunFailed(Exception):
@@ -129,5 +188,5 @@ class WorkflowRunFailed(Exception):
 
 
 def _failed(workflow_type: str, error_type: str, started: float) -> None:
-    metrics.workflow_execution(workflow_type, False, perf_counter() - started)
-    metrics.workflow_failure(workflow_type, error_type)
+    recorder.workflow_execution(workflow_type, False, perf_counter() - started)
+    recorder.workflow_failure(workflow_type, error_type)

@@ -35,8 +35,10 @@ def _moved(before, after, prefixes=("workflow_", "struggle_", "lesson_", "audit_
 def test_struggle_run_is_stored_and_counted(client, learner):
     before = registry_samples()
     response = _post(client, learner, "struggle", STRUGGLING)
-    assert response.status_code == 200
+    assert response.status_code == 201
     body = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/workflows/struggle/{body['id']}"
+    assert body["created_at"].endswith("+00:00")
     assert body["result"] == "struggling" and 0 <= body["score"] <= 1
     assert 1 <= len(body["recommendations"]) <= 3
     assert body["recommendations"][0]["lesson_id"]
@@ -49,7 +51,7 @@ def test_struggle_run_is_stored_and_counted(client, learner):
         ("struggle_workflow_edit_frequency_count", ()): 1,
         ("struggle_workflow_error_count_count", ()): 1,
     }
-    stored = client.get(f"/api/v1/workflows/struggle/{body['id']}", headers=learner.bearer())
+    stored = client.get(response.headers["Location"], headers=learner.bearer())
     assert stored.status_code == 200 and stored.get_json() == body
 
 
@@ -66,8 +68,9 @@ def test_calm_learner_gets_no_recommendations(client, learner):
 def test_audit_statuses_and_metrics(client, learner, audit, status, types):
     before = registry_samples()
     response = _post(client, learner, "audit", audit)
-    assert response.status_code == 200
+    assert response.status_code == 201
     body = response.get_json()
+    assert response.headers["Location"] == f"/api/v1/workflows/audit/{body['id']}"
     assert body["status"] == status
     assert body["files_processed"] + body["files_skipped"] == len(audit["files"])
     moved = _moved(before, registry_samples())
@@ -130,7 +133,7 @@ def test_audit_limits(make_app):
 ])
 def test_hostile_sources_are_findings_not_errors(client, learner, content):
     response = _post(client, learner, "audit", {"files": [{"path": "evil.py", "content": content}]})
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert response.get_json()["status"] in ("pass", "fail")
 
 

@@ -34,6 +34,7 @@ KUSTOMIZATIONS = (
     "overlays/production",
     "monitoring",
     "monitoring/operator",
+    "monitoring/prometheus-adapter",
 )
 # The ones that hold the Aura Deployment.
 APP_KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production")
@@ -441,9 +442,34 @@ def documented_queries(deployment_doc) -> list[str]:
     return [block.strip() for block in re.findall(r"```promql\n(.*?)```", deployment_doc, re.DOTALL)]
 
 
+# What prometheus-adapter puts in place of its template variables when the HPA asks for the
+# pods of a Deployment (GroupBy: the pod resource's label; LabelMatchers: namespace and pods).
+ADAPTER_TEMPLATE_VALUES = {
+    "<<.GroupBy>>": "pod",
+    "<<.LabelMatchers>>": 'namespace="aura",pod=~"aura-5d9f-abcde|aura-5d9f-fghij"',
+}
+
+
+def render_adapter_query(template: str) -> str:
+    """An adapter metricsQuery as the adapter sends it to Prometheus."""
+    for variable, value in ADAPTER_TEMPLATE_VALUES.items():
+        template = template.replace(variable, value)
+    assert "<<" not in template, f"unknown adapter template variable in {template!r}"
+    return template
+
+
 @pytest.fixture(scope="session")
-def promql_expressions(dashboards, alert_rules, documented_queries) -> list[tuple[str, str]]:
-    """(where, expression) for every PromQL expression a dashboard, rule or the docs use."""
+def adapter_config() -> dict:
+    """config.yaml of the prometheus-adapter ConfigMap (k8s/monitoring/prometheus-adapter), parsed."""
+    config_map = yaml.safe_load((MONITORING / "prometheus-adapter" / "configmap.yaml").read_text())
+    return yaml.safe_load(config_map["data"]["config.yaml"])
+
+
+@pytest.fixture(scope="session")
+def promql_expressions(dashboards, alert_rules, documented_queries,
+                       adapter_config) -> list[tuple[str, str]]:
+    """(where, expression) for every PromQL expression a dashboard, rule, the adapter or the
+    docs use."""
     found = []
     for filename, dashboard in dashboards.items():
         for panel in dashboard["panels"]:
@@ -452,5 +478,8 @@ def promql_expressions(dashboards, alert_rules, documented_queries) -> list[tupl
     for group in alert_rules["groups"]:
         for rule in group["rules"]:
             found.append((f"alert-rules.yml: {rule.get('alert') or rule.get('record')}", rule["expr"]))
+    for rule in adapter_config["rules"]:
+        found.append((f"prometheus-adapter: {rule['name']['as']}",
+                      render_adapter_query(rule["metricsQuery"])))
     found += [(f"docs/deployment.md query {i + 1}", q) for i, q in enumerate(documented_queries)]
     return found

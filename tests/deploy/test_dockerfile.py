@@ -37,11 +37,12 @@ def test_user_is_the_numeric_uid_the_pods_run_as(dockerfile, rendered, k8s):
 def test_port_and_command_match_the_deployment(dockerfile, rendered, k8s):
     pod = k8s.find(rendered["overlays/production"], "Deployment", "aura")["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert dockerfile["EXPOSE"] == [str(container["ports"][0]["containerPort"])]
+    assert dockerfile["EXPOSE"][0].split() == [str(port["containerPort"]) for port in container["ports"]]
     command = json.loads(dockerfile["CMD"][-1])
     assert command == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     assert "command" not in container, "the pod must run the image's CMD"
     assert any(e == "GUNICORN_BIND=0.0.0.0:8000" for e in dockerfile["ENV"])
+    assert any(e == "METRICS_PORT=9100" for e in dockerfile["ENV"])
 
 
 def test_build_context_admits_what_the_app_needs(k8s):

@@ -1,7 +1,9 @@
-"""Grafana: the two dashboards hold exactly the monitoring spec's panels, and Grafana is wired.
+"""Grafana: the two spec dashboards hold exactly the monitoring spec's panels, the service
+dashboard its own, and Grafana is wired.
 
 The spec's panel lists, titles and order, are copied here from "Grafana Dashboards"; the
-committed JSON must be what dashboards/build.py writes, byte for byte.
+service dashboard's from issue 13. The committed JSON must be what dashboards/build.py
+writes, byte for byte.
 """
 
 from __future__ import annotations
@@ -35,12 +37,32 @@ WORKFLOW_PANELS = [
 ]
 SPEC_PANELS = {"authentication-metrics.json": AUTHENTICATION_PANELS,
                "workflow-metrics.json": WORKFLOW_PANELS}
+# "Aura service": not in the spec; how the pods' Gunicorn copes (issue 13).
+SERVICE_PANELS = [
+    "Request Rate by Endpoint",
+    "Server Error Ratio by Endpoint",
+    "Request Latency",
+    "Request Latency p95 by Endpoint",
+    "Worker Utilisation",
+    "Busy and Live Workers",
+    "Listen Backlog",
+    "Queue Time",
+    "Worker Exits by Reason",
+    "Memory per Pod",
+    "CPU per Pod",
+    "Open File Descriptors",
+    "Connection Pools",
+    "Database Query Latency",
+    "Redis Errors",
+]
+ALL_PANELS = {**SPEC_PANELS, "service.json": SERVICE_PANELS}
 # "Total ... in the last hour" in the spec.
 LAST_HOUR_STATS = {"User Registrations", "Struggle Detections", "Lesson Recommendations Generated"}
 # "Pie chart of ..." in the spec.
 PIE_CHARTS = {"Authentication Failures by Reason", "Struggle Detection Results"}
 # "P50, P95, P99 ..." in the spec: one histogram_quantile target per percentile.
-PERCENTILE_PANELS = {"Workflow Duration", "Audit Violations Detected", "Files Processed per Audit"}
+PERCENTILE_PANELS = {"Workflow Duration", "Audit Violations Detected", "Files Processed per Audit",
+                     "Request Latency", "Queue Time", "Database Query Latency"}
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
@@ -51,12 +73,18 @@ def panels(dashboards) -> dict[str, dict]:
 def test_committed_json_is_the_generators_output(build_module, dashboards):
     """One source of truth: dashboards/build.py. Regenerate with `python dashboards/build.py`."""
     generated = {path.name: text for path, text in build_module.outputs().items() if path.suffix == ".json"}
-    assert sorted(generated) == sorted(dashboards) == sorted(SPEC_PANELS)
+    assert sorted(generated) == sorted(dashboards) == sorted(ALL_PANELS)
     assert build_module.stale(build_module.outputs()) == [], "run: python dashboards/build.py"
 
 
+def test_panel_titles_are_unique(dashboards):
+    """Panels are looked up by title across dashboards (below), so no title may repeat."""
+    titles = [p["title"] for d in dashboards.values() for p in d["panels"]]
+    assert len(titles) == len(set(titles))
+
+
 def test_panels_are_the_specs_in_its_order(dashboards):
-    for filename, titles in SPEC_PANELS.items():
+    for filename, titles in ALL_PANELS.items():
         dashboard = dashboards[filename]
         assert [p["title"] for p in dashboard["panels"]] == titles
         # Grafana lays panels out by position, so the grid must read in the same order.
@@ -83,7 +111,27 @@ def test_percentile_panels_show_p50_p95_p99(dashboards):
         exprs = [t["expr"] for t in panels(dashboards)[title]["targets"]]
         quantiles = [re.match(r"histogram_quantile\(([\d.]+),", e).group(1) for e in exprs]
         assert quantiles == ["0.5", "0.95", "0.99"], title
-        assert all("_bucket[" in e and "sum by (le" in e for e in exprs), title
+        assert all(re.search(r"_bucket(\{[^}]*\})?\[", e) and "sum by (le" in e for e in exprs), title
+
+
+def test_service_dashboard_reads_only_the_aura_job(dashboards, promql):
+    """process_* and gunicorn_* are generic names (Prometheus exports process_* itself)."""
+    for panel in dashboards["service.json"]["panels"]:
+        for target in panel["targets"]:
+            metrics, _ = promql.references(target["expr"])
+            for name in metrics:
+                assert f'{name}{{job="aura"' in target["expr"], (panel["title"], name)
+
+
+def test_worker_utilisation_is_busy_seconds_over_live_workers(dashboards):
+    """Per pod and overall, both sides summed before dividing (the pool's ratio)."""
+    panel = next(p for p in dashboards["service.json"]["panels"] if p["title"] == "Worker Utilisation")
+    per_pod, overall = (t["expr"] for t in panel["targets"])
+    assert per_pod == ('sum by (pod) (rate(gunicorn_worker_busy_seconds_total{job="aura"}'
+                       '[$__rate_interval])) / sum by (pod) (gunicorn_workers{job="aura"})')
+    assert overall == ('sum (rate(gunicorn_worker_busy_seconds_total{job="aura"}[$__rate_interval]))'
+                       ' / sum (gunicorn_workers{job="aura"})')
+    assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_datasource_is_an_import_input(dashboards):
@@ -107,7 +155,7 @@ def test_datasource_is_an_import_input(dashboards):
         assert required_panels == {p["type"] for p in dashboard["panels"]}
 
 
-def test_grafana_provisions_the_datasource_and_both_dashboards(k8s, rendered):
+def test_grafana_provisions_the_datasource_and_every_dashboard(k8s, rendered):
     docs = rendered["monitoring"]
     deployment = k8s.find(docs, "Deployment", "grafana")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -118,7 +166,7 @@ def test_grafana_provisions_the_datasource_and_both_dashboards(k8s, rendered):
     providers = yaml.safe_load(k8s.config_map_data(docs, "grafana-dashboard-providers")["dashboards.yaml"])
     [provider] = providers["providers"]
     assert mounts[provider["options"]["path"]].startswith("grafana-dashboards-")
-    assert set(k8s.config_map_data(docs, "grafana-dashboards")) == set(SPEC_PANELS)
+    assert set(k8s.config_map_data(docs, "grafana-dashboards")) == set(ALL_PANELS)
     assert mounts["/etc/grafana/provisioning/dashboards"].startswith("grafana-dashboard-providers-")
 
     datasources = yaml.safe_load(k8s.config_map_data(docs, "grafana-datasources")["datasources.yaml"])

@@ -2,11 +2,15 @@
 
 A one-character difference between a query and the app's metric names is a dashboard that
 shows "No data" forever, or an alert that can never fire. The exported names come from the
-app itself: aura.metrics.definitions and the self-metrics of its multiprocess collector.
+app itself: aura.instrumentation.definitions and the self-metrics of its multiprocess collector.
 Every expression must also parse: promtool checks them all as recording rules.
 """
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
 
 import pytest
 import yaml
@@ -16,6 +20,7 @@ import yaml
 TARGET_LABELS = {"job", "instance", "namespace", "pod"}
 # Series Prometheus records about each scrape, not exported by the app.
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds"}
+
 
 
 def sample_names(family_name: str, family_type: str, labels: set[str]) -> dict[str, set[str]]:
@@ -31,13 +36,14 @@ def sample_names(family_name: str, family_type: str, labels: set[str]) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, set[str]]:
-    """Series name -> label names, for everything a scrape of an Aura pod can return."""
+def app_series(tmp_path_factory) -> dict[str, set[str]]:
+    """Series name -> label names the app itself exports today (without target labels)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics import MetricWrapperBase
 
-    from aura.metrics import definitions
-    from aura.metrics.multiproc import AuraMultiProcessCollector, prepare_directory
+    from aura.instrumentation import definitions
+    from aura.metrics import AuraMultiProcessCollector, Claim, GunicornMetrics, prepare_directory
+    from aura.metrics.instance import InstanceCollector
 
     series: dict[str, set[str]] = {}
     for metric in vars(definitions).values():
@@ -50,9 +56,31 @@ def exported(tmp_path_factory) -> dict[str, set[str]]:
     prepare_directory(str(directory))
     registry = CollectorRegistry()
     AuraMultiProcessCollector(registry, str(directory))
-    for family in registry.collect():
+    # What the Gunicorn hooks count (exits, GC) and what is read at scrape time for the whole
+    # instance (process metrics, workers, backlog), here for this process, one child standing in
+    # for a worker, and a listening TCP socket.
+    gunicorn = GunicornMetrics(Claim(str(directory), str(directory), os.getpid()), None)
+    for metric in (gunicorn.exits, gunicorn.gc_collections):
+        [family] = metric.describe()
+        series.update(sample_names(family.name, family.type, set(metric._labelnames)))
+    with socket.socket() as listening, subprocess.Popen(["sleep", "30"]) as child:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        try:
+            registry.register(InstanceCollector(os.getpid(), [listening.fileno()]))
+            families = list(registry.collect())
+        finally:
+            child.kill()
+    for family in families:
         labels = {name for sample in family.samples for name in sample.labels} - {"le"}
         series.update(sample_names(family.name, family.type, labels))
+    return series
+
+
+@pytest.fixture(scope="module")
+def exported(app_series) -> dict[str, set[str]]:
+    """Series name -> label names, for everything a scrape of an Aura pod can return."""
+    series = dict(app_series)
     for name in PROMETHEUS_SERIES:
         series[name] = set()
     return {name: labels | TARGET_LABELS for name, labels in series.items()}

@@ -30,7 +30,11 @@ OPERATOR_ALERTS = {
     "AuraHighErrorRate", "AuraHighLatencyP95", "AuraWorkflowFailureRate",
     "AuraRedisConnectionErrors", "AuraTargetDown", "AuraMetricsAbsent",
     "AuraSlowMetricsScrape", "AuraMetricsFilesDamaged",
+    # Gunicorn inside each pod (issue 13).
+    "AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth",
 }
+# The per-pod worker alerts: grouped by pod, and scoped to the Aura job (generic metric names).
+WORKER_ALERTS = ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth")
 SEVERITIES = {"warning", "critical"}
 
 
@@ -108,6 +112,33 @@ def test_slow_scrape_alert_fires_before_scrapes_time_out(k8s, alerts):
     assert threshold < int(timeout.rstrip("s"))
 
 
+def test_worker_alerts_are_per_pod_and_scoped_to_aura(alerts, promql):
+    for name in WORKER_ALERTS:
+        expr = alerts[name]["expr"]
+        metrics, _ = promql.references(expr)
+        for metric in metrics:
+            assert f'{metric}{{job="aura"' in expr, (name, metric)
+    for name in ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes"):
+        assert "sum by (namespace, pod)" in alerts[name]["expr"], name
+    assert 'reason="timeout"' in alerts["AuraWorkerTimeouts"]["expr"]
+    assert 'reason="crash"' in alerts["AuraWorkerCrashes"]["expr"]
+
+
+def test_memory_alert_threshold_is_below_the_pods_memory_limit(alerts, rendered):
+    """AuraMemoryGrowth names the container's limit as a number: it must be the limit's."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    expr = alerts["AuraMemoryGrowth"]["expr"]
+    fraction, limit_bytes = re.search(r"> (0\.\d+) \* (\d+)", expr).groups()
+    assert 0.5 <= float(fraction) < 1
+    for overlay in ("base", "overlays/dev", "overlays/production"):
+        [deployment] = [d for d in rendered[overlay] if d["kind"] == "Deployment"
+                        and d["metadata"]["name"] == "aura"]
+        [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                       if c["name"] == "aura"]
+        limit = container["resources"]["limits"]["memory"]
+        assert int(limit[:-2]) * units[limit[-2:]] == int(limit_bytes), overlay
+
+
 def test_prometheus_rule_holds_the_same_rules(k8s, alert_rules, build_module):
     """The operator's PrometheusRule is generated from alert-rules.yml and is up to date."""
     rule = load(k8s.monitoring / "operator" / "prometheusrule.yaml")
@@ -175,15 +206,17 @@ def relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
 def discovered_pod(**overrides: str) -> dict[str, str]:
     """The labels Kubernetes pod discovery gives the app container of a running Aura pod."""
     labels = {
-        "__address__": "10.1.2.3:8000",
+        "__address__": "10.1.2.3:9100",
         "__metrics_path__": "/metrics",
         "__meta_kubernetes_namespace": "aura",
         "__meta_kubernetes_pod_name": "aura-5d9f-abcde",
         "__meta_kubernetes_pod_ip": "10.1.2.3",
         "__meta_kubernetes_pod_phase": "Running",
         "__meta_kubernetes_pod_container_init": "false",
+        "__meta_kubernetes_pod_container_port_name": "metrics",
+        "__meta_kubernetes_pod_container_port_number": "9100",
         "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
-        "__meta_kubernetes_pod_annotation_prometheus_io_port": "8000",
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": "9100",
         "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
     }
     labels.update(overrides)
@@ -193,11 +226,11 @@ def discovered_pod(**overrides: str) -> dict[str, str]:
 def test_relabeling_turns_annotated_pods_into_targets(k8s):
     rules = aura_job(prometheus_config(k8s))["relabel_configs"]
     target = relabel(rules, discovered_pod())
-    assert target["__address__"] == "10.1.2.3:8000"
+    assert target["__address__"] == "10.1.2.3:9100"
     assert target["__metrics_path__"] == "/metrics"
     assert (target["namespace"], target["pod"]) == ("aura", "aura-5d9f-abcde")
     ipv6 = relabel(rules, discovered_pod(__meta_kubernetes_pod_ip="fd00::1:2", __address__="[fd00::1:2]"))
-    assert ipv6["__address__"] == "[fd00::1:2]:8000"
+    assert ipv6["__address__"] == "[fd00::1:2]:9100"
 
 
 def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
@@ -207,3 +240,25 @@ def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
         assert relabel(rules, pod) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_phase="Pending")) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_container_init="true")) is None
+    # The app port is discovered too (one target per container port): only `metrics` is scraped.
+    app_port = discovered_pod(__address__="10.1.2.3:8000", __meta_kubernetes_pod_container_port_name="http",
+                              __meta_kubernetes_pod_container_port_number="8000")
+    assert relabel(rules, app_port) is None
+
+
+def test_scrape_address_is_the_pods_metrics_port(k8s, rendered):
+    """The annotation names the `metrics` containerPort, which the PodMonitor scrapes too."""
+    for overlay in ("base", "overlays/dev", "overlays/production"):
+        deployment = k8s.find(rendered[overlay], "Deployment", "aura")
+        template = deployment["spec"]["template"]
+        [container] = [c for c in template["spec"]["containers"] if c["name"] == "aura"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+        assert env["METRICS_PORT"] == str(ports["metrics"])
+        rules = aura_job(prometheus_config(k8s))["relabel_configs"]
+        pod = discovered_pod(__address__=f"10.1.2.3:{ports['metrics']}",
+                             __meta_kubernetes_pod_annotation_prometheus_io_port=str(ports["metrics"]))
+        assert relabel(rules, pod)["__address__"] == f"10.1.2.3:{ports['metrics']}"
+    podmonitor = k8s.find(rendered["monitoring/operator"], "PodMonitor", "aura")
+    assert [e["port"] for e in podmonitor["spec"]["podMetricsEndpoints"]] == ["metrics"]

@@ -33,7 +33,9 @@ ACCOUNT_LIMIT = 20
 ENV = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN="100000 per hour",
            RATE_LIMIT_LOGIN_ACCOUNT=f"{ACCOUNT_LIMIT} per hour", RATE_LIMIT_REGISTER="100000 per hour",
            RATE_LIMIT_DEFAULT="100000 per hour", RATE_LIMIT_WORKFLOWS="100000 per hour",
-           ACCESS_TOKEN_EXPIRES="3", REDIS_SOCKET_TIMEOUT="5")
+           ACCESS_TOKEN_EXPIRES="3", REDIS_SOCKET_TIMEOUT="5",
+           # loadgen stamps X-Request-Start as a proxy would: the queue-time panel gets data
+           TRUSTED_PROXY_COUNT="1")
 
 
 def dashboard_expressions() -> list[tuple[str, str]]:
@@ -110,7 +112,7 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
         cwd=ROOT, check=True, timeout=180)
     tally = json.loads(tally_path.read_text())
     for action in ("audit_pass", "audit_fail", "audit_remediation_required", "struggle"):
-        assert tally.get(action, {}).get("200"), f"loadgen did not complete any {action}: {tally}"
+        assert tally.get(action, {}).get("201"), f"loadgen did not complete any {action}: {tally}"
     assert tally["login_inactive"].get("403"), tally
     assert tally["me_expired_token"].get("401"), tally
     # The account limit holds across both instances: exactly ACCOUNT_LIMIT failures got through,

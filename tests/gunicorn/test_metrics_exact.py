@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -132,5 +133,7 @@ def test_default_multiproc_dir_from_gunicorn_conf(gunicorn):
     served = value(samples, "http_requests_total", method="GET", endpoint="/healthz", status_code="200")
     assert served >= 30  # one worker alone would show only its own share
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # as gunicorn.conf.py
-    default_dir = Path(base) / f"aura-metrics-127.0.0.1-{server.port}"
-    assert any(default_dir.glob("counter_*.db"))
+    root = Path(base) / f"aura-metrics-{os.getuid()}"  # the instance has the root or a directory in it
+    chosen = Path(re.findall(r"prometheus multiprocess directory: (\S+)", server.log())[0])
+    assert chosen in (root, root / f"instance-{server.proc.pid}")
+    assert any(chosen.glob("counter_*.db"))

@@ -14,15 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Stub the parent packages so a subprocess imports only the module under test: the real
-# aura/metrics/__init__.py imports the app's metric definitions, which would write files of
-# their own into the test directory and make the totals depend on other modules.
-STUB_PACKAGES = f"""
-import os, sys, types
-for _name in ("aura", "aura.metrics"):
-    _mod = types.ModuleType(_name)
-    _mod.__path__ = [os.path.join({str(ROOT)!r}, *_name.split("."))]
-    sys.modules[_name] = _mod
+# The programs import aura.metrics alone: the core imports nothing else of Aura (a test checks),
+# so no metric of the app's own can write files into the test directory.
+STUB_PACKAGES = """
+import os, sys
 """
 
 GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
@@ -33,7 +28,7 @@ GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "liv
 WORKER = STUB_PACKAGES + """
 import json, sys, time
 spec = json.loads(sys.argv[1])
-from aura.metrics.multiproc import use_worker_identifier
+from aura.metrics import use_worker_identifier
 use_worker_identifier(spec["identifier"])
 from prometheus_client import Counter, Gauge, Histogram, Summary
 k = spec["k"]
@@ -54,7 +49,7 @@ for mode in GAUGE_MODES:
 SCRAPER = STUB_PACKAGES + """
 import json, sys, time
 from prometheus_client import CollectorRegistry
-from aura.metrics.multiproc import AuraMultiProcessCollector
+from aura.metrics import AuraMultiProcessCollector
 directory, stop_file = sys.argv[1], sys.argv[2]
 end = time.monotonic() + 60
 while not os.path.exists(stop_file) and time.monotonic() < end:
@@ -70,7 +65,7 @@ while not os.path.exists(stop_file) and time.monotonic() < end:
 
 MERGER = STUB_PACKAGES + """
 import sys
-from aura.metrics.multiproc import merge_all_dead
+from aura.metrics import merge_all_dead
 merge_all_dead(sys.argv[1], [], check_pids=False)
 """
 
@@ -159,7 +154,7 @@ class Kit:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from aura.metrics.multiproc import AuraMultiProcessCollector
+        from aura.metrics import AuraMultiProcessCollector
 
         reg = CollectorRegistry()
         if collector == "aura":
@@ -182,7 +177,7 @@ class Kit:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
-        from aura.metrics.multiproc import AuraMultiProcessCollector
+        from aura.metrics import AuraMultiProcessCollector
 
         reg = CollectorRegistry()
         (AuraMultiProcessCollector if collector == "aura" else MultiProcessCollector)(reg, str(directory))
@@ -223,14 +218,14 @@ class Kit:
 
 @pytest.fixture
 def mpkit() -> type[Kit]:
-    """The multiproc test helpers."""
+    """The multiprocess-core test helpers."""
     return Kit
 
 
 @pytest.fixture
 def metrics_dir(tmp_path) -> Path:
     """An empty, prepared metrics directory."""
-    from aura.metrics.multiproc import prepare_directory
+    from aura.metrics import prepare_directory
 
     d = tmp_path / "prom"
     prepare_directory(str(d))

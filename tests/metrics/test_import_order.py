@@ -1,4 +1,4 @@
-"""prometheus-client picks its storage at import: Aura refuses a wrong order, and works without it."""
+"""Import order does not matter, only Gunicorn workers write metric files, and Aura runs without prometheus-client."""
 
 from __future__ import annotations
 
@@ -20,23 +20,46 @@ def _run(code: str, env_extra: dict | None = None, tmp_path: Path | None = None)
                           capture_output=True, text=True, timeout=60)
 
 
-def test_importing_prometheus_client_before_the_variable_is_refused(tmp_path):
+def test_import_order_does_not_matter_and_only_workers_write_files(tmp_path):
+    # prometheus_client imported first (it then picks in-memory values), the directory set after:
+    # definitions still installs Aura's value class. The process itself is no Gunicorn worker
+    # (a `flask` command, a shell) and writes nothing; a worker forked from it writes its counts.
     result = _run(f"""
         import os, prometheus_client
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
-        import aura.metrics.definitions
+        from aura.instrumentation import definitions
+        from aura.metrics import use_worker_identifier
+        definitions.TOKENS_ISSUED.labels("access").inc(2)
+        assert not os.listdir({str(tmp_path)!r}), os.listdir({str(tmp_path)!r})
+        pid = os.fork()
+        if pid == 0:
+            use_worker_identifier("77-1")
+            definitions.TOKENS_ISSUED.labels("access").inc(3)
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
     """)
-    assert result.returncode != 0
-    assert "imported before PROMETHEUS_MULTIPROC_DIR was set" in result.stderr
-
-
-def test_variable_set_first_gives_file_storage(tmp_path):
-    result = _run("""
-        from aura.metrics import definitions
-        definitions.TOKENS_ISSUED.labels("access").inc()
-    """, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert any(p.name.startswith("counter_") for p in tmp_path.iterdir())
+    from aura.metrics.fileformat import read_db_file
+
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "counter_77-1.db" in names and all(n.endswith("_77-1.db") for n in names), names
+    rows = {k: v for k, v, _ in read_db_file(str(tmp_path / "counter_77-1.db"))}
+    assert [v for k, v in rows.items() if '"access"' in k and "tokens_issued_total" in k] == [3.0]
+
+
+def test_a_flask_command_writes_no_metric_files(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "AURA_INSTANCE_PATH": str(tmp_path / "instance"),
+           "DATABASE_URL": f"sqlite:///{tmp_path}/t.db", "REDIS_URL": "redis://127.0.0.1:1"}
+    import os
+
+    flask = str(Path(sys.executable).parent / "flask")
+    result = subprocess.run([flask, "--app", "wsgi", "db", "upgrade"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**{k: v for k, v in os.environ.items()
+                                                 if not k.startswith(("PROMETHEUS_", "AURA_"))}, **env})
+    assert result.returncode == 0, result.stderr
+    assert list(metrics.iterdir()) == []
 
 
 def test_without_prometheus_client_the_app_runs_and_metrics_is_404(tmp_path):

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from aura.metrics import multiproc
-from aura.metrics._archive import ARCHIVE_NAME, GATE_NAME, LOCK_NAME, MARKER_NAME, read_db_file
+import aura.metrics as multiproc
+from aura.metrics.fileformat import ARCHIVE_NAME, GATE_NAME, LOCK_NAME, MARKER_NAME, read_db_file
 
 COUNTING = ("t_requests", "t_latency_seconds", "t_payload_bytes")
 
@@ -62,7 +62,7 @@ def test_metrics_created_before_fork_follow_the_worker_identifier(metrics_dir, m
     # As in a Gunicorn master that imports metric definitions before forking workers.
     script = mpkit.STUB_PACKAGES + """
 import os
-from aura.metrics import multiproc
+import aura.metrics as multiproc
 multiproc.install_value_class()
 from prometheus_client import Counter
 c = Counter("early", "Created in the master.")
@@ -77,10 +77,10 @@ print(os.getpid(), pid)
 """
     proc = subprocess.run([sys.executable, "-c", script], env=mpkit.env(metrics_dir),
                           capture_output=True, text=True, check=True)
-    master, child = proc.stdout.split()
-    assert {p.name for p in metrics_dir.glob("*.db")} == {f"counter_{master}.db", f"counter_{child}-7.db"}
+    _master, child = proc.stdout.split()
+    # The master is no worker: it writes nothing (it used to leave a file of zeros per type).
+    assert {p.name for p in metrics_dir.glob("*.db")} == {f"counter_{child}-7.db"}
     assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{child}-7.db"))] == [3.0]
-    assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{master}.db"))] == [0.0]
 
 
 def _run(mpkit, metrics_dir, script: str) -> list[str]:
@@ -94,7 +94,7 @@ def test_a_process_forked_from_a_worker_writes_its_own_file(metrics_dir, mpkit):
     # e.g. a subprocess started with fork by a view: it must not add into the worker's file.
     worker, child = _run(mpkit, metrics_dir, """
 import os
-from aura.metrics import multiproc
+import aura.metrics as multiproc
 multiproc.use_worker_identifier("900-1")
 from prometheus_client import Counter
 c = Counter("forked", "Written before and after a fork.")
@@ -115,8 +115,8 @@ def test_a_fork_while_another_thread_records_cannot_deadlock_the_child(metrics_d
     # The child gets a fresh lock: the copy it inherits may be held by a thread it does not have.
     _run(mpkit, metrics_dir, """
 import os, signal, threading
-from aura.metrics import multiproc
-from aura.metrics.mmap_values import _Process
+import aura.metrics as multiproc
+from aura.metrics.values import _Process
 multiproc.use_worker_identifier("901-1")
 from prometheus_client import Counter
 c = Counter("locked", "Written by a child forked while the lock was held.")
@@ -142,7 +142,8 @@ def test_counts_kept_while_files_cannot_be_created_are_written_once_they_can(tmp
     directory = tmp_path / "not-yet"  # gone, as a volume that is not mounted yet
     proc = subprocess.run([sys.executable, "-c", mpkit.STUB_PACKAGES + f"""
 import os
-from aura.metrics import multiproc, mmap_values
+import aura.metrics as multiproc
+from aura.metrics import values as mmap_values
 mmap_values.RETRY_SECONDS = 0.0
 multiproc.use_worker_identifier("903-1")
 from prometheus_client import Counter
@@ -162,7 +163,8 @@ def test_a_child_that_cannot_open_its_files_does_not_inherit_the_parents_counts(
     later = tmp_path / "later"
     child = _run(mpkit, metrics_dir, f"""
 import os
-from aura.metrics import multiproc, mmap_values
+import aura.metrics as multiproc
+from aura.metrics import values as mmap_values
 mmap_values.RETRY_SECONDS = 0.0
 multiproc.use_worker_identifier("904-1")
 from prometheus_client import Counter
@@ -185,10 +187,10 @@ print(pid)
 def test_request_recorder_writes_what_inc_and_observe_write(metrics_dir, mpkit):
     # The HTTP hot path bypasses Counter.inc and Histogram.observe: same files, same numbers.
     _run(mpkit, metrics_dir, """
-from aura.metrics import multiproc
+import aura.metrics as multiproc
 multiproc.use_worker_identifier("902-1")
 from prometheus_client import Counter, Histogram
-from aura.metrics.mmap_values import request_recorder
+from aura.metrics.values import request_recorder
 buckets = (0.001, 0.01, 0.1, 1.0)
 durations = [0.0, 0.0005, 0.001, 0.0010001, 0.05, 0.1, 0.99, 1.0, 7.5, 1e9]
 fast = request_recorder(Counter("fast", "h", ["m"]).labels("GET"),
@@ -376,8 +378,8 @@ def test_archive_is_parsed_once_while_unchanged(metrics_dir, mpkit, monkeypatch)
     mpkit.write_http_worker(metrics_dir, "2-2", k=2)
     multiproc.merge_dead_worker(str(metrics_dir), "1-1")
     builds = []
-    real = multiproc._build_view
-    monkeypatch.setattr(multiproc, "_build_view", lambda *a: builds.append(1) or real(*a))
+    real = multiproc.collector._build_view
+    monkeypatch.setattr(multiproc.collector, "_build_view", lambda *a: builds.append(1) or real(*a))
     first = mpkit.scrape(metrics_dir)
     assert mpkit.scrape(metrics_dir) == first and mpkit.scrape(metrics_dir) == first
     assert len(builds) == 1

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from aura.metrics import multiproc
-from aura.metrics._archive import ARCHIVE_NAME
+import aura.metrics as multiproc
+from aura.metrics.fileformat import ARCHIVE_NAME
 
 WORKERS = 12
 
@@ -75,14 +75,49 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     assert all(r == expected_flat for r in theirs)
 
 
+# A merge that stops at a named point (so the test can SIGKILL it there): the file operations
+# it makes are wrapped in this process only, the production code has no hook for it.
+PAUSING_MERGER = """
+import os, sys, time
+import aura.metrics
+from aura.metrics import archive
+directory, point, signal_file = sys.argv[1:4]
+real_replace, real_unlink = os.replace, os.unlink
+replaced = []
+
+def pause():
+    with open(signal_file, "w") as f:
+        f.write(point)
+    time.sleep(60)
+
+def replace(src, dst, *args, **kwargs):
+    if point == "before-replace" and dst.endswith(archive.ARCHIVE_NAME):
+        pause()
+    real_replace(src, dst, *args, **kwargs)
+    if dst.endswith(archive.ARCHIVE_NAME):
+        replaced.append(dst)
+        if point == "after-replace":
+            pause()
+
+def unlink(path, *args, **kwargs):
+    real_unlink(path, *args, **kwargs)
+    if replaced and path.endswith(".db"):
+        replaced.append(path)
+        if point == "during-delete" and len(replaced) == 3:  # the first worker's two files are gone
+            pause()
+
+os.replace, os.unlink = replace, unlink
+aura.metrics.merge_all_dead(directory, [], check_pids=False)
+"""
+
+
 @pytest.mark.parametrize("point", ["before-replace", "after-replace", "during-delete"])
 def test_crash_during_merge_neither_loses_nor_double_counts(metrics_dir, mpkit, tmp_path, point):
     ids = _dead_workers(metrics_dir, mpkit, n=3)
     expected = mpkit.scrape(metrics_dir)
     signal_file = tmp_path / "paused"
-    env = mpkit.env(metrics_dir, AURA_METRICS_TEST_PAUSE_AT=point,
-                    AURA_METRICS_TEST_PAUSE_SIGNAL=str(signal_file))
-    proc = subprocess.Popen([sys.executable, "-c", mpkit.MERGER, str(metrics_dir)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", PAUSING_MERGER, str(metrics_dir), point, str(signal_file)],
+                            env=mpkit.env(metrics_dir))
     try:
         mpkit.wait_for(signal_file)
     finally:

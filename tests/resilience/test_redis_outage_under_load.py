@@ -42,7 +42,7 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
     before = scrape(server)
 
     with Load(server.url, mix, threads=3) as load:
-        for name, status in (("login", 401), ("me", 200), ("struggle", 200)):
+        for name, status in (("login", 401), ("me", 200), ("struggle", 201)):
             load.wait_for("before", name, status, count=3)
 
         load.phase = "killing"
@@ -64,9 +64,9 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
         redis_server.start()
         load.phase = "recovery"
         load.wait_for("recovery", "me", 200, count=3)
-        load.wait_for("recovery", "struggle", 200, count=3)
+        load.wait_for("recovery", "struggle", 201, count=3)
         load.phase = "after"
-        for name, status in (("login", 401), ("me", 200), ("struggle", 200)):
+        for name, status in (("login", 401), ("me", 200), ("struggle", 201)):
             load.wait_for("after", name, status, count=3)
 
     outcomes = load.summary()

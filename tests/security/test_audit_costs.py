@@ -33,7 +33,7 @@ def test_audit_output_and_stored_row_are_bounded(learner):
     files = [{"path": f"{'p' * 240}/m{i:02}.py", "content": NOISY} for i in range(50)]
     response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
                                    json={"files": files}, timeout=120)
-    assert response.status_code == 200, response.text[:300]
+    assert response.status_code == 201, response.text[:300]
     body = response.json()
     assert len(response.content) < 150_000, len(response.content)
     assert body["truncated"] is True and len(body["violations"]) <= 200
@@ -60,7 +60,7 @@ def test_an_audit_over_its_cpu_budget_is_a_422(tmp_path_factory):
         assert body["message"].startswith("max_cpu_seconds:"), body
         small = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
                                     json={"files": [{"path": "a.py", "content": "x = 1\n"}]})
-        assert small.status_code == 200  # the worker goes on serving
+        assert small.status_code == 201  # the worker goes on serving
     finally:
         server.close()
 
@@ -85,11 +85,11 @@ def test_one_user_holds_at_most_its_share_of_the_workers(tmp_path_factory):
         for thread in threads:
             thread.join(180)
         assert not any(t.is_alive() for t in threads)
-        assert set(statuses) <= {200, 429} and statuses.count(200) >= 1, statuses
+        assert set(statuses) <= {201, 429} and statuses.count(201) >= 1, statuses
         assert statuses.count(429) >= 1, statuses  # six at once, two slots
         refused = greedy.client.post("/api/v1/workflows/struggle", headers=bearer(greedy.access),
                                      json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0})
-        assert refused.status_code == 200  # slots were given back
+        assert refused.status_code == 201  # slots were given back
         inflight = redis.Redis.from_url(server.redis.url, db=0).keys("aura:inflight:*")
         assert all(redis.Redis.from_url(server.redis.url, db=0).zcard(k) == 0 for k in inflight)
     finally:

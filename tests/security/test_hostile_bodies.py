@@ -138,12 +138,12 @@ def learner(hardened) -> Account:
     ({"exercise_id": "x" * 10_000, "edit_frequency": 1, "error_count": 1}, 422),
     ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "error_types": ["E"] * 10_000}, 422),
     ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "window_seconds": -1}, 422),
-    ({"exercise_id": "\u202e\u200b\x00", "edit_frequency": 1, "error_count": 1}, 200),
+    ({"exercise_id": "\u202e\u200b\x00", "edit_frequency": 1, "error_count": 1}, 201),
 ])
 def test_hostile_struggle_input(hardened, workers, learner, body, status):
     response = learner.client.post("/api/v1/workflows/struggle", json=body, headers=bearer(learner.access))
     assert response.status_code == status, response.text[:300]
-    if status != 200:
+    if status != 201:
         assert_error_shape(response, status, "validation_error")
 
 
@@ -171,7 +171,7 @@ def test_audit_sources_made_to_exhaust_the_parser(hardened, workers, learner):
     files.append({"path": "../../etc/passwd.py", "content": "eval('1')\n"})
     response = learner.client.post("/api/v1/workflows/audit", json={"files": files},
                                    headers=bearer(learner.access), timeout=TIMEOUT)
-    assert response.status_code == 200, response.text[:300]
+    assert response.status_code == 201, response.text[:300]
     found = {(v["path"], v["type"]) for v in response.json()["violations"]}
     for name in AUDIT_SOURCES:
         assert (f"{name}.py", "syntax_error") in found, name

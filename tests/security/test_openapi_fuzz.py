@@ -34,6 +34,7 @@ OPERATIONS = [
     ("POST", "/api/v1/workflows/audit"),
     ("GET", "/api/v1/workflows/struggle/{run_id}"),
     ("GET", "/api/v1/workflows/audit/{run_id}"),
+    ("GET", "/api/v1/workflows"),
 ]
 EXAMPLES = 30
 
@@ -50,10 +51,11 @@ def test_the_document_lists_every_operation(api_schema):
 
 WITH_BODY = {("POST", path) for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/logout",
                                          "/api/v1/workflows/struggle", "/api/v1/workflows/audit")}
-# Invalid requests exist only where there is something to get wrong: a body (a missing or bad
-# token is not generated here, see above; any string is a valid {run_id}).
+# Invalid requests exist only where there is something to get wrong: a body or a query (a missing
+# or bad token is not generated here, see above; any string is a valid {run_id}).
+WITH_INPUT = WITH_BODY | {("GET", "/api/v1/workflows")}
 CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + \
-        [(method, path, GenerationMode.NEGATIVE) for method, path in OPERATIONS if (method, path) in WITH_BODY]
+        [(method, path, GenerationMode.NEGATIVE) for method, path in OPERATIONS if (method, path) in WITH_INPUT]
 
 
 @pytest.mark.parametrize("method, path, mode", CASES, ids=[f"{m} {p} {g}" for m, p, g in CASES])

@@ -32,7 +32,7 @@ def test_any_non_empty_path_the_document_allows_is_accepted(learner, document, p
     assert rules["minLength"] == 1 and "pattern" not in rules
     response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
                                    json={"files": [{"path": path, "content": "x = 1\n"}]})
-    assert response.status_code == 200, response.text[:300]
+    assert response.status_code == 201, response.text[:300]
     assert response.json()["files_skipped"] == 1  # not a .py name: listed, not parsed
 
 
@@ -54,7 +54,7 @@ def test_the_documented_path_limit_is_the_enforced_one(learner, document):
     assert limit == 255
     ok = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
                              json={"files": [{"path": "p" * (limit - 3) + ".py", "content": "x = 1\n"}]})
-    assert ok.status_code == 200, ok.text[:300]
+    assert ok.status_code == 201, ok.text[:300]
     too_long = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
                                    json={"files": [{"path": "p" * limit + ".py", "content": "x = 1\n"}]})
     assert_error_shape(too_long, 422, "validation_error")

@@ -53,25 +53,33 @@ def migrate(env: dict[str, str]) -> None:
 class Gunicorn:
     """One Gunicorn master with its workers, configured by gunicorn.conf.py and env vars."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 4, **settings: str):
+    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 4, cli: bool = False,
+                 app: str = "wsgi:app", **settings: str):
+        """``cli``: start as people type it (``gunicorn -w N -b ADDR wsgi:app``, the configuration
+        file found by Gunicorn itself), with no GUNICORN_* variables; else ``-c gunicorn.conf.py``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / f"gunicorn-{self.port}.log"
         self.env = dict(env)
-        self.env.update(
-            GUNICORN_BIND=f"127.0.0.1:{self.port}",
-            WEB_CONCURRENCY=str(workers),
-            GUNICORN_CONTROL_SOCKET=str(tmp_path / f"gunicorn-{self.port}.ctl"),
-            GUNICORN_ACCESS_LOG="",
-        )
+        self.app = app
+        if cli:
+            self.argv = ["-w", str(workers), "-b", f"127.0.0.1:{self.port}"]
+        else:
+            self.argv = ["-c", "gunicorn.conf.py"]
+            self.env.update(
+                GUNICORN_BIND=f"127.0.0.1:{self.port}",
+                WEB_CONCURRENCY=str(workers),
+                GUNICORN_CONTROL_SOCKET=str(tmp_path / f"gunicorn-{self.port}.ctl"),
+            )
+        self.env.update(GUNICORN_ACCESS_LOG="")
         self.env.update(settings)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> Gunicorn:
-        """Start and wait until /healthz answers."""
+    def start(self, timeout: float = 60, ready_path: str = "/healthz") -> Gunicorn:
+        """Start and wait until ``ready_path`` answers 200."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            [str(BIN / "gunicorn"), *self.argv, self.app],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -79,7 +87,7 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log()}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}{ready_path}", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 time.sleep(0.1)

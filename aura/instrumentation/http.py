@@ -14,9 +14,9 @@ measures the cost).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from time import perf_counter
+from time import perf_counter, time
 
-from aura import metrics
+from aura.instrumentation import recorder
 
 UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
@@ -55,19 +55,47 @@ def _request_class(base):
     return InstrumentedRequest
 
 
-def install(app, sampler=None) -> None:
-    """Wrap the app in the middleware; `sampler` (aura.infra.pools.PoolSampler) keeps the pool gauges."""
+def install(app, sampler=None, trust_request_start: bool = False) -> None:
+    """Wrap the app in the middleware; `sampler` (aura.infra.pools.PoolSampler) keeps the pool gauges.
+
+    `trust_request_start`: a trusted proxy writes X-Request-Start (a client could forge it otherwise).
+    """
     app.request_class = _request_class(app.request_class)
-    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler)
+    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler, trust_request_start)
+
+
+def queue_seconds(header: str, now: float) -> float | None:
+    """Seconds since the proxy's X-Request-Start (``t=`` seconds, ms or µs since the epoch), if sane.
+
+    The unit is told by magnitude, as nginx (``t=${msec}``: seconds with ms) and Heroku (ms)
+    write it. A time in the future by less than a second (clock skew between hosts) counts as
+    0; anything else outside [0, 1 day] is no proxy's stamp and is ignored.
+    """
+    value = header.strip()
+    if value.startswith("t="):
+        value = value[2:]
+    try:
+        stamp = float(value)
+    except ValueError:
+        return None
+    if stamp > 1e14:
+        stamp /= 1e6
+    elif stamp > 1e11:
+        stamp /= 1e3
+    waited = now - stamp
+    if -1.0 <= waited < 0:
+        return 0.0
+    return waited if 0 <= waited <= 86400 else None
 
 
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable, url_map=None, sampler=None):
+    def __init__(self, wsgi_app: Callable, url_map=None, sampler=None, trust_request_start: bool = False):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
         self.sampler = sampler
+        self.trust_request_start = trust_request_start
         self.next_check = 0.0
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
 
@@ -84,6 +112,11 @@ class HttpMetricsMiddleware:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """Run the app; record when the status line is known."""
         start = perf_counter()
+        recorder.request_started()
+        if self.trust_request_start and "HTTP_X_REQUEST_START" in environ:
+            waited = queue_seconds(environ["HTTP_X_REQUEST_START"], time())
+            if waited is not None:
+                recorder.request_queued(waited)
         status_holder: list[str] = []
 
         def recording_start_response(status: str, headers, exc_info=None):
@@ -101,7 +134,7 @@ class HttpMetricsMiddleware:
             key = (method, endpoint, status)
             record = self.recorders.get(key)
             if record is None:
-                record = self.recorders[key] = metrics.http_recorder(method, endpoint, status)
+                record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
             end = perf_counter()
             record(end - start)
             if self.sampler is not None and end >= self.next_check:

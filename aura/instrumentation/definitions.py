@@ -1,34 +1,20 @@
 """Every metric Aura exports, with the names, types and labels of the monitoring spec.
 
-This is the only module that constructs metrics. It imports prometheus_client, which picks its
-storage (one process, or files in PROMETHEUS_MULTIPROC_DIR) at import time, so nothing may
-import this module before that variable is settled: `_check_storage` refuses to run otherwise.
+This is the only module that constructs metrics. With PROMETHEUS_MULTIPROC_DIR set, their values
+are stored by ``aura.metrics`` (files in Gunicorn workers, memory elsewhere), installed here
+before the first metric is made, whatever imported prometheus_client first.
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
+from aura.metrics import install_value_class
 
-def _check_storage() -> None:
-    """Fail loudly if prometheus_client chose single-process storage in a multiprocess setup."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    wants_files = bool(directory)
-    if directory:
-        # A CLI process (`flask db upgrade`) may run before Gunicorn has created the directory.
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    has_files = values.ValueClass is not values.MutexValue
-    if wants_files and not has_files:
-        raise RuntimeError(
-            "prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set, so each "
-            "worker would export only its own numbers; set the variable before anything "
-            "imports prometheus_client (gunicorn.conf.py does this for Gunicorn)."
-        )
-
-
-_check_storage()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    install_value_class()
 
 # Buckets are chosen per value range so that P50/P95/P99 panels resolve where the data lies.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -141,4 +127,22 @@ AUDIT_VIOLATIONS_BY_TYPE = Counter(
 )
 AUDIT_FILES_PROCESSED = Histogram(
     "audit_files_processed", "Files processed per audit.", buckets=FILES_BUCKETS
+)
+
+# --- Gunicorn saturation (recorded by the HTTP middleware; the rest of the gunicorn_* and
+# process_* series are read at scrape time by aura.metrics.instance) ---------------------------
+QUEUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WORKERS_BUSY = Gauge(
+    "gunicorn_workers_busy", "Workers (threads) handling a request now.", multiprocess_mode="livesum",
+)
+WORKER_BUSY_SECONDS = Counter(
+    "gunicorn_worker_busy_seconds", "Time spent handling requests, summed over workers.",
+)
+HTTP_REQUEST_QUEUE = Histogram(
+    "http_request_queue_seconds", "Time from the proxy's X-Request-Start to a worker starting the request.",
+    buckets=QUEUE_BUCKETS,
+)
+BUILD_INFO = Gauge(
+    "aura_build_info", "Versions of Aura and of what it runs on (value 1).",
+    ["version", "python", "gunicorn", "prometheus_client"], multiprocess_mode="livemax",
 )

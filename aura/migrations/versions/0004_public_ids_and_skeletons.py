@@ -1,7 +1,7 @@
 """users: a random public id (token subject) and the email's confusable skeleton
 
-Revision ID: 0003_public_ids_and_skeletons
-Revises: 0002_seed_lessons
+Revision ID: 0004_public_ids_and_skeletons
+Revises: 0003_workflow_run_status
 
 Existing accounts get a random public id. Their skeleton is filled in oldest first; an account
 whose skeleton an older one already has keeps NULL (it can still log in; no new look-alike can
@@ -12,8 +12,8 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_public_ids_and_skeletons"
-down_revision = "0002_seed_lessons"
+revision = "0004_public_ids_and_skeletons"
+down_revision = "0003_workflow_run_status"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,161 @@
+"""Log lines that can be joined with metrics: a request id on every line, as text or JSON.
+
+Every request gets an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXY_COUNT >= 1),
+or a fresh one. It is returned in the response header and attached, with the method and the
+route template (the metrics' `endpoint` label), to every log record made while the request is
+handled. With LOG_FORMAT=json each line is one JSON object (python-json-logger), for Aura's
+logs and - through `GunicornLogger` - Gunicorn's error and access logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+
+from flask import has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_KEY = "aura.request_id"
+ROUTE_KEY = "aura.route"
+UNMATCHED = "unmatched"  # the metrics' endpoint label for paths that match no route
+_METRICS_ENDPOINT_KEY = "aura.metrics.endpoint"  # set by aura.metrics.http when metrics are on
+# A proxy's id is believed only when it is short and plain: it ends up in every log line.
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+_CONTEXT_FIELDS = ("request_id", "method", "route", "path")
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class RequestIdMiddleware:
+    """WSGI middleware: give each request its id and return it in the response header."""
+
+    def __init__(self, wsgi_app: Callable, trust_header: bool):
+        self.wsgi_app = wsgi_app
+        self.trust_header = trust_header
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """Set the id in the environ before the app runs; add the header to the response."""
+        sent = environ.get("HTTP_X_REQUEST_ID", "") if self.trust_header else ""
+        request_id = sent if _VALID_ID.match(sent) else uuid.uuid4().hex
+        environ[REQUEST_ID_KEY] = request_id
+
+        def with_header(status: str, headers: list, exc_info=None):
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            headers.append((REQUEST_ID_HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, with_header)
+
+
+def route_of(environ: dict) -> str:
+    """The matched route template, as the metrics label it (`unmatched` when none)."""
+    return environ.get(_METRICS_ENDPOINT_KEY) or environ.get(ROUTE_KEY) or UNMATCHED
+
+
+def remember_route(response):
+    """after_request: keep the route in the environ for the access log (metrics may be off)."""
+    rule = request.url_rule
+    if rule is not None:
+        request.environ[ROUTE_KEY] = rule.rule
+    return response
+
+
+def request_context() -> dict[str, str]:
+    """Request id, method, route and path of the request being handled (empty outside one)."""
+    if not has_request_context():
+        return {}
+    environ = request.environ
+    rule = request.url_rule
+    return {"request_id": environ.get(REQUEST_ID_KEY, "-"), "method": request.method,
+            "route": rule.rule if rule is not None else route_of(environ), "path": request.path}
+
+
+class _ContextDefaults(logging.Filter):
+    """Records made outside a request still format: their context fields read `-`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in _CONTEXT_FIELDS:
+            if not hasattr(record, name):
+                setattr(record, name, "-")
+        return True
+
+
+def _install_record_factory() -> None:
+    """Attach the request context to every record made while a request is handled."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "_aura", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = base(*args, **kwargs)
+        for name, value in request_context().items():
+            setattr(record, name, value)
+        return record
+
+    factory._aura = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line: time, level, logger, message, and any context fields."""
+    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{", datefmt=DATE_FORMAT,
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter for LOG_FORMAT."""
+    return json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT, DATE_FORMAT)
+
+
+def configure_logging(log_level: str, log_format: str) -> None:
+    """Aura's handler on the root logger, unless logging was configured by the host (pytest, ...)."""
+    _install_record_factory()
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if getattr(h, "_aura", False)]
+    if root.handlers and not ours:
+        return  # like logging.basicConfig: leave a host's configuration alone
+    handler = ours[0] if ours else logging.StreamHandler()
+    handler._aura = True  # type: ignore[attr-defined]
+    handler.setFormatter(formatter(log_format))
+    if not any(isinstance(f, _ContextDefaults) for f in handler.filters):
+        handler.addFilter(_ContextDefaults())
+    if not ours:
+        root.addHandler(handler)
+    root.setLevel(log_level)
+
+
+try:  # Gunicorn is not needed to import the rest of this module (flask commands, tests)
+    from gunicorn.glogging import Logger as _GunicornBase
+except ImportError:  # pragma: no cover
+    _GunicornBase = object  # type: ignore[assignment,misc]
+
+
+class GunicornLogger(_GunicornBase):  # type: ignore[misc,valid-type]
+    """Gunicorn's logger with JSON lines (gunicorn.conf.py selects it when LOG_FORMAT=json).
+
+    The error log keeps Gunicorn's messages; each access line carries the request id, method,
+    route template, status and duration, read from the WSGI environ the app filled in.
+    """
+
+    def setup(self, cfg):
+        """Gunicorn's handlers, with the JSON formatter."""
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(json_formatter())
+
+    def access(self, resp, req, environ, request_time):
+        """One JSON access line per request."""
+        if not self.access_log_enabled:
+            return
+        status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
+        duration = request_time.total_seconds()
+        method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-")
+        self.access_log.info("%s %s %s", method, path, status, extra={
+            "request_id": environ.get(REQUEST_ID_KEY, "-"), "method": method, "route": route_of(environ),
+            "path": path, "status": int(status), "duration_seconds": round(duration, 6),
+            "remote_addr": environ.get("REMOTE_ADDR", "-"),
+        })

@@ -1,0 +1,77 @@
+"""The directory lock that scrapes share and merges take alone.
+
+Scrapes take ``flock(LOCK_SH)``, merges ``flock(LOCK_EX)`` on ``.aura-metrics.lock``; both
+first pass a gate (``.aura-metrics.gate``, same mode, released once the main lock is held), so
+a waiting merge is not starved by back-to-back scrapes. Lock files are opened per operation and
+never kept open: the master forks workers, and an inherited descriptor would share its lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .fileformat import GATE_NAME, LOCK_NAME
+
+
+class MetricsDirectoryError(RuntimeError):
+    """The metrics directory cannot be used (missing, not writable, or not ours to clean)."""
+
+
+class MetricsLockTimeout(TimeoutError):
+    """The directory lock could not be taken in time."""
+
+
+def _open_lock_file(path: str) -> int:
+    try:
+        # Read-only is enough for flock, and lets workers running as another user use a lock
+        # file the master created (the directory set-up makes it 0644).
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise MetricsDirectoryError(
+            f"cannot open metrics lock file {path!r}: {e.strerror}; "
+            "the metrics directory must be prepared at start-up"
+        ) from e
+
+
+def _acquire(fd: int, op: int, deadline: float, what: str) -> None:
+    # Poll with LOCK_NB: a blocking flock cannot time out, and a stuck peer must not hang the
+    # Gunicorn master's child_exit forever.
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise MetricsLockTimeout(f"timed out waiting for the metrics lock in {what!r}")
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.02)
+
+
+@contextmanager
+def directory_lock(directory: str, *, exclusive: bool, timeout: float) -> Iterator[None]:
+    """Hold the directory lock, shared (scrape) or exclusive (merge, clean-up), for the block."""
+    deadline = time.monotonic() + timeout
+    op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    gate_fd = _open_lock_file(os.path.join(directory, GATE_NAME))
+    try:
+        _acquire(gate_fd, op, deadline, directory)
+        lock_fd = _open_lock_file(os.path.join(directory, LOCK_NAME))
+        try:
+            _acquire(lock_fd, op, deadline, directory)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+    finally:
+        # The gate only orders arrivals (a waiting writer blocks new readers); drop it now.
+        os.close(gate_fd)
+    try:
+        yield
+    finally:
+        os.close(lock_fd)

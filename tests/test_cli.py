@@ -1,0 +1,38 @@
+"""Operator commands: list accounts, deactivate and reactivate them, and say what that means."""
+
+from __future__ import annotations
+
+from tests.support.auth import AuthActions
+
+
+def test_list_shows_active_and_inactive_accounts(app, client):
+    for email in ("ada@example.com", "bob@example.com"):
+        AuthActions(client, email).register()
+    runner = app.test_cli_runner()
+    deactivated = runner.invoke(args=["user", "deactivate", "bob@example.com"])
+    assert deactivated.exit_code == 0
+    assert "access tokens already issued stay valid until they expire, at most 900 s" in deactivated.output
+
+    rows = runner.invoke(args=["user", "list"]).output.splitlines()
+    assert rows[0].split() == ["ID", "EMAIL", "STATUS", "CREATED"]
+    statuses = {line.split()[1]: line.split()[2] for line in rows[1:] if "@" in line}
+    assert statuses == {"ada@example.com": "active", "bob@example.com": "inactive"}
+    inactive = runner.invoke(args=["user", "list", "--status", "inactive"]).output
+    assert "bob@example.com" in inactive and "ada@example.com" not in inactive
+
+    assert runner.invoke(args=["user", "activate", "bob@example.com"]).exit_code == 0
+    assert "inactive" not in runner.invoke(args=["user", "list", "--status", "all"]).output.split("STATUS")[1]
+
+
+def test_deactivation_stops_logins_and_refreshes_at_once(app, client):
+    learner = AuthActions(client).signed_in()
+    app.test_cli_runner().invoke(args=["user", "deactivate", learner.email])
+    assert learner.login().status_code == 403
+    assert learner.refresh().status_code == 403
+    # What the command says: the access token already issued still works until it expires.
+    assert learner.me().status_code == 200
+
+
+def test_unknown_email_is_an_error(app):
+    result = app.test_cli_runner().invoke(args=["user", "deactivate", "ghost@example.com"])
+    assert result.exit_code != 0 and "no user with email ghost@example.com" in result.output
