@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Iterable
 from functools import cache
 from importlib import metadata
@@ -25,7 +26,7 @@ from prometheus_client import mmap_dict
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .fileformat import HEADER_SIZE, entry_size
+from .fileformat import HEADER_SIZE, TMP_SUFFIX, VALUE_TMP_PREFIX, entry_size
 
 # Versions whose internals the tests (tests/metrics) were run against.
 TESTED_VERSIONS = frozenset(("0.26.0",))
@@ -127,15 +128,25 @@ def _allocate(fd: int, size: int) -> None:
 
 
 def _reserve(filename: str, size: int) -> None:
-    fd = os.open(filename, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    """Create ``filename`` at its full size in one step: a scrape never sees it empty.
+
+    The blocks are reserved on a temporary name and the file renamed into place; on a
+    filesystem that cannot reserve, the temporary is extended (sparse) instead.
+    """
+    if os.path.exists(filename):
+        return  # this process's own file, opened before
+    fd, tmp = tempfile.mkstemp(prefix=VALUE_TMP_PREFIX, suffix=TMP_SUFFIX, dir=os.path.dirname(filename))
     try:
-        if os.fstat(fd).st_size < size:  # a new file
-            try:
-                _allocate(fd, size)
-            except OSError:
-                if os.fstat(fd).st_size == 0:
-                    os.unlink(filename)  # leave no empty file for scrapes to report as damaged
-                raise
+        os.fchmod(fd, 0o644)  # as MmapedDict creates its files (0666 less the usual umask)
+        _allocate(fd, size)
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+        os.rename(tmp, filename)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     finally:
         os.close(fd)
-

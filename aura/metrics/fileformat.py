@@ -25,6 +25,7 @@ LABELS_PREFIX = ".aura-labels."  # instance-wide admitted label values, one file
 INSTANCE_PREFIX = "instance-"  # sub-directory of a second live instance sharing a root
 TMP_PREFIX = ".aura-archive."
 PROBE_PREFIX = ".aura-probe."
+VALUE_TMP_PREFIX = ".aura-value."  # a value file being created, renamed into place at full size
 TMP_SUFFIX = ".tmp"
 FIXED_NAMES = frozenset((ARCHIVE_NAME, CORRUPT_ARCHIVE_NAME, LOCK_NAME, GATE_NAME, MARKER_NAME, OWNER_NAME))
 
@@ -37,7 +38,7 @@ PLAIN_TYPES = frozenset(("counter", "histogram", "summary"))
 
 HEADER_SIZE = 8
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
-_TMP_RE = re.compile(r"^\.aura-(?:archive|probe)\..+\.tmp$")
+_TMP_RE = re.compile(r"^\.aura-(?:archive|probe|value)\..+\.tmp$")
 _LABELS_RE = re.compile(r"^\.aura-labels\.[A-Za-z0-9_]+$")
 _INT = struct.Struct("i")
 VALUE = struct.Struct("dd")  # value, timestamp

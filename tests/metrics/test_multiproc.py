@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -521,3 +522,29 @@ def test_prepare_directory_existing_unwritable_directory_gives_clear_error():
     with pytest.raises(multiproc.MetricsDirectoryError, match="not writable") as err:
         multiproc.prepare_directory("/proc/self/fd")
     assert "/proc/self/fd" in str(err.value)
+
+
+def test_a_value_file_appears_at_its_full_size(tmp_path):
+    # A scrape listing the directory while a worker creates a file must never find it empty
+    # (it used to be created empty and then extended: a scrape reported it as damaged).
+    from aura.metrics._compat import ReservingMmapedDict
+
+    seen_empty: list[str] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for entry in os.scandir(tmp_path):
+                if entry.name.endswith(".db") and entry.stat().st_size == 0:
+                    seen_empty.append(entry.name)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(300):
+            ReservingMmapedDict(str(tmp_path / f"counter_{i}-1.db")).close()
+    finally:
+        done.set()
+        watcher.join(30)
+    assert not seen_empty, seen_empty[:5]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
