@@ -153,7 +153,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, _, run_id = raw.partition("|")
-        if not run_id:
+        if not _RUN_ID.fullmatch(run_id):  # never a NUL byte or any other text into a query
             raise ValueError(raw)
         return datetime.fromisoformat(created_at), run_id
     except (ValueError, binascii.Error, UnicodeDecodeError):

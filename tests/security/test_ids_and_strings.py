@@ -7,6 +7,7 @@ token subject - answers 404, 401 or 422 instead, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import base64
 import time
 
 import jwt as pyjwt
@@ -69,3 +70,13 @@ def test_odd_token_ids_are_401(hardened, learner, claims):
     token = pyjwt.encode(payload, SECRET, algorithm="HS256")
     assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401,
                        "invalid_token")
+
+
+@pytest.mark.parametrize("raw", ["2026-11-29T20:00:00+00:00|abc\x00def", "2026-11-29T20:00:00|\x00",
+                                 "\x00|12345678-1234-1234-1234-123456789012", "x" * 150])
+def test_odd_listing_cursors_are_422(hardened, learner, raw):
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    response = learner.client.get("/api/v1/workflows", params={"cursor": cursor},
+                                  headers=bearer(learner.access))
+    body = assert_error_shape(response, 422, "validation_error")
+    assert set(body["details"]) == {"cursor"}
