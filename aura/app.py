@@ -87,7 +87,7 @@ def register_extensions(app: Flask) -> None:
 def register_services(app: Flask) -> None:
     """Create the per-process services: password hasher, Redis, revocation store."""
     from aura.auth.passwords import Passwords
-    from aura.auth.revocation import RedisRevocationStore, SqlRevocationStore
+    from aura.auth.revocation import DurableRevocationStore, SqlRevocationStore
     from aura.infra.redis import RedisClients
 
     settings: Settings = app.config["AURA"]
@@ -97,7 +97,7 @@ def register_services(app: Flask) -> None:
     app.extensions["aura.redis"] = clients
     if settings.production or clients.ping():
         # Production always uses Redis and fails closed (503) while it is down.
-        app.extensions["aura.revocation"] = RedisRevocationStore(clients.auth)
+        app.extensions["aura.revocation"] = DurableRevocationStore(clients.auth)
     else:
         log.warning("Redis at %s is not reachable: running STANDALONE - token revocations in "
                     "the database, rate limits per process. Start Redis and restart for shared "

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from aura.auth.service import normalise_email
+from aura.auth.service import find_user
 from aura.extensions import db
 from aura.models import User
 
@@ -15,7 +14,7 @@ user_cli = AppGroup("user", help="Manage user accounts.")
 
 
 def _set_active(email: str, active: bool) -> None:
-    user = db.session.scalar(select(User).where(User.email == normalise_email(email)))
+    user = find_user(email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     user.is_active = active
@@ -23,12 +22,9 @@ def _set_active(email: str, active: bool) -> None:
     if active:
         click.echo(f"{user.email} activated: it can log in again")
         return
-    lifetime = current_app.config["AURA"].access_token_expires
-    # Access tokens are checked by signature and revocation list only, not against the account:
-    # deactivation stops new tokens, not the ones already issued.
-    click.echo(f"{user.email} deactivated: logins and token refreshes are refused from now on; "
-               f"access tokens already issued stay valid until they expire, at most {lifetime} s "
-               f"(ACCESS_TOKEN_EXPIRES) from now")
+    # Every protected route looks the account up, so its tokens stop working at once too.
+    click.echo(f"{user.email} deactivated: logins, refreshes and its tokens are refused from the "
+               "next request on")
 
 
 @user_cli.command("list")
@@ -52,7 +48,7 @@ def list_users(status: str) -> None:
 @user_cli.command("deactivate")
 @click.argument("email")
 def deactivate(email: str) -> None:
-    """Refuse logins and refreshes; issued access tokens live until they expire (ACCESS_TOKEN_EXPIRES)."""
+    """Stop an account: login, refresh and its tokens are refused from the next request on."""
     _set_active(email, False)
 
 

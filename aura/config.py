@@ -49,6 +49,7 @@ class Settings:
     redis_auth_db: int = 0
     redis_rate_limit_db: int = 1
     redis_socket_timeout: float = 1.0
+    redis_circuit_open_seconds: float = 5.0
     jwt_secret_key: str = field(default="", repr=False)
     access_token_expires: int = 15 * 60
     refresh_token_expires: int = 14 * 24 * 3600
@@ -75,6 +76,8 @@ class Settings:
     audit_max_file_bytes: int = 256 * 1024
     audit_max_function_lines: int = 50
     struggle_score_threshold: float = 0.5
+    audit_max_cpu_seconds: float = 1.0
+    workflow_max_concurrent_per_user: int = 2
 
     @property
     def production(self) -> bool:
@@ -136,13 +139,17 @@ class Settings:
         updates["jwt_secret_key"] = self._checked_secret()
         for name in ("access_token_expires", "refresh_token_expires", "max_content_length",
                      "rate_limit_max_client_ids", "audit_max_files", "audit_max_file_bytes",
-                     "audit_max_function_lines", "password_hash_time_cost"):
+                     "audit_max_function_lines", "password_hash_time_cost",
+                     "workflow_max_concurrent_per_user"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: {name.upper()} must be a "
                                   "positive integer")
         if self.password_hash_memory_cost < 8:
             raise ConfigError(f"PASSWORD_HASH_MEMORY_COST={self.password_hash_memory_cost}: "
                               "must be at least 8 (KiB)")
+        for name in ("redis_circuit_open_seconds", "audit_max_cpu_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be a positive number")
         if self.trusted_proxy_count < 0:
             raise ConfigError(f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count}: "
                               "TRUSTED_PROXY_COUNT must be 0 or more")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String
@@ -15,13 +16,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_public_id() -> str:
+    """A random subject for tokens: never reused, unlike row ids (SQLite reuses the highest)."""
+    return secrets.token_hex(16)
+
+
 class User(db.Model):
-    """An account. Emails are stored lower-cased, which makes them unique case-insensitively."""
+    """An account. Emails are stored normalised (NFKC, case-folded: `aura.auth.emails`), and
+    their confusable skeleton is unique, so no account can look like another."""
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     email: Mapped[str] = mapped_column(String(320), unique=True, index=True)
+    # NULL only for accounts made before skeletons whose skeleton another account already had.
+    email_skeleton: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -229,6 +229,8 @@ def server_env(workdir: Path, name: str, database_url: str, redis_url: str, metr
         # which would swamp the on/off memory comparison.
         PASSWORD_HASH_MEMORY_COST="8",
         RATE_LIMIT_ENABLED="false",
+        # One benchmark user drives every connection: the per-user cap would turn most into 429s.
+        WORKFLOW_MAX_CONCURRENT_PER_USER="1000",
         METRICS_ENABLED="true" if metrics_enabled else "false",
         # On tmpfs, as gunicorn.conf.py's default and the k8s emptyDir (medium: Memory) are.
         PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix=f"aura-bench-metrics-{name}-",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the tests need is installed and running: Redis, promtool/Prometheus,
-# Alertmanager/amtool and (when asked with --postgres) PostgreSQL. Installs Debian packages only where missing.
+# Alertmanager/amtool, nginx and (when asked with --postgres) PostgreSQL. Installs Debian
+# packages only where missing.
 # --install-only: install what is missing, start nothing.
 set -euo pipefail
 
@@ -9,6 +10,9 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 { command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null; } \
   || need_apt+=(prometheus-alertmanager)
+# nginx in front of Gunicorn (tests/resilience/test_slow_clients_nginx.py); /usr/sbin is not on
+# every user's PATH.
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
 if [[ "${1:-}" == "--postgres" ]] && ! command -v pg_ctlcluster >/dev/null; then
   need_apt+=(postgresql)
 fi

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_jwt_extended import get_jwt, get_jwt_identity, jwt_required
+from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from aura.api.openapi import document_errors
-from aura.api.rate_limits import login_limits, register_limit
+from aura.api.rate_limits import LoginAccountGuard, login_limit, register_limit
 from aura.api.schemas import (
     CredentialsSchema,
     LoginSchema,
@@ -17,10 +17,8 @@ from aura.api.schemas import (
     UserSchema,
 )
 from aura.auth import service
-from aura.auth.jwt import revocation_store
+from aura.auth.jwt import current_account, revocation_store
 from aura.errors import error_response
-from aura.extensions import db
-from aura.models import User
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 
@@ -60,18 +58,27 @@ def register(body):
 
 
 @blp.route("/login", methods=["POST"])
-@login_limits[0]
-@login_limits[1]
+@login_limit
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 @_errors(400, 401, 403, 413, 415, 422, 429)
 def login(body):
     """Exchange email and password for an access and a refresh token."""
+    guard = LoginAccountGuard(body["email"])
+    refused = guard.admits()
+    if refused is not None:
+        return refused
     try:
         pair = service.login(_passwords(), body["email"], body["password"],
                              current_app.config["AURA"].access_token_expires)
     except service.AuthError as exc:
+        if exc.error != "invalid_credentials":
+            guard.not_a_failure()
         return _auth_error(exc)
+    except Exception:
+        guard.not_a_failure()  # an outage is not a guess
+        raise
+    guard.not_a_failure()
     return _tokens(pair)
 
 
@@ -83,8 +90,9 @@ def login(body):
 def refresh():
     """Rotate a refresh token (sent as Bearer): the old one is revoked, a new pair issued."""
     try:
-        pair = service.refresh(revocation_store(), get_jwt(),
-                               current_app.config["AURA"].access_token_expires)
+        settings = current_app.config["AURA"]
+        pair = service.refresh(revocation_store(), current_account(), get_jwt(),
+                               settings.access_token_expires, settings.refresh_token_expires)
     except service.AuthError as exc:
         return _auth_error(exc)
     return _tokens(pair)
@@ -97,9 +105,12 @@ def refresh():
 @blp.doc(security=BEARER)
 @_errors(400, 401, 413, 415, 422, 429, 503)
 def logout(body):
-    """Revoke the access token (Bearer) and, when given, the caller's refresh token."""
+    """End the session: the access token (Bearer), every token refreshed from the same login,
+    and, when given, the caller's refresh token (and its session)."""
     try:
-        service.logout(revocation_store(), get_jwt(), (body or {}).get("refresh_token"))
+        service.logout(revocation_store(), current_account(), get_jwt(),
+                       (body or {}).get("refresh_token"),
+                       current_app.config["AURA"].refresh_token_expires)
     except service.AuthError as exc:
         return _auth_error(exc)
     return {"message": "logged out"}
@@ -112,7 +123,4 @@ def logout(body):
 @_errors(401, 429, 503)
 def me():
     """The account the access token belongs to."""
-    user = db.session.get(User, int(get_jwt_identity()))
-    if user is None:
-        return error_response(401, "invalid_token", "The token's account no longer exists.")
-    return user
+    return current_account()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from aura.extensions import db
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("aura.health")
 
 
 @bp.get("/healthz")
@@ -25,7 +28,8 @@ def readyz():
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         db.session.rollback()
-        checks["database"] = f"unavailable: {exc.__class__.__name__}"
+        log.warning("readiness: database unavailable: %s", exc.__class__.__name__)
+        checks["database"] = "unavailable"  # public: the class name stays in the log
     mode = current_app.extensions["aura.revocation"].mode
     if mode == "redis":
         redis_ok = current_app.extensions["aura.redis"].ping()

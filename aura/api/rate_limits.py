@@ -1,35 +1,33 @@
 """Rate limiting: Flask-Limiter on shared Redis, keyed by client address (and user or account).
 
 Limits, from the settings: RATE_LIMIT_DEFAULT on every /api/v1 route per client address;
-RATE_LIMIT_LOGIN per address plus RATE_LIMIT_LOGIN_ACCOUNT per target email (brute force from
-many addresses); RATE_LIMIT_REGISTER per address; RATE_LIMIT_WORKFLOWS per signed-in user.
+RATE_LIMIT_LOGIN per address; RATE_LIMIT_LOGIN_ACCOUNT failed logins per target account (see
+`LoginAccountGuard`); RATE_LIMIT_REGISTER per address; RATE_LIMIT_WORKFLOWS per signed-in user.
 The client address honours X-Forwarded-For only through TRUSTED_PROXY_COUNT proxies (ProxyFix).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, current_app, request
 from flask_jwt_extended import decode_token
 from flask_limiter import Limiter
+from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from aura.auth.emails import normalise
+from aura.errors import error_response
 from aura.infra.rate_limit_storage import FailoverRedisStorage
 from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.rate_limit")
 
+
 def client_address() -> str:
     """The client's address as seen through the trusted proxies."""
     return request.remote_addr or "unknown"
-
-
-def account_key() -> str:
-    """The login's target account (lower-cased email), so guessing is limited per account."""
-    body = request.get_json(silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    return f"account:{email.strip().lower()}" if isinstance(email, str) else f"addr:{client_address()}"
 
 
 def user_key() -> str:
@@ -54,10 +52,7 @@ def _setting(name: str):
 
 
 limiter = Limiter(key_func=client_address, headers_enabled=True, strategy="fixed-window")
-login_limits = [
-    limiter.limit(_setting("rate_limit_login")),
-    limiter.limit(_setting("rate_limit_login_account"), key_func=account_key),
-]
+login_limit = limiter.limit(_setting("rate_limit_login"))
 register_limit = limiter.limit(_setting("rate_limit_register"))
 workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_key)
 
@@ -65,6 +60,65 @@ workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_k
 @limiter.request_filter
 def _exempt() -> bool:
     return not _is_limited()
+
+
+class LoginAccountGuard:
+    """Stops guessing one account from many addresses without locking its owner out.
+
+    Only failed logins count toward RATE_LIMIT_LOGIN_ACCOUNT (per target account, normalised
+    address). Once an account has reached it, each client address gets one attempt at that
+    account per window: the owner, from their own address, still gets in with the right
+    password, while guessing goes on at one try per address per window (each address also
+    under RATE_LIMIT_LOGIN). Counted in the limiter's storage: shared Redis, per process while
+    it is down (the same failover as every limit).
+    """
+
+    def __init__(self, email: str):
+        self.account = normalise(email)
+        self.items = parse_many(current_app.config["AURA"].rate_limit_login_account)
+
+    @staticmethod
+    def enabled() -> bool:
+        """Off with rate limiting (RATE_LIMIT_ENABLED=false)."""
+        return limiter.enabled and getattr(limiter, "_storage", None) is not None
+
+    def admits(self):
+        """None to go on, or the 429 to answer.
+
+        Every attempt first takes a failure from the account's allowance (one atomic INCR per
+        limit, so concurrent guesses cannot all slip under it); `not_a_failure` gives it back.
+        """
+        if not self.enabled():
+            return None
+        strategy = limiter.limiter
+        taken = [item for item in self.items if strategy.hit(item, "login-failures", self.account)]
+        if len(taken) == len(self.items):
+            self._taken = taken
+            return None
+        self._give_back(taken)  # locked by another limit: this attempt is the probe's, or none
+        longest = max(self.items, key=lambda item: item.get_expiry())
+        probe = type(longest)(1, longest.multiples)
+        if strategy.hit(probe, "login-probe", self.account, client_address()):
+            self._taken = []  # a probe's failure does not count again
+            return None
+        reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
+        recorder.rate_limit_hit(request.url_rule.rule, client_address())
+        applied = str(longest)  # e.g. "20 per 1 hour"
+        return error_response(429, "rate_limited", f"Too many requests: the limit of {applied} failed "
+                              "logins per account was reached, and this client address has had its "
+                              "one try at the account; retry after the seconds in Retry-After.",
+                              {"limit": applied, "per": "account"},
+                              headers={"Retry-After": str(max(1, int(reset - time.time())))})
+
+    def not_a_failure(self) -> None:
+        """Not a failure after all (right password, or an answer other than a wrong password):
+        give back what `admits` took."""
+        self._give_back(getattr(self, "_taken", []))
+        self._taken = []
+
+    def _give_back(self, items) -> None:
+        for item in items:
+            limiter.limiter.hit(item, "login-failures", self.account, cost=-1)
 
 
 def init_rate_limiting(app: Flask) -> None:

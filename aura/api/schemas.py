@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC
 
 import marshmallow as ma
 from marshmallow import validate
+
+from aura.auth.emails import invisible_characters, normalise
 
 
 class UtcDateTime(ma.fields.DateTime):
@@ -18,17 +19,42 @@ class UtcDateTime(ma.fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class StrictFloat(ma.fields.Float):
+    """A JSON number, never a string ("5") or a boolean: the document says `number`."""
+
+    def _validated(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class StrictInteger(ma.fields.Integer):
+    """A JSON integer, never a string or a boolean (true is an int to Python)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+# Longest audited file path (characters): paths are echoed in every finding and stored.
+MAX_PATH_LENGTH = 255
+
+
 PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 128 characters.")
-# Invisible or direction-changing characters (zero-width space, RTL override, soft hyphen...)
-# and control characters: an address holding one looks like another account's.
-_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Co", "Cs", "Zl", "Zp"))
 
 
 def _plain_address(email: str) -> None:
-    """Refuse new addresses that could impersonate another, or that no mail server accepts."""
-    if any(unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in email):
-        raise ma.ValidationError("Email contains invisible or control characters.")
-    if len(email.rpartition("@")[0].encode()) > 64:
+    """Refuse new addresses that could impersonate another, or that no mail server accepts:
+    invisible characters (zero-width, bidi overrides, the Hangul filler...) before or after
+    NFKC normalisation. Look-alikes of existing accounts are refused at registration (409)."""
+    hidden = invisible_characters(email) or invisible_characters(normalise(email))
+    if hidden:
+        raise ma.ValidationError(f"Email contains invisible or control characters ({', '.join(hidden[:5])}).")
+    if len(normalise(email).rpartition("@")[0].encode()) > 64:
         raise ma.ValidationError("The part before @ is longer than 64 bytes.")
 
 
@@ -81,11 +107,11 @@ class StruggleInputSchema(ma.Schema):
     """What the editor reports about a learner's recent activity on one exercise."""
 
     exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
-    edit_frequency = ma.fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
+    edit_frequency = StrictFloat(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
                                      metadata={"description": "Edits per minute over the window"})
-    error_count = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=1_000_000),
+    error_count = StrictInteger(required=True, validate=validate.Range(min=0, max=1_000_000),
                                     metadata={"description": "Errors in the window"})
-    window_seconds = ma.fields.Integer(load_default=300, strict=True,
+    window_seconds = StrictInteger(load_default=300,
                                        validate=validate.Range(min=1, max=86_400))
     error_types = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=100)),
                                  load_default=list, validate=validate.Length(max=50),
@@ -115,7 +141,8 @@ class StruggleResultSchema(ma.Schema):
 class AuditFileSchema(ma.Schema):
     """One file to audit."""
 
-    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=MAX_PATH_LENGTH),
+                            metadata={"description": "Any non-empty name; files ending in .py are audited"})
     content = ma.fields.String(required=True)
 
 
@@ -151,6 +178,11 @@ class AuditResultSchema(ma.Schema):
     files_processed = ma.fields.Integer(required=True)
     files_skipped = ma.fields.Integer(required=True)
     remediation = ma.fields.List(ma.fields.Nested(RemediationSchema), required=True)
+    truncated = ma.fields.Boolean(required=True, metadata={
+        "description": "True when `violations` lists fewer findings than were found (at most 50 "
+                       "per type and 200 in all are listed)"})
+    violation_counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True,
+                                      metadata={"description": "Every finding by type, listed or not"})
     created_at = UtcDateTime(required=True)
 
 

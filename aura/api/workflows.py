@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import current_app, url_for
-from flask_jwt_extended import get_jwt_identity, jwt_required
+from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from aura.api.concurrency import per_user_concurrency
 from aura.api.openapi import document_errors
 from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
@@ -16,7 +17,8 @@ from aura.api.schemas import (
     StruggleInputSchema,
     StruggleResultSchema,
 )
-from aura.errors import error_response
+from aura.auth.jwt import current_user_id
+from aura.errors import ServiceUnavailable, error_response
 from aura.services import workflow_runs
 from aura.workflows import AuditLimitError, WorkflowInputError
 
@@ -40,7 +42,7 @@ def _result_url(workflow_type: str, run_id: str) -> str:
 
 def _run(workflow_type: str, body: dict):
     try:
-        result = workflow_runs.execute(workflow_type, body, int(get_jwt_identity()),
+        result = workflow_runs.execute(workflow_type, body, current_user_id(),
                                        current_app.config["AURA"])
         return result, 201, {"Location": _result_url(workflow_type, result["id"])}
     except WorkflowInputError as exc:
@@ -57,6 +59,7 @@ def _run(workflow_type: str, body: dict):
 
 @blp.route("/struggle", methods=["POST"])
 @jwt_required()
+@per_user_concurrency
 @workflow_limit
 @blp.arguments(StruggleInputSchema)
 @blp.response(201, StruggleResultSchema, headers=LOCATION)
@@ -69,6 +72,7 @@ def struggle(body):
 
 @blp.route("/audit", methods=["POST"])
 @jwt_required()
+@per_user_concurrency
 @workflow_limit
 @blp.arguments(AuditInputSchema)
 @blp.response(201, AuditResultSchema, headers=LOCATION)
@@ -89,7 +93,10 @@ def audit(body):
 def list_runs(query):
     """The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status."""
     try:
-        page = workflow_runs.list_runs(int(get_jwt_identity()), limit=query["limit"],
+        user_id = current_user_id()
+        if user_id is None:
+            raise ServiceUnavailable("database")
+        page = workflow_runs.list_runs(user_id, limit=query["limit"],
                                        cursor=query.get("cursor"), workflow_type=query.get("type"),
                                        status=query.get("status"))
     except workflow_runs.InvalidCursor:
@@ -100,7 +107,7 @@ def list_runs(query):
 
 
 def _stored(workflow_type: str, run_id: str):
-    result = workflow_runs.load(workflow_type, run_id, int(get_jwt_identity()))
+    result = workflow_runs.load(workflow_type, run_id, current_user_id())
     if result is None:
         return error_response(404, "not_found", f"No {workflow_type} result with this id.")
     return result

@@ -8,14 +8,13 @@ failures are counted: `auth_failures_total{reason}` always, plus the auth endpoi
 from __future__ import annotations
 
 import jwt as pyjwt
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aura.errors import error_response
 from aura.extensions import db, jwt
 from aura.instrumentation import recorder
-from aura.models import User
 
 # Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
 _AUTH_ENDPOINTS = {"auth.refresh": "refresh", "auth.logout": "logout"}
@@ -30,7 +29,34 @@ _MESSAGES = {
     "invalid_token": "The token is not valid.",
     "expired_token": "The token has expired.",
     "revoked_token": "The token has been revoked.",
+    "inactive_user": "This account is deactivated.",
 }
+
+
+def _plain_id(value: object) -> bool:
+    """Ids the server issues (uuid4, hex): short printable ASCII, safe to look up anywhere."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() \
+        and value.replace("-", "").isalnum()
+
+
+def current_account():
+    """The signed-in account of this request (looked up once, by the JWT callbacks)."""
+    from flask_jwt_extended import get_current_user
+
+    user = get_current_user()
+    if user is _UNCHECKED:
+        from aura.errors import ServiceUnavailable
+
+        raise ServiceUnavailable("database")
+    return user
+
+
+def current_user_id() -> int | None:
+    """The signed-in account's row id, or None while the database could not be asked."""
+    from flask_jwt_extended import get_current_user
+
+    user = get_current_user()
+    return None if user is _UNCHECKED else user.id
 
 
 def revocation_store():
@@ -38,14 +64,32 @@ def revocation_store():
     return current_app.extensions["aura.revocation"]
 
 
-def _reject(reason: str):
+def _reject(reason: str, status: int = 401):
     recorder.auth_failure(reason)
     endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
     if endpoint:
         recorder.auth_request(endpoint, False)
         if endpoint == "refresh":
             recorder.token_refresh(False)
-    return error_response(401, reason, _MESSAGES[reason])
+    return error_response(status, reason, _MESSAGES[reason])
+
+
+def _revoked(_header, payload):
+    """A revoked refresh token presented again is reuse: its whole family (session) ends."""
+    if payload.get("type") == "refresh":
+        from aura.auth.service import revoke_family, user_by_subject
+
+        user = user_by_subject(payload["sub"])
+        if user is not None:
+            revoke_family(revocation_store(), user.id, payload,
+                          current_app.config["AURA"].refresh_token_expires)
+    return _reject("revoked_token")
+
+
+def _lookup_failed(_header, _payload):
+    if g.get("aura_inactive_user"):
+        return _reject("inactive_user", 403)
+    return _reject("invalid_token")
 
 
 def init_jwt(app: Flask) -> None:
@@ -75,28 +119,35 @@ def init_jwt(app: Flask) -> None:
     def _is_revoked(_header, payload) -> bool:
         # Runs first after the signature check, so it is also where claims are required.
         missing = _REQUIRED_CLAIMS - payload.keys()
-        if missing or not isinstance(payload["jti"], str) or not isinstance(payload["sub"], str) \
-                or payload["type"] not in _TOKEN_TYPES:
+        if missing or not _plain_id(payload["jti"]) or not isinstance(payload["sub"], str) \
+                or payload["type"] not in _TOKEN_TYPES \
+                or ("fam" in payload and not _plain_id(payload["fam"])):
             raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(missing)}")
-        return revocation_store().is_revoked(payload["jti"])
+        family = payload.get("fam")
+        return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str)
+                                             and family else None)
 
     @jwt.user_lookup_loader
     def _account(_header, payload):
         # Every protected route: a genuine token of an account that no longer exists opens
-        # nothing (user_lookup_error_loader answers 401). While the database is down the check
-        # is left to the route, which answers 503 and counts the outage where it belongs.
-        subject = payload["sub"]
-        if not (subject.isascii() and subject.isdigit() and len(subject) <= 18):
-            return None
+        # nothing (user_lookup_error_loader answers 401), nor one of a deactivated account (403,
+        # from the next request on). While the database is down the check is left to the route,
+        # which answers 503 and counts the outage where it belongs.
+        from aura.auth.service import user_by_subject
+
         try:
-            return db.session.get(User, int(subject))
+            user = user_by_subject(payload["sub"])
         except _DATABASE_OUTAGES:
             db.session.rollback()
             return _UNCHECKED
+        if user is not None and not user.is_active:
+            g.aura_inactive_user = True
+            return None
+        return user
 
     jwt.unauthorized_loader(lambda _msg: _reject("missing_token"))
     jwt.invalid_token_loader(lambda _msg: _reject("invalid_token"))
     jwt.expired_token_loader(lambda _h, _p: _reject("expired_token"))
-    jwt.revoked_token_loader(lambda _h, _p: _reject("revoked_token"))
-    jwt.user_lookup_error_loader(lambda _h, _p: _reject("invalid_token"))
+    jwt.revoked_token_loader(_revoked)
+    jwt.user_lookup_error_loader(_lookup_failed)
     jwt.token_verification_failed_loader(lambda _h, _p: _reject("invalid_token"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import redis
 
@@ -15,6 +17,77 @@ AUTH_DB = "auth_db"
 RATE_LIMIT_DB = "rate_limit_db"
 
 
+class CircuitOpen(redis.ConnectionError):
+    """Redis was not called: it failed a moment ago and the breaker is open."""
+
+
+class CircuitBreaker:
+    """After a Redis call times out or cannot connect, fail fast for `open_seconds`.
+
+    A hung Redis (SIGSTOP, a network black hole) costs a full socket timeout per call; without
+    this, every request of every worker pays it, and probes queue behind them. With it, each
+    process pays at most one timeout per interval: the first call after the interval is the
+    trial, and its success closes the breaker.
+    """
+
+    def __init__(self, open_seconds: float):
+        self.open_seconds = open_seconds
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        """True while calls are refused without trying Redis."""
+        return time.monotonic() < self._open_until
+
+    def trip(self, exc: BaseException) -> None:
+        """Open the breaker (logged when it was closed)."""
+        with self._lock:
+            if not self._open_until:
+                log.warning("redis failed (%s): failing fast for %.1f s at a time until it "
+                            "answers", exc.__class__.__name__, self.open_seconds)
+            self._open_until = time.monotonic() + self.open_seconds
+
+    def reset(self) -> None:
+        """Close the breaker after a call succeeded."""
+        if self._open_until:
+            with self._lock:
+                self._open_until = 0.0
+            log.warning("redis answers again")
+
+
+class GuardedRedis(redis.Redis):
+    """redis.Redis whose commands go through a CircuitBreaker (pipelines: see `guarded`)."""
+
+    breaker: CircuitBreaker
+
+    def execute_command(self, *args, **options):
+        """Refuse at once while the breaker is open; trip it on a timeout or connection error."""
+        with self.guarded():
+            return super().execute_command(*args, **options)
+
+    def guarded(self):
+        """Context manager: the breaker's rule around any block of Redis calls."""
+        return _Guard(self.breaker)
+
+
+class _Guard:
+    def __init__(self, breaker: CircuitBreaker):
+        self.breaker = breaker
+
+    def __enter__(self):
+        if self.breaker.is_open:
+            raise CircuitOpen("redis circuit open: a call failed moments ago")
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            self.breaker.reset()
+        elif isinstance(exc, (redis.TimeoutError, redis.ConnectionError)) \
+                and not isinstance(exc, CircuitOpen):
+            self.breaker.trip(exc)
+        return False
+
+
 def classify_error(exc: BaseException) -> str:
     """Map a Redis exception to the spec's bounded `error_type` label."""
     if isinstance(exc, redis.TimeoutError):
@@ -25,8 +98,9 @@ def classify_error(exc: BaseException) -> str:
 
 
 def record_error(database: str, exc: BaseException) -> None:
-    """Count a Redis error against its logical database."""
-    recorder.redis_error(database, classify_error(exc))
+    """Count a Redis error against its logical database (not a call the breaker refused)."""
+    if not isinstance(exc, CircuitOpen):
+        recorder.redis_error(database, classify_error(exc))
 
 
 class RedisClients:
@@ -39,7 +113,10 @@ class RedisClients:
             health_check_interval=30,
         )
         self.url = settings.redis_url
-        self.auth = redis.Redis.from_url(settings.redis_url, db=settings.redis_auth_db, **common)
+        self.breaker = CircuitBreaker(settings.redis_circuit_open_seconds)
+        self.auth: GuardedRedis = GuardedRedis.from_url(settings.redis_url, db=settings.redis_auth_db,
+                                                        **common)
+        self.auth.breaker = self.breaker
         self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
 
     def ping(self, database: str = AUTH_DB) -> bool:
@@ -48,7 +125,8 @@ class RedisClients:
             return bool(self.auth.ping())
         except redis.RedisError as exc:
             record_error(database, exc)
-            log.warning("redis %s unreachable: %s", database, exc)
+            if not isinstance(exc, CircuitOpen):
+                log.warning("redis %s unreachable: %s", database, exc)
             return False
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,8 @@ from aura.workflows import (
 log = logging.getLogger("aura.workflows")
 
 _OUTAGES = (OperationalError, InterfaceError, PoolTimeout, ServiceUnavailable)
+# Run ids are uuid4 strings; anything else (a NUL byte, 10 kB of text) is not looked up at all.
+_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def struggle_settings(settings: Settings) -> StruggleSettings:
@@ -50,7 +53,8 @@ def audit_settings(settings: Settings) -> AuditSettings:
     """Audit limits from the configuration; the whole body never exceeds MAX_CONTENT_LENGTH."""
     return AuditSettings(max_files=settings.audit_max_files, max_file_bytes=settings.audit_max_file_bytes,
                          max_total_bytes=settings.max_content_length,
-                         max_function_lines=settings.audit_max_function_lines)
+                         max_function_lines=settings.audit_max_function_lines,
+                         max_cpu_seconds=settings.audit_max_cpu_seconds)
 
 
 def _catalog() -> list[Lesson]:
@@ -71,10 +75,15 @@ def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datet
     return created_at
 
 
-def execute(workflow_type: str, data: dict, user_id: int, settings: Settings) -> dict:
-    """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body."""
+def execute(workflow_type: str, data: dict, user_id: int | None, settings: Settings) -> dict:
+    """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body.
+
+    `user_id` None: the account could not be looked up (database down) - a counted 503."""
     run_id = str(uuid.uuid4())
     stored: dict = {}
+    if user_id is None:
+        _failed(workflow_type, "service_unavailable", perf_counter())
+        raise ServiceUnavailable("database")
     created: list[datetime] = []
 
     def record(result) -> None:
@@ -111,8 +120,12 @@ def execute(workflow_type: str, data: dict, user_id: int, settings: Settings) ->
     return {**stored, "created_at": created[0] if created else utcnow()}
 
 
-def load(workflow_type: str, run_id: str, user_id: int) -> dict | None:
-    """A stored result, only for its owner."""
+def load(workflow_type: str, run_id: str, user_id: int | None) -> dict | None:
+    """A stored result, only for its owner; None for an id that is not a run id."""
+    if not _RUN_ID.fullmatch(run_id):
+        return None
+    if user_id is None:
+        raise ServiceUnavailable("database")
     run = db.session.get(WorkflowRun, run_id)
     if run is None or run.user_id != user_id or run.workflow_type != workflow_type:
         return None
@@ -140,7 +153,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, _, run_id = raw.partition("|")
-        if not run_id:
+        if not _RUN_ID.fullmatch(run_id):  # never a NUL byte or any other text into a query
             raise ValueError(raw)
         return datetime.fromisoformat(created_at), run_id
     except (ValueError, binascii.Error, UnicodeDecodeError):

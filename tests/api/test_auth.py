@@ -28,13 +28,32 @@ def test_register_login_me_refresh_logout(auth):
     old_refresh = tokens["refresh_token"]
     assert auth.refresh().status_code == 200
     assert auth.tokens["refresh_token"] != old_refresh
-    reused = auth.refresh(old_refresh)  # rotation: the presented token is spent
-    assert reused.status_code == 401 and reused.get_json()["error"] == "revoked_token"
 
     access = auth.tokens["access_token"]
     assert auth.logout(refresh_token=auth.tokens["refresh_token"]).status_code == 200
     assert auth.me(access).get_json()["error"] == "revoked_token"
     assert auth.refresh(auth.tokens["refresh_token"]).get_json()["error"] == "revoked_token"
+    assert auth.refresh(old_refresh).get_json()["error"] == "revoked_token"
+
+
+def test_reusing_a_rotated_refresh_token_ends_the_whole_session(auth):
+    auth.signed_in()
+    stolen = auth.tokens["refresh_token"]
+    assert auth.refresh().status_code == 200  # whoever rotates first gets a new pair...
+    current = dict(auth.tokens)
+    reused = auth.refresh(stolen)  # ...and the other one presents the spent token
+    assert reused.status_code == 401 and reused.get_json()["error"] == "revoked_token"
+    assert auth.me(current["access_token"]).get_json()["error"] == "revoked_token"
+    assert auth.refresh(current["refresh_token"]).get_json()["error"] == "revoked_token"
+    assert auth.login().status_code == 200 and auth.me().status_code == 200  # a new session
+
+
+def test_logout_without_a_refresh_token_ends_the_session(auth):
+    auth.signed_in()
+    assert auth.refresh().status_code == 200
+    tokens = dict(auth.tokens)
+    assert auth.logout().status_code == 200
+    assert auth.refresh(tokens["refresh_token"]).get_json()["error"] == "revoked_token"
 
 
 def test_email_is_unique_case_insensitively(auth):

@@ -160,6 +160,8 @@ def test_a_fault_in_a_node_is_a_500_with_a_run_id_and_counted(client, learner, m
 def test_database_outage_is_503_and_counted(make_app):
     good = make_app()
     learner = AuthActions(good.test_client()).signed_in()
+    # A checked token loads the revocations into Redis (they come from the database, once).
+    assert learner.me().status_code == 200
     broken = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     before = registry_samples()
     response = broken.test_client().post("/api/v1/workflows/struggle", json=STRUGGLING,

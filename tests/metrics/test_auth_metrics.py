@@ -64,11 +64,26 @@ def test_refresh_rotation_and_reuse(auth, moved):
         'auth_requests_total{endpoint="refresh",status="failure"}': 1,
         'auth_token_refreshes_total{status="failure"}': 1,
         'auth_failures_total{reason="revoked_token"}': 1,
+        'tokens_revoked_total{token_type="refresh"}': 1,  # reuse: the session (family) ends
+    }
+    assert moved(lambda: auth.refresh(old)) == {  # the family was revoked once, counted once
+        'auth_requests_total{endpoint="refresh",status="failure"}': 1,
+        'auth_token_refreshes_total{status="failure"}': 1,
+        'auth_failures_total{reason="revoked_token"}': 1,
     }
     assert moved(lambda: auth.refresh("garbage")) == {
         'auth_requests_total{endpoint="refresh",status="failure"}': 1,
         'auth_token_refreshes_total{status="failure"}': 1,
         'auth_failures_total{reason="invalid_token"}': 1,
+    }
+
+
+def test_logout_without_a_refresh_token_revokes_the_session(auth, moved):
+    auth.signed_in()
+    assert moved(auth.logout) == {
+        'auth_requests_total{endpoint="logout",status="success"}': 1,
+        'tokens_revoked_total{token_type="access"}': 1,
+        'tokens_revoked_total{token_type="refresh"}': 1,  # the family, its refresh token with it
     }
 
 

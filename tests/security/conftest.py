@@ -176,6 +176,7 @@ class Server:
     def __init__(self, tmp_dir: Path, name: str, workers: int = 2, **settings: str):
         self.redis = RedisServer().start()
         url, self._drop_db = private_database(tmp_dir, name)
+        self.database_url = url
         env = app_env(tmp_dir, url, REDIS_URL=self.redis.url, REDIS_AUTH_DB="0", REDIS_RATE_LIMIT_DB="1",
                       JWT_SECRET_KEY=SECRET)
         migrate(env)
@@ -192,6 +193,16 @@ class Server:
 
     def client(self, address: str | None = None) -> Client:
         return Client(self.url, address)
+
+    def sql(self, statement: str, **params) -> list:
+        """Run one SQL statement on the server's database, as an operator would; rows if any."""
+        engine = create_engine(self.database_url)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params)
+                return list(result) if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def log_text(self) -> str:
         """Everything the server printed (error log and, when set, the access log file)."""

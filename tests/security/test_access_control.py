@@ -74,20 +74,32 @@ def test_login_guessing_is_limited_per_client(hardened):
 
 
 def test_login_guessing_is_limited_per_target_account(hardened):
-    victim = Account(hardened.client()).signed_in()  # its login is the account's first attempt
+    victim = Account(hardened.client()).signed_in()  # a success counts nothing
+    assert victim.login().status_code == 200
     variants = [victim.email, victim.email.upper(), victim.email.capitalize()]
     clients = [hardened.client() for _ in range(PER_ACCOUNT // 2 + 1)]
-    for attempt in range(1, PER_ACCOUNT):  # from many clients, two each: under each client's limit
+    for attempt in range(PER_ACCOUNT):  # from many clients, two each: under each client's limit
         email = variants[attempt % len(variants)]  # case does not make another account
         response = clients[attempt // 2].post(LOGIN, json={"email": email, "password": f"guess-{attempt}"})
         assert_error_shape(response, 401, "invalid_credentials")
-    fresh = hardened.client()
-    assert_error_shape(victim.client.post(LOGIN, json={"email": victim.email, "password": victim.password}),
-                       429, "rate_limited")
-    assert_error_shape(fresh.post(LOGIN, json={"email": victim.email, "password": victim.password}),
-                       429, "rate_limited")
-    # The lock is on the account, not on the clients that tried it.
-    other = Account(fresh).signed_in()
+    # The account has had its failures: each client now gets one try at it per window.
+    assert_error_shape(clients[0].post(LOGIN, json={"email": victim.email, "password": "guess-x"}),
+                       401, "invalid_credentials")
+    again = clients[0].post(LOGIN, json={"email": victim.email, "password": victim.password})
+    assert_error_shape(again, 429, "rate_limited")  # even the right password: no oracle
+    assert int(again.headers["Retry-After"]) > 0
+    # The lock is on guessing the account, not on the clients that tried it.
+    other = Account(clients[0]).signed_in()
     assert other.me().status_code == 200
     # Tokens issued before the guessing still work: the limit locks out logins, not sessions.
     assert victim.me().status_code == 200
+
+
+def test_the_owner_is_not_locked_out_by_guessing_from_many_addresses(hardened):
+    """20 wrong passwords from 20 addresses used to give the right one 429 for an hour."""
+    owner = Account(hardened.client()).signed_in()
+    for _attempt in range(PER_ACCOUNT * 2 + 4):  # well past the account's failure limit
+        response = hardened.client().post(LOGIN, json={"email": owner.email, "password": "guess-1234"})
+        assert response.status_code in (401, 429), response.text
+    assert owner.login().status_code == 200  # from the owner's own address
+    assert Account(hardened.client(), owner.email).login(owner.password).status_code == 200  # a new one

@@ -31,7 +31,8 @@ def test_no_secret_in_debug_and_access_logs(hardened):
     first = dict(alice.tokens)
     assert alice.me().status_code == 200
     assert alice.refresh().status_code == 200
-    assert alice.refresh(first["refresh_token"]).status_code == 401  # reuse after rotation
+    assert alice.refresh(first["refresh_token"]).status_code == 401  # reuse: the session ends
+    assert alice.login().status_code == 200  # a new one
     assert alice.logout(refresh_token=bob.refresh_token).status_code == 401  # someone else's
     second = dict(alice.tokens)
     assert alice.logout(refresh_token=second["refresh_token"]).status_code == 200

@@ -56,12 +56,13 @@ FORGERIES = [
                                                                        {"alg": "RS256", "typ": "JWT"}),
      "invalid_token"),
     ("payload altered after signing", lambda sub: _signed(_claims(sub)).split(".")[0] + "."
-     + _b64(_claims(str(int(sub) + 1))) + "." + _signed(_claims(sub)).split(".")[2], "invalid_token"),
+     + _b64(_claims(sub[::-1])) + "." + _signed(_claims(sub)).split(".")[2], "invalid_token"),
     ("no sub", lambda sub: _signed(_claims(sub, sub=None)), "invalid_token"),
     ("no jti", lambda sub: _signed(_claims(sub, jti=None)), "invalid_token"),
     ("no type", lambda sub: _signed(_claims(sub, type=None)), "invalid_token"),
     ("no exp", lambda sub: _signed(_claims(sub, exp=None)), "invalid_token"),
-    ("sub is a number", lambda sub: _signed(_claims(sub, sub=int(sub))), "invalid_token"),
+    ("sub is a number", lambda sub: _signed(_claims(sub, sub=int(sub, 16))), "invalid_token"),
+    ("sub is the account's row id", lambda sub: _signed(_claims("1")), "invalid_token"),
     ("jti is a number", lambda sub: _signed(_claims(sub, jti=7)), "invalid_token"),
     ("type is unknown", lambda sub: _signed(_claims(sub, type="admin")), "invalid_token"),
     ("unsigned with extra claims", lambda sub: _unsigned(_claims(sub, admin=True, roles=["admin"])),
@@ -89,7 +90,8 @@ def victim(hardened) -> Account:
 
 
 def _victim_id(victim: Account) -> str:
-    return str(victim.me().json()["id"])
+    """The subject the victim's genuine tokens carry (its random public id)."""
+    return pyjwt.decode(victim.access, options={"verify_signature": False})["sub"]
 
 
 @pytest.mark.parametrize("name, forge, error", FORGERIES, ids=[f[0] for f in FORGERIES])
@@ -141,6 +143,7 @@ def test_revoked_and_rotated_tokens_stay_dead(hardened):
     first_refresh = account.refresh_token
     assert account.refresh().status_code == 200
     assert_error_shape(account.refresh(first_refresh), 401, "revoked_token")  # rotation spent it
+    assert account.login().status_code == 200  # reuse ended that session: a new one
 
     access, refresh = account.access, account.refresh_token
     assert account.logout(refresh_token=refresh).status_code == 200
@@ -163,5 +166,5 @@ def test_workers_stay_healthy_after_the_token_battery(hardened):
     workers = hardened.gunicorn.worker_pids()
     client = hardened.client()
     for _, forge, _ in FORGERIES:
-        client.get("/api/v1/auth/me", headers=bearer(forge("1")))
+        client.get("/api/v1/auth/me", headers=bearer(forge("0123456789abcdef0123456789abcdef")))
     hardened.assert_healthy(workers)

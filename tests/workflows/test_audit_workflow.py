@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -90,7 +91,8 @@ def test_empty_file_list_passes():
 def test_result_is_json_serialisable():
     result = run_audit(_files(("m.py", 'print(1)\npassword = "hunter2"'), ("n.txt", "")))
     payload = json.loads(json.dumps(result.to_dict()))
-    assert set(payload) == {"status", "violations", "files_processed", "files_skipped", "remediation"}
+    assert set(payload) == {"status", "violations", "files_processed", "files_skipped", "remediation",
+                            "truncated", "violation_counts"}
     assert payload["violations"][0] == {
         "type": "print_statement",
         "path": "m.py",
@@ -143,7 +145,7 @@ def test_total_size_limit_is_optional():
 def test_many_python_files_fit_the_step_budget(count):
     # Each Python file is one parse -> run_rules round trip through the graph.
     data = _files(*[(f"f{i}.py", "print(1)") for i in range(count)])
-    result = run_audit(data, settings=AuditSettings(max_files=count))
+    result = run_audit(data, settings=AuditSettings(max_files=count, max_reported_per_rule=count))
     assert (result.files_processed, len(result.violations)) == (count, count)
 
 
@@ -186,12 +188,34 @@ def test_limit_settings_must_be_positive():
         ({"files": "a.py"}, "files"),
         ({"files": ["a.py"]}, "files[0]"),
         ({"files": [{"content": "x"}]}, "files[0].path"),
-        ({"files": [{"path": "  ", "content": "x"}]}, "files[0].path"),
+        ({"files": [{"path": "", "content": "x"}]}, "files[0].path"),
         ({"files": [{"path": "a.py", "content": 1}]}, "files[0].content"),
         ({"files": [{"path": "a.py"}]}, "files[0].content"),
     ],
 )
 def test_malformed_input_is_rejected(data, field):
+    """(A path of spaces is a name like any other: the published schema allows it.)"""
     with pytest.raises(WorkflowInputError) as info:
         run_audit(data)
     assert info.value.field == field
+
+
+def test_one_run_reports_at_most_the_caps_and_counts_everything():
+    """50 files of many findings and long paths: the answer lists a bounded number, flags
+    `truncated`, and counts every finding by type."""
+    source = "print(1)\n" * 40 + "eval('x')\n" * 40 + f"{'k' * 5000}_password = 'hunter2-secret-value'\n"
+    data = _files(*[(f"{'d' * 240}/f{i}.py", source) for i in range(50)])
+    settings = AuditSettings(max_reported_per_rule=50, max_reported_total=120)
+    result = run_audit(data, settings=settings)
+    payload = result.to_dict()
+    assert result.truncated and len(result.violations) == 120
+    assert max(Counter(v.type for v in result.violations).values()) <= 50
+    assert payload["violation_counts"] == {"eval_exec": 2000, "hardcoded_secret": 50,
+                                           "print_statement": 2000}
+    assert all(len(v.message) <= settings.max_message_length for v in result.violations)
+    assert result.status == "fail"
+
+
+def test_a_small_run_is_not_truncated():
+    result = run_audit(_files(("a.py", "print(1)\n")))
+    assert not result.truncated and result.to_dict()["violation_counts"] == {"print_statement": 1}

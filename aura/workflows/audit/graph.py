@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,10 +12,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from .._graph import CompileOnce, guarded, invoke
-from .classify import audit_status, locate
+from ..errors import AuditLimitError
+from .classify import locate, report, status_of_counts
 from .parse import is_python, load_files, parse_source
 from .remediation import advise
-from .rules import check_tree
+from .rules import check_tree_counted
 from .settings import DEFAULT_AUDIT_SETTINGS, AuditSettings
 from .types import AuditResult, AuditState, Finding, ParsedFile
 
@@ -33,8 +35,18 @@ class AuditContext:
 Rt = Runtime[AuditContext]
 
 
+def _within_budget(state: AuditState, settings: AuditSettings, path: str) -> None:
+    """Stop the run once it has used its CPU budget (a 4xx for the client, not a 5xx)."""
+    if settings.max_cpu_seconds is None:
+        return
+    used = time.thread_time() - state["cpu_started"]
+    if used > settings.max_cpu_seconds:
+        raise AuditLimitError("max_cpu_seconds", round(used, 2), settings.max_cpu_seconds, path=path)
+
+
 def load(state: AuditState, runtime: Rt) -> dict[str, Any]:
     """Check the request shape and limits before any parsing; set non-Python files aside."""
+    started = time.thread_time()
     files = load_files(state["raw"], runtime.context.settings)
     python_files = tuple(source for source in files if is_python(source.path))
     return {
@@ -43,6 +55,9 @@ def load(state: AuditState, runtime: Rt) -> dict[str, Any]:
         "files_skipped": len(files) - len(python_files),
         "current": None,
         "violations": (),
+        "violation_counts": {},
+        "truncated": False,
+        "cpu_started": started,
     }
 
 
@@ -54,6 +69,7 @@ def next_file(state: AuditState) -> str:
 def parse(state: AuditState, runtime: Rt) -> dict[str, Any]:
     """Parse one file; a file that does not parse carries a syntax_error finding instead of a tree."""
     source = state["python_files"][state["cursor"]]
+    _within_budget(state, runtime.context.settings, source.path)
     outcome = parse_source(source.content)
     if isinstance(outcome, Finding):
         current = ParsedFile(source=source, tree=None, error=outcome)
@@ -69,17 +85,23 @@ def run_rules(state: AuditState, runtime: Rt) -> dict[str, Any]:
     if item is None:
         return {}
     if item.tree is not None:
-        findings = check_tree(item.tree, settings)
+        findings, found = check_tree_counted(item.tree, settings)
     else:
         findings = [item.error] if item.error is not None else []
+        found = {f.type: 1 for f in findings}
     # One file at a time: a 256 KiB file's tree can take ~50 MB, so trees must not pile up.
-    located = tuple(locate(item.source, findings, settings))
-    return {"violations": state["violations"] + located, "current": None}
+    _within_budget(state, settings, item.source.path)
+    listed, left_out = report(state["violations"], locate(item.source, findings, settings), settings)
+    counts = dict(state["violation_counts"])
+    for violation_type, n in found.items():
+        counts[violation_type] = counts.get(violation_type, 0) + n
+    return {"violations": listed, "violation_counts": counts, "current": None,
+            "truncated": state["truncated"] or left_out or len(findings) < sum(found.values())}
 
 
 def classify(state: AuditState, runtime: Rt) -> dict[str, Any]:
-    """Derive pass / fail / remediation_required from the severities."""
-    return {"status": audit_status(state["violations"])}
+    """Derive pass / fail / remediation_required from the severities of every finding."""
+    return {"status": status_of_counts(state["violation_counts"], runtime.context.settings)}
 
 
 def needs_remediation(state: AuditState) -> str:
@@ -100,6 +122,8 @@ def record(state: AuditState, runtime: Rt) -> dict[str, Any]:
         files_processed=len(state["python_files"]),
         files_skipped=state["files_skipped"],
         remediation=state.get("remediation", ()),
+        truncated=state["truncated"],
+        violation_counts=dict(sorted(state["violation_counts"].items())),
     )
     if runtime.context.on_record is not None:
         runtime.context.on_record(result)

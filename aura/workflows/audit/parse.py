@@ -47,8 +47,10 @@ def load_files(raw: Any, settings: AuditSettings) -> tuple[SourceFile, ...]:
         if not isinstance(item, Mapping):
             raise WorkflowInputError(f"files[{index}]", "must be an object with path and content")
         path, content = item.get("path"), item.get("content")
-        if not isinstance(path, str) or not path.strip():
+        if not isinstance(path, str) or not path:
             raise WorkflowInputError(f"files[{index}].path", "must be a non-empty string")
+        if len(path) > settings.max_path_length:
+            raise AuditLimitError("max_path_length", len(path), settings.max_path_length)
         if not isinstance(content, (str, bytes)):
             raise WorkflowInputError(f"files[{index}].content", "must be a string")
         size = _size_in_bytes(content, settings.max_file_bytes)

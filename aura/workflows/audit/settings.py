@@ -44,17 +44,32 @@ class AuditSettings:
     # Optional cap on the sum of all file sizes. None: only max_files x max_file_bytes applies.
     # Parsing costs roughly 0.4-2 s of CPU per dense 256 KiB file; set this to bound request time.
     max_total_bytes: int | None = None
+    # CPU seconds one run may use (this thread's CPU time), checked before each file is parsed
+    # and after its rules ran; None: unbounded. A run can overshoot by one file's parse.
+    max_cpu_seconds: float | None = None
+    # Longest file path, in characters: every finding repeats it, and it is stored.
+    max_path_length: int = 255
     # A function whose body spans more lines than this is a long_function.
     max_function_lines: int = 50
     # Per file and rule, findings beyond this are folded into one summary finding, so a
     # hostile file cannot turn into tens of thousands of violations (response and DB size).
     max_findings_per_rule: int = 20
+    # Per run: what one answer (and one stored row) reports, per rule and in all; the rest is
+    # counted in `violation_counts` and flagged `truncated`. Bounds a response near 100 KB.
+    max_reported_per_rule: int = 50
+    max_reported_total: int = 200
+    # Longest finding message, in characters (messages quote names from the code).
+    max_message_length: int = 200
     severities: Mapping[str, Severity] = field(default_factory=lambda: DEFAULT_SEVERITIES)
 
     def __post_init__(self) -> None:
         """Reject limits below 1 and misspelt rules; rules left out keep their default severity."""
-        if min(self.max_files, self.max_file_bytes, self.max_function_lines, self.max_findings_per_rule) < 1:
+        if min(self.max_files, self.max_file_bytes, self.max_function_lines, self.max_findings_per_rule,
+               self.max_reported_per_rule, self.max_reported_total, self.max_message_length,
+               self.max_path_length) < 1:
             raise ValueError("audit limits must be >= 1")
+        if self.max_cpu_seconds is not None and not self.max_cpu_seconds > 0:
+            raise ValueError("max_cpu_seconds must be > 0 or None")
         if self.max_total_bytes is not None and self.max_total_bytes < 1:
             raise ValueError("max_total_bytes must be >= 1 or None")
         unknown = set(self.severities) - set(RULE_TYPES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -51,6 +52,8 @@ class AuditResultDict(TypedDict):
     files_processed: int
     files_skipped: int
     remediation: list[RemediationDict]
+    truncated: bool
+    violation_counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ class AuditResult:
     files_processed: int
     files_skipped: int
     remediation: tuple[Remediation, ...] = ()
+    # True when `violations` lists fewer findings than were found; `violation_counts` has all.
+    truncated: bool = False
+    violation_counts: Mapping[str, int] | None = None
 
     def to_dict(self) -> AuditResultDict:
         """Return the JSON-serialisable shape."""
@@ -131,6 +137,9 @@ class AuditResult:
             "files_processed": self.files_processed,
             "files_skipped": self.files_skipped,
             "remediation": [r.to_dict() for r in self.remediation],
+            "truncated": self.truncated,
+            "violation_counts": dict(self.violation_counts if self.violation_counts is not None
+                                     else Counter(v.type for v in self.violations)),
         }
 
 
@@ -145,6 +154,11 @@ class AuditState(TypedDict, total=False):
     # The one file between parse and run_rules; cleared afterwards so its tree can be freed.
     current: ParsedFile | None
     violations: tuple[Violation, ...]
+    # Every finding by type, listed or not; `truncated` once one was left out of `violations`.
+    violation_counts: Mapping[str, int]
+    truncated: bool
+    # time.thread_time() when the run began, for the CPU budget.
+    cpu_started: float
     status: AuditStatus
     remediation: tuple[Remediation, ...]
     result: AuditResult

@@ -44,9 +44,14 @@ def cap_per_rule(findings: Sequence[Finding], limit: int) -> list[Finding]:
 
 def check_tree(tree: ast.Module, settings: AuditSettings) -> list[Finding]:
     """Run every rule over one file's tree; findings ordered by line then type, capped per rule."""
+    return check_tree_counted(tree, settings)[0]
+
+
+def check_tree_counted(tree: ast.Module, settings: AuditSettings) -> tuple[list[Finding], Counter[str]]:
+    """`check_tree`, and how many findings of each type there were before the cap."""
     # ast.walk is iterative (a deque), so deep trees cannot overflow the stack; walk once, share the list.
     nodes = list(ast.walk(tree))
     findings = [finding for rule in RULES for finding in rule(nodes, settings)]
     findings.sort(key=lambda f: (f.line, f.type))
     # A 256 KiB file of print(1) lines would otherwise yield ~29,000 violations per file.
-    return cap_per_rule(findings, settings.max_findings_per_rule)
+    return cap_per_rule(findings, settings.max_findings_per_rule), Counter(f.type for f in findings)
