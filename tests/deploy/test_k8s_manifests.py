@@ -236,6 +236,8 @@ def test_metrics_directory_is_a_per_pod_memory_volume(app_kustomization):
 def test_probes_use_healthz_and_readyz(app_kustomization):
     container = app_container(aura_pod(app_kustomization[1]))
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # alive, not busy: the master's listener answers while every worker is busy (test_saturation.py)
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
 

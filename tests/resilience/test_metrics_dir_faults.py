@@ -23,7 +23,7 @@ from tests.support.metrics import value
 
 pytestmark = pytest.mark.gunicorn
 
-DEGRADED = "metrics are degraded"  # the log line's fixed part (aura/metrics/multiproc.py)
+DEGRADED = "metrics are degraded"  # the log line's fixed part (aura/metrics/gunicorn.py, values.py)
 KINDS = [("GET", "/healthz", 200), ("GET", "/no/such/page", 404), ("DELETE", "/api/v1/auth/login", 405),
          ("POST", "/api/v1/auth/login", 401), ("GET", "/readyz", 200), ("PATCH", "/healthz", 405)]
 
@@ -129,6 +129,18 @@ def test_full_metrics_directory(start_gunicorn, tmpfs):
     counted_after = _healthz_total(scrape(server))
     assert counted_after >= counted_before + 2
     assert server.proc.poll() is None
+
+
+def test_gunicorn_starts_on_a_metrics_directory_that_is_already_full(start_gunicorn, tmpfs):
+    # With preload (the default) the directory is claimed while gunicorn.conf.py is read; a full
+    # volume used to stop Gunicorn there (ENOSPC writing the directory marker).
+    directory = tmpfs("metrics", "1m")
+    _fill(directory)
+    server = start_gunicorn(workers=2, PROMETHEUS_MULTIPROC_DIR=str(directory))
+    _burst(server, rounds=2)
+    log = server.log()
+    assert DEGRADED in log and "No space left on device" in log, log
+    assert server.proc.poll() is None and len(server.worker_pids()) == 2
 
 
 def test_unwritable_metrics_directory(start_gunicorn, tmpfs):
