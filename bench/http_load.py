@@ -233,13 +233,22 @@ def server_env(workdir: Path, name: str, database_url: str, redis_url: str, metr
         WORKFLOW_MAX_CONCURRENT_PER_USER="1000",
         METRICS_ENABLED="true" if metrics_enabled else "false",
         # On tmpfs, as gunicorn.conf.py's default and the k8s emptyDir (medium: Memory) are.
-        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix=f"aura-bench-metrics-{name}-",
-                                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None),
+        PROMETHEUS_MULTIPROC_DIR=_metrics_dir(name),
         LOG_LEVEL="WARNING",
         GUNICORN_MAX_REQUESTS="0",  # no recycling during the measurement
         GUNICORN_MAX_REQUESTS_JITTER="0",
     )
     return env
+
+
+_METRICS_DIRS: list[str] = []  # removed at the end of the run
+
+
+def _metrics_dir(name: str) -> str:
+    """A metrics directory on tmpfs for one server, removed when the run ends."""
+    path = tempfile.mkdtemp(prefix=f"aura-bench-metrics-{name}-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    _METRICS_DIRS.append(path)
+    return path
 
 
 def login(url: str) -> str:
@@ -398,6 +407,8 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
                 "delta_mib": round(statistics.median(values["on"]) - statistics.median(values["off"]), 1)}
 
     shutil.rmtree(workdir, ignore_errors=True)
+    for path in _METRICS_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
     return {
         "workers": workers, "worker_class": "sync", "rounds": rounds, "seconds_per_cell": seconds,
         "warmup_seconds": warmup, "load_generator": generator.name,
