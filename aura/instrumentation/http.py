@@ -96,6 +96,7 @@ class HttpMetricsMiddleware:
         self.url_map = url_map
         self.sampler = sampler
         self.trust_request_start = trust_request_start
+        self.started = recorder.request_started  # bound once: every request calls it
         self.next_check = 0.0
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
 
@@ -112,7 +113,7 @@ class HttpMetricsMiddleware:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """Run the app; record when the status line is known."""
         start = perf_counter()
-        recorder.request_started()
+        self.started()
         if self.trust_request_start and "HTTP_X_REQUEST_START" in environ:
             waited = queue_seconds(environ["HTTP_X_REQUEST_START"], time())
             if waited is not None:
