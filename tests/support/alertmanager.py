@@ -6,14 +6,13 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 import yaml
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_ready
 
 
 class WebhookReceiver:
@@ -75,18 +74,8 @@ class Alertmanager:
             [self.binary, f"--config.file={self.config_path}", f"--storage.path={self.dir / 'data'}",
              f"--web.listen-address={self.address}", "--cluster.listen-address="],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise RuntimeError("alertmanager did not become ready: "
-                           + (self.dir / "alertmanager.log").read_text()[-3000:])
+        wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "alertmanager.log", "alertmanager", timeout)
+        return self
 
     def alerts(self) -> list[dict]:
         """Every alert it holds, active, silenced and inhibited (API v2)."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 import yaml
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_ready
 
 
 class Prometheus:
@@ -50,16 +49,8 @@ class Prometheus:
             [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("prometheus did not become ready: "
-                           + (self.dir / "prometheus.log").read_text()[-3000:])
+        wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "prometheus.log", "prometheus", timeout)
+        return self
 
     def query(self, expr: str) -> list[dict]:
         """Instant query; raises on a PromQL error."""

@@ -23,6 +23,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, url: str, log_path: Path, name: str, timeout: float = 30) -> None:
+    """Poll ``url`` until it answers 200; fail with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not become ready: " + log_path.read_text(errors="replace")[-3000:])
+
+
 def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     """Environment for an Aura process under test (real Redis, test logical databases)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "GUNICORN_"))}
