@@ -53,9 +53,10 @@ dashboards-preview: dev-venv
 bench: dev-venv
 	$(BIN)/python bench/run.py
 
-## Ruff over the whole tree.
+## Ruff (lint rules and formatting) over the whole tree.
 lint: dev-venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, caches, run's metrics dir.
 clean:

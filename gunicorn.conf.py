@@ -33,8 +33,11 @@ except ModuleNotFoundError as _exc:  # prometheus-client is not installed: serve
 else:
     # METRICS_PORT: a listener in the master serving /metrics (and /healthz) while every worker is
     # busy; 0 turns it off. It binds the host of the first bind.
-    _metrics = GunicornMetrics.start(default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"),
-                                     metrics_port=_g.metrics_port, auth_token=_settings.metrics_auth_token)
+    _metrics = GunicornMetrics.start(
+        default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"),
+        metrics_port=_g.metrics_port,
+        auth_token=_settings.metrics_auth_token,
+    )
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
 bind = _g.bind
@@ -62,10 +65,12 @@ if _settings.log_format == "json":
 else:  # Gunicorn's default access line, plus the request id the app put in the response header
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 # Keep the control socket out of $HOME (read-only in containers) and per instance (master pid).
-control_socket = _g.control_socket or (_metrics.claim.control_socket if _metrics else
-                                       os.path.join(_tmp_base, f"aura-ctl-{os.getpid()}.sock"))
+control_socket = _g.control_socket or (
+    _metrics.claim.control_socket if _metrics else os.path.join(_tmp_base, f"aura-ctl-{os.getpid()}.sock")
+)
 # Worker heartbeat files on tmpfs where available: a slow disk must not make workers look dead.
 worker_tmp_dir = _g.worker_tmp_dir
+
 
 def on_starting(server):
     """Before any worker forks: say where metrics go, or that they are off or degraded."""

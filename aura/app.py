@@ -71,8 +71,13 @@ def _engine_options(url: str) -> dict:
         # Several Gunicorn workers share one SQLite file: wait for locks instead of failing.
         return {"connect_args": {"timeout": 15}}
     # pre_ping: a connection broken by a database restart is replaced, not handed to a view.
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5,
-            "connect_args": {"connect_timeout": 3}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_timeout": 5,
+        "connect_args": {"connect_timeout": 3},
+    }
 
 
 def register_extensions(app: Flask) -> None:
@@ -91,17 +96,19 @@ def register_services(app: Flask) -> None:
     from aura.infra.redis import RedisClients
 
     settings: Settings = app.config["AURA"]
-    app.extensions["aura.passwords"] = Passwords(settings.password_hash_time_cost,
-                                                 settings.password_hash_memory_cost)
+    app.extensions["aura.passwords"] = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_cost)
     clients = RedisClients(settings)
     app.extensions["aura.redis"] = clients
     if settings.production or clients.ping():
         # Production always uses Redis and fails closed (503) while it is down.
         app.extensions["aura.revocation"] = DurableRevocationStore(clients.auth)
     else:
-        log.warning("Redis at %s is not reachable: running STANDALONE - token revocations in "
-                    "the database, rate limits per process. Start Redis and restart for shared "
-                    "state.", redact_url(settings.redis_url))
+        log.warning(
+            "Redis at %s is not reachable: running STANDALONE - token revocations in "
+            "the database, rate limits per process. Start Redis and restart for shared "
+            "state.",
+            redact_url(settings.redis_url),
+        )
         app.extensions["aura.revocation"] = SqlRevocationStore()
 
 

@@ -23,13 +23,18 @@ def _set_active(email: str, active: bool) -> None:
         click.echo(f"{user.email} activated: it can log in again")
         return
     # Every protected route looks the account up, so its tokens stop working at once too.
-    click.echo(f"{user.email} deactivated: logins, refreshes and its tokens are refused from the "
-               "next request on")
+    click.echo(f"{user.email} deactivated: logins, refreshes and its tokens are refused from the next request on")
 
 
 @user_cli.command("list")
-@click.option("--status", "status", type=click.Choice(["all", "active", "inactive"]), default="all",
-              show_default=True, help="Which accounts to list.")
+@click.option(
+    "--status",
+    "status",
+    type=click.Choice(["all", "active", "inactive"]),
+    default="all",
+    show_default=True,
+    help="Which accounts to list.",
+)
 def list_users(status: str) -> None:
     """List accounts: id, email, active or inactive, created (oldest first)."""
     query = select(User).order_by(User.id)
@@ -40,8 +45,9 @@ def list_users(status: str) -> None:
     click.echo(f"{'ID':>6}  {'EMAIL':<{width}}  {'STATUS':<8}  CREATED")
     for user in users:
         created = user.created_at.strftime("%Y-%m-%d %H:%M:%S") if user.created_at else "-"
-        click.echo(f"{user.id:>6}  {user.email:<{width}}  {'active' if user.is_active else 'inactive':<8}  "
-                   f"{created} UTC")
+        click.echo(
+            f"{user.id:>6}  {user.email:<{width}}  {'active' if user.is_active else 'inactive':<8}  {created} UTC"
+        )
     click.echo(f"{len(users)} account(s)", err=True)
 
 

@@ -25,10 +25,23 @@ MIN_SECRET_BYTES = 32
 WELL_KNOWN_SECRETS = frozenset(
     s.lower()
     for s in (
-        "secret", "changeme", "change-me", "change_me", "super-secret", "supersecret",
-        "your-secret-key", "your_secret_key", "jwt-secret", "jwt_secret_key", "dev", "development",
-        "please-change-me-to-a-long-random-string", "replace-me-with-a-random-32-byte-secret",
-        "0" * 32, "a" * 32, "x" * 32,
+        "secret",
+        "changeme",
+        "change-me",
+        "change_me",
+        "super-secret",
+        "supersecret",
+        "your-secret-key",
+        "your_secret_key",
+        "jwt-secret",
+        "jwt_secret_key",
+        "dev",
+        "development",
+        "please-change-me-to-a-long-random-string",
+        "replace-me-with-a-random-32-byte-secret",
+        "0" * 32,
+        "a" * 32,
+        "x" * 32,
     )
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -104,28 +117,26 @@ class Settings:
 
     def _validated(self) -> Settings:
         if self.env not in ENVIRONMENTS:
-            raise ConfigError(f"AURA_ENV={self.env!r}: not an environment; set it to one of "
-                              f"{', '.join(ENVIRONMENTS)}")
+            raise ConfigError(f"AURA_ENV={self.env!r}: not an environment; set it to one of {', '.join(ENVIRONMENTS)}")
         updates: dict[str, object] = {}
         _check_instance_path(self.instance_path)
         if not self.database_url:
             if self.production:
-                raise ConfigError("DATABASE_URL is required when AURA_ENV=production "
-                                  "(a SQLAlchemy URL such as postgresql+psycopg://user:pass@host:5432/db)")
+                raise ConfigError(
+                    "DATABASE_URL is required when AURA_ENV=production "
+                    "(a SQLAlchemy URL such as postgresql+psycopg://user:pass@host:5432/db)"
+                )
             updates["database_url"] = f"sqlite:///{self.instance_path / 'aura.db'}"
         else:
             _check_database_url(self.database_url)
         _check_redis_url(self.redis_url)
         for name in ("redis_auth_db", "redis_rate_limit_db"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name.upper()}={getattr(self, name)}: expected a Redis database "
-                                  "number, 0 or more")
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: expected a Redis database number, 0 or more")
         if self.redis_socket_timeout <= 0:
-            raise ConfigError(f"REDIS_SOCKET_TIMEOUT={self.redis_socket_timeout}: expected a number of "
-                              "seconds above 0")
+            raise ConfigError(f"REDIS_SOCKET_TIMEOUT={self.redis_socket_timeout}: expected a number of seconds above 0")
         if self.log_level.upper() not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL={self.log_level!r}: not a log level; expected one of "
-                              f"{', '.join(LOG_LEVELS)}")
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r}: not a log level; expected one of {', '.join(LOG_LEVELS)}")
         updates["log_level"] = self.log_level.upper()
         log_format = self.log_format.lower()
         if log_format not in LOG_FORMATS:
@@ -134,30 +145,42 @@ class Settings:
         if self.api_docs_enabled is None:
             updates["api_docs_enabled"] = not self.production
         if not self.api_docs_assets_url.endswith("/"):
-            raise ConfigError(f"API_DOCS_ASSETS_URL={self.api_docs_assets_url!r}: expected a URL or path "
-                              "ending in / (the directory holding swagger-ui-bundle.js)")
+            raise ConfigError(
+                f"API_DOCS_ASSETS_URL={self.api_docs_assets_url!r}: expected a URL or path "
+                "ending in / (the directory holding swagger-ui-bundle.js)"
+            )
         updates["jwt_secret_key"] = self._checked_secret()
-        for name in ("access_token_expires", "refresh_token_expires", "max_content_length",
-                     "rate_limit_max_client_ids", "audit_max_files", "audit_max_file_bytes",
-                     "audit_max_function_lines", "password_hash_time_cost",
-                     "workflow_max_concurrent_per_user"):
+        for name in (
+            "access_token_expires",
+            "refresh_token_expires",
+            "max_content_length",
+            "rate_limit_max_client_ids",
+            "audit_max_files",
+            "audit_max_file_bytes",
+            "audit_max_function_lines",
+            "password_hash_time_cost",
+            "workflow_max_concurrent_per_user",
+        ):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.upper()}={getattr(self, name)}: {name.upper()} must be a "
-                                  "positive integer")
+                raise ConfigError(f"{name.upper()}={getattr(self, name)}: {name.upper()} must be a positive integer")
         if self.password_hash_memory_cost < 8:
-            raise ConfigError(f"PASSWORD_HASH_MEMORY_COST={self.password_hash_memory_cost}: "
-                              "must be at least 8 (KiB)")
+            raise ConfigError(f"PASSWORD_HASH_MEMORY_COST={self.password_hash_memory_cost}: must be at least 8 (KiB)")
         for name in ("redis_circuit_open_seconds", "audit_max_cpu_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be a positive number")
         if self.trusted_proxy_count < 0:
-            raise ConfigError(f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count}: "
-                              "TRUSTED_PROXY_COUNT must be 0 or more")
+            raise ConfigError(f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count}: TRUSTED_PROXY_COUNT must be 0 or more")
         if not 0 < self.struggle_score_threshold < 1:
-            raise ConfigError(f"STRUGGLE_SCORE_THRESHOLD={self.struggle_score_threshold}: "
-                              "must be between 0 and 1 (exclusive)")
-        for name in ("rate_limit_default", "rate_limit_login", "rate_limit_login_account",
-                     "rate_limit_register", "rate_limit_workflows"):
+            raise ConfigError(
+                f"STRUGGLE_SCORE_THRESHOLD={self.struggle_score_threshold}: must be between 0 and 1 (exclusive)"
+            )
+        for name in (
+            "rate_limit_default",
+            "rate_limit_login",
+            "rate_limit_login_account",
+            "rate_limit_register",
+            "rate_limit_workflows",
+        ):
             _check_limit(name.upper(), getattr(self, name))
         return _replace(self, **updates)
 
@@ -165,15 +188,17 @@ class Settings:
         key = self.jwt_secret_key
         if self.production:
             if not key:
-                raise ConfigError("JWT_SECRET_KEY is required when AURA_ENV=production "
-                                  "(at least 32 random bytes, e.g. `python -c 'import secrets; "
-                                  "print(secrets.token_urlsafe(48))'`)")
+                raise ConfigError(
+                    "JWT_SECRET_KEY is required when AURA_ENV=production "
+                    "(at least 32 random bytes, e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`)"
+                )
             if len(key.encode()) < MIN_SECRET_BYTES:
-                raise ConfigError(f"JWT_SECRET_KEY is {len(key.encode())} bytes; production needs "
-                                  f"at least {MIN_SECRET_BYTES}")
+                raise ConfigError(
+                    f"JWT_SECRET_KEY is {len(key.encode())} bytes; production needs at least {MIN_SECRET_BYTES}"
+                )
             if key.lower() in WELL_KNOWN_SECRETS or len(set(key)) < 8:
-                raise ConfigError("JWT_SECRET_KEY is a well-known or trivially guessable value; "
-                                  "generate a random one")
+                raise ConfigError("JWT_SECRET_KEY is a well-known or trivially guessable value; generate a random one")
             return key
         if key:
             return key
@@ -207,8 +232,7 @@ def _instance_secret(instance_path: Path) -> str:
 
 
 def _coerce(name: str, value: str, typ: object) -> object:
-    typ = {"int": int, "float": float, "bool": bool, "bool | None": bool, "str": str,
-           "Path": Path}.get(str(typ), typ)
+    typ = {"int": int, "float": float, "bool": bool, "bool | None": bool, "str": str, "Path": Path}.get(str(typ), typ)
     try:
         if typ is bool:
             lowered = value.strip().lower()
@@ -235,8 +259,9 @@ def _check_limit(name: str, value: str) -> None:
     try:
         parse_many(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r}: expected Flask-Limiter notation such as "
-                          "'10 per minute' (several separated by ';')") from None
+        raise ConfigError(
+            f"{name}={value!r}: expected Flask-Limiter notation such as '10 per minute' (several separated by ';')"
+        ) from None
 
 
 def redact_url(url: str) -> str:
@@ -255,16 +280,21 @@ def redact_url(url: str) -> str:
 def _check_instance_path(path: Path) -> None:
     """The instance directory must exist (or be creatable) and be writable: it holds the key."""
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: exists and is not a directory; "
-                          "expected a writable directory")
+        raise ConfigError(
+            f"AURA_INSTANCE_PATH={str(path)!r}: exists and is not a directory; expected a writable directory"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: cannot create the directory "
-                          f"({exc.strerror or exc.__class__.__name__}); expected a writable directory") from None
+        raise ConfigError(
+            f"AURA_INSTANCE_PATH={str(path)!r}: cannot create the directory "
+            f"({exc.strerror or exc.__class__.__name__}); expected a writable directory"
+        ) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"AURA_INSTANCE_PATH={str(path)!r}: the directory is not writable by this "
-                          "user; expected a writable directory")
+        raise ConfigError(
+            f"AURA_INSTANCE_PATH={str(path)!r}: the directory is not writable by this "
+            "user; expected a writable directory"
+        )
 
 
 def _check_database_url(url: str) -> None:
@@ -274,8 +304,10 @@ def _check_database_url(url: str) -> None:
     try:
         make_url(url)
     except (ArgumentError, ValueError):
-        raise ConfigError(f"DATABASE_URL={redact_url(url)!r}: not a SQLAlchemy URL; expected e.g. "
-                          "postgresql+psycopg://user:pass@host:5432/db or sqlite:////path/aura.db") from None
+        raise ConfigError(
+            f"DATABASE_URL={redact_url(url)!r}: not a SQLAlchemy URL; expected e.g. "
+            "postgresql+psycopg://user:pass@host:5432/db or sqlite:////path/aura.db"
+        ) from None
 
 
 def _check_redis_url(url: str) -> None:
@@ -286,11 +318,12 @@ def _check_redis_url(url: str) -> None:
     except ValueError:
         raise ConfigError(f"REDIS_URL={shown!r}: not a URL; expected redis://[:password@]host[:port]") from None
     if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
-        raise ConfigError(f"REDIS_URL={shown!r}: expected redis://[:password@]host[:port] "
-                          "(or rediss:// for TLS)")
+        raise ConfigError(f"REDIS_URL={shown!r}: expected redis://[:password@]host[:port] (or rediss:// for TLS)")
     if parts.path.strip("/") or "db=" in parts.query:
-        raise ConfigError(f"REDIS_URL={shown!r}: must not name a database number; set REDIS_AUTH_DB "
-                          "and REDIS_RATE_LIMIT_DB instead (e.g. redis://host:6379)")
+        raise ConfigError(
+            f"REDIS_URL={shown!r}: must not name a database number; set REDIS_AUTH_DB "
+            "and REDIS_RATE_LIMIT_DB instead (e.g. redis://host:6379)"
+        )
 
 
 @dataclass(frozen=True)
@@ -333,8 +366,10 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSetti
     preload_value = _coerce("GUNICORN_PRELOAD", preload, bool)
     tmp_dir = env.get("GUNICORN_WORKER_TMP_DIR", "") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     if env.get("GUNICORN_WORKER_TMP_DIR") and not os.path.isdir(tmp_dir):
-        raise ConfigError(f"GUNICORN_WORKER_TMP_DIR={tmp_dir!r}: not a directory; expected an "
-                          "existing writable directory (tmpfs preferred)")
+        raise ConfigError(
+            f"GUNICORN_WORKER_TMP_DIR={tmp_dir!r}: not a directory; expected an "
+            "existing writable directory (tmpfs preferred)"
+        )
     return GunicornSettings(
         bind=bind,
         workers=integer("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1),

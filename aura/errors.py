@@ -40,8 +40,13 @@ class ServiceUnavailable(Exception):
         self.dependency = dependency
 
 
-def error_response(status: int, error: str | None = None, message: str | None = None,
-                   details: Any = None, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    error: str | None = None,
+    message: str | None = None,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """Build the project's error body `{"error", "message"[, "details"]}` with a status code."""
     code = error or HTTP_ERROR_CODES.get(status, "error")
     body: dict[str, Any] = {"error": code, "message": message or code.replace("_", " ")}
@@ -59,8 +64,11 @@ def http_exception_response(exc: HTTPException) -> Response:
     status = exc.code or 500
     data = getattr(exc, "data", None) or {}
     details = data.get("errors") or data.get("messages")
-    if isinstance(details, dict) and set(details) <= {"json", "query", "headers", "path"} \
-            and all(isinstance(errors, dict) for errors in details.values()):
+    if (
+        isinstance(details, dict)
+        and set(details) <= {"json", "query", "headers", "path"}
+        and all(isinstance(errors, dict) for errors in details.values())
+    ):
         # webargs nests field errors under their location; a client wants the fields.
         merged: dict[str, Any] = {}
         for location_errors in details.values():
@@ -86,8 +94,10 @@ def _rate_limit_text(limit: Any) -> tuple[str, dict[str, str]]:
     """Which limit applied (a Flask-Limiter RuntimeLimit), in words and as details."""
     applied = str(limit.limit)  # e.g. "3 per 1 hour"
     scope = LIMIT_SCOPES.get(getattr(limit.key_func, "__name__", ""), "client address")
-    return (f"Too many requests: the limit of {applied} per {scope} was reached; retry after the "
-            "seconds in Retry-After.", {"limit": applied, "per": scope})
+    return (
+        f"Too many requests: the limit of {applied} per {scope} was reached; retry after the seconds in Retry-After.",
+        {"limit": applied, "per": scope},
+    )
 
 
 def register_errorhandlers(app: Flask) -> None:
@@ -100,8 +110,12 @@ def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(ServiceUnavailable)
     def _unavailable(exc: ServiceUnavailable):
         log.warning("503: %s", exc)
-        return error_response(503, "service_unavailable", f"{exc.dependency} is unavailable; "
-                              "try again shortly", headers={"Retry-After": "5"})
+        return error_response(
+            503,
+            "service_unavailable",
+            f"{exc.dependency} is unavailable; try again shortly",
+            headers={"Retry-After": "5"},
+        )
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: DBAPIError):
@@ -115,6 +129,11 @@ def register_errorhandlers(app: Flask) -> None:
         from aura.infra.logs import request_context
 
         context = request_context()
-        log.exception("unhandled error in %s %s (route %s, request id %s)", context.get("method"),
-                      context.get("path"), context.get("route"), context.get("request_id"))
+        log.exception(
+            "unhandled error in %s %s (route %s, request id %s)",
+            context.get("method"),
+            context.get("path"),
+            context.get("route"),
+            context.get("request_id"),
+        )
         return error_response(500, "internal_error", "An unexpected error occurred.")

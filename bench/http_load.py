@@ -43,25 +43,35 @@ from tests.support.servers import Gunicorn, free_port, migrate  # noqa: E402
 PASSWORD = "bench-password-0123"
 JWT_SECRET = "bench-jwt-secret-key-0123456789abcdef-not-for-production"
 # A small, realistic submission: two ordinary modules (one with a stray print) and a README.
-AUDIT_BODY = {"files": [
-    {"path": "shop/cart.py", "content": (
-        "from dataclasses import dataclass, field\n\n\n"
-        "@dataclass\nclass Item:\n    name: str\n    price: float\n    quantity: int = 1\n\n\n"
-        "@dataclass\nclass Cart:\n    items: list[Item] = field(default_factory=list)\n\n"
-        "    def add(self, item: Item) -> None:\n        for existing in self.items:\n"
-        "            if existing.name == item.name:\n                existing.quantity += item.quantity\n"
-        "                return\n        self.items.append(item)\n\n"
-        "    def total(self) -> float:\n        total = sum(i.price * i.quantity for i in self.items)\n"
-        "        print('cart total', total)\n        return round(total, 2)\n")},
-    {"path": "shop/discounts.py", "content": (
-        "def apply_discount(total: float, code: str | None) -> float:\n"
-        "    \"\"\"Apply a discount code to a cart total.\"\"\"\n"
-        "    rates = {'WELCOME10': 0.10, 'VIP20': 0.20}\n"
-        "    if not code:\n        return total\n"
-        "    rate = rates.get(code.upper(), 0.0)\n"
-        "    return round(total * (1 - rate), 2)\n")},
-    {"path": "README.md", "content": "# shop\nA tiny shopping cart.\n"},
-]}
+AUDIT_BODY = {
+    "files": [
+        {
+            "path": "shop/cart.py",
+            "content": (
+                "from dataclasses import dataclass, field\n\n\n"
+                "@dataclass\nclass Item:\n    name: str\n    price: float\n    quantity: int = 1\n\n\n"
+                "@dataclass\nclass Cart:\n    items: list[Item] = field(default_factory=list)\n\n"
+                "    def add(self, item: Item) -> None:\n        for existing in self.items:\n"
+                "            if existing.name == item.name:\n                existing.quantity += item.quantity\n"
+                "                return\n        self.items.append(item)\n\n"
+                "    def total(self) -> float:\n        total = sum(i.price * i.quantity for i in self.items)\n"
+                "        print('cart total', total)\n        return round(total, 2)\n"
+            ),
+        },
+        {
+            "path": "shop/discounts.py",
+            "content": (
+                "def apply_discount(total: float, code: str | None) -> float:\n"
+                '    """Apply a discount code to a cart total."""\n'
+                "    rates = {'WELCOME10': 0.10, 'VIP20': 0.20}\n"
+                "    if not code:\n        return total\n"
+                "    rate = rates.get(code.upper(), 0.0)\n"
+                "    return round(total * (1 - rate), 2)\n"
+            ),
+        },
+        {"path": "README.md", "content": "# shop\nA tiny shopping cart.\n"},
+    ]
+}
 ROUTES = {
     "healthz": {"method": "GET", "path": "/healthz"},
     "audit": {"method": "POST", "path": "/api/v1/workflows/audit"},
@@ -79,6 +89,7 @@ end
 
 
 # ----------------------------------------------------------------------------- load generators
+
 
 def ensure_wrk() -> str | None:
     """Path of wrk, installing the Debian package when missing (root or sudo); None if impossible."""
@@ -112,8 +123,12 @@ class Wrk:
         if body is not None:
             body_path = self.workdir / f"{label}.body.json"
             body_path.write_bytes(body)
-            lines += [f'local f = assert(io.open("{body_path}", "rb"))', "wrk.body = f:read('*a')",
-                      "f:close()", 'wrk.headers["Content-Type"] = "application/json"']
+            lines += [
+                f'local f = assert(io.open("{body_path}", "rb"))',
+                "wrk.body = f:read('*a')",
+                "f:close()",
+                'wrk.headers["Content-Type"] = "application/json"',
+            ]
         if token:
             lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
         path = self.workdir / f"{label}.lua"
@@ -121,8 +136,17 @@ class Wrk:
         return path
 
     def run(self, url: str, script: Path, seconds: float) -> dict:
-        cmd = [self.binary, f"-t{self.threads}", f"-c{self.connections}", f"-d{max(1, round(seconds))}s",
-               "--timeout", "10s", "-s", str(script), url]
+        cmd = [
+            self.binary,
+            f"-t{self.threads}",
+            f"-c{self.connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
         match = re.search(r"^WRKJSON (\{.*\})$", out.stdout, re.M)
         if not match:
@@ -130,9 +154,15 @@ class Wrk:
         r = json.loads(match.group(1))
         seconds_run = r["duration_us"] / 1e6
         errors = sum(v for k, v in r.items() if k.startswith("errors_"))
-        return {"rps": r["requests"] / seconds_run, "requests": r["requests"], "seconds": seconds_run,
-                "errors": errors, "non_2xx": r["errors_status"],
-                "p50_ms": r["latency_p50_us"] / 1e3, "p99_ms": r["latency_p99_us"] / 1e3}
+        return {
+            "rps": r["requests"] / seconds_run,
+            "requests": r["requests"],
+            "seconds": seconds_run,
+            "errors": errors,
+            "non_2xx": r["errors_status"],
+            "p50_ms": r["latency_p50_us"] / 1e3,
+            "p99_ms": r["latency_p99_us"] / 1e3,
+        }
 
 
 def _python_client(args) -> tuple[int, int, list[float]]:
@@ -183,15 +213,22 @@ class PythonClient:
         ok = sum(p[0] for p in parts)
         bad = sum(p[1] for p in parts)
         lat = sorted(x for p in parts for x in p[2]) or [0.0]
-        return {"rps": (ok + bad) / elapsed, "requests": ok + bad, "seconds": elapsed, "errors": bad,
-                "non_2xx": bad, "p50_ms": statistics.median(lat) * 1e3,
-                "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3}
+        return {
+            "rps": (ok + bad) / elapsed,
+            "requests": ok + bad,
+            "seconds": elapsed,
+            "errors": bad,
+            "non_2xx": bad,
+            "p50_ms": statistics.median(lat) * 1e3,
+            "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3,
+        }
 
     def close(self):
         self.pool.terminate()
 
 
 # ----------------------------------------------------------------------------- servers
+
 
 def redis_setup(workdir: Path):
     """(redis_url, private server to stop or None, mode): the local Redis, a private one, or none."""
@@ -263,8 +300,9 @@ def login(url: str) -> str:
     if r.status_code != 200:
         raise RuntimeError(f"login: {r.status_code} {r.text}")
     token = r.json()["access_token"]
-    r = requests.post(f"{url}/api/v1/workflows/audit", json=AUDIT_BODY,
-                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r = requests.post(
+        f"{url}/api/v1/workflows/audit", json=AUDIT_BODY, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     if r.status_code != 201:
         raise RuntimeError(f"audit: {r.status_code} {r.text}")
     return token
@@ -309,8 +347,14 @@ def start_server(workdir: Path, env: dict, workers: int, log) -> Gunicorn:
 
 # ----------------------------------------------------------------------------- the benchmark
 
-def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int = 4,
-        log=lambda msg: print(msg, file=sys.stderr)) -> dict:
+
+def run(
+    rounds: int = 5,
+    seconds: float = 5.0,
+    warmup: float = 2.0,
+    workers: int = 4,
+    log=lambda msg: print(msg, file=sys.stderr),
+) -> dict:
     """Measure; return a JSON-able dict."""
     workdir = Path(tempfile.mkdtemp(prefix="aura-bench-http-"))
     wrk = ensure_wrk()
@@ -336,9 +380,9 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
         for route, spec in ROUTES.items():
             for name in servers:
                 is_post = spec["method"] == "POST"
-                scripts[route, name] = generator.script(f"{route}-{name}", spec["method"],
-                                                        tokens[name] if is_post else None,
-                                                        body if is_post else None)
+                scripts[route, name] = generator.script(
+                    f"{route}-{name}", spec["method"], tokens[name] if is_post else None, body if is_post else None
+                )
 
         def cell(route: str, name: str, secs: float) -> dict:
             cpu0 = worker_cpu_seconds(servers[name])
@@ -358,10 +402,15 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
             for route in ROUTES:
                 for name in order:
                     cells[route][name].append(cell(route, name, seconds))
-            log(f"  round {i + 1}/{rounds}: " + "  ".join(
-                f"{r} on={cells[r]['on'][-1]['rps']:.0f} off={cells[r]['off'][-1]['rps']:.0f} req/s "
-                f"(cpu {cells[r]['on'][-1]['worker_cpu_us_per_request']:.0f}/"
-                f"{cells[r]['off'][-1]['worker_cpu_us_per_request']:.0f} µs/req)" for r in ROUTES))
+            log(
+                f"  round {i + 1}/{rounds}: "
+                + "  ".join(
+                    f"{r} on={cells[r]['on'][-1]['rps']:.0f} off={cells[r]['off'][-1]['rps']:.0f} req/s "
+                    f"(cpu {cells[r]['on'][-1]['worker_cpu_us_per_request']:.0f}/"
+                    f"{cells[r]['off'][-1]['worker_cpu_us_per_request']:.0f} µs/req)"
+                    for r in ROUTES
+                )
+            )
         rss_end = {name: worker_rss(s) for name, s in servers.items()}
         logs = {name: s.log() for name, s in servers.items()}
     finally:
@@ -380,13 +429,16 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
         # slower than a round, and the median over rounds discards rounds another process spoiled.
         paired = [on["rps"] / off["rps"] for on, off in zip(by["on"], by["off"], strict=True) if off["rps"]]
         routes[route] = {
-            "method": ROUTES[route]["method"], "path": ROUTES[route]["path"],
-            "rps_on": round(med["on"], 1), "rps_off": round(med["off"], 1),
+            "method": ROUTES[route]["method"],
+            "path": ROUTES[route]["path"],
+            "rps_on": round(med["on"], 1),
+            "rps_off": round(med["off"], 1),
             "ratio_on_off": round(statistics.median(paired), 3) if paired else None,
             "ratio_of_medians": round(med["on"] / med["off"], 3) if med["off"] else None,
             "rounds_ratio_on_off": [round(r, 3) for r in paired],
             # Workers' CPU per request: what other processes' load disturbs least.
-            "worker_cpu_us_on": round(cpu["on"], 1), "worker_cpu_us_off": round(cpu["off"], 1),
+            "worker_cpu_us_on": round(cpu["on"], 1),
+            "worker_cpu_us_off": round(cpu["off"], 1),
             "cpu_ratio_off_on": round(cpu["off"] / cpu["on"], 3) if cpu["on"] else None,
             "p50_ms_on": round(statistics.median(x["p50_ms"] for x in by["on"]), 2),
             "p50_ms_off": round(statistics.median(x["p50_ms"] for x in by["off"]), 2),
@@ -401,39 +453,61 @@ def run(rounds: int = 5, seconds: float = 5.0, warmup: float = 2.0, workers: int
         }
 
     def mem(values: dict[str, list[float]]) -> dict:
-        return {"per_worker_mib_on": values["on"], "per_worker_mib_off": values["off"],
-                "median_mib_on": statistics.median(values["on"]),
-                "median_mib_off": statistics.median(values["off"]),
-                "delta_mib": round(statistics.median(values["on"]) - statistics.median(values["off"]), 1)}
+        return {
+            "per_worker_mib_on": values["on"],
+            "per_worker_mib_off": values["off"],
+            "median_mib_on": statistics.median(values["on"]),
+            "median_mib_off": statistics.median(values["off"]),
+            "delta_mib": round(statistics.median(values["on"]) - statistics.median(values["off"]), 1),
+        }
 
     shutil.rmtree(workdir, ignore_errors=True)
     for path in _METRICS_DIRS:
         shutil.rmtree(path, ignore_errors=True)
     return {
-        "workers": workers, "worker_class": "sync", "rounds": rounds, "seconds_per_cell": seconds,
-        "warmup_seconds": warmup, "load_generator": generator.name,
+        "workers": workers,
+        "worker_class": "sync",
+        "rounds": rounds,
+        "seconds_per_cell": seconds,
+        "warmup_seconds": warmup,
+        "load_generator": generator.name,
         "load_generator_version": generator.version,
-        "load_generator_settings": ({"threads": generator.threads, "connections": generator.connections}
-                                    if isinstance(generator, Wrk) else {"processes": generator.processes}),
-        "redis": redis_mode, "database": "sqlite (one file per instance)",
-        "routes": routes, "rss_after_warmup": mem(rss_warm), "rss_after_rounds": mem(rss_end),
+        "load_generator_settings": (
+            {"threads": generator.threads, "connections": generator.connections}
+            if isinstance(generator, Wrk)
+            else {"processes": generator.processes}
+        ),
+        "redis": redis_mode,
+        "database": "sqlite (one file per instance)",
+        "routes": routes,
+        "rss_after_warmup": mem(rss_warm),
+        "rss_after_rounds": mem(rss_end),
         "server_log_tail": {k: v[-1500:] for k, v in logs.items() if v.strip()},
     }
 
 
 def print_table(result: dict, out=sys.stdout) -> None:
     """Requests/s per route, on and off side by side, and worker memory."""
-    print(f"{'route':<34}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}{'CPU µs/req on/off':>20}"
-          f"{'off/on':>8}{'errors':>8}", file=out)
+    print(
+        f"{'route':<34}{'on req/s':>10}{'off req/s':>11}{'on/off':>8}{'CPU µs/req on/off':>20}"
+        f"{'off/on':>8}{'errors':>8}",
+        file=out,
+    )
     for r in result["routes"].values():
-        print(f"{r['method'] + ' ' + r['path']:<34}{r['rps_on']:>10.0f}{r['rps_off']:>11.0f}"
-              f"{r['ratio_on_off']:>8.3f}{r['worker_cpu_us_on']:>12.0f}/{r['worker_cpu_us_off']:<7.0f}"
-              f"{r['cpu_ratio_off_on']:>8.3f}{r['errors_on'] + r['errors_off']:>8}", file=out)
+        print(
+            f"{r['method'] + ' ' + r['path']:<34}{r['rps_on']:>10.0f}{r['rps_off']:>11.0f}"
+            f"{r['ratio_on_off']:>8.3f}{r['worker_cpu_us_on']:>12.0f}/{r['worker_cpu_us_off']:<7.0f}"
+            f"{r['cpu_ratio_off_on']:>8.3f}{r['errors_on'] + r['errors_off']:>8}",
+            file=out,
+        )
     for when in ("rss_after_warmup", "rss_after_rounds"):
         m = result[when]
-        print(f"worker RSS {when[4:].replace('_', ' ')}: on {m['median_mib_on']:.1f} MiB, "
-              f"off {m['median_mib_off']:.1f} MiB (median of {len(m['per_worker_mib_on'])} workers; "
-              f"delta {m['delta_mib']:+.1f} MiB)", file=out)
+        print(
+            f"worker RSS {when[4:].replace('_', ' ')}: on {m['median_mib_on']:.1f} MiB, "
+            f"off {m['median_mib_off']:.1f} MiB (median of {len(m['per_worker_mib_on'])} workers; "
+            f"delta {m['delta_mib']:+.1f} MiB)",
+            file=out,
+        )
 
 
 def main() -> None:

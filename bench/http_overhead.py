@@ -40,10 +40,19 @@ sys.path.insert(0, str(ROOT))
 
 def _environ(path: str) -> dict:
     return {
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "bench",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
     }
 
 
@@ -92,11 +101,19 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     use_worker_identifier(f"{os.getpid()}-1")  # as post_fork does in each worker
     from aura import create_app
 
-    common = dict(env="testing", instance_path=workdir, database_url=f"sqlite:///{workdir}/b.db",
-                  jwt_secret_key="bench-secret-key-0123456789abcdefghij", rate_limit_enabled=False,
-                  prometheus_multiproc_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"], log_level="WARNING")
-    apps = {"uninstrumented": create_app(dict(common, metrics_enabled=False)),
-            "instrumented": create_app(dict(common, metrics_enabled=True))}
+    common = dict(
+        env="testing",
+        instance_path=workdir,
+        database_url=f"sqlite:///{workdir}/b.db",
+        jwt_secret_key="bench-secret-key-0123456789abcdefghij",
+        rate_limit_enabled=False,
+        prometheus_multiproc_dir=os.environ["PROMETHEUS_MULTIPROC_DIR"],
+        log_level="WARNING",
+    )
+    apps = {
+        "uninstrumented": create_app(dict(common, metrics_enabled=False)),
+        "instrumented": create_app(dict(common, metrics_enabled=True)),
+    }
     if breakdown:
         from aura.instrumentation.http import _request_class
         from aura.instrumentation.http import install as install_http
@@ -132,13 +149,15 @@ def measure(path: str = "/healthz", requests: int = 50, runs: int = 400, breakdo
     samples: dict[str, list[float]] = {name: [] for name in apps}
     names = list(apps)
     for i in range(runs):
-        for name in (names if i % 2 == 0 else names[::-1]):
+        for name in names if i % 2 == 0 else names[::-1]:
             timed_requests(apps[name], path, requests, samples[name])
     med = {name: statistics.median(s) for name, s in samples.items()}
     low = {name: _percentile(s, 0.10) for name, s in samples.items()}
     off = med["uninstrumented"]
     result = {
-        "path": path, "requests_per_run": requests, "runs": runs,
+        "path": path,
+        "requests_per_run": requests,
+        "runs": runs,
         "statistic": "median (and 10th percentile) of per-request times",
         "instrumented_us": round(med["instrumented"], 2),
         "uninstrumented_us": round(off, 2),
@@ -147,11 +166,16 @@ def measure(path: str = "/healthz", requests: int = 50, runs: int = 400, breakdo
         "p10_instrumented_us": round(low["instrumented"], 2),
         "p10_uninstrumented_us": round(low["uninstrumented"], 2),
         "p10_overhead_us": round(low["instrumented"] - low["uninstrumented"], 2),
-        "variants": {name: {"median_us": round(med[name], 2), "p10_us": round(low[name], 2),
-                            "median_overhead_us": round(med[name] - off, 2),
-                            "p10_overhead_us": round(low[name] - low["uninstrumented"], 2),
-                            "mean_us": round(statistics.fmean(samples[name]), 2)}
-                     for name in apps},
+        "variants": {
+            name: {
+                "median_us": round(med[name], 2),
+                "p10_us": round(low[name], 2),
+                "median_overhead_us": round(med[name] - off, 2),
+                "p10_overhead_us": round(low[name] - low["uninstrumented"], 2),
+                "mean_us": round(statistics.fmean(samples[name]), 2),
+            }
+            for name in apps
+        },
     }
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -161,8 +185,11 @@ def print_table(result: dict, out=sys.stdout) -> None:
     """One row per variant: median and 10th percentile µs per request, and what each adds."""
     print(f"{'variant':<16}{'median µs':>11}{'+ vs off':>10}{'p10 µs':>10}{'+ vs off':>10}", file=out)
     for name, v in result["variants"].items():
-        print(f"{name:<16}{v['median_us']:>11.1f}{v['median_overhead_us']:>10.1f}"
-              f"{v['p10_us']:>10.1f}{v['p10_overhead_us']:>10.1f}", file=out)
+        print(
+            f"{name:<16}{v['median_us']:>11.1f}{v['median_overhead_us']:>10.1f}"
+            f"{v['p10_us']:>10.1f}{v['p10_overhead_us']:>10.1f}",
+            file=out,
+        )
 
 
 def main() -> None:
@@ -177,8 +204,10 @@ def main() -> None:
     result = measure(args.path, args.requests, args.runs, breakdown=not args.no_breakdown)
     print(f"{args.path}: {args.runs} alternating runs x {args.requests} requests per variant")
     print_table(result)
-    print(f"overhead (median): {result['overhead_us']:.1f} µs per request; "
-          f"uninstrumented/instrumented = {result['ratio']:.3f}")
+    print(
+        f"overhead (median): {result['overhead_us']:.1f} µs per request; "
+        f"uninstrumented/instrumented = {result['ratio']:.3f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

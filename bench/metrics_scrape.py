@@ -44,19 +44,35 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0)
 
 def _keys():
     counter = [
-        mmap_key("http_requests", "http_requests_total", ["method", "endpoint", "status_code"],
-                 [m, e, s], "HTTP requests.")
-        for m in METHODS for e in ENDPOINTS for s in STATUSES
+        mmap_key(
+            "http_requests", "http_requests_total", ["method", "endpoint", "status_code"], [m, e, s], "HTTP requests."
+        )
+        for m in METHODS
+        for e in ENDPOINTS
+        for s in STATUSES
     ]
     hist = []
     for m in METHODS:
         for e in ENDPOINTS:
             for b in (*BUCKETS, float("inf")):
-                hist.append(mmap_key("http_request_duration_seconds", "http_request_duration_seconds_bucket",
-                                     ["method", "endpoint", "le"], [m, e, floatToGoString(b)],
-                                     "HTTP request duration."))
-            hist.append(mmap_key("http_request_duration_seconds", "http_request_duration_seconds_sum",
-                                 ["method", "endpoint"], [m, e], "HTTP request duration."))
+                hist.append(
+                    mmap_key(
+                        "http_request_duration_seconds",
+                        "http_request_duration_seconds_bucket",
+                        ["method", "endpoint", "le"],
+                        [m, e, floatToGoString(b)],
+                        "HTTP request duration.",
+                    )
+                )
+            hist.append(
+                mmap_key(
+                    "http_request_duration_seconds",
+                    "http_request_duration_seconds_sum",
+                    ["method", "endpoint"],
+                    [m, e],
+                    "HTTP request duration.",
+                )
+            )
     return counter, hist
 
 
@@ -88,6 +104,7 @@ def _stock(directory):
         reg = CollectorRegistry()
         MultiProcessCollector(reg, directory)
         return reg
+
     return factory
 
 
@@ -96,6 +113,7 @@ def _aura(directory):
         reg = CollectorRegistry()
         multiproc.AuraMultiProcessCollector(reg, directory)
         return reg
+
     return factory
 
 
@@ -160,8 +178,11 @@ def main(argv=None) -> int:
     parser.add_argument("--dead", default="0,100,1000", help="comma-separated dead-worker counts")
     parser.add_argument("--live", type=int, default=4, help="live workers (default 4)")
     parser.add_argument("--runs", type=int, default=5, help="scrapes per measurement (median)")
-    parser.add_argument("--off-runs", type=int, help="scrapes per measurement without merging "
-                        "(default: --runs; they take seconds each with 1000 dead workers)")
+    parser.add_argument(
+        "--off-runs",
+        type=int,
+        help="scrapes per measurement without merging (default: --runs; they take seconds each with 1000 dead workers)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--dir", help="parent directory for the metric files (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -173,21 +194,34 @@ def main(argv=None) -> int:
             print(f"  measured {dead} dead workers", file=sys.stderr)
 
     fresh = results[0]["on_median_ms"] if results and results[0]["dead_workers"] == 0 else None
-    header = (f"{'dead':>5} {'files':>6} | {'OFF stock':>10} {'aura unmerged':>14} | "
-              f"{'ON median':>10} {'ON cold':>9} {'vs fresh':>8} | {'1 merge':>8} {'archive':>9}")
+    header = (
+        f"{'dead':>5} {'files':>6} | {'OFF stock':>10} {'aura unmerged':>14} | "
+        f"{'ON median':>10} {'ON cold':>9} {'vs fresh':>8} | {'1 merge':>8} {'archive':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         ratio = f"{r['on_median_ms'] / fresh:.2f}x" if fresh else "-"
         r["on_vs_fresh"] = round(r["on_median_ms"] / fresh, 3) if fresh else None
-        print(f"{r['dead_workers']:>5} {r['files_unmerged']:>6} | {r['off_stock_median_ms']:>8.1f}ms "
-              f"{r['aura_unmerged_median_ms']:>12.1f}ms | {r['on_median_ms']:>8.1f}ms "
-              f"{r['on_cold_ms']:>7.1f}ms {ratio:>8} | {r['one_merge_ms']:>6.1f}ms "
-              f"{r['archive_bytes'] / 1024:>7.0f}KB")
+        print(
+            f"{r['dead_workers']:>5} {r['files_unmerged']:>6} | {r['off_stock_median_ms']:>8.1f}ms "
+            f"{r['aura_unmerged_median_ms']:>12.1f}ms | {r['on_median_ms']:>8.1f}ms "
+            f"{r['on_cold_ms']:>7.1f}ms {ratio:>8} | {r['one_merge_ms']:>6.1f}ms "
+            f"{r['archive_bytes'] / 1024:>7.0f}KB"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"live_workers": args.live, "runs": args.runs,
-                                               "off_runs": args.off_runs or args.runs,
-                                               "results": results}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "live_workers": args.live,
+                    "runs": args.runs,
+                    "off_runs": args.off_runs or args.runs,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -39,14 +39,18 @@ OVERHEAD_MAX_US = 10.0  # µs; the Gunicorn-saturation issue tightened it from 1
 
 # Full run and a quick smoke run (same steps, smaller numbers; not for figures).
 PROFILES = {
-    "full": {"overhead": ["--requests", "50", "--runs", "400"],
-             "workflows": ["--runs", "200"],
-             "scrape": ["--dead", "0,100,1000", "--runs", "5", "--off-runs", "3"],
-             "load": ["--rounds", "10", "--seconds", "3", "--warmup", "2"]},
-    "quick": {"overhead": ["--requests", "50", "--runs", "40"],
-              "workflows": ["--runs", "30"],
-              "scrape": ["--dead", "0,100,1000", "--runs", "2", "--off-runs", "1"],
-              "load": ["--rounds", "2", "--seconds", "2", "--warmup", "1"]},
+    "full": {
+        "overhead": ["--requests", "50", "--runs", "400"],
+        "workflows": ["--runs", "200"],
+        "scrape": ["--dead", "0,100,1000", "--runs", "5", "--off-runs", "3"],
+        "load": ["--rounds", "10", "--seconds", "3", "--warmup", "2"],
+    },
+    "quick": {
+        "overhead": ["--requests", "50", "--runs", "40"],
+        "workflows": ["--runs", "30"],
+        "scrape": ["--dead", "0,100,1000", "--runs", "2", "--off-runs", "1"],
+        "load": ["--rounds", "2", "--seconds", "2", "--warmup", "1"],
+    },
 }
 
 
@@ -74,10 +78,17 @@ def _first_line(cmd: list[str]) -> str:
 
 def machine_facts() -> dict:
     """What the figures depend on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal:"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:")
+    )
     versions = {}
     for dist in ("flask", "gunicorn", "prometheus_client", "werkzeug"):
         try:
@@ -92,8 +103,12 @@ def machine_facts() -> dict:
     time.sleep(2)
     busy1, total1 = _cpu_ticks()
     return {
-        "cores": os.cpu_count(), "cpu": cpu, "mem_total_mib": mem // 1024,
-        "kernel": platform.release(), "python": platform.python_version(), "versions": versions,
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "mem_total_mib": mem // 1024,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
         "git": f"{commit}{' (uncommitted changes)' if dirty else ''}",
         "loadavg_at_start": os.getloadavg(),
         "cpu_busy_before_start_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
@@ -123,18 +138,33 @@ def verdicts(results: dict) -> list[dict]:
     scrape = {r["dead_workers"]: r for r in results["scrape"]["result"]["results"]}
     if 0 in scrape and 1000 in scrape:
         ratio = scrape[1000]["on_median_ms"] / scrape[0]["on_median_ms"]
-        out.append({"target": "/metrics after 1000 recycled workers, merging on, vs fresh start",
-                    "limit": f"<= {SCRAPE_MAX_RATIO}x", "value": f"{ratio:.2f}x",
-                    "pass": ratio <= SCRAPE_MAX_RATIO})
+        out.append(
+            {
+                "target": "/metrics after 1000 recycled workers, merging on, vs fresh start",
+                "limit": f"<= {SCRAPE_MAX_RATIO}x",
+                "value": f"{ratio:.2f}x",
+                "pass": ratio <= SCRAPE_MAX_RATIO,
+            }
+        )
     healthz = results["load"]["result"]["routes"]["healthz"]
-    out.append({"target": "requests/s instrumented / uninstrumented, GET /healthz",
-                "limit": f">= {THROUGHPUT_MIN_RATIO}", "value": f"{healthz['ratio_on_off']:.3f}",
-                "pass": healthz["ratio_on_off"] >= THROUGHPUT_MIN_RATIO,
-                "note": f"cross-check, workers' CPU per request off/on: {healthz['cpu_ratio_off_on']:.3f}"})
+    out.append(
+        {
+            "target": "requests/s instrumented / uninstrumented, GET /healthz",
+            "limit": f">= {THROUGHPUT_MIN_RATIO}",
+            "value": f"{healthz['ratio_on_off']:.3f}",
+            "pass": healthz["ratio_on_off"] >= THROUGHPUT_MIN_RATIO,
+            "note": f"cross-check, workers' CPU per request off/on: {healthz['cpu_ratio_off_on']:.3f}",
+        }
+    )
     overhead = results["overhead"]["result"]["overhead_us"]
-    out.append({"target": "instrumentation overhead per request (in-process)",
-                "limit": f"<= {OVERHEAD_MAX_US:g} µs", "value": f"{overhead:.1f} µs",
-                "pass": overhead <= OVERHEAD_MAX_US})
+    out.append(
+        {
+            "target": "instrumentation overhead per request (in-process)",
+            "limit": f"<= {OVERHEAD_MAX_US:g} µs",
+            "value": f"{overhead:.1f} µs",
+            "pass": overhead <= OVERHEAD_MAX_US,
+        }
+    )
     return out
 
 
@@ -145,22 +175,32 @@ def render(report: dict) -> str:
     add = lines.append
     la = " ".join(f"{x:.2f}" for x in m["loadavg_at_start"])
     add(f"Aura benchmark  {report['started_at']}  git {m['git']}")
-    add(f"machine: {m['cores']} cores ({m['cpu']}), {m['mem_total_mib']} MiB, Python {m['python']}, "
-        f"kernel {m['kernel']}")
-    add(f"load average at start: {la}; CPU busy before start: {m['cpu_busy_before_start_pct']}%; "
-        f"other processes' CPU during the run: {report['others_cpu_pct']}% of the machine")
+    add(
+        f"machine: {m['cores']} cores ({m['cpu']}), {m['mem_total_mib']} MiB, Python {m['python']}, "
+        f"kernel {m['kernel']}"
+    )
+    add(
+        f"load average at start: {la}; CPU busy before start: {m['cpu_busy_before_start_pct']}%; "
+        f"other processes' CPU during the run: {report['others_cpu_pct']}% of the machine"
+    )
     if report["busy"]:
-        add("WARNING: the machine was busy with other work - figures are inflated and noisy; "
-            "re-run `make bench` at a quiet moment.")
+        add(
+            "WARNING: the machine was busy with other work - figures are inflated and noisy; "
+            "re-run `make bench` at a quiet moment."
+        )
     add("")
 
     ov = r["overhead"]["result"]
-    add(f"1. In-process instrumentation cost, GET {ov['path']} through WSGI ({ov['runs']} alternating "
-        f"runs x {ov['requests_per_run']} requests per variant, each request timed)")
+    add(
+        f"1. In-process instrumentation cost, GET {ov['path']} through WSGI ({ov['runs']} alternating "
+        f"runs x {ov['requests_per_run']} requests per variant, each request timed)"
+    )
     add(f"   {'variant':<16}{'median µs/req':>15}{'+ vs off':>10}{'p10 µs/req':>12}{'+ vs off':>10}")
     for name, v in ov["variants"].items():
-        add(f"   {name:<16}{v['median_us']:>15.1f}{v['median_overhead_us']:>10.1f}"
-            f"{v['p10_us']:>12.1f}{v['p10_overhead_us']:>10.1f}")
+        add(
+            f"   {name:<16}{v['median_us']:>15.1f}{v['median_overhead_us']:>10.1f}"
+            f"{v['p10_us']:>12.1f}{v['p10_overhead_us']:>10.1f}"
+        )
     add("")
 
     wf = r["workflows"]["result"]
@@ -170,37 +210,54 @@ def render(report: dict) -> str:
     add("")
 
     sc = r["scrape"]["result"]
-    add(f"3. /metrics scrape latency, {sc['live_workers']} live workers + N recycled (medians of "
-        f"{sc['runs']} scrapes with merging, {sc.get('off_runs', sc['runs'])} without)")
-    add(f"   {'recycled':>8} {'files':>6} {'merging OFF':>12} {'merging ON':>11} {'ON cold':>9} "
-        f"{'ON vs fresh':>12} {'OFF/ON':>7}")
+    add(
+        f"3. /metrics scrape latency, {sc['live_workers']} live workers + N recycled (medians of "
+        f"{sc['runs']} scrapes with merging, {sc.get('off_runs', sc['runs'])} without)"
+    )
+    add(
+        f"   {'recycled':>8} {'files':>6} {'merging OFF':>12} {'merging ON':>11} {'ON cold':>9} "
+        f"{'ON vs fresh':>12} {'OFF/ON':>7}"
+    )
     fresh = next((x["on_median_ms"] for x in sc["results"] if x["dead_workers"] == 0), None)
     for x in sc["results"]:
         vs = f"{x['on_median_ms'] / fresh:.2f}x" if fresh else "-"
-        add(f"   {x['dead_workers']:>8} {x['files_unmerged']:>6} {x['off_stock_median_ms']:>9.1f} ms "
+        add(
+            f"   {x['dead_workers']:>8} {x['files_unmerged']:>6} {x['off_stock_median_ms']:>9.1f} ms "
             f"{x['on_median_ms']:>8.1f} ms {x['on_cold_ms']:>6.1f} ms {vs:>12} "
-            f"{x['off_stock_median_ms'] / x['on_median_ms']:>6.1f}x")
+            f"{x['off_stock_median_ms'] / x['on_median_ms']:>6.1f}x"
+        )
     add("")
 
     ld = r["load"]["result"]
     gen = ld["load_generator_settings"]
-    gen_s = (f"wrk -t{gen['threads']} -c{gen['connections']}" if ld["load_generator"] == "wrk"
-             else f"Python client x{gen['processes']}")
-    add(f"4. Throughput under Gunicorn ({ld['workers']} {ld['worker_class']} workers, {gen_s}, "
+    gen_s = (
+        f"wrk -t{gen['threads']} -c{gen['connections']}"
+        if ld["load_generator"] == "wrk"
+        else f"Python client x{gen['processes']}"
+    )
+    add(
+        f"4. Throughput under Gunicorn ({ld['workers']} {ld['worker_class']} workers, {gen_s}, "
         f"{ld['rounds']} alternating rounds x {ld['seconds_per_cell']:g} s, medians; on/off is the median "
-        f"of the rounds' ratios; {ld['redis']})")
-    add(f"   {'route':<32}{'metrics on':>11}{'metrics off':>12}{'on/off':>8}   "
-        f"{'worker CPU/req on':>17}{'off':>8}{'off/on':>8}{'p50 ms on/off':>16}{'errors':>7}")
+        f"of the rounds' ratios; {ld['redis']})"
+    )
+    add(
+        f"   {'route':<32}{'metrics on':>11}{'metrics off':>12}{'on/off':>8}   "
+        f"{'worker CPU/req on':>17}{'off':>8}{'off/on':>8}{'p50 ms on/off':>16}{'errors':>7}"
+    )
     for x in ld["routes"].values():
-        add(f"   {x['method'] + ' ' + x['path']:<32}{x['rps_on']:>7.0f} r/s{x['rps_off']:>8.0f} r/s"
+        add(
+            f"   {x['method'] + ' ' + x['path']:<32}{x['rps_on']:>7.0f} r/s{x['rps_off']:>8.0f} r/s"
             f"{x['ratio_on_off']:>8.3f}   {x['worker_cpu_us_on']:>14.0f} µs{x['worker_cpu_us_off']:>5.0f} µs"
             f"{x['cpu_ratio_off_on']:>8.3f}{x['p50_ms_on']:>9.1f} / {x['p50_ms_off']:<5.1f}"
-            f"{x['errors_on'] + x['errors_off']:>7}")
+            f"{x['errors_on'] + x['errors_off']:>7}"
+        )
     for when, label in (("rss_after_warmup", "after warm-up"), ("rss_after_rounds", "after the rounds")):
         mm = ld[when]
-        add(f"   worker RSS {label:<17} on {mm['median_mib_on']:>6.1f} MiB   "
+        add(
+            f"   worker RSS {label:<17} on {mm['median_mib_on']:>6.1f} MiB   "
             f"off {mm['median_mib_off']:>6.1f} MiB   delta {mm['delta_mib']:+.1f} MiB  "
-            f"(median of {len(mm['per_worker_mib_on'])} workers)")
+            f"(median of {len(mm['per_worker_mib_on'])} workers)"
+        )
     add("")
 
     add("Targets")
@@ -247,9 +304,14 @@ def main(argv=None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     json_path = args.out / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
     report = {
-        "started_at": started_at, "profile": "quick" if args.quick else "full",
-        "seconds": round(time.monotonic() - started, 1), "machine": machine,
-        "others_cpu_pct": others_pct, "busy": busy, "results": results, "json_path": str(json_path),
+        "started_at": started_at,
+        "profile": "quick" if args.quick else "full",
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": machine,
+        "others_cpu_pct": others_pct,
+        "busy": busy,
+        "results": results,
+        "json_path": str(json_path),
     }
     report["targets"] = verdicts(results)
     json_path.write_text(json.dumps(report, indent=2) + "\n")

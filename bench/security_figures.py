@@ -61,8 +61,13 @@ def _signed_in(url: str) -> dict:
 
 
 def healthz_under_flood(tmp: Path, redis_url: str) -> None:
-    env = app_env(tmp, f"sqlite:///{tmp / 'flood.db'}", REDIS_URL=redis_url, AURA_ENV="production",
-                  MAX_CONTENT_LENGTH=str(2 * 1024 * 1024))
+    env = app_env(
+        tmp,
+        f"sqlite:///{tmp / 'flood.db'}",
+        REDIS_URL=redis_url,
+        AURA_ENV="production",
+        MAX_CONTENT_LENGTH=str(2 * 1024 * 1024),
+    )
     migrate(env)
     with Gunicorn(tmp, env, workers=4) as server:
         token = _signed_in(server.url)["access_token"]
@@ -79,8 +84,12 @@ def healthz_under_flood(tmp: Path, redis_url: str) -> None:
                         return
                     attempts[0] += 1
                 try:
-                    code = session.post(f"{server.url}/api/v1/workflows/audit", json=AUDIT, timeout=120,
-                                        headers={"Authorization": f"Bearer {token}"}).status_code
+                    code = session.post(
+                        f"{server.url}/api/v1/workflows/audit",
+                        json=AUDIT,
+                        timeout=120,
+                        headers={"Authorization": f"Bearer {token}"},
+                    ).status_code
                 except requests.RequestException as exc:
                     code = type(exc).__name__
                 with lock:
@@ -103,11 +112,15 @@ def healthz_under_flood(tmp: Path, redis_url: str) -> None:
         took = time.monotonic() - started
         counts = {code: statuses.count(code) for code in set(statuses)}
         probes.sort()
-        print(f"flood: {done[0]} audits (1 MiB) answered over 16 connections in {took:.1f} s "
-              f"({attempts[0]} attempts); answers {counts}")
-        print(f"/healthz during the flood: n={len(probes)} median {_ms(statistics.median(probes))}, "
-              f"p90 {_ms(probes[int(len(probes) * 0.9)])}, max {_ms(probes[-1])}, "
-              f"over 2 s: {sum(p > 2 for p in probes)}")
+        print(
+            f"flood: {done[0]} audits (1 MiB) answered over 16 connections in {took:.1f} s "
+            f"({attempts[0]} attempts); answers {counts}"
+        )
+        print(
+            f"/healthz during the flood: n={len(probes)} median {_ms(statistics.median(probes))}, "
+            f"p90 {_ms(probes[int(len(probes) * 0.9)])}, max {_ms(probes[-1])}, "
+            f"over 2 s: {sum(p > 2 for p in probes)}"
+        )
 
 
 def hung_redis(tmp: Path) -> None:
@@ -120,8 +133,11 @@ def hung_redis(tmp: Path) -> None:
             headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
             os.kill(redis.proc.pid, signal.SIGSTOP)
             try:
-                for path, extra in (("/api/v1/auth/me", headers), ("/readyz", {"Connection": "close"}),
-                                    ("/healthz", {"Connection": "close"})):
+                for path, extra in (
+                    ("/api/v1/auth/me", headers),
+                    ("/readyz", {"Connection": "close"}),
+                    ("/healthz", {"Connection": "close"}),
+                ):
                     times = []
                     for _ in range(10):
                         t0 = time.monotonic()

@@ -1,6 +1,6 @@
 """Workflow latency in-process (p50/p99 per workflow), no HTTP, no database writes.
 
-    .venv/bin/python bench/workflows.py [--runs 300] [--json out.json]
+.venv/bin/python bench/workflows.py [--runs 300] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,22 +16,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aura.workflows import load_catalog_file, run_audit, run_struggle  # noqa: E402
 
-STRUGGLE = {"exercise_id": "loops-1", "edit_frequency": 25, "error_count": 14,
-            "error_types": ["NameError", "TypeError"], "topic": "loops"}
+STRUGGLE = {
+    "exercise_id": "loops-1",
+    "edit_frequency": 25,
+    "error_count": 14,
+    "error_types": ["NameError", "TypeError"],
+    "topic": "loops",
+}
 # A realistic submission: a few modules of ordinary code with some findings.
 MODULE = "\n".join(
     f"def handler_{i}(request, items):\n    total = 0\n    for item in items:\n"
     f"        if item.price > {i}:\n            total += item.price\n    print(total)\n    return total\n"
-    for i in range(40))
-AUDIT = {"files": [{"path": f"pkg/mod{n}.py", "content": MODULE} for n in range(3)]
-         + [{"path": "README.md", "content": "# docs"}]}
+    for i in range(40)
+)
+AUDIT = {
+    "files": [{"path": f"pkg/mod{n}.py", "content": MODULE} for n in range(3)]
+    + [{"path": "README.md", "content": "# docs"}]
+}
 
 
 def percentiles(samples: list[float]) -> dict:
     """p50 and p99 in milliseconds."""
     ordered = sorted(samples)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 3),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3)}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+    }
 
 
 def measure(fn, runs: int) -> dict:

@@ -79,15 +79,13 @@ def rate_by(metric: str, by: str, selector: str = "") -> str:
     return f"sum by ({by}) (rate({metric}{selector or sel()}[{RATE_WINDOW}]))"
 
 
-def quantiles(histogram: str, by: str = "", legend: str = "",
-              selector: str = "") -> tuple[Target, ...]:
+def quantiles(histogram: str, by: str = "", legend: str = "", selector: str = "") -> tuple[Target, ...]:
     """P50, P95 and P99 of a histogram over all pods, optionally split by labels."""
     group = f"le, {by}" if by else "le"
     prefix = f"{legend} " if legend else ""
     return tuple(
         Target(
-            f"histogram_quantile({q}, sum by ({group}) "
-            f"(rate({histogram}_bucket{selector or sel()}[{RATE_WINDOW}])))",
+            f"histogram_quantile({q}, sum by ({group}) (rate({histogram}_bucket{selector or sel()}[{RATE_WINDOW}])))",
             f"{prefix}p{round(q * 100)}",
         )
         for q in PERCENTILES
@@ -101,90 +99,144 @@ def last_hour(metric: str, selector: str = "") -> tuple[Target, ...]:
 
 def shares(metric: str, by: str) -> tuple[Target, ...]:
     """A counter's increase over the dashboard's range, per label value (for pie charts)."""
-    return (Target(f"sum by ({by}) (increase({metric}{sel()}[{RANGE_WINDOW}]))",
-                   f"{{{{{by}}}}}"),)
+    return (Target(f"sum by ({by}) (increase({metric}{sel()}[{RANGE_WINDOW}]))", f"{{{{{by}}}}}"),)
 
 
 # --- The monitoring spec's panels, in its order ----------------------------------------------
 
 AUTHENTICATION_PANELS = (
-    Panel("timeseries", "Authentication Requests Rate",
-          "Rate of authentication requests by endpoint and status.",
-          (Target(rate_by("auth_requests_total", "endpoint, status"), "{{endpoint}} {{status}}"),),
-          unit="reqps"),
-    Panel("timeseries", "Authentication Success/Failure Rate",
-          "Successful against failed authentication requests, all endpoints together.",
-          (Target(rate_by("auth_requests_total", "status"), "{{status}}"),),
-          unit="reqps"),
-    Panel("stat", "User Registrations",
-          "Successful user registrations in the last hour.",
-          last_hour("user_registrations_total", sel('status="success"'))),
-    Panel("timeseries", "Token Refreshes",
-          "Rate of token refresh requests by outcome.",
-          (Target(rate_by("auth_token_refreshes_total", "status"), "{{status}}"),),
-          unit="reqps"),
-    Panel("piechart", "Authentication Failures by Reason",
-          "Authentication failures over the selected time range, by reason.",
-          shares("auth_failures_total", "reason")),
-    Panel("timeseries", "Rate Limit Hits",
-          "Requests rejected by the rate limiter, per second, by endpoint.",
-          (Target(rate_by("rate_limit_hits_total", "endpoint"), "{{endpoint}}"),),
-          unit="reqps"),
-    Panel("timeseries", "Tokens Issued",
-          "Rate of tokens issued by type.",
-          (Target(rate_by("tokens_issued_total", "token_type"), "{{token_type}}"),),
-          unit="ops"),
-    Panel("timeseries", "Redis Connection Pool Usage",
-          "Active and idle Redis connections per logical database, summed over all workers "
-          "of all pods.",
-          (Target(f"sum by (database) (redis_connections_active{sel()})", "{{database}} active"),
-           Target(f"sum by (database) (redis_connections_idle{sel()})", "{{database}} idle"))),
+    Panel(
+        "timeseries",
+        "Authentication Requests Rate",
+        "Rate of authentication requests by endpoint and status.",
+        (Target(rate_by("auth_requests_total", "endpoint, status"), "{{endpoint}} {{status}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "timeseries",
+        "Authentication Success/Failure Rate",
+        "Successful against failed authentication requests, all endpoints together.",
+        (Target(rate_by("auth_requests_total", "status"), "{{status}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "stat",
+        "User Registrations",
+        "Successful user registrations in the last hour.",
+        last_hour("user_registrations_total", sel('status="success"')),
+    ),
+    Panel(
+        "timeseries",
+        "Token Refreshes",
+        "Rate of token refresh requests by outcome.",
+        (Target(rate_by("auth_token_refreshes_total", "status"), "{{status}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "piechart",
+        "Authentication Failures by Reason",
+        "Authentication failures over the selected time range, by reason.",
+        shares("auth_failures_total", "reason"),
+    ),
+    Panel(
+        "timeseries",
+        "Rate Limit Hits",
+        "Requests rejected by the rate limiter, per second, by endpoint.",
+        (Target(rate_by("rate_limit_hits_total", "endpoint"), "{{endpoint}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "timeseries",
+        "Tokens Issued",
+        "Rate of tokens issued by type.",
+        (Target(rate_by("tokens_issued_total", "token_type"), "{{token_type}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "timeseries",
+        "Redis Connection Pool Usage",
+        "Active and idle Redis connections per logical database, summed over all workers of all pods.",
+        (
+            Target(f"sum by (database) (redis_connections_active{sel()})", "{{database}} active"),
+            Target(f"sum by (database) (redis_connections_idle{sel()})", "{{database}} idle"),
+        ),
+    ),
 )
 
 WORKFLOW_PANELS = (
-    Panel("timeseries", "Workflow Executions Rate",
-          "Rate of workflow executions by type and status.",
-          (Target(rate_by("workflow_executions_total", "workflow_type, status"),
-                  "{{workflow_type}} {{status}}"),),
-          unit="ops"),
-    Panel("timeseries", "Workflow Duration",
-          "P50, P95 and P99 workflow duration by workflow type.",
-          quantiles("workflow_duration_seconds", by="workflow_type", legend="{{workflow_type}}"),
-          unit="s"),
-    Panel("stat", "Struggle Detections",
-          "Struggling users detected in the last hour.",
-          last_hour("struggle_detections_total", sel('result="struggling"'))),
-    Panel("stat", "Lesson Recommendations Generated",
-          "Lesson recommendations generated in the last hour.",
-          last_hour("lesson_recommendations_generated_total")),
-    Panel("piechart", "Struggle Detection Results",
-          "Struggling against not struggling, over the selected time range.",
-          shares("struggle_detections_total", "result")),
-    Panel("timeseries", "Audit Execution Status",
-          "Rate of audit executions by status (pass, fail, remediation_required).",
-          (Target(rate_by("audit_executions_total", "status"), "{{status}}"),),
-          unit="ops"),
-    Panel("timeseries", "Audit Violations Detected",
-          "P50, P95 and P99 of the number of violations found per audit.",
-          quantiles("audit_violations_detected")),
-    Panel("timeseries", "Violations by Type",
-          "Rate of violations detected, by violation type.",
-          (Target(rate_by("audit_violations_by_type_total", "violation_type"),
-                  "{{violation_type}}"),),
-          unit="ops"),
-    Panel("timeseries", "Files Processed per Audit",
-          "P50, P95 and P99 of the number of files processed per audit.",
-          quantiles("audit_files_processed")),
-    Panel("timeseries", "Workflow Failures",
-          "Rate of workflow failures by workflow type and error type.",
-          (Target(rate_by("workflow_failures_total", "workflow_type, error_type"),
-                  "{{workflow_type}} {{error_type}}"),),
-          unit="ops"),
-    Panel("timeseries", "Struggle Workflow Input Metrics",
-          "Distributions of what struggle detection is given: P50, P95 and P99 of the edit "
-          "frequency (edits per minute) and of the error count.",
-          quantiles("struggle_workflow_edit_frequency", legend="edit frequency")
-          + quantiles("struggle_workflow_error_count", legend="error count")),
+    Panel(
+        "timeseries",
+        "Workflow Executions Rate",
+        "Rate of workflow executions by type and status.",
+        (Target(rate_by("workflow_executions_total", "workflow_type, status"), "{{workflow_type}} {{status}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "timeseries",
+        "Workflow Duration",
+        "P50, P95 and P99 workflow duration by workflow type.",
+        quantiles("workflow_duration_seconds", by="workflow_type", legend="{{workflow_type}}"),
+        unit="s",
+    ),
+    Panel(
+        "stat",
+        "Struggle Detections",
+        "Struggling users detected in the last hour.",
+        last_hour("struggle_detections_total", sel('result="struggling"')),
+    ),
+    Panel(
+        "stat",
+        "Lesson Recommendations Generated",
+        "Lesson recommendations generated in the last hour.",
+        last_hour("lesson_recommendations_generated_total"),
+    ),
+    Panel(
+        "piechart",
+        "Struggle Detection Results",
+        "Struggling against not struggling, over the selected time range.",
+        shares("struggle_detections_total", "result"),
+    ),
+    Panel(
+        "timeseries",
+        "Audit Execution Status",
+        "Rate of audit executions by status (pass, fail, remediation_required).",
+        (Target(rate_by("audit_executions_total", "status"), "{{status}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "timeseries",
+        "Audit Violations Detected",
+        "P50, P95 and P99 of the number of violations found per audit.",
+        quantiles("audit_violations_detected"),
+    ),
+    Panel(
+        "timeseries",
+        "Violations by Type",
+        "Rate of violations detected, by violation type.",
+        (Target(rate_by("audit_violations_by_type_total", "violation_type"), "{{violation_type}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "timeseries",
+        "Files Processed per Audit",
+        "P50, P95 and P99 of the number of files processed per audit.",
+        quantiles("audit_files_processed"),
+    ),
+    Panel(
+        "timeseries",
+        "Workflow Failures",
+        "Rate of workflow failures by workflow type and error type.",
+        (Target(rate_by("workflow_failures_total", "workflow_type, error_type"), "{{workflow_type}} {{error_type}}"),),
+        unit="ops",
+    ),
+    Panel(
+        "timeseries",
+        "Struggle Workflow Input Metrics",
+        "Distributions of what struggle detection is given: P50, P95 and P99 of the edit "
+        "frequency (edits per minute) and of the error count.",
+        quantiles("struggle_workflow_edit_frequency", legend="edit frequency")
+        + quantiles("struggle_workflow_error_count", legend="error count"),
+    ),
 )
 
 
@@ -214,11 +266,11 @@ RUNBOOK_BASE = "https://git.example.com/aura/aura-backend/blob/main/docs/runbook
 class SLO:
     """One service level objective: the share of good API requests over SLO_PERIOD."""
 
-    name: str            # availability, latency: in rule names and the `slo` label
-    objective: float     # e.g. 0.995: 0.5% of requests may be bad over SLO_PERIOD
-    good: str            # what a good request is, for humans
-    bad: str             # and a bad one
-    alert: str           # alert name prefix
+    name: str  # availability, latency: in rule names and the `slo` label
+    objective: float  # e.g. 0.995: 0.5% of requests may be bad over SLO_PERIOD
+    good: str  # what a good request is, for humans
+    bad: str  # and a bad one
+    alert: str  # alert name prefix
 
     @property
     def budget(self) -> float:
@@ -226,10 +278,20 @@ class SLO:
 
 
 SLOS = (
-    SLO("availability", 0.995, "answered without a 5xx (probes and scrapes excluded)",
-        "answered with a 5xx", "AuraAvailabilitySLO"),
-    SLO("latency", 0.99, f"answered within {LATENCY_THRESHOLD_SECONDS} s (time in the worker)",
-        f"slower than {LATENCY_THRESHOLD_SECONDS} s", "AuraLatencySLO"),
+    SLO(
+        "availability",
+        0.995,
+        "answered without a 5xx (probes and scrapes excluded)",
+        "answered with a 5xx",
+        "AuraAvailabilitySLO",
+    ),
+    SLO(
+        "latency",
+        0.99,
+        f"answered within {LATENCY_THRESHOLD_SECONDS} s (time in the worker)",
+        f"slower than {LATENCY_THRESHOLD_SECONDS} s",
+        "AuraLatencySLO",
+    ),
 )
 
 
@@ -237,9 +299,9 @@ SLOS = (
 class BurnAlert:
     """Two window pairs whose burn rates must both exceed the factor (SRE workbook, table 5-8)."""
 
-    speed: str                                   # fast (pages) or slow (opens a ticket)
-    severity: str                                # critical pages, warning is a ticket
-    pairs: tuple[tuple[str, str, float], ...]    # (long window, short window, burn factor)
+    speed: str  # fast (pages) or slow (opens a ticket)
+    severity: str  # critical pages, warning is a ticket
+    pairs: tuple[tuple[str, str, float], ...]  # (long window, short window, burn factor)
     for_: str
 
 
@@ -250,8 +312,7 @@ BURN_ALERTS = (
 )
 # The demo's override: the same rules on windows 30-720 times shorter, so a breach fires within
 # the demo's minutes (make demo, and the live Alertmanager test). Never deployed.
-DEMO_WINDOWS = {"1h": "2m", "5m": "20s", "6h": "4m", "30m": "1m",
-                "1d": "6m", "2h": "2m", "3d": "10m"}
+DEMO_WINDOWS = {"1h": "2m", "5m": "20s", "6h": "4m", "30m": "1m", "1d": "6m", "2h": "2m", "3d": "10m"}
 DEMO_FOR = "10s"
 
 
@@ -284,15 +345,19 @@ def recording_rules(window: str) -> list[tuple[str, str]]:
     return [
         (requests, f"{by} (rate(http_requests_total{api_selector()}[{window}]))"),
         # `or 0 * ...`: a service without any 5xx has a 0 ratio, not no data.
-        (errors, f"{by} (rate(http_requests_total{api_selector(SERVER_ERROR)}[{window}]))"
-                 f" or 0 * {by} (rate(http_requests_total{api_selector()}[{window}]))"),
+        (
+            errors,
+            f"{by} (rate(http_requests_total{api_selector(SERVER_ERROR)}[{window}]))"
+            f" or 0 * {by} (rate(http_requests_total{api_selector()}[{window}]))",
+        ),
         (timed, f"{by} (rate(http_request_duration_seconds_count{api_selector()}[{window}]))"),
-        (slow, f"{by} (rate(http_request_duration_seconds_count{api_selector()}[{window}]))"
-               f" - {by} (rate(http_request_duration_seconds_bucket{api_selector(FAST)}[{window}]))"),
-        (f"namespace_job:aura_slo_availability_errors:ratio_rate{window}",
-         f"{errors}{scope} / {requests}{scope}"),
-        (f"namespace_job:aura_slo_latency_errors:ratio_rate{window}",
-         f"{slow}{scope} / {timed}{scope}"),
+        (
+            slow,
+            f"{by} (rate(http_request_duration_seconds_count{api_selector()}[{window}]))"
+            f" - {by} (rate(http_request_duration_seconds_bucket{api_selector(FAST)}[{window}]))",
+        ),
+        (f"namespace_job:aura_slo_availability_errors:ratio_rate{window}", f"{errors}{scope} / {requests}{scope}"),
+        (f"namespace_job:aura_slo_latency_errors:ratio_rate{window}", f"{slow}{scope} / {timed}{scope}"),
     ]
 
 
@@ -312,7 +377,8 @@ def burn_alert_expr(slo: SLO, alert: BurnAlert, profile: dict[str, str] | None) 
             f"(\n  namespace_job:aura_slo_{slo.name}_errors:ratio_rate{long_w}{scope} > {threshold}\n"
             f"  and namespace_job:aura_slo_{slo.name}_errors:ratio_rate{short_w}{scope} > {threshold}\n"
             f"  and on (namespace, job) namespace_job:aura_api_requests:rate{short_w}{scope}"
-            f" >= {MIN_REQUESTS_PER_SECOND}\n)")
+            f" >= {MIN_REQUESTS_PER_SECOND}\n)"
+        )
     return "\nor\n".join(parts)
 
 
@@ -327,33 +393,41 @@ def burn_alerts(profile: dict[str, str] | None) -> list[dict]:
             name = f"{slo.alert}{alert.speed.capitalize()}Burn"
             windows = " and ".join(
                 f"{profile.get(lw, lw) if profile else lw}/{profile.get(sw, sw) if profile else sw}"
-                for lw, sw, _ in alert.pairs)
-            out.append({
-                "alert": name,
-                "expr": burn_alert_expr(slo, alert, profile),
-                "for": DEMO_FOR if profile else alert.for_,
-                "labels": {"severity": alert.severity, "slo": slo.name,
-                           "burn": alert.speed},
-                "annotations": {
-                    "summary": f"Aura {slo.name} SLO: error budget burning "
-                               f"{'fast (page)' if alert.speed == 'fast' else 'slowly (ticket)'}",
-                    "description": (
-                        f"{{{{ $labels.namespace }}}}: {{{{ $value | humanizePercentage }}}} of API "
-                        f"requests were {slo.bad} over the long window ({windows}); the SLO "
-                        f"allows {slo.budget:.2%} over {SLO_PERIOD}. At this rate the budget is "
-                        f"gone in {'days' if alert.speed == 'fast' else 'weeks'}."),
-                    "runbook_url": runbook_url(name),
-                },
-            })
+                for lw, sw, _ in alert.pairs
+            )
+            out.append(
+                {
+                    "alert": name,
+                    "expr": burn_alert_expr(slo, alert, profile),
+                    "for": DEMO_FOR if profile else alert.for_,
+                    "labels": {"severity": alert.severity, "slo": slo.name, "burn": alert.speed},
+                    "annotations": {
+                        "summary": f"Aura {slo.name} SLO: error budget burning "
+                        f"{'fast (page)' if alert.speed == 'fast' else 'slowly (ticket)'}",
+                        "description": (
+                            f"{{{{ $labels.namespace }}}}: {{{{ $value | humanizePercentage }}}} of API "
+                            f"requests were {slo.bad} over the long window ({windows}); the SLO "
+                            f"allows {slo.budget:.2%} over {SLO_PERIOD}. At this rate the budget is "
+                            f"gone in {'days' if alert.speed == 'fast' else 'weeks'}."
+                        ),
+                        "runbook_url": runbook_url(name),
+                    },
+                }
+            )
     return out
 
 
 def auth_recording_rules() -> list[tuple[str, str]]:
-    return [("namespace_job_status:auth_requests:rate5m",
-             f"sum by (namespace, job, status) (rate(auth_requests_total{{{ALERT_SCOPE}}}[5m]))"),
-            ("namespace_job_le:aura_api_request_duration_seconds_bucket:rate5m",
-             f"sum by (namespace, job, le) "
-             f"(rate(http_request_duration_seconds_bucket{api_selector()}[5m]))")]
+    return [
+        (
+            "namespace_job_status:auth_requests:rate5m",
+            f"sum by (namespace, job, status) (rate(auth_requests_total{{{ALERT_SCOPE}}}[5m]))",
+        ),
+        (
+            "namespace_job_le:aura_api_request_duration_seconds_bucket:rate5m",
+            f"sum by (namespace, job, le) (rate(http_request_duration_seconds_bucket{api_selector()}[5m]))",
+        ),
+    ]
 
 
 def _yaml_scalar(value) -> str:
@@ -414,8 +488,13 @@ def render_demo_rules(alert_rules_text: str) -> str:
     body = alert_rules_text.split("\ngroups:\n", 1)[1]
     body = re.sub(r"^(\s+for: ).*$", rf"\g<1>{DEMO_FOR}", body, flags=re.M)
     windows = ", ".join(f"{k}->{v}" for k, v in DEMO_WINDOWS.items())
-    return (DEMO_RULES_HEADER.format(windows=windows, for_=DEMO_FOR) + "groups:\n" + body
-            + "\n" + render_slo_rules(DEMO_WINDOWS))
+    return (
+        DEMO_RULES_HEADER.format(windows=windows, for_=DEMO_FOR)
+        + "groups:\n"
+        + body
+        + "\n"
+        + render_slo_rules(DEMO_WINDOWS)
+    )
 
 
 def budget_remaining(slo: SLO) -> str:
@@ -424,26 +503,39 @@ def budget_remaining(slo: SLO) -> str:
     The average of the 5m ratio over the period, as Sloth does: cheap, and it has data from
     the first evaluation on (a fresh Prometheus shows the budget of what it has seen).
     """
-    return (f"1 - (avg_over_time(namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m"
-            f"{{{SERVICE_SCOPE}}}[{SLO_PERIOD}]) / {slo.budget})")
+    return (
+        f"1 - (avg_over_time(namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m"
+        f"{{{SERVICE_SCOPE}}}[{SLO_PERIOD}]) / {slo.budget})"
+    )
 
 
 SLO_PANELS = tuple(
-    Panel("timeseries", f"{slo.name.capitalize()} SLO Error Budget Remaining",
-          f"Share of the {SLO_PERIOD} error budget left for the {slo.name} SLO "
-          f"({slo.objective:.1%} of API requests {slo.good}), per namespace and job: 1 is "
-          f"untouched, 0 spent, below 0 overspent. Recording rule "
-          f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m (pod does not apply).",
-          (Target(budget_remaining(slo), "{{namespace}} {{job}}"),),
-          unit="percentunit")
+    Panel(
+        "timeseries",
+        f"{slo.name.capitalize()} SLO Error Budget Remaining",
+        f"Share of the {SLO_PERIOD} error budget left for the {slo.name} SLO "
+        f"({slo.objective:.1%} of API requests {slo.good}), per namespace and job: 1 is "
+        f"untouched, 0 spent, below 0 overspent. Recording rule "
+        f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m (pod does not apply).",
+        (Target(budget_remaining(slo), "{{namespace}} {{job}}"),),
+        unit="percentunit",
+    )
     for slo in SLOS
 ) + (
-    Panel("timeseries", "SLO Burn Rate",
-          "How fast each SLO spends its budget over the fast-burn windows (1 h and 5 m): 1 "
-          "spends it exactly over the period, 14.4 pages (with 5 m above it too).",
-          tuple(Target(f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate{w}"
-                       f"{{{SERVICE_SCOPE}}} / {slo.budget}", f"{slo.name} {w}")
-                for slo in SLOS for w in ("1h", "5m"))),
+    Panel(
+        "timeseries",
+        "SLO Burn Rate",
+        "How fast each SLO spends its budget over the fast-burn windows (1 h and 5 m): 1 "
+        "spends it exactly over the period, 14.4 pages (with 5 m above it too).",
+        tuple(
+            Target(
+                f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate{w}{{{SERVICE_SCOPE}}} / {slo.budget}",
+                f"{slo.name} {w}",
+            )
+            for slo in SLOS
+            for w in ("1h", "5m")
+        ),
+    ),
 )
 
 
@@ -467,8 +559,10 @@ def utilisation(by: str = "") -> str:
     the whole service without), not an average of per-worker ratios.
     """
     group = f" by ({by})" if by else ""
-    return (f"sum{group} (rate(gunicorn_worker_busy_seconds_total{AURA}[{RATE_WINDOW}]))"
-            f" / sum{group} (gunicorn_workers{AURA})")
+    return (
+        f"sum{group} (rate(gunicorn_worker_busy_seconds_total{AURA}[{RATE_WINDOW}]))"
+        f" / sum{group} (gunicorn_workers{AURA})"
+    )
 
 
 def error_ratio_by_endpoint() -> str:
@@ -479,88 +573,144 @@ def error_ratio_by_endpoint() -> str:
 
 
 SERVICE_PANELS = (
-    Panel("timeseries", "Request Rate by Endpoint",
-          "HTTP requests per second by matched route, all pods.",
-          (Target(rate_by("http_requests_total", "endpoint", AURA), "{{endpoint}}"),),
-          unit="reqps"),
-    Panel("timeseries", "Server Error Ratio by Endpoint",
-          "Share of each route's responses that are 5xx, all pods (0 for routes without any: "
-          "a line at zero rather than no data).",
-          (Target(error_ratio_by_endpoint(), "{{endpoint}}"),),
-          unit="percentunit"),
-    Panel("timeseries", "Request Latency",
-          "P50, P95 and P99 request duration over all routes and pods (time in the worker; "
-          "the wait before it is under Queue Time).",
-          quantiles("http_request_duration_seconds", selector=AURA),
-          unit="s"),
-    Panel("timeseries", "Request Latency p95 by Endpoint",
-          "95th percentile request duration per route, all pods.",
-          (Target(f"histogram_quantile(0.95, sum by (le, endpoint) "
-                  f"(rate(http_request_duration_seconds_bucket{AURA}[{RATE_WINDOW}])))",
-                  "{{endpoint}}"),),
-          unit="s"),
-    Panel("timeseries", "Worker Utilisation",
-          "Share of worker time spent handling requests: busy seconds per second over live "
-          "workers, per pod and for the service. Near 1, new requests wait for a worker "
-          "(see Listen Backlog and Queue Time); the HPA adds pods above 0.7.",
-          (Target(utilisation("pod"), "{{pod}}"), Target(utilisation(), "all pods")),
-          unit="percentunit"),
-    Panel("timeseries", "Busy and Live Workers",
-          "Workers handling a request at scrape time, and workers alive, per pod.",
-          (Target(f"sum by (pod) (gunicorn_workers_busy{AURA})", "{{pod}} busy"),
-           Target(f"sum by (pod) (gunicorn_workers{AURA})", "{{pod}} alive"))),
-    Panel("timeseries", "Listen Backlog",
-          "Connections accepted by the kernel and waiting for a free worker, per pod, and the "
-          "backlog's size: connections beyond it are refused.",
-          (Target(f"sum by (pod) (gunicorn_listen_backlog{AURA})", "{{pod}}"),
-           Target(f"max(gunicorn_listen_backlog_limit{AURA})", "limit"))),
-    Panel("timeseries", "Queue Time",
-          "P50, P95 and P99 of the time from the proxy's X-Request-Start to a worker starting "
-          "the request: what clients wait on top of Request Latency.",
-          quantiles("http_request_queue_seconds", selector=AURA),
-          unit="s"),
-    Panel("timeseries", "Worker Exits by Reason",
-          "Gunicorn workers ending, per minute, by reason: max_requests (planned recycling), "
-          "timeout (killed after GUNICORN_TIMEOUT), crash, shutdown.",
-          (Target(f"sum by (reason) (rate(gunicorn_worker_exits_total{AURA}[{RATE_WINDOW}])) * 60",
-                  "{{reason}}"),),
-          unit="opm"),
-    Panel("timeseries", "Memory per Pod",
-          "Each pod's memory (the sum of its processes' PSS, so shared pages count once) and "
-          "its largest live worker's unique memory (USS: what that worker alone holds).",
-          (Target(f"sum by (pod) (process_resident_memory_bytes{AURA})", "{{pod}} total (PSS)"),
-           Target(f"max by (pod) (aura_worker_unique_memory_bytes_max{AURA})",
-                  "{{pod}} largest worker (USS)")),
-          unit="bytes"),
-    Panel("timeseries", "CPU per Pod",
-          "CPU seconds per second (cores) used by each pod's Gunicorn, master and workers "
-          "together, exited workers included.",
-          (Target(f"sum by (pod) (rate(process_cpu_seconds_total{AURA}[{RATE_WINDOW}]))",
-                  "{{pod}}"),)),
-    Panel("timeseries", "Open File Descriptors",
-          "File descriptors open in each pod's Gunicorn processes (sockets, metric files, "
-          "pool connections).",
-          (Target(f"sum by (pod) (process_open_fds{AURA})", "{{pod}}"),)),
-    Panel("timeseries", "Connection Pools",
-          "Redis connections per logical database and SQL connections, active and idle, summed "
-          "over all workers of all pods.",
-          (Target(f"sum by (database) (redis_connections_active{AURA})", "redis {{database}} active"),
-           Target(f"sum by (database) (redis_connections_idle{AURA})", "redis {{database}} idle"),
-           Target(f"sum(database_connections_active{AURA})", "database active"),
-           Target(f"sum(database_connections_idle{AURA})", "database idle"))),
-    Panel("timeseries", "Database Query Latency",
-          "P50, P95 and P99 SQL statement duration by operation.",
-          quantiles("database_query_duration_seconds", by="operation", legend="{{operation}}",
-                    selector=AURA),
-          unit="s"),
-    Panel("timeseries", "Redis Errors",
-          "Redis errors per second by logical database and kind, and a zero line per database "
-          "(the counter has no series until a first error). Token checks fail closed, so "
-          "logins and refreshes answer 503 while errors persist.",
-          (Target(f"{rate_by('redis_connection_errors_total', 'database, error_type', AURA)}"
-                  f" or 0 * sum by (database) (redis_connections_active{AURA})",
-                  "{{database}} {{error_type}}"),),
-          unit="ops"),
+    Panel(
+        "timeseries",
+        "Request Rate by Endpoint",
+        "HTTP requests per second by matched route, all pods.",
+        (Target(rate_by("http_requests_total", "endpoint", AURA), "{{endpoint}}"),),
+        unit="reqps",
+    ),
+    Panel(
+        "timeseries",
+        "Server Error Ratio by Endpoint",
+        "Share of each route's responses that are 5xx, all pods (0 for routes without any: "
+        "a line at zero rather than no data).",
+        (Target(error_ratio_by_endpoint(), "{{endpoint}}"),),
+        unit="percentunit",
+    ),
+    Panel(
+        "timeseries",
+        "Request Latency",
+        "P50, P95 and P99 request duration over all routes and pods (time in the worker; "
+        "the wait before it is under Queue Time).",
+        quantiles("http_request_duration_seconds", selector=AURA),
+        unit="s",
+    ),
+    Panel(
+        "timeseries",
+        "Request Latency p95 by Endpoint",
+        "95th percentile request duration per route, all pods.",
+        (
+            Target(
+                f"histogram_quantile(0.95, sum by (le, endpoint) "
+                f"(rate(http_request_duration_seconds_bucket{AURA}[{RATE_WINDOW}])))",
+                "{{endpoint}}",
+            ),
+        ),
+        unit="s",
+    ),
+    Panel(
+        "timeseries",
+        "Worker Utilisation",
+        "Share of worker time spent handling requests: busy seconds per second over live "
+        "workers, per pod and for the service. Near 1, new requests wait for a worker "
+        "(see Listen Backlog and Queue Time); the HPA adds pods above 0.7.",
+        (Target(utilisation("pod"), "{{pod}}"), Target(utilisation(), "all pods")),
+        unit="percentunit",
+    ),
+    Panel(
+        "timeseries",
+        "Busy and Live Workers",
+        "Workers handling a request at scrape time, and workers alive, per pod.",
+        (
+            Target(f"sum by (pod) (gunicorn_workers_busy{AURA})", "{{pod}} busy"),
+            Target(f"sum by (pod) (gunicorn_workers{AURA})", "{{pod}} alive"),
+        ),
+    ),
+    Panel(
+        "timeseries",
+        "Listen Backlog",
+        "Connections accepted by the kernel and waiting for a free worker, per pod, and the "
+        "backlog's size: connections beyond it are refused.",
+        (
+            Target(f"sum by (pod) (gunicorn_listen_backlog{AURA})", "{{pod}}"),
+            Target(f"max(gunicorn_listen_backlog_limit{AURA})", "limit"),
+        ),
+    ),
+    Panel(
+        "timeseries",
+        "Queue Time",
+        "P50, P95 and P99 of the time from the proxy's X-Request-Start to a worker starting "
+        "the request: what clients wait on top of Request Latency.",
+        quantiles("http_request_queue_seconds", selector=AURA),
+        unit="s",
+    ),
+    Panel(
+        "timeseries",
+        "Worker Exits by Reason",
+        "Gunicorn workers ending, per minute, by reason: max_requests (planned recycling), "
+        "timeout (killed after GUNICORN_TIMEOUT), crash, shutdown.",
+        (Target(f"sum by (reason) (rate(gunicorn_worker_exits_total{AURA}[{RATE_WINDOW}])) * 60", "{{reason}}"),),
+        unit="opm",
+    ),
+    Panel(
+        "timeseries",
+        "Memory per Pod",
+        "Each pod's memory (the sum of its processes' PSS, so shared pages count once) and "
+        "its largest live worker's unique memory (USS: what that worker alone holds).",
+        (
+            Target(f"sum by (pod) (process_resident_memory_bytes{AURA})", "{{pod}} total (PSS)"),
+            Target(f"max by (pod) (aura_worker_unique_memory_bytes_max{AURA})", "{{pod}} largest worker (USS)"),
+        ),
+        unit="bytes",
+    ),
+    Panel(
+        "timeseries",
+        "CPU per Pod",
+        "CPU seconds per second (cores) used by each pod's Gunicorn, master and workers "
+        "together, exited workers included.",
+        (Target(f"sum by (pod) (rate(process_cpu_seconds_total{AURA}[{RATE_WINDOW}]))", "{{pod}}"),),
+    ),
+    Panel(
+        "timeseries",
+        "Open File Descriptors",
+        "File descriptors open in each pod's Gunicorn processes (sockets, metric files, pool connections).",
+        (Target(f"sum by (pod) (process_open_fds{AURA})", "{{pod}}"),),
+    ),
+    Panel(
+        "timeseries",
+        "Connection Pools",
+        "Redis connections per logical database and SQL connections, active and idle, summed "
+        "over all workers of all pods.",
+        (
+            Target(f"sum by (database) (redis_connections_active{AURA})", "redis {{database}} active"),
+            Target(f"sum by (database) (redis_connections_idle{AURA})", "redis {{database}} idle"),
+            Target(f"sum(database_connections_active{AURA})", "database active"),
+            Target(f"sum(database_connections_idle{AURA})", "database idle"),
+        ),
+    ),
+    Panel(
+        "timeseries",
+        "Database Query Latency",
+        "P50, P95 and P99 SQL statement duration by operation.",
+        quantiles("database_query_duration_seconds", by="operation", legend="{{operation}}", selector=AURA),
+        unit="s",
+    ),
+    Panel(
+        "timeseries",
+        "Redis Errors",
+        "Redis errors per second by logical database and kind, and a zero line per database "
+        "(the counter has no series until a first error). Token checks fail closed, so "
+        "logins and refreshes answer 503 while errors persist.",
+        (
+            Target(
+                f"{rate_by('redis_connection_errors_total', 'database, error_type', AURA)}"
+                f" or 0 * sum by (database) (redis_connections_active{AURA})",
+                "{{database}} {{error_type}}",
+            ),
+        ),
+        unit="ops",
+    ),
 ) + SLO_PANELS
 
 
@@ -576,20 +726,33 @@ class Dashboard:
 
 
 DASHBOARDS = (
-    Dashboard("authentication-metrics.json", "aura-authentication", "Authentication Metrics",
-              "Aura authentication: requests, token operations, rate limiting, Redis connections.",
-              AUTHENTICATION_PANELS),
-    Dashboard("workflow-metrics.json", "aura-workflows", "Workflow Metrics",
-              "Aura LangGraph workflows: executions, struggle detection, code audit results.",
-              WORKFLOW_PANELS),
-    Dashboard("service.json", "aura-service", "Aura service",
-              "Aura's Gunicorn pods: traffic, errors, latency, worker saturation and queueing, "
-              "worker exits, memory, CPU, connection pools, database and Redis.",
-              SERVICE_PANELS),
+    Dashboard(
+        "authentication-metrics.json",
+        "aura-authentication",
+        "Authentication Metrics",
+        "Aura authentication: requests, token operations, rate limiting, Redis connections.",
+        AUTHENTICATION_PANELS,
+    ),
+    Dashboard(
+        "workflow-metrics.json",
+        "aura-workflows",
+        "Workflow Metrics",
+        "Aura LangGraph workflows: executions, struggle detection, code audit results.",
+        WORKFLOW_PANELS,
+    ),
+    Dashboard(
+        "service.json",
+        "aura-service",
+        "Aura service",
+        "Aura's Gunicorn pods: traffic, errors, latency, worker saturation and queueing, "
+        "worker exits, memory, CPU, connection pools, database and Redis.",
+        SERVICE_PANELS,
+    ),
 )
 
 
 # --- Grafana JSON ------------------------------------------------------------------------------
+
 
 def _target_json(target: Target, ref_id: str, instant: bool) -> dict:
     return {
@@ -607,8 +770,13 @@ def _field_config(panel: Panel) -> dict:
     if panel.kind == "timeseries":
         defaults = {
             "color": {"mode": "palette-classic"},
-            "custom": {"drawStyle": "line", "fillOpacity": 10, "lineWidth": 1,
-                       "showPoints": "never", "spanNulls": False},
+            "custom": {
+                "drawStyle": "line",
+                "fillOpacity": 10,
+                "lineWidth": 1,
+                "showPoints": "never",
+                "spanNulls": False,
+            },
             "min": 0,
             "unit": panel.unit,
         }
@@ -629,17 +797,26 @@ def _field_config(panel: Panel) -> dict:
 def _options(panel: Panel) -> dict:
     reduce_last = {"calcs": ["lastNotNull"], "fields": "", "values": False}
     if panel.kind == "timeseries":
-        return {"legend": {"calcs": [], "displayMode": "list", "placement": "bottom",
-                           "showLegend": True},
-                "tooltip": {"mode": "multi", "sort": "desc"}}
+        return {
+            "legend": {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
     if panel.kind == "stat":
-        return {"colorMode": "value", "graphMode": "none", "justifyMode": "auto",
-                "orientation": "auto", "reduceOptions": reduce_last, "textMode": "auto"}
-    return {"displayLabels": ["percent"],
-            "legend": {"displayMode": "table", "placement": "right", "showLegend": True,
-                       "values": ["value", "percent"]},
-            "pieType": "pie", "reduceOptions": reduce_last,
-            "tooltip": {"mode": "single", "sort": "none"}}
+        return {
+            "colorMode": "value",
+            "graphMode": "none",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "reduceOptions": reduce_last,
+            "textMode": "auto",
+        }
+    return {
+        "displayLabels": ["percent"],
+        "legend": {"displayMode": "table", "placement": "right", "showLegend": True, "values": ["value", "percent"]},
+        "pieType": "pie",
+        "reduceOptions": reduce_last,
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
 
 
 def _panel_json(panel: Panel, index: int) -> dict:
@@ -650,8 +827,12 @@ def _panel_json(panel: Panel, index: int) -> dict:
         "datasource": DATASOURCE,
         "description": panel.description,
         "fieldConfig": _field_config(panel),
-        "gridPos": {"h": PANEL_HEIGHT, "w": PANEL_WIDTH,
-                    "x": (index % per_row) * PANEL_WIDTH, "y": (index // per_row) * PANEL_HEIGHT},
+        "gridPos": {
+            "h": PANEL_HEIGHT,
+            "w": PANEL_WIDTH,
+            "x": (index % per_row) * PANEL_WIDTH,
+            "y": (index // per_row) * PANEL_HEIGHT,
+        },
         "id": index + 1,
         "options": _options(panel),
         "targets": [_target_json(t, chr(ord("A") + i), instant) for i, t in enumerate(panel.targets)],
@@ -696,29 +877,34 @@ def dashboard_json(dashboard: Dashboard) -> dict:
     kinds = sorted({p.kind for p in dashboard.panels})
     panel_names = {"piechart": "Pie chart", "stat": "Stat", "timeseries": "Time series"}
     return {
-        "__inputs": [{
-            "name": "DS_PROMETHEUS",
-            "label": "Prometheus",
-            "description": "The Prometheus that scrapes the Aura pods",
-            "type": "datasource",
-            "pluginId": "prometheus",
-            "pluginName": "Prometheus",
-        }],
+        "__inputs": [
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the Aura pods",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
         "__requires": [
             {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
-            *({"type": "panel", "id": kind, "name": panel_names[kind], "version": ""}
-              for kind in kinds),
+            *({"type": "panel", "id": kind, "name": panel_names[kind], "version": ""} for kind in kinds),
         ],
-        "annotations": {"list": [{
-            "builtIn": 1,
-            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-            "enable": True,
-            "hide": True,
-            "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts",
-            "type": "dashboard",
-        }]},
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
         "description": dashboard.description,
         "editable": True,
         "fiscalYearStartMonth": 0,
@@ -729,20 +915,25 @@ def dashboard_json(dashboard: Dashboard) -> dict:
         "refresh": "30s",
         "schemaVersion": 39,
         "tags": ["aura"],
-        "templating": {"list": [{
-            # Resolves ${DS_PROMETHEUS} when the file is provisioned rather than imported.
-            "current": {},
-            "hide": 0,
-            "includeAll": False,
-            "label": "Datasource",
-            "multi": False,
-            "name": "DS_PROMETHEUS",
-            "options": [],
-            "query": "prometheus",
-            "refresh": 1,
-            "regex": "",
-            "type": "datasource",
-        }, *(_query_variable(name, label, query) for name, label, query in VARIABLES)]},
+        "templating": {
+            "list": [
+                {
+                    # Resolves ${DS_PROMETHEUS} when the file is provisioned rather than imported.
+                    "current": {},
+                    "hide": 0,
+                    "includeAll": False,
+                    "label": "Datasource",
+                    "multi": False,
+                    "name": "DS_PROMETHEUS",
+                    "options": [],
+                    "query": "prometheus",
+                    "refresh": 1,
+                    "regex": "",
+                    "type": "datasource",
+                },
+                *(_query_variable(name, label, query) for name, label, query in VARIABLES),
+            ]
+        },
         "time": {"from": "now-6h", "to": "now"},
         "timepicker": {},
         "timezone": "browser",
@@ -788,6 +979,7 @@ def render_prometheus_rule(rules_text: str, slo_rules_text: str) -> str:
 
 # --- Entry point -------------------------------------------------------------------------------
 
+
 def outputs() -> dict[Path, str]:
     """Every generated file and its exact content."""
     files = {DASHBOARD_DIR / d.filename: render_dashboard(d) for d in DASHBOARDS}
@@ -800,15 +992,13 @@ def outputs() -> dict[Path, str]:
 
 def stale(files: dict[Path, str]) -> list[Path]:
     """Generated files whose committed content differs from what this script produces."""
-    return [path for path, text in files.items()
-            if not path.exists() or path.read_text() != text]
+    return [path for path, text in files.items() if not path.exists() or path.read_text() != text]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write the files, or with --check report the ones that are out of date."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if a committed file is out of date")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed file is out of date")
     args = parser.parse_args(argv)
     files = outputs()
     if args.check:

@@ -102,8 +102,7 @@ def draw_stat(ax, panel, prometheus, variables, end):
     [target] = panel["targets"]
     result = prometheus.instant(substitute(target["expr"], variables), end)
     value = float(result[0]["value"][1]) if result else 0.0
-    ax.text(0.5, 0.45, f"{value:,.0f}", ha="center", va="center", fontsize=34, color="#3274d9",
-            transform=ax.transAxes)
+    ax.text(0.5, 0.45, f"{value:,.0f}", ha="center", va="center", fontsize=34, color="#3274d9", transform=ax.transAxes)
     ax.set_axis_off()
     return 1
 
@@ -122,8 +121,9 @@ def draw_pie(ax, panel, prometheus, variables, end):
     return len(sizes)
 
 
-def render(dashboard: dict, prometheus: Prometheus, variables: dict[str, str], start: float, end: float,
-           path: Path) -> list[str]:
+def render(
+    dashboard: dict, prometheus: Prometheus, variables: dict[str, str], start: float, end: float, path: Path
+) -> list[str]:
     """Draw one dashboard to path; returns the titles of panels that had no data."""
     panels = dashboard["panels"]
     columns = 2
@@ -146,8 +146,11 @@ def render(dashboard: dict, prometheus: Prometheus, variables: dict[str, str], s
             empty.append(panel["title"])
             ax.text(0.5, 0.5, "No data", ha="center", va="center", transform=ax.transAxes, color="grey")
     when = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    fig.suptitle(f"{dashboard['title']} - make demo's load, {round((end - start) / 60)} min to {when} "
-                 f"(namespace={variables['$namespace']}, job=aura, pod=All)", fontsize=12)
+    fig.suptitle(
+        f"{dashboard['title']} - make demo's load, {round((end - start) / 60)} min to {when} "
+        f"(namespace={variables['$namespace']}, job=aura, pod=All)",
+        fontsize=12,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -177,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         dashboard = json.loads(path.read_text())
         out = args.out / f"{path.stem}.png"
         empty = render(dashboard, prometheus, variables, args.start, args.end, out)
-        print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
-              + (f" (no data: {', '.join(empty)})" if empty else ""))
+        print(
+            f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
+            + (f" (no data: {', '.join(empty)})" if empty else "")
+        )
         status = status or (1 if empty else 0)
     return status
 

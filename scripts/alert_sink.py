@@ -30,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
             now = datetime.now(UTC).strftime("%H:%M:%S")
             for alert in body.get("alerts", []):
                 labels, annotations = alert.get("labels", {}), alert.get("annotations", {})
-                line = (f"{now} {self.path.strip('/')} {alert.get('status')} {labels.get('alertname')} "
-                        f"severity={labels.get('severity')} namespace={labels.get('namespace')} "
-                        f"runbook={annotations.get('runbook_url')}")
+                line = (
+                    f"{now} {self.path.strip('/')} {alert.get('status')} {labels.get('alertname')} "
+                    f"severity={labels.get('severity')} namespace={labels.get('namespace')} "
+                    f"runbook={annotations.get('runbook_url')}"
+                )
                 print(line, flush=True)
                 if args.log:
                     with open(args.log, "a") as log:

@@ -35,23 +35,40 @@ PASSWORD = "loadgen-password-1"
 AUDIT_CASES = {
     "pass": [{"path": "ok.py", "content": "def add(a, b):\n    return a + b\n"}],
     "remediation_required": [
-        {"path": "warn.py",
-         "content": "def f():\n    print('hi')\n    try:\n        pass\n    except:\n        pass\n"},
+        {
+            "path": "warn.py",
+            "content": "def f():\n    print('hi')\n    try:\n        pass\n    except:\n        pass\n",
+        },
         {"path": "long.py", "content": "def long():\n" + "    x = 1\n" * 60},
         {"path": "README.md", "content": "# not python"},
     ],
     "fail": [
-        {"path": "bad.py", "content": "import pdb\npassword = 'hunter2-secret'\npdb.set_trace()\n"
-                                      "eval('1+1')\nbreakpoint()\nAWS = 'AKIAABCDEFGHIJKLMNOP'\n"},
+        {
+            "path": "bad.py",
+            "content": "import pdb\npassword = 'hunter2-secret'\npdb.set_trace()\n"
+            "eval('1+1')\nbreakpoint()\nAWS = 'AKIAABCDEFGHIJKLMNOP'\n",
+        },
         {"path": "broken.py", "content": "def oops(:\n    pass\n"},
     ],
 }
 STRUGGLE_CASES = [
-    {"exercise_id": "loops-1", "edit_frequency": 24, "error_count": 15, "window_seconds": 300,
-     "error_types": ["IndexError", "TypeError"], "topic": "loops"},
+    {
+        "exercise_id": "loops-1",
+        "edit_frequency": 24,
+        "error_count": 15,
+        "window_seconds": 300,
+        "error_types": ["IndexError", "TypeError"],
+        "topic": "loops",
+    },
     {"exercise_id": "funcs-2", "edit_frequency": 2, "error_count": 0, "window_seconds": 300},
-    {"exercise_id": "names-3", "edit_frequency": 30, "error_count": 20, "window_seconds": 120,
-     "error_types": ["NameError"], "topic": "functions"},
+    {
+        "exercise_id": "names-3",
+        "edit_frequency": 30,
+        "error_count": 20,
+        "window_seconds": 120,
+        "error_types": ["NameError"],
+        "topic": "functions",
+    },
 ]
 
 
@@ -60,8 +77,9 @@ def check_target(url: str, allow_remote: bool) -> None:
     host = urlsplit(url).hostname or ""
     addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     if not allow_remote and not all(ipaddress.ip_address(a).is_loopback for a in addresses):
-        sys.exit(f"refusing non-loopback target {url} ({', '.join(sorted(addresses))}); "
-                 "pass --allow-remote if you mean it")
+        sys.exit(
+            f"refusing non-loopback target {url} ({', '.join(sorted(addresses))}); pass --allow-remote if you mean it"
+        )
 
 
 class Load:
@@ -81,8 +99,7 @@ class Load:
     def budget_left(self) -> bool:
         return not self.stopped.is_set() and self.sent < self.args.requests and time.monotonic() < self.deadline
 
-    def call(self, action: str, method: str, path: str, *, pin: bool = False,
-             **kwargs) -> requests.Response | None:
+    def call(self, action: str, method: str, path: str, *, pin: bool = False, **kwargs) -> requests.Response | None:
         """One request, tallied by action and status; None when out of budget or cut.
 
         Requests rotate over the targets; `pin` sends this one to the first target.
@@ -114,18 +131,20 @@ class Load:
             done = min(self.sent / self.args.requests, 1.0)
             left = max(0.0, self.deadline - time.monotonic())
             bar = "#" * int(done * width)
-            print(f"\r[{bar:<{width}}] {self.sent}/{self.args.requests} requests, {left:4.0f}s left",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r[{bar:<{width}}] {self.sent}/{self.args.requests} requests, {left:4.0f}s left",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
             if not self.budget_left():
                 print(file=sys.stderr)
                 return
             self.stopped.wait(0.2)
 
 
-def login(load: Load, email: str, password: str = PASSWORD, action: str = "login",
-          pin: bool = False) -> dict | None:
-    response = load.call(action, "POST", "/api/v1/auth/login", json={"email": email, "password": password},
-                         pin=pin)
+def login(load: Load, email: str, password: str = PASSWORD, action: str = "login", pin: bool = False) -> dict | None:
+    response = load.call(action, "POST", "/api/v1/auth/login", json={"email": email, "password": password}, pin=pin)
     return response.json() if response is not None and response.status_code == 200 else None
 
 
@@ -137,13 +156,16 @@ def setup(load: Load) -> str | None:
     """Register users (and a duplicate); keep an early access token to let it expire."""
     for i in range(load.args.users):
         email = f"user{i}-{load.run_id}@loadgen.example"
-        response = load.call("register", "POST", "/api/v1/auth/register",
-                             json={"email": email, "password": PASSWORD})
+        response = load.call("register", "POST", "/api/v1/auth/register", json={"email": email, "password": PASSWORD})
         if response is not None and response.status_code == 201:
             load.users.append(email)
     if load.users:
-        load.call("register_duplicate", "POST", "/api/v1/auth/register",
-                  json={"email": load.users[0].upper(), "password": PASSWORD})
+        load.call(
+            "register_duplicate",
+            "POST",
+            "/api/v1/auth/register",
+            json={"email": load.users[0].upper(), "password": PASSWORD},
+        )
     tokens = login(load, load.users[0]) if load.users else None
     return tokens["access_token"] if tokens else None
 
@@ -158,19 +180,28 @@ def session_story(load: Load, rng: random.Random) -> None:
         return
     load.call("me", "GET", "/api/v1/auth/me", headers=bearer(tokens["access_token"]))
     case = rng.choice(STRUGGLE_CASES)
-    load.call("struggle", "POST", "/api/v1/workflows/struggle", json=case,
-              headers=bearer(tokens["access_token"]))
+    load.call("struggle", "POST", "/api/v1/workflows/struggle", json=case, headers=bearer(tokens["access_token"]))
     status = rng.choice(list(AUDIT_CASES))
-    load.call(f"audit_{status}", "POST", "/api/v1/workflows/audit", json={"files": AUDIT_CASES[status]},
-              headers=bearer(tokens["access_token"]))
+    load.call(
+        f"audit_{status}",
+        "POST",
+        "/api/v1/workflows/audit",
+        json={"files": AUDIT_CASES[status]},
+        headers=bearer(tokens["access_token"]),
+    )
     old_refresh = tokens["refresh_token"]
     response = load.call("refresh", "POST", "/api/v1/auth/refresh", headers=bearer(old_refresh))
     if response is None or response.status_code != 200:
         return
     tokens = response.json()
     load.call("refresh_reuse_revoked", "POST", "/api/v1/auth/refresh", headers=bearer(old_refresh))
-    load.call("logout", "POST", "/api/v1/auth/logout", headers=bearer(tokens["access_token"]),
-              json={"refresh_token": tokens["refresh_token"]})
+    load.call(
+        "logout",
+        "POST",
+        "/api/v1/auth/logout",
+        headers=bearer(tokens["access_token"]),
+        json={"refresh_token": tokens["refresh_token"]},
+    )
     load.call("me_revoked", "GET", "/api/v1/auth/me", headers=bearer(tokens["access_token"]))
 
 
@@ -215,8 +246,7 @@ def worker(load: Load, seed: int, early_token: str | None) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Run the load; returns the tally as {action: {status: count}}."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", action="append",
-                        help="target base URL; repeat for several instances (round robin)")
+    parser.add_argument("--url", action="append", help="target base URL; repeat for several instances (round robin)")
     parser.add_argument("--requests", type=int, default=1500, help="request budget (upper bound)")
     parser.add_argument("--seconds", type=float, default=60, help="time budget (upper bound)")
     parser.add_argument("--concurrency", type=int, default=4)
@@ -224,8 +254,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--burst", type=int, default=400, help="logins in the rate-limit breach burst")
     parser.add_argument("--burst-threads", type=int, default=1, help="threads sharing the burst")
     parser.add_argument("--inactive-email", help="an account deactivated beforehand (expects 403)")
-    parser.add_argument("--token-ttl", type=float, default=900,
-                        help="the server's ACCESS_TOKEN_EXPIRES: after it, the early token is sent as expired")
+    parser.add_argument(
+        "--token-ttl",
+        type=float,
+        default=900,
+        help="the server's ACCESS_TOKEN_EXPIRES: after it, the early token is sent as expired",
+    )
     parser.add_argument("--allow-remote", action="store_true")
     parser.add_argument("--json", help="write the tally as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -250,8 +284,10 @@ def main(argv: list[str] | None = None) -> dict:
     early = setup(load)
     victim = f"victim-{load.run_id}@loadgen.example"
     per_thread = max(1, args.burst // args.burst_threads)
-    threads = [threading.Thread(target=breach, args=(load, victim, range(n * per_thread, (n + 1) * per_thread)))
-               for n in range(args.burst_threads)]
+    threads = [
+        threading.Thread(target=breach, args=(load, victim, range(n * per_thread, (n + 1) * per_thread)))
+        for n in range(args.burst_threads)
+    ]
     threads += [threading.Thread(target=worker, args=(load, n, early)) for n in range(args.concurrency)]
     for t in threads:
         t.daemon = True  # a request in flight when interrupted must not hold up the exit
@@ -276,8 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{'action':<{width}}  statuses")
     for action, statuses in table.items():
         print(f"{action:<{width}}  " + "  ".join(f"{s}: {n}" for s, n in statuses.items()))
-    print(f"{'total':<{width}}  {sum(count for _, count in tally)} requests in "
-          f"{time.monotonic() - load.started:.1f}s")
+    print(f"{'total':<{width}}  {sum(count for _, count in tally)} requests in {time.monotonic() - load.started:.1f}s")
     if interrupted:
         print("interrupted: load stopped")
     if args.json:

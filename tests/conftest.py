@@ -129,8 +129,14 @@ def gunicorn(tmp_path, server_env):
     """Start Gunicorn instances with settings; each is stopped after the test."""
     started: list[Gunicorn] = []
 
-    def start(workers: int = 4, env: dict | None = None, cli: bool = False, ready_path: str = "/healthz",
-              app: str = "wsgi:app", **settings: str) -> Gunicorn:
+    def start(
+        workers: int = 4,
+        env: dict | None = None,
+        cli: bool = False,
+        ready_path: str = "/healthz",
+        app: str = "wsgi:app",
+        **settings: str,
+    ) -> Gunicorn:
         server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, cli=cli, app=app, **settings)
         started.append(server)
         return server.start(ready_path=ready_path)

@@ -13,8 +13,11 @@ def test_defaults_are_the_embedded_ones(tmp_path):
     settings = Settings.from_env({"AURA_INSTANCE_PATH": str(tmp_path)})
     assert settings.env == "development"
     assert settings.database_url == f"sqlite:///{tmp_path / 'aura.db'}"
-    assert (settings.redis_url, settings.redis_auth_db, settings.redis_rate_limit_db) == \
-        ("redis://127.0.0.1:6379", 0, 1)
+    assert (settings.redis_url, settings.redis_auth_db, settings.redis_rate_limit_db) == (
+        "redis://127.0.0.1:6379",
+        0,
+        1,
+    )
     assert (settings.access_token_expires, settings.refresh_token_expires) == (900, 14 * 24 * 3600)
     assert settings.max_content_length == 1024 * 1024
 
@@ -26,16 +29,22 @@ def test_development_key_is_generated_once_and_reused(tmp_path):
     assert (tmp_path / "jwt-secret.key").stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("secret, message", [
-    (None, "JWT_SECRET_KEY is required"),
-    ("short-secret", "at least 32"),
-    ("changeme", "at least 32"),
-    ("a" * 40, "well-known or trivially guessable"),
-    ("please-change-me-to-a-long-random-string", "well-known"),
-])
+@pytest.mark.parametrize(
+    "secret, message",
+    [
+        (None, "JWT_SECRET_KEY is required"),
+        ("short-secret", "at least 32"),
+        ("changeme", "at least 32"),
+        ("a" * 40, "well-known or trivially guessable"),
+        ("please-change-me-to-a-long-random-string", "well-known"),
+    ],
+)
 def test_production_refuses_a_weak_secret(tmp_path, secret, message):
-    env = {"AURA_ENV": "production", "DATABASE_URL": "postgresql+psycopg://db/aura",
-           "AURA_INSTANCE_PATH": str(tmp_path)}
+    env = {
+        "AURA_ENV": "production",
+        "DATABASE_URL": "postgresql+psycopg://db/aura",
+        "AURA_INSTANCE_PATH": str(tmp_path),
+    }
     if secret is not None:
         env["JWT_SECRET_KEY"] = secret
     with pytest.raises(ConfigError, match=message):
@@ -44,35 +53,43 @@ def test_production_refuses_a_weak_secret(tmp_path, secret, message):
 
 def test_production_needs_a_database_url(tmp_path):
     with pytest.raises(ConfigError, match="DATABASE_URL is required"):
-        Settings.from_env({"AURA_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET,
-                           "AURA_INSTANCE_PATH": str(tmp_path)})
+        Settings.from_env(
+            {"AURA_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET, "AURA_INSTANCE_PATH": str(tmp_path)}
+        )
 
 
 def test_production_accepts_a_strong_secret(tmp_path):
-    settings = Settings.from_env({"AURA_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET,
-                                  "DATABASE_URL": "postgresql+psycopg://db/aura",
-                                  "AURA_INSTANCE_PATH": str(tmp_path)})
+    settings = Settings.from_env(
+        {
+            "AURA_ENV": "production",
+            "JWT_SECRET_KEY": GOOD_SECRET,
+            "DATABASE_URL": "postgresql+psycopg://db/aura",
+            "AURA_INSTANCE_PATH": str(tmp_path),
+        }
+    )
     assert settings.production and settings.jwt_secret_key == GOOD_SECRET
     assert GOOD_SECRET not in repr(settings)  # secrets never in logs or tracebacks
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("AURA_ENV", "staging", "AURA_ENV='staging'"),
-    ("REDIS_AUTH_DB", "zero", "REDIS_AUTH_DB='zero': expected an integer"),
-    ("RATE_LIMIT_ENABLED", "maybe", "expected true or false"),
-    ("ACCESS_TOKEN_EXPIRES", "0", "ACCESS_TOKEN_EXPIRES must be a positive integer"),
-    ("RATE_LIMIT_LOGIN", "lots", "RATE_LIMIT_LOGIN='lots': expected Flask-Limiter notation"),
-    ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be 0 or more"),
-    ("STRUGGLE_SCORE_THRESHOLD", "2", "between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("AURA_ENV", "staging", "AURA_ENV='staging'"),
+        ("REDIS_AUTH_DB", "zero", "REDIS_AUTH_DB='zero': expected an integer"),
+        ("RATE_LIMIT_ENABLED", "maybe", "expected true or false"),
+        ("ACCESS_TOKEN_EXPIRES", "0", "ACCESS_TOKEN_EXPIRES must be a positive integer"),
+        ("RATE_LIMIT_LOGIN", "lots", "RATE_LIMIT_LOGIN='lots': expected Flask-Limiter notation"),
+        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be 0 or more"),
+        ("STRUGGLE_SCORE_THRESHOLD", "2", "between 0 and 1"),
+    ],
+)
 def test_bad_values_name_the_variable(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Settings.from_env({name: value, "AURA_INSTANCE_PATH": str(tmp_path)})
 
 
 def test_several_limits_separated_by_semicolons(tmp_path):
-    settings = Settings.from_env({"RATE_LIMIT_LOGIN": "5 per minute;50 per hour",
-                                  "AURA_INSTANCE_PATH": str(tmp_path)})
+    settings = Settings.from_env({"RATE_LIMIT_LOGIN": "5 per minute;50 per hour", "AURA_INSTANCE_PATH": str(tmp_path)})
     assert settings.rate_limit_login == "5 per minute;50 per hour"
 
 
@@ -80,9 +97,19 @@ def test_the_app_refuses_to_start_in_production_without_a_secret(tmp_path, monke
     import subprocess
     import sys
 
-    env = {"AURA_ENV": "production", "DATABASE_URL": "sqlite:///x.db", "AURA_INSTANCE_PATH": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True,
-                            timeout=120, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    env = {
+        "AURA_ENV": "production",
+        "DATABASE_URL": "sqlite:///x.db",
+        "AURA_INSTANCE_PATH": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+    )
     assert result.returncode != 0
     assert "JWT_SECRET_KEY is required when AURA_ENV=production" in result.stderr

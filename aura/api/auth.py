@@ -31,8 +31,12 @@ def _passwords():
 
 
 def _tokens(pair: service.TokenPair) -> dict:
-    return {"access_token": pair.access_token, "refresh_token": pair.refresh_token,
-            "token_type": "Bearer", "expires_in": pair.expires_in}
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": pair.expires_in,
+    }
 
 
 def _errors(*codes: int):
@@ -69,8 +73,9 @@ def login(body):
     if refused is not None:
         return refused
     try:
-        pair = service.login(_passwords(), body["email"], body["password"],
-                             current_app.config["AURA"].access_token_expires)
+        pair = service.login(
+            _passwords(), body["email"], body["password"], current_app.config["AURA"].access_token_expires
+        )
     except service.AuthError as exc:
         if exc.error != "invalid_credentials":
             guard.not_a_failure()
@@ -91,8 +96,13 @@ def refresh():
     """Rotate a refresh token (sent as Bearer): the old one is revoked, a new pair issued."""
     try:
         settings = current_app.config["AURA"]
-        pair = service.refresh(revocation_store(), current_account(), get_jwt(),
-                               settings.access_token_expires, settings.refresh_token_expires)
+        pair = service.refresh(
+            revocation_store(),
+            current_account(),
+            get_jwt(),
+            settings.access_token_expires,
+            settings.refresh_token_expires,
+        )
     except service.AuthError as exc:
         return _auth_error(exc)
     return _tokens(pair)
@@ -108,9 +118,13 @@ def logout(body):
     """End the session: the access token (Bearer), every token refreshed from the same login,
     and, when given, the caller's refresh token (and its session)."""
     try:
-        service.logout(revocation_store(), current_account(), get_jwt(),
-                       (body or {}).get("refresh_token"),
-                       current_app.config["AURA"].refresh_token_expires)
+        service.logout(
+            revocation_store(),
+            current_account(),
+            get_jwt(),
+            (body or {}).get("refresh_token"),
+            current_app.config["AURA"].refresh_token_expires,
+        )
     except service.AuthError as exc:
         return _auth_error(exc)
     return {"message": "logged out"}

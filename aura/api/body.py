@@ -43,8 +43,7 @@ def _refuse_oversized_stream() -> None:
     # A body without Content-Length (chunked) is cut at MAX_CONTENT_LENGTH by Werkzeug without
     # an error; parsing the prefix would answer 400 - or act on a truncated document. Say 413.
     limit = request.max_content_length
-    if limit is not None and len(request.get_data(cache=True)) >= limit \
-            and request.environ["wsgi.input"].read(1):
+    if limit is not None and len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()
 
 

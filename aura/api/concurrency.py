@@ -69,11 +69,13 @@ def per_user_concurrency(view):
             from aura.api.rate_limits import client_address
 
             recorder.rate_limit_hit(request.url_rule.rule, client_address())
-            return error_response(429, "too_many_concurrent_requests",
-                                  f"At most {limit} workflow requests of one user run at once; "
-                                  "retry when one has finished.",
-                                  {"limit": f"{limit} at once", "per": "user"},
-                                  headers={"Retry-After": "1"})
+            return error_response(
+                429,
+                "too_many_concurrent_requests",
+                f"At most {limit} workflow requests of one user run at once; retry when one has finished.",
+                {"limit": f"{limit} at once", "per": "user"},
+                headers={"Retry-After": "1"},
+            )
         try:
             return view(*args, **kwargs)
         finally:

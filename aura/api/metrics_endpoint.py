@@ -24,15 +24,24 @@ def scrape():
         presented = request.headers.get("Authorization", "")
         expected = f"Bearer {settings.metrics_auth_token}"
         if not hmac.compare_digest(presented.encode(), expected.encode()):
-            return error_response(401, "unauthorized", "A valid Bearer token is required for /metrics.",
-                                  headers={"WWW-Authenticate": "Bearer"})
+            return error_response(
+                401,
+                "unauthorized",
+                "A valid Bearer token is required for /metrics.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     from aura.metrics import MetricsDirectoryError, MetricsLockTimeout, render
 
     try:
-        body, headers = render(settings.prometheus_multiproc_dir, request.headers.get("Accept"),
-                               request.headers.get("Accept-Encoding"))
+        body, headers = render(
+            settings.prometheus_multiproc_dir, request.headers.get("Accept"), request.headers.get("Accept-Encoding")
+        )
     except (MetricsDirectoryError, MetricsLockTimeout) as exc:  # the directory, not this request
         log.warning("metrics are degraded: cannot read the metrics directory: %s", exc)
-        return error_response(503, "service_unavailable", "Metrics are unavailable: the metrics "
-                              "directory cannot be read.", headers={"Retry-After": "15"})
+        return error_response(
+            503,
+            "service_unavailable",
+            "Metrics are unavailable: the metrics directory cannot be read.",
+            headers={"Retry-After": "15"},
+        )
     return Response(body, headers=headers)

@@ -23,9 +23,12 @@ class ErrorSchema(ma.Schema):
     details = ma.fields.Dict(metadata={"description": "Per-field validation errors"})
 
 
-BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                 "description": "An access token from POST /api/v1/auth/login (a refresh token for "
-                                "POST /api/v1/auth/refresh)"}
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": "An access token from POST /api/v1/auth/login (a refresh token for POST /api/v1/auth/refresh)",
+}
 
 
 class OperationIdPlugin(BasePlugin):
@@ -33,8 +36,9 @@ class OperationIdPlugin(BasePlugin):
 
     def operation_helper(self, path=None, operations=None, **kwargs):
         """e.g. GET /api/v1/workflows/audit/{run_id} -> get_workflows_audit_by_run_id."""
-        words = [("by_" + w[1:-1]) if w.startswith("{") else w
-                 for w in (path or "").removeprefix("/api/v1").split("/") if w]
+        words = [
+            ("by_" + w[1:-1]) if w.startswith("{") else w for w in (path or "").removeprefix("/api/v1").split("/") if w
+        ]
         for method, operation in (operations or {}).items():
             operation.setdefault("operationId", re.sub(r"\W", "_", "_".join([method, *words])))
 
@@ -56,8 +60,10 @@ class AuraApi(Api):
 
 def document_errors(blp, *codes: int):
     """Decorator: document the error responses a route can give, all with ErrorSchema."""
+
     def decorate(fn):
         for code in codes:
             fn = blp.alt_response(code, schema=ErrorSchema, description="Error")(fn)
         return fn
+
     return decorate

@@ -43,8 +43,12 @@ def user_key() -> str:
 
 def _is_limited() -> bool:
     """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document and docs are not."""
-    return request.url_rule is not None and request.path.startswith("/api/v1/") \
-        and not request.path.endswith("/openapi.json") and request.path != "/api/v1/docs"
+    return (
+        request.url_rule is not None
+        and request.path.startswith("/api/v1/")
+        and not request.path.endswith("/openapi.json")
+        and request.path != "/api/v1/docs"
+    )
 
 
 def _setting(name: str):
@@ -104,11 +108,15 @@ class LoginAccountGuard:
         reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
         recorder.rate_limit_hit(request.url_rule.rule, client_address())
         applied = str(longest)  # e.g. "20 per 1 hour"
-        return error_response(429, "rate_limited", f"Too many requests: the limit of {applied} failed "
-                              "logins per account was reached, and this client address has had its "
-                              "one try at the account; retry after the seconds in Retry-After.",
-                              {"limit": applied, "per": "account"},
-                              headers={"Retry-After": str(max(1, int(reset - time.time())))})
+        return error_response(
+            429,
+            "rate_limited",
+            f"Too many requests: the limit of {applied} failed "
+            "logins per account was reached, and this client address has had its "
+            "one try at the account; retry after the seconds in Retry-After.",
+            {"limit": applied, "per": "account"},
+            headers={"Retry-After": str(max(1, int(reset - time.time())))},
+        )
 
     def not_a_failure(self) -> None:
         """Not a failure after all (right password, or an answer other than a wrong password):
@@ -136,7 +144,9 @@ def init_rate_limiting(app: Flask) -> None:
     app.config.update(
         RATELIMIT_ENABLED=settings.rate_limit_enabled,
         RATELIMIT_STORAGE_URI=storage_uri,
-        RATELIMIT_STORAGE_OPTIONS={} if standalone else {
+        RATELIMIT_STORAGE_OPTIONS={}
+        if standalone
+        else {
             "socket_timeout": settings.redis_socket_timeout,
             "socket_connect_timeout": settings.redis_socket_timeout,
         },

@@ -70,8 +70,7 @@ class LoginSchema(CredentialsSchema):
     anyone out (an address registration now refuses simply matches no account)."""
 
     email = ma.fields.Email(required=True, validate=validate.Length(max=320))
-    password = ma.fields.String(required=True, load_only=True,
-                                validate=validate.Length(min=1, max=128))
+    password = ma.fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
 
 
 class UserSchema(ma.Schema):
@@ -107,15 +106,22 @@ class StruggleInputSchema(ma.Schema):
     """What the editor reports about a learner's recent activity on one exercise."""
 
     exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
-    edit_frequency = StrictFloat(required=True, allow_nan=False, validate=validate.Range(min=0, max=10_000),
-                                     metadata={"description": "Edits per minute over the window"})
-    error_count = StrictInteger(required=True, validate=validate.Range(min=0, max=1_000_000),
-                                    metadata={"description": "Errors in the window"})
-    window_seconds = StrictInteger(load_default=300,
-                                       validate=validate.Range(min=1, max=86_400))
-    error_types = ma.fields.List(ma.fields.String(validate=validate.Length(min=1, max=100)),
-                                 load_default=list, validate=validate.Length(max=50),
-                                 metadata={"example": ["NameError", "SyntaxError"]})
+    edit_frequency = StrictFloat(
+        required=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=10_000),
+        metadata={"description": "Edits per minute over the window"},
+    )
+    error_count = StrictInteger(
+        required=True, validate=validate.Range(min=0, max=1_000_000), metadata={"description": "Errors in the window"}
+    )
+    window_seconds = StrictInteger(load_default=300, validate=validate.Range(min=1, max=86_400))
+    error_types = ma.fields.List(
+        ma.fields.String(validate=validate.Length(min=1, max=100)),
+        load_default=list,
+        validate=validate.Length(max=50),
+        metadata={"example": ["NameError", "SyntaxError"]},
+    )
     topic = ma.fields.String(validate=validate.Length(max=100), allow_none=True)
 
 
@@ -141,8 +147,11 @@ class StruggleResultSchema(ma.Schema):
 class AuditFileSchema(ma.Schema):
     """One file to audit."""
 
-    path = ma.fields.String(required=True, validate=validate.Length(min=1, max=MAX_PATH_LENGTH),
-                            metadata={"description": "Any non-empty name; files ending in .py are audited"})
+    path = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_PATH_LENGTH),
+        metadata={"description": "Any non-empty name; files ending in .py are audited"},
+    )
     content = ma.fields.String(required=True)
 
 
@@ -178,11 +187,19 @@ class AuditResultSchema(ma.Schema):
     files_processed = ma.fields.Integer(required=True)
     files_skipped = ma.fields.Integer(required=True)
     remediation = ma.fields.List(ma.fields.Nested(RemediationSchema), required=True)
-    truncated = ma.fields.Boolean(required=True, metadata={
-        "description": "True when `violations` lists fewer findings than were found (at most 50 "
-                       "per type and 200 in all are listed)"})
-    violation_counts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer(), required=True,
-                                      metadata={"description": "Every finding by type, listed or not"})
+    truncated = ma.fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True when `violations` lists fewer findings than were found (at most 50 "
+            "per type and 200 in all are listed)"
+        },
+    )
+    violation_counts = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.Integer(),
+        required=True,
+        metadata={"description": "Every finding by type, listed or not"},
+    )
     created_at = UtcDateTime(required=True)
 
 
@@ -196,8 +213,9 @@ class RunListQuerySchema(ma.Schema):
     type = ma.fields.String(validate=validate.OneOf(WORKFLOW_TYPES))
     status = ma.fields.String(validate=validate.OneOf(RUN_STATUSES))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = ma.fields.String(validate=validate.Length(min=1, max=200),
-                              metadata={"description": "next_cursor of the previous page"})
+    cursor = ma.fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "next_cursor of the previous page"}
+    )
 
 
 class RunSummarySchema(ma.Schema):
@@ -205,9 +223,11 @@ class RunSummarySchema(ma.Schema):
 
     id = ma.fields.String(required=True)
     type = ma.fields.String(required=True, validate=validate.OneOf(WORKFLOW_TYPES))
-    status = ma.fields.String(required=True, allow_none=True,
-                              metadata={"description": "The verdict: struggling/not_struggling or "
-                                                       "pass/fail/remediation_required"})
+    status = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The verdict: struggling/not_struggling or pass/fail/remediation_required"},
+    )
     created_at = UtcDateTime(required=True)
     url = ma.fields.String(required=True)
 
@@ -216,5 +236,6 @@ class RunListSchema(ma.Schema):
     """A page of runs, newest first."""
 
     runs = ma.fields.List(ma.fields.Nested(RunSummarySchema), required=True)
-    next_cursor = ma.fields.String(required=True, allow_none=True,
-                                   metadata={"description": "Pass as `cursor` for the next page; null at the end"})
+    next_cursor = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "Pass as `cursor` for the next page; null at the end"}
+    )

@@ -22,14 +22,17 @@ from aura.errors import ServiceUnavailable, error_response
 from aura.services import workflow_runs
 from aura.workflows import AuditLimitError, WorkflowInputError
 
-blp = Blueprint("workflows", __name__, url_prefix="/api/v1/workflows",
-                description="LangGraph workflows: struggle detection and code audit")
+blp = Blueprint(
+    "workflows",
+    __name__,
+    url_prefix="/api/v1/workflows",
+    description="LangGraph workflows: struggle detection and code audit",
+)
 
 BEARER = [{"bearerAuth": []}]
 _SCHEMAS = {"struggle": StruggleResultSchema, "audit": AuditResultSchema}
 _RESULT_ENDPOINTS = {"struggle": "workflows.struggle_result", "audit": "workflows.audit_result"}
-LOCATION = {"Location": {"description": "Where the stored result can be read again",
-                         "schema": {"type": "string"}}}
+LOCATION = {"Location": {"description": "Where the stored result can be read again", "schema": {"type": "string"}}}
 
 
 def _errors(*codes: int):
@@ -42,19 +45,20 @@ def _result_url(workflow_type: str, run_id: str) -> str:
 
 def _run(workflow_type: str, body: dict):
     try:
-        result = workflow_runs.execute(workflow_type, body, current_user_id(),
-                                       current_app.config["AURA"])
+        result = workflow_runs.execute(workflow_type, body, current_user_id(), current_app.config["AURA"])
         return result, 201, {"Location": _result_url(workflow_type, result["id"])}
     except WorkflowInputError as exc:
         return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})
     except AuditLimitError as exc:
         status = 413 if exc.limit in ("max_file_bytes", "max_total_bytes") else 422
         where = f" ({exc.path})" if exc.path else ""
-        return error_response(status, "audit_limit_exceeded",
-                              f"{exc.limit}: {exc.actual} is over the limit of {exc.maximum}{where}.")
+        return error_response(
+            status, "audit_limit_exceeded", f"{exc.limit}: {exc.actual} is over the limit of {exc.maximum}{where}."
+        )
     except workflow_runs.WorkflowRunFailed as exc:
-        return error_response(500, "execution_error",
-                              f"The workflow failed; quote run id {exc.run_id} when reporting it.")
+        return error_response(
+            500, "execution_error", f"The workflow failed; quote run id {exc.run_id} when reporting it."
+        )
 
 
 @blp.route("/struggle", methods=["POST"])
@@ -96,9 +100,13 @@ def list_runs(query):
         user_id = current_user_id()
         if user_id is None:
             raise ServiceUnavailable("database")
-        page = workflow_runs.list_runs(user_id, limit=query["limit"],
-                                       cursor=query.get("cursor"), workflow_type=query.get("type"),
-                                       status=query.get("status"))
+        page = workflow_runs.list_runs(
+            user_id,
+            limit=query["limit"],
+            cursor=query.get("cursor"),
+            workflow_type=query.get("type"),
+            status=query.get("status"),
+        )
     except workflow_runs.InvalidCursor:
         message = "The cursor is not one this API handed out; start again without it."
         return error_response(422, "validation_error", message, {"cursor": [message]})

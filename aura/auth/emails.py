@@ -16,10 +16,23 @@ from disarm import skeleton_key
 
 # Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt (stable since 6.x).
 _DEFAULT_IGNORABLE = (
-    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
-    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
-    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
-    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
 )
 # Control, format, private-use, surrogate and line/paragraph separators: never in an address.
 _INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Co", "Cs", "Zl", "Zp"))
@@ -33,8 +46,9 @@ def is_default_ignorable(char: str) -> bool:
 
 def invisible_characters(email: str) -> list[str]:
     """The characters of `email` that are invisible or control characters (U+XXXX each)."""
-    return [f"U+{ord(c):04X}" for c in email
-            if is_default_ignorable(c) or unicodedata.category(c) in _INVISIBLE_CATEGORIES]
+    return [
+        f"U+{ord(c):04X}" for c in email if is_default_ignorable(c) or unicodedata.category(c) in _INVISIBLE_CATEGORIES
+    ]
 
 
 def normalise(email: str) -> str:

@@ -35,8 +35,7 @@ _MESSAGES = {
 
 def _plain_id(value: object) -> bool:
     """Ids the server issues (uuid4, hex): short printable ASCII, safe to look up anywhere."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() \
-        and value.replace("-", "").isalnum()
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.replace("-", "").isalnum()
 
 
 def current_account():
@@ -81,8 +80,7 @@ def _revoked(_header, payload):
 
         user = user_by_subject(payload["sub"])
         if user is not None:
-            revoke_family(revocation_store(), user.id, payload,
-                          current_app.config["AURA"].refresh_token_expires)
+            revoke_family(revocation_store(), user.id, payload, current_app.config["AURA"].refresh_token_expires)
     return _reject("revoked_token")
 
 
@@ -119,13 +117,16 @@ def init_jwt(app: Flask) -> None:
     def _is_revoked(_header, payload) -> bool:
         # Runs first after the signature check, so it is also where claims are required.
         missing = _REQUIRED_CLAIMS - payload.keys()
-        if missing or not _plain_id(payload["jti"]) or not isinstance(payload["sub"], str) \
-                or payload["type"] not in _TOKEN_TYPES \
-                or ("fam" in payload and not _plain_id(payload["fam"])):
+        if (
+            missing
+            or not _plain_id(payload["jti"])
+            or not isinstance(payload["sub"], str)
+            or payload["type"] not in _TOKEN_TYPES
+            or ("fam" in payload and not _plain_id(payload["fam"]))
+        ):
             raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(missing)}")
         family = payload.get("fam")
-        return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str)
-                                             and family else None)
+        return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str) and family else None)
 
     @jwt.user_lookup_loader
     def _account(_header, payload):

@@ -21,8 +21,6 @@ class Passwords:
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True when the password matches; `None` hash means unknown account (still hashed)."""
         try:
-            return self._hasher.verify(password_hash or self._dummy_hash, password) and (
-                password_hash is not None
-            )
+            return self._hasher.verify(password_hash or self._dummy_hash, password) and (password_hash is not None)
         except (VerificationError, InvalidHashError):
             return False

@@ -57,8 +57,7 @@ class SqlRevocationStore:
 
     def revoke(self, jti: str, token_type: str, user_id: int, expires_at: datetime) -> bool:
         """Insert the id; the primary key makes a second revoke fail."""
-        db.session.add(RevokedToken(jti=jti, token_type=token_type, user_id=user_id,
-                                    expires_at=expires_at))
+        db.session.add(RevokedToken(jti=jti, token_type=token_type, user_id=user_id, expires_at=expires_at))
         try:
             db.session.commit()
         except IntegrityError:
@@ -69,8 +68,7 @@ class SqlRevocationStore:
     def is_revoked(self, jti: str, family: str | None = None) -> bool:
         """Look the ids up."""
         ids = [jti] if family is None else [jti, family]
-        return db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti.in_(ids))
-                                 .limit(1)) is not None
+        return db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti.in_(ids)).limit(1)) is not None
 
 
 class DurableRevocationStore:
@@ -111,13 +109,15 @@ class DurableRevocationStore:
         if not self._redis.set(LOADING_LOCK, "1", nx=True, ex=60):
             return  # another worker is loading; this check asks the database
         now = datetime.now(UTC)
-        rows = db.session.execute(select(RevokedToken.jti, RevokedToken.token_type,
-                                         RevokedToken.expires_at)
-                                  .where(RevokedToken.expires_at > now)).all()
+        rows = db.session.execute(
+            select(RevokedToken.jti, RevokedToken.token_type, RevokedToken.expires_at).where(
+                RevokedToken.expires_at > now
+            )
+        ).all()
         with self._redis.guarded():
             for start in range(0, len(rows), _RELOAD_BATCH):
                 pipe = self._redis.pipeline(transaction=False)
-                for jti, token_type, expires_at in rows[start:start + _RELOAD_BATCH]:
+                for jti, token_type, expires_at in rows[start : start + _RELOAD_BATCH]:
                     if expires_at.tzinfo is None:  # SQLite hands back naive UTC
                         expires_at = expires_at.replace(tzinfo=UTC)
                     pipe.set(KEY_PREFIX + jti, token_type, ex=_ttl(expires_at))

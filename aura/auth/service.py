@@ -54,14 +54,12 @@ def normalise_email(email: str) -> str:
 def find_user(email: str) -> User | None:
     """The account with this address (also one stored before NFKC normalisation)."""
     candidates = {emails.normalise(email), emails.legacy_normalise(email)}
-    return db.session.scalars(select(User).where(User.email.in_(candidates))
-                              .order_by(User.id)).first()
+    return db.session.scalars(select(User).where(User.email.in_(candidates)).order_by(User.id)).first()
 
 
 def user_by_subject(subject: object) -> User | None:
     """The account a token names (`sub` is the account's random public id)."""
-    if not (isinstance(subject, str) and len(subject) == 32 and subject.isascii()
-            and subject.isalnum()):
+    if not (isinstance(subject, str) and len(subject) == 32 and subject.isascii() and subject.isalnum()):
         return None
     return db.session.scalar(select(User).where(User.public_id == subject))
 
@@ -71,8 +69,7 @@ def register(passwords: Passwords, email: str, password: str) -> User:
     skeleton = emails.skeleton(email)
     taken = db.session.scalar(select(User.id).where(User.email_skeleton == skeleton).limit(1))
     if taken is None:
-        user = User(email=normalise_email(email), email_skeleton=skeleton,
-                    password_hash=passwords.hash(password))
+        user = User(email=normalise_email(email), email_skeleton=skeleton, password_hash=passwords.hash(password))
         db.session.add(user)
         try:
             db.session.commit()
@@ -83,8 +80,7 @@ def register(passwords: Passwords, email: str, password: str) -> User:
             db.session.rollback()
     _fail("register", None)
     recorder.registration(False)
-    raise AuthError(409, "email_taken", "An account with this email (or one that looks the same) "
-                    "already exists.")
+    raise AuthError(409, "email_taken", "An account with this email (or one that looks the same) already exists.")
 
 
 def login(passwords: Passwords, email: str, password: str, expires_in: int) -> TokenPair:
@@ -100,8 +96,7 @@ def login(passwords: Passwords, email: str, password: str, expires_in: int) -> T
     return _issue(user.public_id, uuid.uuid4().hex, expires_in)
 
 
-def refresh(store: RevocationStore, user: User, claims: dict, expires_in: int,
-            family_lifetime: int) -> TokenPair:
+def refresh(store: RevocationStore, user: User, claims: dict, expires_in: int, family_lifetime: int) -> TokenPair:
     """Rotate a refresh token: revoke the presented one, issue a new pair of the same family."""
     if not user.is_active:
         _fail("refresh", "inactive_user")
@@ -130,8 +125,7 @@ def revoke_family(store: RevocationStore, user_id: int, claims: dict, lifetime: 
     return False
 
 
-def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str | None,
-           family_lifetime: int) -> None:
+def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str | None, family_lifetime: int) -> None:
     """Revoke the access token and its session; a refresh token given in the body (and its
     session, when another one) too."""
     refresh_claims = None
@@ -175,8 +169,11 @@ def _decode_refresh(token: str) -> dict:
 
 def _issue(subject: str, family: str, expires_in: int) -> TokenPair:
     claims = {"fam": family}
-    pair = TokenPair(create_access_token(subject, additional_claims=claims),
-                     create_refresh_token(subject, additional_claims=claims), expires_in)
+    pair = TokenPair(
+        create_access_token(subject, additional_claims=claims),
+        create_refresh_token(subject, additional_claims=claims),
+        expires_in,
+    )
     recorder.token_issued("access")
     recorder.token_issued("refresh")
     return pair

@@ -69,8 +69,12 @@ def request_context() -> dict[str, str]:
         return {}
     environ = request.environ
     rule = request.url_rule
-    return {"request_id": environ.get(REQUEST_ID_KEY, "-"), "method": request.method,
-            "route": rule.rule if rule is not None else route_of(environ), "path": request.path}
+    return {
+        "request_id": environ.get(REQUEST_ID_KEY, "-"),
+        "method": request.method,
+        "route": rule.rule if rule is not None else route_of(environ),
+        "path": request.path,
+    }
 
 
 class _ContextDefaults(logging.Filter):
@@ -101,8 +105,12 @@ def _install_record_factory() -> None:
 
 def json_formatter() -> logging.Formatter:
     """One JSON object per line: time, level, logger, message, and any context fields."""
-    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{", datefmt=DATE_FORMAT,
-                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}",
+        style="{",
+        datefmt=DATE_FORMAT,
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+    )
 
 
 def formatter(log_format: str) -> logging.Formatter:
@@ -154,8 +162,18 @@ class GunicornLogger(_GunicornBase):  # type: ignore[misc,valid-type]
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         duration = request_time.total_seconds()
         method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-")
-        self.access_log.info("%s %s %s", method, path, status, extra={
-            "request_id": environ.get(REQUEST_ID_KEY, "-"), "method": method, "route": route_of(environ),
-            "path": path, "status": int(status), "duration_seconds": round(duration, 6),
-            "remote_addr": environ.get("REMOTE_ADDR", "-"),
-        })
+        self.access_log.info(
+            "%s %s %s",
+            method,
+            path,
+            status,
+            extra={
+                "request_id": environ.get(REQUEST_ID_KEY, "-"),
+                "method": method,
+                "route": route_of(environ),
+                "path": path,
+                "status": int(status),
+                "duration_seconds": round(duration, 6),
+                "remote_addr": environ.get("REMOTE_ADDR", "-"),
+            },
+        )

@@ -77,8 +77,12 @@ class PoolSampler:
                 return
             # A forked child inherits the parent's counts, not its gauges' files: write them anew.
             self.last.clear()
-            thread = threading.Thread(target=_run, args=(weakref.ref(self), self.interval),
-                                      name=f"aura-pool-sampler-{id(self):x}", daemon=True)
+            thread = threading.Thread(
+                target=_run,
+                args=(weakref.ref(self), self.interval),
+                name=f"aura-pool-sampler-{id(self):x}",
+                daemon=True,
+            )
             thread.start()
             self.thread = thread
         except RuntimeError as exc:  # no thread to be had: the request still gets served

@@ -71,8 +71,10 @@ class FailoverRedisStorage(Storage):
         record_error(RATE_LIMIT_DB, exc)
         with self._lock:
             if not self._down_until:
-                log.warning("rate-limit Redis unreachable (%s): failing open to per-process "
-                            "limits until it returns", exc.__class__.__name__)
+                log.warning(
+                    "rate-limit Redis unreachable (%s): failing open to per-process limits until it returns",
+                    exc.__class__.__name__,
+                )
             self._down_until = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
 

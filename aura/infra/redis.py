@@ -44,8 +44,11 @@ class CircuitBreaker:
         """Open the breaker (logged when it was closed)."""
         with self._lock:
             if not self._open_until:
-                log.warning("redis failed (%s): failing fast for %.1f s at a time until it "
-                            "answers", exc.__class__.__name__, self.open_seconds)
+                log.warning(
+                    "redis failed (%s): failing fast for %.1f s at a time until it answers",
+                    exc.__class__.__name__,
+                    self.open_seconds,
+                )
             self._open_until = time.monotonic() + self.open_seconds
 
     def reset(self) -> None:
@@ -82,8 +85,7 @@ class _Guard:
     def __exit__(self, exc_type, exc, tb):
         if exc is None:
             self.breaker.reset()
-        elif isinstance(exc, (redis.TimeoutError, redis.ConnectionError)) \
-                and not isinstance(exc, CircuitOpen):
+        elif isinstance(exc, (redis.TimeoutError, redis.ConnectionError)) and not isinstance(exc, CircuitOpen):
             self.breaker.trip(exc)
         return False
 
@@ -114,8 +116,7 @@ class RedisClients:
         )
         self.url = settings.redis_url
         self.breaker = CircuitBreaker(settings.redis_circuit_open_seconds)
-        self.auth: GuardedRedis = GuardedRedis.from_url(settings.redis_url, db=settings.redis_auth_db,
-                                                        **common)
+        self.auth: GuardedRedis = GuardedRedis.from_url(settings.redis_url, db=settings.redis_auth_db, **common)
         self.auth.breaker = self.breaker
         self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
 

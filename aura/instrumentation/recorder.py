@@ -14,10 +14,23 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-AUTH_FAILURE_REASONS = ("invalid_credentials", "inactive_user", "invalid_token", "expired_token",
-                        "revoked_token", "missing_token")
-VIOLATION_TYPES = ("print_statement", "debugger_call", "long_function", "hardcoded_secret",
-                   "bare_except", "eval_exec", "syntax_error")
+AUTH_FAILURE_REASONS = (
+    "invalid_credentials",
+    "inactive_user",
+    "invalid_token",
+    "expired_token",
+    "revoked_token",
+    "missing_token",
+)
+VIOLATION_TYPES = (
+    "print_statement",
+    "debugger_call",
+    "long_function",
+    "hardcoded_secret",
+    "bare_except",
+    "eval_exec",
+    "syntax_error",
+)
 OVERFLOW_CLIENT_ID = "other"
 
 
@@ -139,8 +152,9 @@ class PrometheusRecorder(Recorder):
     def bound_client_ids(self, cap: int) -> None:
         from aura.metrics import SharedLabelValues
 
-        self.client_ids = SharedLabelValues("client_id", cap, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
-                                            overflow=OVERFLOW_CLIENT_ID)
+        self.client_ids = SharedLabelValues(
+            "client_id", cap, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None, overflow=OVERFLOW_CLIENT_ID
+        )
 
     def auth_request(self, endpoint: str, ok: bool) -> None:
         _child(self.d.AUTH_REQUESTS, endpoint, _status(ok)).inc()
@@ -183,9 +197,12 @@ class PrometheusRecorder(Recorder):
         _child(self.d.RATE_LIMIT_HITS, endpoint, self.client_ids.label(client)).inc()
 
     def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float], None]:
-        return self._request_recorder(_child(self.d.HTTP_REQUESTS, method, endpoint, status_code),
-                                      _child(self.d.HTTP_REQUEST_DURATION, method, endpoint),
-                                      self.d.WORKER_BUSY_SECONDS, self.d.WORKERS_BUSY)
+        return self._request_recorder(
+            _child(self.d.HTTP_REQUESTS, method, endpoint, status_code),
+            _child(self.d.HTTP_REQUEST_DURATION, method, endpoint),
+            self.d.WORKER_BUSY_SECONDS,
+            self.d.WORKERS_BUSY,
+        )
 
     def request_started(self) -> None:
         self._busy.inc(1.0)
@@ -228,10 +245,18 @@ class PrometheusRecorder(Recorder):
     def _known_children(self) -> Iterator[Any]:
         """Every unlabelled metric, and every child of a metric whose labels come from a fixed set."""
         d = self.d
-        yield from (d.LESSON_RECOMMENDATIONS, d.STRUGGLE_EDIT_FREQUENCY, d.STRUGGLE_ERROR_COUNT,
-                    d.AUDIT_VIOLATIONS_DETECTED, d.AUDIT_FILES_PROCESSED,
-                    d.DATABASE_CONNECTIONS_ACTIVE, d.DATABASE_CONNECTIONS_IDLE,
-                    d.WORKERS_BUSY, d.WORKER_BUSY_SECONDS, d.HTTP_REQUEST_QUEUE)
+        yield from (
+            d.LESSON_RECOMMENDATIONS,
+            d.STRUGGLE_EDIT_FREQUENCY,
+            d.STRUGGLE_ERROR_COUNT,
+            d.AUDIT_VIOLATIONS_DETECTED,
+            d.AUDIT_FILES_PROCESSED,
+            d.DATABASE_CONNECTIONS_ACTIVE,
+            d.DATABASE_CONNECTIONS_IDLE,
+            d.WORKERS_BUSY,
+            d.WORKER_BUSY_SECONDS,
+            d.HTTP_REQUEST_QUEUE,
+        )
         status = ("success", "failure")
         for endpoint in ("register", "login", "refresh", "logout"):
             for ok in status:

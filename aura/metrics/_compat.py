@@ -42,8 +42,10 @@ def problem(version: str | None = None) -> str | None:
     """Why the private internals cannot be used, or None when they can (the installed version by default)."""
     version = version or installed_version()
     if version not in TESTED_VERSIONS:
-        return (f"prometheus-client {version} is not a version Aura's metrics core was tested against "
-                f"({', '.join(sorted(TESTED_VERSIONS))})")
+        return (
+            f"prometheus-client {version} is not a version Aura's metrics core was tested against "
+            f"({', '.join(sorted(TESTED_VERSIONS))})"
+        )
     missing = [name for name in ("_init_value", "read_value") if not hasattr(mmap_dict.MmapedDict, name)]
     if not hasattr(mmap_dict, "_INITIAL_MMAP_SIZE"):
         missing.append("mmap_dict._INITIAL_MMAP_SIZE")

@@ -126,8 +126,9 @@ class Archive:
                 "merged_files": self.merged_files,
                 "damaged_files": self.damaged_files,
                 "merge_duration": {
-                    "buckets": [[_le_string(b), n]
-                                for b, n in zip(DURATION_BUCKETS, self.duration_counts, strict=True)],
+                    "buckets": [
+                        [_le_string(b), n] for b, n in zip(DURATION_BUCKETS, self.duration_counts, strict=True)
+                    ],
                     "sum": self.duration_sum,
                 },
             },
@@ -161,9 +162,7 @@ class Archive:
                 typ, mode, ident = str(g["type"]), str(g["mode"]), str(g["id"])
                 if typ not in PLAIN_TYPES and not (typ == "gauge" and mode in GAUGE_MODES):
                     raise DamagedFileError(f"unknown group type {typ!r}/{mode!r}")
-                archive.groups[(typ, mode, ident)] = {
-                    str(k): [float(v), float(ts)] for k, v, ts in g["values"]
-                }
+                archive.groups[(typ, mode, ident)] = {str(k): [float(v), float(ts)] for k, v, ts in g["values"]}
             return archive
         except DamagedFileError:
             raise
@@ -242,7 +241,7 @@ def _write_archive(directory: str, data: bytes, prev_mtime_ns: int | None) -> No
     with created_in_place(os.path.join(directory, ARCHIVE_NAME), TMP_PREFIX) as fd:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         _set_increasing_mtime(fd, prev_mtime_ns)
         os.fsync(fd)
     _fsync_dir(directory)
@@ -261,8 +260,9 @@ def _load_archive_for_merge(directory: str) -> tuple[Archive, int | None]:
     except DamagedFileError as e:
         # Only possible through outside damage (writes are atomic). Keep the evidence and start
         # over: archived totals are lost (Prometheus sees a counter reset) but merging continues.
-        log.error("metrics archive %s is damaged (%s); moved to %s and starting a new archive",
-                  path, e, CORRUPT_ARCHIVE_NAME)
+        log.error(
+            "metrics archive %s is damaged (%s); moved to %s and starting a new archive", path, e, CORRUPT_ARCHIVE_NAME
+        )
         os.replace(path, os.path.join(directory, CORRUPT_ARCHIVE_NAME))
         return Archive(), mtime_ns
 
@@ -295,8 +295,9 @@ def unlink(path: str) -> bool:
 ExtraRows = Callable[[str, list[Row]], list[Row]]
 
 
-def _remove_leftovers(directory: str, absorbed: set[str],
-                      by_identifier: dict[str, list[tuple[str, str, str]]]) -> tuple[int, set[str]]:
+def _remove_leftovers(
+    directory: str, absorbed: set[str], by_identifier: dict[str, list[tuple[str, str, str]]]
+) -> tuple[int, set[str]]:
     """Delete files of absorbed workers (a merge crashed after its replace).
 
     Returns how many were deleted and the identifiers some of whose files could not be, which
@@ -313,8 +314,9 @@ def _remove_leftovers(directory: str, absorbed: set[str],
     return removed, still_present
 
 
-def _fold_worker(archive: Archive, directory: str, ident: str, files: list[tuple[str, str, str]],
-                 extra_counters: ExtraRows | None) -> int:
+def _fold_worker(
+    archive: Archive, directory: str, ident: str, files: list[tuple[str, str, str]], extra_counters: ExtraRows | None
+) -> int:
     """Fold one dead worker's files into ``archive``; returns how many were damaged (discarded)."""
     damaged = 0
     counter_rows: list[Row] = []
@@ -337,8 +339,12 @@ def _fold_worker(archive: Archive, directory: str, ident: str, files: list[tuple
     return damaged
 
 
-def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout: float,
-           extra_counters: ExtraRows | None = None) -> MergeStats:
+def _merge(
+    directory: str,
+    choose: Callable[[dict], Iterable[str]],
+    lock_timeout: float,
+    extra_counters: ExtraRows | None = None,
+) -> MergeStats:
     started = time.perf_counter()
     try:
         lock = directory_lock(directory, exclusive=True, timeout=lock_timeout)
@@ -364,8 +370,11 @@ def _merge(directory: str, choose: Callable[[dict], Iterable[str]], lock_timeout
         damaged = sum(_fold_worker(archive, directory, ident, candidates[ident], extra_counters) for ident in targets)
 
         if not targets and not pruned:
-            return MergeStats(leftover_files_removed=leftovers_removed, temp_files_removed=temps_removed,
-                              duration_seconds=time.perf_counter() - started)
+            return MergeStats(
+                leftover_files_removed=leftovers_removed,
+                temp_files_removed=temps_removed,
+                duration_seconds=time.perf_counter() - started,
+            )
 
         archive.absorbed = still_present | set(targets)
         if targets:
@@ -430,8 +439,14 @@ def mark_worker_dead(directory: str, identifier: str, *, lock_timeout: float = 1
     return merge_dead_worker(directory, identifier, lock_timeout=lock_timeout)
 
 
-def merge_all_dead(directory: str, live_identifiers: Iterable[str] = (), *, check_pids: bool = True,
-                   lock_timeout: float = 10.0, extra_counters: ExtraRows | None = None) -> MergeStats:
+def merge_all_dead(
+    directory: str,
+    live_identifiers: Iterable[str] = (),
+    *,
+    check_pids: bool = True,
+    lock_timeout: float = 10.0,
+    extra_counters: ExtraRows | None = None,
+) -> MergeStats:
     """Fold every worker not in ``live_identifiers`` (and, if ``check_pids``, not running).
 
     ``extra_counters(identifier, its counter rows)`` may return counter rows to fold in with a

@@ -120,8 +120,9 @@ def _read_archive_view(directory: str) -> tuple[_ArchiveView, bool]:
 class AuraMultiProcessCollector:
     """Drop-in for MultiProcessCollector that also reads the archive and skips damaged files."""
 
-    def __init__(self, registry: Any, path: str | None = None, *, self_metrics: bool = True,
-                 lock_timeout: float = 10.0):
+    def __init__(
+        self, registry: Any, path: str | None = None, *, self_metrics: bool = True, lock_timeout: float = 10.0
+    ):
         if path is None:
             path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if not path or not os.path.isdir(path):
@@ -185,22 +186,29 @@ class AuraMultiProcessCollector:
 
 
 def _self_families(archive: Archive, directory_files: int) -> Iterator[Metric]:
-    yield CounterMetricFamily("aura_metrics_merges", "Merges of dead workers into the archive.",
-                              value=archive.merges)
-    yield CounterMetricFamily("aura_metrics_merged_files", "Dead-worker files folded into the archive.",
-                              value=archive.merged_files)
+    yield CounterMetricFamily("aura_metrics_merges", "Merges of dead workers into the archive.", value=archive.merges)
+    yield CounterMetricFamily(
+        "aura_metrics_merged_files", "Dead-worker files folded into the archive.", value=archive.merged_files
+    )
     acc = 0
     buckets = []
     for bound, n in zip(DURATION_BUCKETS, archive.duration_counts, strict=True):
         acc += n
         buckets.append((floatToGoString(bound), acc))
-    yield HistogramMetricFamily("aura_metrics_merge_duration_seconds", "Duration of dead-worker merges.",
-                                buckets=buckets, sum_value=archive.duration_sum)
-    yield GaugeMetricFamily("aura_metrics_directory_files",
-                            "Metric files (*.db and archive) at scrape time.", value=directory_files)
-    damaged = CounterMetricFamily("aura_metrics_damaged_files_skipped",
-                                  "Damaged metric files skipped (scrape: by this process).",
-                                  labels=["stage"])
+    yield HistogramMetricFamily(
+        "aura_metrics_merge_duration_seconds",
+        "Duration of dead-worker merges.",
+        buckets=buckets,
+        sum_value=archive.duration_sum,
+    )
+    yield GaugeMetricFamily(
+        "aura_metrics_directory_files", "Metric files (*.db and archive) at scrape time.", value=directory_files
+    )
+    damaged = CounterMetricFamily(
+        "aura_metrics_damaged_files_skipped",
+        "Damaged metric files skipped (scrape: by this process).",
+        labels=["stage"],
+    )
     damaged.add_metric(["scrape"], _scrape_damaged_total)
     damaged.add_metric(["merge"], archive.damaged_files)
     yield damaged

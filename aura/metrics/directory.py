@@ -36,14 +36,12 @@ from .locking import MetricsDirectoryError, directory_lock
 log = logging.getLogger("aura.metrics")
 
 _MARKER_TEXT = (
-    "This directory holds Aura's multi-process Prometheus metrics.\n"
-    "Aura deletes its metric files here at start-up.\n"
+    "This directory holds Aura's multi-process Prometheus metrics.\nAura deletes its metric files here at start-up.\n"
 )
 _KEPT = (LOCK_NAME, GATE_NAME, MARKER_NAME, OWNER_NAME)  # never deleted: their inode is the lock
 _INSTANCE_RE = re.compile(rf"^{INSTANCE_PREFIX}([0-9]+)$")
 _SOCKET_RE = re.compile(r"^\.aura-ctl-([0-9]+)\.sock$")
-_HINT = ("Set PROMETHEUS_MULTIPROC_DIR to a writable directory dedicated to Aura's metrics "
-         "(e.g. /dev/shm/aura-metrics).")
+_HINT = "Set PROMETHEUS_MULTIPROC_DIR to a writable directory dedicated to Aura's metrics (e.g. /dev/shm/aura-metrics)."
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,8 @@ def _make_directory(directory: str) -> None:
     except FileExistsError as e:
         if not os.path.isdir(directory):
             raise MetricsDirectoryError(
-                f"metrics directory {directory!r} exists but is not a directory. {_HINT}") from e
+                f"metrics directory {directory!r} exists but is not a directory. {_HINT}"
+            ) from e
     except OSError as e:
         raise MetricsDirectoryError(f"cannot create metrics directory {directory!r}: {e.strerror}. {_HINT}") from e
 

@@ -33,10 +33,20 @@ VALUE_TMP_PREFIX = ".aura-value."  # a value file being created, renamed into pl
 TMP_SUFFIX = ".tmp"
 FIXED_NAMES = frozenset((ARCHIVE_NAME, CORRUPT_ARCHIVE_NAME, LOCK_NAME, GATE_NAME, MARKER_NAME, OWNER_NAME))
 
-GAUGE_MODES = frozenset((
-    "all", "liveall", "min", "livemin", "max", "livemax",
-    "sum", "livesum", "mostrecent", "livemostrecent",
-))
+GAUGE_MODES = frozenset(
+    (
+        "all",
+        "liveall",
+        "min",
+        "livemin",
+        "max",
+        "livemax",
+        "sum",
+        "livesum",
+        "mostrecent",
+        "livemostrecent",
+    )
+)
 LIVE_GAUGE_MODES = frozenset(m for m in GAUGE_MODES if m.startswith("live"))
 PLAIN_TYPES = frozenset(("counter", "histogram", "summary"))
 
@@ -92,8 +102,7 @@ def is_temp_name(name: str) -> bool:
 
 def is_owned_name(name: str) -> bool:
     """True for every file name this package (or prometheus_client) creates in the directory."""
-    return (parse_db_name(name) is not None or name in FIXED_NAMES or is_temp_name(name)
-            or bool(_LABELS_RE.match(name)))
+    return parse_db_name(name) is not None or name in FIXED_NAMES or is_temp_name(name) or bool(_LABELS_RE.match(name))
 
 
 def entry_size(key: str) -> int:
@@ -156,7 +165,7 @@ def read_db_file(path: str) -> list[tuple[str, float, float]]:
         if pos + 4 + padded_len + VALUE.size > used:
             raise DamagedFileError(f"entry at {pos} runs past used-size {used}")
         try:
-            key = data[pos + 4:pos + 4 + encoded_len].decode("utf-8")
+            key = data[pos + 4 : pos + 4 + encoded_len].decode("utf-8")
         except UnicodeDecodeError as e:
             raise DamagedFileError(f"key at {pos + 4} is not UTF-8") from e
         pos += 4 + padded_len
@@ -172,8 +181,12 @@ def parse_key(key: str) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
         metric_name, name, labels, help_text = json.loads(key)
     except (ValueError, TypeError) as e:
         raise DamagedFileError(f"unparseable key {key[:80]!r}") from e
-    if not (isinstance(metric_name, str) and isinstance(name, str) and isinstance(help_text, str)
-            and isinstance(labels, dict)
-            and all(isinstance(v, str) for v in labels.values())):
+    if not (
+        isinstance(metric_name, str)
+        and isinstance(name, str)
+        and isinstance(help_text, str)
+        and isinstance(labels, dict)
+        and all(isinstance(v, str) for v in labels.values())
+    ):
         raise DamagedFileError(f"malformed key {key[:80]!r}")
     return metric_name, name, tuple(sorted(labels.items())), help_text

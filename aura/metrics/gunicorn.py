@@ -58,8 +58,12 @@ class GunicornMetrics:
         self.aborted = False  # in a worker: the master asked it to abort (timeout)
         self.timed_out: set[str] = set()  # in the master: identifiers of workers it aborted
         self.exits = Counter(*_EXITS, ["reason"], registry=None)
-        self.gc_collections = Counter("python_gc_collections", "Garbage collections by generation, summed over "
-                                      "workers.", ["generation"], registry=None)
+        self.gc_collections = Counter(
+            "python_gc_collections",
+            "Garbage collections by generation, summed over workers.",
+            ["generation"],
+            registry=None,
+        )
         self._gc_base: list[int] = []
 
     @classmethod
@@ -92,8 +96,11 @@ class GunicornMetrics:
         else:
             server.log.info("prometheus multiprocess directory: %s", self.claim.path)
         if self.problem:
-            server.log.warning("%s; using its stock value class and collector (dead workers are not "
-                               "merged, so scrapes slow down as workers recycle)", self.problem)
+            server.log.warning(
+                "%s; using its stock value class and collector (dead workers are not "
+                "merged, so scrapes slow down as workers recycle)",
+                self.problem,
+            )
 
     def when_ready(self, server: Any) -> None:
         """Start the metrics listener on the host of the first bind."""
@@ -102,12 +109,14 @@ class GunicornMetrics:
             return
         from .exposition import render
 
-        host = str(server.cfg.bind[0]).rsplit(":", 1)[0].strip("[]") if ":" in str(server.cfg.bind[0]) \
-            else "127.0.0.1"
+        host = str(server.cfg.bind[0]).rsplit(":", 1)[0].strip("[]") if ":" in str(server.cfg.bind[0]) else "127.0.0.1"
         try:
-            self.listener = MetricsListener(host, self.metrics_port,
-                                            lambda accept, encoding: render(self.claim.path, accept, encoding),
-                                            self.auth_token).start()
+            self.listener = MetricsListener(
+                host,
+                self.metrics_port,
+                lambda accept, encoding: render(self.claim.path, accept, encoding),
+                self.auth_token,
+            ).start()
         except OSError as exc:  # a port in use must not stop the service
             server.log.error("metrics listener not started on %s:%s: %s", host, self.metrics_port, exc)
             return

@@ -28,7 +28,7 @@ def _stat(pid: int) -> list[str] | None:
             data = f.read().decode()
     except OSError:
         return None
-    return data[data.rindex(")") + 2:].split()  # fields from the 3rd (state) on; comm may hold spaces
+    return data[data.rindex(")") + 2 :].split()  # fields from the 3rd (state) on; comm may hold spaces
 
 
 def _cpu_ticks(fields: list[str], children: bool) -> int:
@@ -123,28 +123,46 @@ class InstanceCollector:
                 break
         yield GaugeMetricFamily("gunicorn_workers", "Workers alive in this instance.", value=len(workers))
         if cpu is not None:
-            yield CounterMetricFamily("process_cpu_seconds", "CPU time of the instance: master and every worker, "
-                                      "dead ones included.", value=cpu)
+            yield CounterMetricFamily(
+                "process_cpu_seconds",
+                "CPU time of the instance: master and every worker, dead ones included.",
+                value=cpu,
+            )
         memory = [m for m in (_memory(pid) for pid in (master, *workers)) if m is not None]
         if memory:
-            yield GaugeMetricFamily("process_resident_memory_bytes", "The instance's memory: the sum of its "
-                                    "processes' proportional set sizes (PSS).", value=sum(p for p, _ in memory))
+            yield GaugeMetricFamily(
+                "process_resident_memory_bytes",
+                "The instance's memory: the sum of its processes' proportional set sizes (PSS).",
+                value=sum(p for p, _ in memory),
+            )
         worker_memory = [m for m in (_memory(pid) for pid in workers) if m is not None]
         if worker_memory:
-            yield GaugeMetricFamily("aura_worker_unique_memory_bytes_max", "The largest live worker's unique "
-                                    "memory (USS: private pages).", value=max(u for _, u in worker_memory))
+            yield GaugeMetricFamily(
+                "aura_worker_unique_memory_bytes_max",
+                "The largest live worker's unique memory (USS: private pages).",
+                value=max(u for _, u in worker_memory),
+            )
         fds = [n for n in (_open_fds(pid) for pid in (master, *workers)) if n is not None]
         if fds:
-            yield GaugeMetricFamily("process_open_fds", "Open file descriptors of the instance's processes.",
-                                    value=sum(fds))
+            yield GaugeMetricFamily(
+                "process_open_fds", "Open file descriptors of the instance's processes.", value=sum(fds)
+            )
         boot = _boot_time()
         if boot is not None and after is not None:
-            yield GaugeMetricFamily("process_start_time_seconds", "Start time of the Gunicorn master, since "
-                                    "the epoch.", value=boot + int(after[19]) / _TICKS)
+            yield GaugeMetricFamily(
+                "process_start_time_seconds",
+                "Start time of the Gunicorn master, since the epoch.",
+                value=boot + int(after[19]) / _TICKS,
+            )
         queues = [q for q in (_tcp_queue(fd) for fd in self.listen_fds) if q is not None]
         if queues:
-            yield GaugeMetricFamily("gunicorn_listen_backlog", "Connections accepted by the kernel, waiting for "
-                                    "a worker.", value=sum(q for q, _ in queues))
-            yield GaugeMetricFamily("gunicorn_listen_backlog_limit", "Configured size of the listen backlog.",
-                                    value=sum(limit for _, limit in queues))
-
+            yield GaugeMetricFamily(
+                "gunicorn_listen_backlog",
+                "Connections accepted by the kernel, waiting for a worker.",
+                value=sum(q for q, _ in queues),
+            )
+            yield GaugeMetricFamily(
+                "gunicorn_listen_backlog_limit",
+                "Configured size of the listen backlog.",
+                value=sum(limit for _, limit in queues),
+            )

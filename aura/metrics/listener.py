@@ -29,8 +29,9 @@ class MetricsListener:
         handler = _handler(render, auth_token)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="aura-metrics-listener",
-                                       kwargs={"poll_interval": 0.5}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="aura-metrics-listener", kwargs={"poll_interval": 0.5}, daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -62,15 +63,21 @@ def _handler(render: Render, auth_token: str) -> type[BaseHTTPRequestHandler]:
             elif path != "/metrics":
                 self._json(404, {"error": "not_found", "message": "Only /metrics and /healthz are served here."})
             elif auth_token and not hmac.compare_digest(self.headers.get("Authorization", "").encode(), expected):
-                self._json(401, {"error": "unauthorized", "message": "A valid Bearer token is required."},
-                           {"WWW-Authenticate": "Bearer"})
+                self._json(
+                    401,
+                    {"error": "unauthorized", "message": "A valid Bearer token is required."},
+                    {"WWW-Authenticate": "Bearer"},
+                )
             else:
                 try:
                     body, headers = render(self.headers.get("Accept"), self.headers.get("Accept-Encoding"))
                 except Exception as exc:  # noqa: BLE001 - the directory, not this request
                     log.warning("metrics listener cannot render: %s", exc)
-                    self._json(503, {"error": "service_unavailable", "message": "Metrics are unavailable."},
-                               {"Retry-After": "15"})
+                    self._json(
+                        503,
+                        {"error": "service_unavailable", "message": "Metrics are unavailable."},
+                        {"Retry-After": "15"},
+                    )
                     return
                 self._send(200, body, headers)
 

@@ -32,8 +32,7 @@ def _open_lock_file(path: str) -> int:
         return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
         raise MetricsDirectoryError(
-            f"cannot open metrics lock file {path!r}: {e.strerror}; "
-            "the metrics directory must be prepared at start-up"
+            f"cannot open metrics lock file {path!r}: {e.strerror}; the metrics directory must be prepared at start-up"
         ) from e
 
 

@@ -119,9 +119,12 @@ def _sync() -> None:
 def _storage_failed(exc: BaseException) -> None:
     if not _Process.degraded_logged:
         _Process.degraded_logged = True
-        log.error("metrics are degraded: cannot write this process's metric files in %s (%s); requests "
-                  "are served, but this process's metrics are incomplete", os.environ.get(
-                      "PROMETHEUS_MULTIPROC_DIR"), exc)
+        log.error(
+            "metrics are degraded: cannot write this process's metric files in %s (%s); requests "
+            "are served, but this process's metrics are incomplete",
+            os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+            exc,
+        )
     else:
         log.debug("metric value dropped: %s", exc)
 
@@ -131,8 +134,17 @@ class AuraValue:
 
     _multiprocess = True
 
-    def __init__(self, typ: str, metric_name: str, name: str, labelnames: Any, labelvalues: Any,
-                 help_text: str, multiprocess_mode: str = "", **_kwargs: Any):
+    def __init__(
+        self,
+        typ: str,
+        metric_name: str,
+        name: str,
+        labelnames: Any,
+        labelvalues: Any,
+        help_text: str,
+        multiprocess_mode: str = "",
+        **_kwargs: Any,
+    ):
         self._params = typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode
         self._value = self._timestamp = 0.0
         self._file: Any = None
@@ -158,11 +170,11 @@ class AuraValue:
         try:
             file = _Process.files.get(typ + mode)
             if file is None:
-                path = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"],
-                                    value_file_name(typ, mode, _Process.identifier))
+                path = os.path.join(
+                    os.environ["PROMETHEUS_MULTIPROC_DIR"], value_file_name(typ, mode, _Process.identifier)
+                )
                 file = _Process.files[typ + mode] = _compat.ReservingMmapedDict(path)
-            _, position, stored = _compat.slot(file, mmap_key(metric_name, name, labelnames, labelvalues,
-                                                               help_text))
+            _, position, stored = _compat.slot(file, mmap_key(metric_name, name, labelnames, labelvalues, help_text))
         except Exception as exc:  # noqa: BLE001 - any storage failure
             _storage_failed(exc)
             if not keep:  # a new identity starts from its own (empty) file, not the parent's counts
@@ -181,7 +193,7 @@ class AuraValue:
             return
         # Slice assignment, as MmapedDict does: pack_into would briefly write zeros a scrape could read.
         try:
-            self._file.mapping[self._position:self._position + 16] = _pack(self._value, self._timestamp)
+            self._file.mapping[self._position : self._position + 16] = _pack(self._value, self._timestamp)
         except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
             _storage_failed(exc)
 
@@ -229,12 +241,15 @@ def _retry_failed() -> None:
                 return  # still no room: the rest would fail alike
     if _Process.degraded_logged:
         _Process.degraded_logged = False  # a later failure is reported again
-        log.warning("metrics recovered: this process's metric files in %s are written again, "
-                    "with what was counted meanwhile", os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        log.warning(
+            "metrics recovered: this process's metric files in %s are written again, with what was counted meanwhile",
+            os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+        )
 
 
-def request_recorder(counter: Any, histogram: Any, busy_seconds: Any = None,
-                     busy: Any = None) -> Callable[[float], None]:
+def request_recorder(
+    counter: Any, histogram: Any, busy_seconds: Any = None, busy: Any = None
+) -> Callable[[float], None]:
     """``record(seconds)`` for one request label set, in one locked step.
 
     ``record`` does ``counter.inc()``, ``histogram.observe(seconds)``,
@@ -253,8 +268,11 @@ def request_recorder(counter: Any, histogram: Any, busy_seconds: Any = None,
         return _public_recorder(counter, histogram, busy_seconds, busy)
 
     writes: tuple[tuple[AuraValue, float | None], ...] = (
-        (count, 1.0), (total, None), *(((seconds_value, None),) if seconds_value else ()),
-        *(((busy_value, -1.0),) if busy_value else ()))  # None: add the duration
+        (count, 1.0),
+        (total, None),
+        *(((seconds_value, None),) if seconds_value else ()),
+        *(((busy_value, -1.0),) if busy_value else ()),
+    )  # None: add the duration
 
     def record(seconds: float) -> None:
         bucket = buckets[bisect_left(bounds, seconds)]  # the first bound >= seconds, as observe()
@@ -269,7 +287,7 @@ def request_recorder(counter: Any, histogram: Any, busy_seconds: Any = None,
                     value._write()  # counts in memory; retries the files now and then
                     continue
                 try:  # _write(), inlined: this is the per-request path
-                    file.mapping[value._position:value._position + 16] = _pack(value._value, 0.0)
+                    file.mapping[value._position : value._position + 16] = _pack(value._value, 0.0)
                 except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
                     _storage_failed(exc)
 

@@ -51,16 +51,23 @@ def struggle_settings(settings: Settings) -> StruggleSettings:
 
 def audit_settings(settings: Settings) -> AuditSettings:
     """Audit limits from the configuration; the whole body never exceeds MAX_CONTENT_LENGTH."""
-    return AuditSettings(max_files=settings.audit_max_files, max_file_bytes=settings.audit_max_file_bytes,
-                         max_total_bytes=settings.max_content_length,
-                         max_function_lines=settings.audit_max_function_lines,
-                         max_cpu_seconds=settings.audit_max_cpu_seconds)
+    return AuditSettings(
+        max_files=settings.audit_max_files,
+        max_file_bytes=settings.audit_max_file_bytes,
+        max_total_bytes=settings.max_content_length,
+        max_function_lines=settings.audit_max_function_lines,
+        max_cpu_seconds=settings.audit_max_cpu_seconds,
+    )
 
 
 def _catalog() -> list[Lesson]:
     rows = db.session.scalars(select(LessonRow).order_by(LessonRow.lesson_id))
-    return [Lesson.from_mapping({"lesson_id": r.lesson_id, "title": r.title, "topic": r.topic,
-                                 "error_types": r.error_types}) for r in rows]
+    return [
+        Lesson.from_mapping(
+            {"lesson_id": r.lesson_id, "title": r.title, "topic": r.topic, "error_types": r.error_types}
+        )
+        for r in rows
+    ]
 
 
 def _verdict(workflow_type: str, result: dict) -> str | None:
@@ -69,8 +76,16 @@ def _verdict(workflow_type: str, result: dict) -> str | None:
 
 def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datetime:
     created_at = utcnow()
-    db.session.add(WorkflowRun(id=run_id, workflow_type=workflow_type, user_id=user_id, result=result,
-                               status=_verdict(workflow_type, result), created_at=created_at))
+    db.session.add(
+        WorkflowRun(
+            id=run_id,
+            workflow_type=workflow_type,
+            user_id=user_id,
+            result=result,
+            status=_verdict(workflow_type, result),
+            created_at=created_at,
+        )
+    )
     db.session.commit()
     return created_at
 
@@ -93,8 +108,7 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
     started = perf_counter()
     try:
         if workflow_type == "struggle":
-            result = run_struggle(data, catalog=_catalog, settings=struggle_settings(settings),
-                                  on_record=record)
+            result = run_struggle(data, catalog=_catalog, settings=struggle_settings(settings), on_record=record)
         else:
             result = run_audit(data, settings=audit_settings(settings), on_record=record)
     except WorkflowExecutionError as exc:
@@ -103,8 +117,7 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
         _failed(workflow_type, "service_unavailable" if outage else "execution_error", started)
         if outage:
             raise ServiceUnavailable("database") from exc
-        log.error("workflow %s run %s failed in node %s", workflow_type, run_id, exc.node,
-                  exc_info=exc.__cause__)
+        log.error("workflow %s run %s failed in node %s", workflow_type, run_id, exc.node, exc_info=exc.__cause__)
         raise WorkflowRunFailed(run_id) from exc
     except _OUTAGES:
         db.session.rollback()
@@ -112,11 +125,14 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
         raise
     recorder.workflow_execution(workflow_type, True, perf_counter() - started)
     if workflow_type == "struggle":
-        recorder.struggle_result(result.result, stored["signals"]["edit_frequency"],
-                                stored["signals"]["error_count"], len(stored["recommendations"]))
+        recorder.struggle_result(
+            result.result,
+            stored["signals"]["edit_frequency"],
+            stored["signals"]["error_count"],
+            len(stored["recommendations"]),
+        )
     else:
-        recorder.audit_result(result.status, [v["type"] for v in stored["violations"]],
-                             result.files_processed)
+        recorder.audit_result(result.status, [v["type"] for v in stored["violations"]], result.files_processed)
     return {**stored, "created_at": created[0] if created else utcnow()}
 
 
@@ -160,8 +176,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor(cursor) from None
 
 
-def list_runs(user_id: int, *, limit: int, cursor: str | None = None, workflow_type: str | None = None,
-              status: str | None = None) -> RunPage:
+def list_runs(
+    user_id: int, *, limit: int, cursor: str | None = None, workflow_type: str | None = None, status: str | None = None
+) -> RunPage:
     """The user's runs, newest first (ties by id), after `cursor`; filtered by type and status."""
     query = select(WorkflowRun).where(WorkflowRun.user_id == user_id)
     if workflow_type:
@@ -170,8 +187,11 @@ def list_runs(user_id: int, *, limit: int, cursor: str | None = None, workflow_t
         query = query.where(WorkflowRun.status == status)
     if cursor:
         created_at, run_id = _decode_cursor(cursor)
-        query = query.where(or_(WorkflowRun.created_at < created_at,
-                                and_(WorkflowRun.created_at == created_at, WorkflowRun.id < run_id)))
+        query = query.where(
+            or_(
+                WorkflowRun.created_at < created_at, and_(WorkflowRun.created_at == created_at, WorkflowRun.id < run_id)
+            )
+        )
     query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit + 1)
     rows = list(db.session.scalars(query))
     page, more = rows[:limit], len(rows) > limit

@@ -63,15 +63,18 @@ def test_email_is_unique_case_insensitively(auth):
     assert auth.login(email="ADA@example.com").status_code == 200
 
 
-@pytest.mark.parametrize("body, fields", [
-    ({"email": "not-an-email", "password": "long-enough"}, {"email"}),
-    ({"email": "a@example.com", "password": "short"}, {"password"}),
-    ({"email": "a@example.com", "password": "x" * 129}, {"password"}),
-    ({"email": "a@example.com"}, {"password"}),
-    ({}, {"email", "password"}),
-    ({"email": 5, "password": ["x"]}, {"email", "password"}),
-    ({"email": "a@example.com", "password": "long-enough", "admin": True}, {"admin"}),
-])
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ({"email": "not-an-email", "password": "long-enough"}, {"email"}),
+        ({"email": "a@example.com", "password": "short"}, {"password"}),
+        ({"email": "a@example.com", "password": "x" * 129}, {"password"}),
+        ({"email": "a@example.com"}, {"password"}),
+        ({}, {"email", "password"}),
+        ({"email": 5, "password": ["x"]}, {"email", "password"}),
+        ({"email": "a@example.com", "password": "long-enough", "admin": True}, {"admin"}),
+    ],
+)
 def test_register_validation_gives_a_message_per_field(client, body, fields):
     response = client.post("/api/v1/auth/register", json=body)
     assert response.status_code == 422
@@ -85,8 +88,11 @@ def test_unknown_email_and_wrong_password_answer_the_same(auth):
     unknown = auth.login(email="nobody@example.com")
     wrong = auth.login(password="wrong-password")
     assert unknown.status_code == wrong.status_code == 401
-    assert unknown.get_json() == wrong.get_json() == {
-        "error": "invalid_credentials", "message": "Email or password is incorrect."}
+    assert (
+        unknown.get_json()
+        == wrong.get_json()
+        == {"error": "invalid_credentials", "message": "Email or password is incorrect."}
+    )
 
 
 def test_deactivated_account_cannot_log_in_until_reactivated(app, auth):
@@ -112,8 +118,16 @@ def test_deactivated_account_cannot_refresh(app, auth):
 def _forge(app, **claims) -> str:
     secret = app.config["JWT_SECRET_KEY"]
     now = int(time.time())
-    payload = {"sub": "1", "jti": "forged", "type": "access", "iat": now, "nbf": now,
-               "exp": now + 600, "fresh": False, **claims}
+    payload = {
+        "sub": "1",
+        "jti": "forged",
+        "type": "access",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "fresh": False,
+        **claims,
+    }
     return pyjwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm="HS256")
 
 
@@ -128,19 +142,34 @@ def _unsigned(app) -> str:
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64({'sub': '1', 'jti': 'x', 'type': 'access', 'exp': now + 600})}."
 
 
-@pytest.mark.parametrize("make_token, error", [
-    (lambda app: None, "missing_token"),
-    (lambda app: "garbage", "invalid_token"),
-    (_unsigned, "invalid_token"),
-    (lambda app: pyjwt.encode({"sub": "1", "type": "access", "jti": "j", "exp": int(time.time()) + 60},
-                              "another-secret-another-secret-12345", algorithm="HS256"), "invalid_token"),
-    (lambda app: pyjwt.encode({"sub": "1", "type": "access", "jti": "j", "exp": int(time.time()) + 60},
-                              app.config["JWT_SECRET_KEY"], algorithm="HS512"), "invalid_token"),
-    (lambda app: _forge(app, exp=int(time.time()) - 10), "expired_token"),
-    (lambda app: _forge(app, nbf=int(time.time()) + 3600), "invalid_token"),
-    (lambda app: _forge(app, jti=None), "invalid_token"),
-    (lambda app: _forge(app, type="refresh"), "invalid_token"),
-])
+@pytest.mark.parametrize(
+    "make_token, error",
+    [
+        (lambda app: None, "missing_token"),
+        (lambda app: "garbage", "invalid_token"),
+        (_unsigned, "invalid_token"),
+        (
+            lambda app: pyjwt.encode(
+                {"sub": "1", "type": "access", "jti": "j", "exp": int(time.time()) + 60},
+                "another-secret-another-secret-12345",
+                algorithm="HS256",
+            ),
+            "invalid_token",
+        ),
+        (
+            lambda app: pyjwt.encode(
+                {"sub": "1", "type": "access", "jti": "j", "exp": int(time.time()) + 60},
+                app.config["JWT_SECRET_KEY"],
+                algorithm="HS512",
+            ),
+            "invalid_token",
+        ),
+        (lambda app: _forge(app, exp=int(time.time()) - 10), "expired_token"),
+        (lambda app: _forge(app, nbf=int(time.time()) + 3600), "invalid_token"),
+        (lambda app: _forge(app, jti=None), "invalid_token"),
+        (lambda app: _forge(app, type="refresh"), "invalid_token"),
+    ],
+)
 def test_bad_access_tokens_get_401_with_a_reason(app, client, make_token, error):
     token = make_token(app)
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -18,21 +18,30 @@ def _is_error_shape(response, status, code=None):
 LOGIN = "/api/v1/auth/login"
 
 
-@pytest.mark.parametrize("kwargs, status, code", [
-    ({"data": "{not json", "content_type": "application/json"}, 400, "bad_request"),
-    ({"data": b"\xff\xfe\x00junk", "content_type": "application/json"}, 400, "bad_request"),
-    ({"data": "[" * 50_000 + "]" * 50_000, "content_type": "application/json"}, 400, "bad_request"),
-    ({"data": '{"email": "\\ud800@x.io", "password": "long-enough"}',
-      "content_type": "application/json"}, 400, "bad_request"),
-    ({"data": "email=a", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
-    ({"data": "x" * (1024 * 1024 + 1), "content_type": "application/json"}, 413, "payload_too_large"),
-    ({"json": ["a", "list"]}, 422, "validation_error"),
-    ({"json": {"email": "a@b.io", "password": "1" + "0" * 5000}}, 422, "validation_error"),
-    ({"data": '{"email": "a@b.io", "password": 1' + "0" * 5000 + "}",
-      "content_type": "application/json"}, 400, "bad_request"),
-    ({"json": {"email": "a\x00@b.io", "password": "long-enough"}}, 422, "validation_error"),
-    ({"json": {"email": "' OR 1=1 --@b.io", "password": "long-enough"}}, 422, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, code",
+    [
+        ({"data": "{not json", "content_type": "application/json"}, 400, "bad_request"),
+        ({"data": b"\xff\xfe\x00junk", "content_type": "application/json"}, 400, "bad_request"),
+        ({"data": "[" * 50_000 + "]" * 50_000, "content_type": "application/json"}, 400, "bad_request"),
+        (
+            {"data": '{"email": "\\ud800@x.io", "password": "long-enough"}', "content_type": "application/json"},
+            400,
+            "bad_request",
+        ),
+        ({"data": "email=a", "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        ({"data": "x" * (1024 * 1024 + 1), "content_type": "application/json"}, 413, "payload_too_large"),
+        ({"json": ["a", "list"]}, 422, "validation_error"),
+        ({"json": {"email": "a@b.io", "password": "1" + "0" * 5000}}, 422, "validation_error"),
+        (
+            {"data": '{"email": "a@b.io", "password": 1' + "0" * 5000 + "}", "content_type": "application/json"},
+            400,
+            "bad_request",
+        ),
+        ({"json": {"email": "a\x00@b.io", "password": "long-enough"}}, 422, "validation_error"),
+        ({"json": {"email": "' OR 1=1 --@b.io", "password": "long-enough"}}, 422, "validation_error"),
+    ],
+)
 def test_bad_bodies(client, kwargs, status, code):
     _is_error_shape(client.post(LOGIN, **kwargs), status, code)
 

@@ -9,8 +9,12 @@ WRONG = {"email": "nobody@example.com", "password": "wrong-password"}
 
 
 def test_429_names_the_limit_and_what_it_counts(make_app):
-    client = make_app(rate_limit_enabled=True, rate_limit_login="2 per hour",
-                      rate_limit_login_account="100 per hour", rate_limit_default="1000 per hour").test_client()
+    client = make_app(
+        rate_limit_enabled=True,
+        rate_limit_login="2 per hour",
+        rate_limit_login_account="100 per hour",
+        rate_limit_default="1000 per hour",
+    ).test_client()
     answers = [client.post(LOGIN, json=WRONG) for _ in range(3)]
     assert [r.status_code for r in answers] == [401, 401, 429]
     body = answers[-1].get_json()
@@ -20,8 +24,12 @@ def test_429_names_the_limit_and_what_it_counts(make_app):
 
 
 def test_429_of_the_per_account_login_limit(make_app):
-    client = make_app(rate_limit_enabled=True, rate_limit_login="100 per hour",
-                      rate_limit_login_account="1 per hour", rate_limit_default="1000 per hour").test_client()
+    client = make_app(
+        rate_limit_enabled=True,
+        rate_limit_login="100 per hour",
+        rate_limit_login_account="1 per hour",
+        rate_limit_default="1000 per hour",
+    ).test_client()
     answers = [client.post(LOGIN, json=WRONG) for _ in range(3)]
     # One failure reaches the account's limit; then this address has its one try at the account.
     assert [r.status_code for r in answers] == [401, 401, 429]
@@ -29,8 +37,9 @@ def test_429_of_the_per_account_login_limit(make_app):
 
 
 def test_429_of_the_per_user_workflow_limit(make_app):
-    client = make_app(rate_limit_enabled=True, rate_limit_workflows="1 per hour",
-                      rate_limit_default="1000 per hour").test_client()
+    client = make_app(
+        rate_limit_enabled=True, rate_limit_workflows="1 per hour", rate_limit_default="1000 per hour"
+    ).test_client()
     learner = AuthActions(client).signed_in()
     answers = [client.get("/api/v1/workflows", headers=learner.bearer()) for _ in range(2)]
     assert [r.status_code for r in answers] == [200, 429]

@@ -15,11 +15,15 @@ def test_every_api_route_is_documented_with_schemas(app, client):
     documented = {
         (path.replace("{", "<").replace("}", ">"), method)
         for path, ops in doc["paths"].items()
-        for method in ops if method != "parameters"
+        for method in ops
+        if method != "parameters"
     }
+
     def normal(rule):  # flask-smorest writes <string:id> as {id}
         import re
+
         return re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule)
+
     assert {(normal(r), m) for r, m in routes} == documented
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
@@ -61,8 +65,12 @@ def test_every_security_requirement_names_a_defined_scheme(client):
     doc = _doc(client)
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
-    required = [(path, name) for path, _, op in _operations(doc)
-                for requirement in op.get("security", []) for name in requirement]
+    required = [
+        (path, name)
+        for path, _, op in _operations(doc)
+        for requirement in op.get("security", [])
+        for name in requirement
+    ]
     assert required, "no operation requires a token?"
     assert {name for _, name in required} <= set(schemes)
 

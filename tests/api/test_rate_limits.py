@@ -12,8 +12,12 @@ WRONG = {"email": "someone@example.com", "password": "wrong-password"}
 
 
 def _limited_app(make_app, **overrides):
-    settings = dict(rate_limit_enabled=True, rate_limit_login="3 per hour",
-                    rate_limit_login_account="100 per hour", rate_limit_default="1000 per hour")
+    settings = dict(
+        rate_limit_enabled=True,
+        rate_limit_login="3 per hour",
+        rate_limit_login_account="100 per hour",
+        rate_limit_default="1000 per hour",
+    )
     settings.update(overrides)
     return make_app(**settings)
 
@@ -30,10 +34,16 @@ def test_login_limit_gives_429_in_the_error_shape_with_headers(make_app):
     assert limited.headers["X-RateLimit-Remaining"] == "0"
     assert "X-RateLimit-Reset" in answers[0].headers
     after = registry_samples()
-    assert value(after, "rate_limit_requests_total", endpoint=LOGIN) - \
-        value(before, "rate_limit_requests_total", endpoint=LOGIN) == 4
-    assert value(after, "rate_limit_hits_total", endpoint=LOGIN, client_id="127.0.0.1") - \
-        value(before, "rate_limit_hits_total", endpoint=LOGIN, client_id="127.0.0.1") == 1
+    assert (
+        value(after, "rate_limit_requests_total", endpoint=LOGIN)
+        - value(before, "rate_limit_requests_total", endpoint=LOGIN)
+        == 4
+    )
+    assert (
+        value(after, "rate_limit_hits_total", endpoint=LOGIN, client_id="127.0.0.1")
+        - value(before, "rate_limit_hits_total", endpoint=LOGIN, client_id="127.0.0.1")
+        == 1
+    )
 
 
 def test_limits_live_in_the_rate_limit_database(make_app):
@@ -45,16 +55,15 @@ def test_limits_live_in_the_rate_limit_database(make_app):
 
 def test_forwarded_for_is_ignored_without_trusted_proxies(make_app):
     client = _limited_app(make_app).test_client()
-    codes = [client.post(LOGIN, json=WRONG, headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code
-             for i in range(4)]
+    codes = [client.post(LOGIN, json=WRONG, headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code for i in range(4)]
     assert codes[-1] == 429  # spoofed addresses did not buy fresh limits
 
 
 def test_forwarded_for_through_a_trusted_proxy_and_the_account_limit(make_app):
-    client = _limited_app(make_app, trusted_proxy_count=1,
-                          rate_limit_login_account="5 per hour").test_client()
-    codes = [client.post(LOGIN, json=WRONG, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
-             for i in range(6)]
+    client = _limited_app(make_app, trusted_proxy_count=1, rate_limit_login_account="5 per hour").test_client()
+    codes = [
+        client.post(LOGIN, json=WRONG, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(6)
+    ]
     # Each address is new (its own 3/hour); the account's 5 failures are used up, and from then
     # on each address has one try at it per hour: the sixth address its try, then 429.
     assert codes == [401] * 6
@@ -64,19 +73,20 @@ def test_forwarded_for_through_a_trusted_proxy_and_the_account_limit(make_app):
 
 
 def test_client_id_label_is_bounded(make_app):
-    client = _limited_app(make_app, trusted_proxy_count=1, rate_limit_login="1 per hour",
-                          rate_limit_max_client_ids=2).test_client()
+    client = _limited_app(
+        make_app, trusted_proxy_count=1, rate_limit_login="1 per hour", rate_limit_max_client_ids=2
+    ).test_client()
     before = registry_samples()
     for i in range(4):
         address = f"198.51.100.{i}"
         for _ in range(2):  # the second attempt from each address is a hit
-            client.post(LOGIN, json=dict(WRONG, email=f"u{i}@example.com"),
-                        headers={"X-Forwarded-For": address})
+            client.post(LOGIN, json=dict(WRONG, email=f"u{i}@example.com"), headers={"X-Forwarded-For": address})
     after = registry_samples()
-    hits = {dict(labels)["client_id"]: v - before.get((name, labels), 0)
-            for (name, labels), v in after.items()
-            if name == "rate_limit_hits_total" and dict(labels)["endpoint"] == LOGIN
-            and v - before.get((name, labels), 0)}
+    hits = {
+        dict(labels)["client_id"]: v - before.get((name, labels), 0)
+        for (name, labels), v in after.items()
+        if name == "rate_limit_hits_total" and dict(labels)["endpoint"] == LOGIN and v - before.get((name, labels), 0)
+    }
     assert hits == {"198.51.100.0": 1, "198.51.100.1": 1, "other": 2}
 
 
@@ -99,9 +109,9 @@ def test_unreachable_rate_limit_redis_fails_open_and_counts(make_app):
     codes = [client.post(LOGIN, json=WRONG).status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]  # the same limit, counted in this process
     assert storage.degraded
-    errors = value(registry_samples(), "redis_connection_errors_total", database="rate_limit_db",
-                   error_type="connection_failed") - value(
-        before, "redis_connection_errors_total", database="rate_limit_db", error_type="connection_failed")
+    errors = value(
+        registry_samples(), "redis_connection_errors_total", database="rate_limit_db", error_type="connection_failed"
+    ) - value(before, "redis_connection_errors_total", database="rate_limit_db", error_type="connection_failed")
     assert errors >= 1
 
 

@@ -40,8 +40,9 @@ def test_a_client_cannot_choose_its_id_without_a_trusted_proxy(client):
 
 def test_the_trusted_proxy_id_is_kept(make_app):
     client = make_app(trusted_proxy_count=1).test_client()
-    assert client.get("/healthz", headers={REQUEST_ID_HEADER: "edge-42.abc"}).headers[REQUEST_ID_HEADER] \
-        == "edge-42.abc"
+    assert (
+        client.get("/healthz", headers={REQUEST_ID_HEADER: "edge-42.abc"}).headers[REQUEST_ID_HEADER] == "edge-42.abc"
+    )
     # An id that would pollute every log line (spaces, control characters, huge) is replaced.
     for bad in ("two words", "x" * 500, "line\u2028break"):
         assert GENERATED.match(client.get("/healthz", headers={REQUEST_ID_HEADER: bad}).headers[REQUEST_ID_HEADER])
@@ -56,11 +57,17 @@ def test_every_log_line_of_a_request_has_its_id_and_route(make_app, caplog):
     lines = [r for r in caplog.records if r.name.startswith("aura")]
     assert [r.getMessage().split(" in ")[0] for r in lines] == ["first line", "second line", "unhandled error"]
     for record in lines:
-        assert (record.request_id, record.method, record.route, record.path) == \
-            (request_id, "GET", "/api/v1/boom/<int:n>", "/api/v1/boom/7")
+        assert (record.request_id, record.method, record.route, record.path) == (
+            request_id,
+            "GET",
+            "/api/v1/boom/<int:n>",
+            "/api/v1/boom/7",
+        )
     # The unhandled error's line says it in text too, for the text log format.
-    assert lines[-1].getMessage() == \
-        f"unhandled error in GET /api/v1/boom/7 (route /api/v1/boom/<int:n>, request id {request_id})"
+    assert (
+        lines[-1].getMessage()
+        == f"unhandled error in GET /api/v1/boom/7 (route /api/v1/boom/<int:n>, request id {request_id})"
+    )
     assert lines[-1].exc_info is not None
 
 
@@ -68,10 +75,15 @@ def test_every_log_line_of_a_request_has_its_id_and_route(make_app, caplog):
 def test_json_lines_join_app_logs_and_access_log_by_request_id(gunicorn, tmp_path):
     # A database without tables: login fails with a database error, which Aura logs (twice)
     # inside the request, then answers 503; Gunicorn logs the access line after it.
-    server = gunicorn(workers=1, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
-                      LOG_FORMAT="json", GUNICORN_ACCESS_LOG="-")
-    response = requests.post(f"{server.url}/api/v1/auth/login", timeout=10,
-                             json={"email": "ada@example.com", "password": "whatever-1"})
+    server = gunicorn(
+        workers=1,
+        env={"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
+        LOG_FORMAT="json",
+        GUNICORN_ACCESS_LOG="-",
+    )
+    response = requests.post(
+        f"{server.url}/api/v1/auth/login", timeout=10, json={"email": "ada@example.com", "password": "whatever-1"}
+    )
     assert response.status_code == 503
     request_id = response.headers[REQUEST_ID_HEADER]
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
@@ -85,8 +97,11 @@ def test_json_lines_join_app_logs_and_access_log_by_request_id(gunicorn, tmp_pat
     access = [r for r in ours if r["logger"] == "gunicorn.access"]
     assert len(app_lines) == 2 and len(access) == 1, ours
     for record in app_lines:
-        assert (record["method"], record["route"], record["path"]) == \
-            ("POST", "/api/v1/auth/login", "/api/v1/auth/login")
+        assert (record["method"], record["route"], record["path"]) == (
+            "POST",
+            "/api/v1/auth/login",
+            "/api/v1/auth/login",
+        )
     line = access[0]
     assert (line["method"], line["route"], line["status"]) == ("POST", "/api/v1/auth/login", 503)
     assert line["duration_seconds"] >= 0

@@ -39,9 +39,16 @@ def _all_pages(client, who, **query) -> list[dict]:
 
 
 def test_runs_are_listed_newest_first_in_pages(client, learner):
-    made = [_run(client, learner, kind, body)
-            for kind, body in [("struggle", CALM), ("audit", CLEAN), ("struggle", STRUGGLING),
-                               ("audit", FAILING), ("audit", CLEAN)]]
+    made = [
+        _run(client, learner, kind, body)
+        for kind, body in [
+            ("struggle", CALM),
+            ("audit", CLEAN),
+            ("struggle", STRUGGLING),
+            ("audit", FAILING),
+            ("audit", CLEAN),
+        ]
+    ]
     first = _list(client, learner, limit=2)
     assert first.status_code == 200
     page = first.get_json()
@@ -55,8 +62,10 @@ def test_runs_are_listed_newest_first_in_pages(client, learner):
     # A run stored while paging does not shift the pages already handed out.
     cursor = page["next_cursor"]
     _run(client, learner, "audit", CLEAN)
-    assert [r["id"] for r in _list(client, learner, limit=2, cursor=cursor).get_json()["runs"]] == \
-        [made[2]["id"], made[1]["id"]]
+    assert [r["id"] for r in _list(client, learner, limit=2, cursor=cursor).get_json()["runs"]] == [
+        made[2]["id"],
+        made[1]["id"],
+    ]
 
 
 def test_filters_by_type_and_status(client, learner):
@@ -81,8 +90,17 @@ def test_each_caller_sees_only_their_own_runs(client, learner):
     assert page["next_cursor"] is None
 
 
-@pytest.mark.parametrize("query", [{"limit": 0}, {"limit": 101}, {"type": "bogus"}, {"status": "meh"},
-                                   {"cursor": "not-a-cursor"}, {"cursor": "bm8tYmFy"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"type": "bogus"},
+        {"status": "meh"},
+        {"cursor": "not-a-cursor"},
+        {"cursor": "bm8tYmFy"},
+    ],
+)
 def test_bad_queries_are_422_in_the_error_shape(client, learner, query):
     response = _list(client, learner, **query)
     assert response.status_code == 422

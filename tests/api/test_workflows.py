@@ -7,13 +7,20 @@ import pytest
 from tests.support.auth import AuthActions
 from tests.support.metrics import delta, registry_samples
 
-STRUGGLING = {"exercise_id": "loops-1", "edit_frequency": 25, "error_count": 14,
-              "error_types": ["NameError", "NameError", "TypeError"], "topic": "functions"}
+STRUGGLING = {
+    "exercise_id": "loops-1",
+    "edit_frequency": 25,
+    "error_count": 14,
+    "error_types": ["NameError", "NameError", "TypeError"],
+    "topic": "functions",
+}
 CALM = {"exercise_id": "loops-1", "edit_frequency": 1, "error_count": 0}
-FAILING_AUDIT = {"files": [
-    {"path": "a.py", "content": "print('x')\nbreakpoint()\npassword = 'hunter2hunter2'\n"},
-    {"path": "notes.txt", "content": "print('not python')"},
-]}
+FAILING_AUDIT = {
+    "files": [
+        {"path": "a.py", "content": "print('x')\nbreakpoint()\npassword = 'hunter2hunter2'\n"},
+        {"path": "notes.txt", "content": "print('not python')"},
+    ]
+}
 WARNING_AUDIT = {"files": [{"path": "w.py", "content": "try:\n    pass\nexcept:\n    print(1)\n"}]}
 CLEAN_AUDIT = {"files": [{"path": "ok.py", "content": "def f(x):\n    return x * 2\n"}]}
 
@@ -28,8 +35,11 @@ def _post(client, learner, kind, body):
 
 
 def _moved(before, after, prefixes=("workflow_", "struggle_", "lesson_", "audit_")):
-    return {(name, labels): diff for (name, labels), diff in delta(before, after).items()
-            if name.startswith(prefixes) and not name.endswith(("_sum", "_bucket"))}
+    return {
+        (name, labels): diff
+        for (name, labels), diff in delta(before, after).items()
+        if name.startswith(prefixes) and not name.endswith(("_sum", "_bucket"))
+    }
 
 
 def test_struggle_run_is_stored_and_counted(client, learner):
@@ -60,11 +70,14 @@ def test_calm_learner_gets_no_recommendations(client, learner):
     assert body["result"] == "not_struggling" and body["recommendations"] == []
 
 
-@pytest.mark.parametrize("audit, status, types", [
-    (FAILING_AUDIT, "fail", {"print_statement": 1, "debugger_call": 1, "hardcoded_secret": 1}),
-    (WARNING_AUDIT, "remediation_required", {"bare_except": 1, "print_statement": 1}),
-    (CLEAN_AUDIT, "pass", {}),
-])
+@pytest.mark.parametrize(
+    "audit, status, types",
+    [
+        (FAILING_AUDIT, "fail", {"print_statement": 1, "debugger_call": 1, "hardcoded_secret": 1}),
+        (WARNING_AUDIT, "remediation_required", {"bare_except": 1, "print_statement": 1}),
+        (CLEAN_AUDIT, "pass", {}),
+    ],
+)
 def test_audit_statuses_and_metrics(client, learner, audit, status, types):
     before = registry_samples()
     response = _post(client, learner, "audit", audit)
@@ -89,8 +102,11 @@ def test_audit_statuses_and_metrics(client, learner, audit, status, types):
 def test_results_belong_to_their_owner(client, learner):
     run_id = _post(client, learner, "audit", CLEAN_AUDIT).get_json()["id"]
     other = AuthActions(client, "other@example.com").signed_in()
-    for path in (f"/api/v1/workflows/audit/{run_id}", f"/api/v1/workflows/struggle/{run_id}",
-                 "/api/v1/workflows/audit/no-such-id"):
+    for path in (
+        f"/api/v1/workflows/audit/{run_id}",
+        f"/api/v1/workflows/struggle/{run_id}",
+        "/api/v1/workflows/audit/no-such-id",
+    ):
         response = client.get(path, headers=other.bearer())
         assert response.status_code == 404 and response.get_json()["error"] == "not_found"
     assert client.get(f"/api/v1/workflows/audit/{run_id}", headers=learner.bearer()).status_code == 200
@@ -101,14 +117,17 @@ def test_workflows_need_a_token(client):
     assert response.status_code == 401 and response.get_json()["error"] == "missing_token"
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"exercise_id": "x", "edit_frequency": -1, "error_count": 0}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1.5}, 422),
-    ({"exercise_id": "x", "edit_frequency": "NaN", "error_count": 1}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "window_seconds": 0}, 422),
-    ({"edit_frequency": 1, "error_count": 1}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1e400, "error_count": 1}, 422),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"exercise_id": "x", "edit_frequency": -1, "error_count": 0}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1.5}, 422),
+        ({"exercise_id": "x", "edit_frequency": "NaN", "error_count": 1}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "window_seconds": 0}, 422),
+        ({"edit_frequency": 1, "error_count": 1}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1e400, "error_count": 1}, 422),
+    ],
+)
 def test_struggle_validation(client, learner, body, status):
     before = registry_samples()
     response = _post(client, learner, "struggle", body)
@@ -127,10 +146,16 @@ def test_audit_limits(make_app):
     assert response.status_code == 413 and response.get_json()["error"] == "audit_limit_exceeded"
 
 
-@pytest.mark.parametrize("content", [
-    "(" * 200_000, "[" * 50_000 + "]" * 50_000, "x = " + "1+" * 100_000 + "1",
-    "\x00\x01\x02 binary junk \xff", "s = '" + "a" * 200_000 + "'",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "(" * 200_000,
+        "[" * 50_000 + "]" * 50_000,
+        "x = " + "1+" * 100_000 + "1",
+        "\x00\x01\x02 binary junk \xff",
+        "s = '" + "a" * 200_000 + "'",
+    ],
+)
 def test_hostile_sources_are_findings_not_errors(client, learner, content):
     response = _post(client, learner, "audit", {"files": [{"path": "evil.py", "content": content}]})
     assert response.status_code == 201
@@ -164,9 +189,9 @@ def test_database_outage_is_503_and_counted(make_app):
     assert learner.me().status_code == 200
     broken = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     before = registry_samples()
-    response = broken.test_client().post("/api/v1/workflows/struggle", json=STRUGGLING,
-                                         headers=learner.bearer())
+    response = broken.test_client().post("/api/v1/workflows/struggle", json=STRUGGLING, headers=learner.bearer())
     assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
     moved = _moved(before, registry_samples())
-    assert moved[("workflow_failures_total",
-                  (("error_type", "service_unavailable"), ("workflow_type", "struggle")))] == 1
+    assert (
+        moved[("workflow_failures_total", (("error_type", "service_unavailable"), ("workflow_type", "struggle")))] == 1
+    )

@@ -54,6 +54,7 @@ class UnsupportedKustomization(ValueError):
 
 # --- Kustomize renderer ---------------------------------------------------------------------
 
+
 def render_kustomization(root: Path) -> list[dict]:
     """What `kubectl kustomize root` prints, as a list of objects (order aside)."""
     docs = _build(root)
@@ -102,14 +103,16 @@ def _generate_config_map(root: Path, generator: dict, docs: list[dict]) -> None:
         key, _, value = literal.partition("=")
         data[key] = value
     name, namespace = generator["name"], generator.get("namespace")
-    existing = [d for d in docs if d.get(_GENERATED) and d["metadata"]["name"] == name
-                and d["metadata"].get("namespace") == namespace]
+    existing = [
+        d
+        for d in docs
+        if d.get(_GENERATED) and d["metadata"]["name"] == name and d["metadata"].get("namespace") == namespace
+    ]
     behavior = generator.get("behavior", "create")
     if behavior == "create":
         assert not existing, f"ConfigMap {name} generated twice"
         metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-                     "data": data, _GENERATED: True})
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data, _GENERATED: True})
     elif behavior in ("merge", "replace"):
         assert len(existing) == 1, f"{behavior}: no generated ConfigMap {name} to {behavior}"
         if behavior == "replace":
@@ -125,8 +128,11 @@ def _apply_patch(root: Path, patch: dict, docs: list[dict]) -> None:
     operations = yaml.safe_load(patch["patch"])
     if not isinstance(operations, list):
         raise UnsupportedKustomization("strategic-merge patches are not supported; use JSON6902")
-    targets = [d for d in docs if all(d.get("kind") == v if k == "kind" else d["metadata"]["name"] == v
-                                      for k, v in patch["target"].items())]
+    targets = [
+        d
+        for d in docs
+        if all(d.get("kind") == v if k == "kind" else d["metadata"]["name"] == v for k, v in patch["target"].items())
+    ]
     assert targets, f"patch target {patch['target']} matches nothing"
     for doc in targets:
         for operation in operations:
@@ -203,11 +209,20 @@ def _config_map_hash(config_map: dict) -> str:
     kustomize means to hash kind, name and data, but it looks the name up as one field called
     "metadata/name", finds nothing and hashes "" - so the name is always empty here too.
     """
-    encoded = json.dumps({"data": config_map["data"] or "", "kind": "ConfigMap", "name": ""},
-                         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    encoded = json.dumps(
+        {"data": config_map["data"] or "", "kind": "ConfigMap", "name": ""},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     # Go's encoding/json escapes these; the hash is over Go's bytes.
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         encoded = encoded.replace(char, escape)
     digest = hashlib.sha256(encoded.encode()).hexdigest()[:10]
     return digest.translate(str.maketrans("013ae", "ghkmt"))
@@ -226,26 +241,46 @@ def _apply_name_hashes(docs: list[dict]) -> None:
             refs = [v["configMap"] for v in pod_spec.get("volumes", []) if "configMap" in v]
             for container in containers(pod_spec):
                 refs += [e["configMapRef"] for e in container.get("envFrom", []) if "configMapRef" in e]
-                refs += [e["valueFrom"]["configMapKeyRef"] for e in container.get("env", [])
-                         if "configMapKeyRef" in e.get("valueFrom", {})]
+                refs += [
+                    e["valueFrom"]["configMapKeyRef"]
+                    for e in container.get("env", [])
+                    if "configMapKeyRef" in e.get("valueFrom", {})
+                ]
             for ref in refs:
                 ref["name"] = renames.get((namespace, ref["name"]), ref["name"])
 
 
 # --- PromQL ---------------------------------------------------------------------------------
 
-_PROMQL_TOKEN = re.compile(r"""
+_PROMQL_TOKEN = re.compile(
+    r"""
     (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<range>\[[^\]]*\])
   | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
   | (?P<op>=~|!~|!=|==|>=|<=|[{}(),=<>+\-*/^%])
   | (?P<space>\s+)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 # Aggregations may be followed by `by (...)` instead of `(`, so they are known by name.
-_AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
-                 "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+_AGGREGATIONS = {
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+}
 _KEYWORDS = _GROUPING | _AGGREGATIONS | {"bool", "and", "or", "unless", "inf", "nan"}
 
 
@@ -301,6 +336,7 @@ def promql_for_promtool(expr: str) -> str:
 
 # --- Fixtures -------------------------------------------------------------------------------
 
+
 def _find(docs: list[dict], kind: str, name: str) -> dict:
     matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
@@ -308,8 +344,11 @@ def _find(docs: list[dict], kind: str, name: str) -> dict:
 
 
 def _config_map_data(docs: list[dict], base_name: str) -> dict[str, str]:
-    matches = [d for d in docs if d["kind"] == "ConfigMap"
-               and re.fullmatch(rf"{re.escape(base_name)}-[a-z0-9]{{10}}", d["metadata"]["name"])]
+    matches = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and re.fullmatch(rf"{re.escape(base_name)}-[a-z0-9]{{10}}", d["metadata"]["name"])
+    ]
     assert len(matches) == 1, f"expected one generated ConfigMap {base_name}-<hash>"
     return matches[0]["data"]
 
@@ -384,19 +423,23 @@ def promtool() -> str:
     """Path to promtool. Missing promtool fails the test: it is part of the test environment."""
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed: `apt-get install -y prometheus` (Debian) puts it "
-                    "in /usr/bin; .ci/run installs it", pytrace=False)
+        pytest.fail(
+            "promtool is not installed: `apt-get install -y prometheus` (Debian) puts it "
+            "in /usr/bin; .ci/run installs it",
+            pytrace=False,
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def run_promtool(promtool):
     """run_promtool(*args, cwd=None) -> CompletedProcess; fails the test with promtool's output."""
+
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
         return result
+
     return run
 
 
@@ -472,8 +515,7 @@ def adapter_config() -> dict:
 
 
 @pytest.fixture(scope="session")
-def promql_expressions(dashboards, alert_rules, documented_queries,
-                       adapter_config) -> list[tuple[str, str]]:
+def promql_expressions(dashboards, alert_rules, documented_queries, adapter_config) -> list[tuple[str, str]]:
     """(where, expression) for every PromQL expression a dashboard, rule, the adapter or the
     docs use."""
     found = []
@@ -485,7 +527,6 @@ def promql_expressions(dashboards, alert_rules, documented_queries,
         for rule in group["rules"]:
             found.append((f"alert-rules.yml: {rule.get('alert') or rule.get('record')}", rule["expr"]))
     for rule in adapter_config["rules"]:
-        found.append((f"prometheus-adapter: {rule['name']['as']}",
-                      render_adapter_query(rule["metricsQuery"])))
+        found.append((f"prometheus-adapter: {rule['name']['as']}", render_adapter_query(rule["metricsQuery"])))
     found += [(f"docs/deployment.md query {i + 1}", q) for i, q in enumerate(documented_queries)]
     return found

@@ -24,7 +24,7 @@ def occurrences(expr: str, name: str) -> list[str]:
     """The matcher block ('' when bare) of every place a metric name is selected in expr."""
     found = []
     for match in re.finditer(rf"(?<![\w:$\"]){re.escape(name)}(?![\w:])(\s*\{{[^}}]*\}})?", expr):
-        rest = expr[match.end():].lstrip()
+        rest = expr[match.end() :].lstrip()
         if not match.group(1) and rest.startswith("("):
             continue  # a function of the same name, not a selector
         found.append(match.group(1) or "")
@@ -46,6 +46,7 @@ def anchors(markdown: str) -> set[str]:
 
 # --- Scope ----------------------------------------------------------------------------------
 
+
 def test_every_rule_selects_only_auras_job(alert_rules, promql):
     """Every selector of every alert and recording rule carries job="aura"."""
     unscoped = []
@@ -64,8 +65,10 @@ def test_every_aggregation_in_a_rule_keeps_namespace(alert_rules):
         expr = rule["expr"]
         for clause in re.findall(r"\b(?:sum|max|min|avg|count)\s*by\s*\(([^)]*)\)", expr):
             assert "namespace" in clause, (rule.get("alert") or rule.get("record"), clause)
-        assert not re.search(r"\b(?:sum|max|min|avg|count)\s*\(", expr), \
-            (rule.get("alert") or rule.get("record"), "aggregation without `by`")
+        assert not re.search(r"\b(?:sum|max|min|avg|count)\s*\(", expr), (
+            rule.get("alert") or rule.get("record"),
+            "aggregation without `by`",
+        )
 
 
 def test_every_panel_reads_the_dashboard_variables(dashboards, promql):
@@ -88,8 +91,10 @@ def test_every_panel_reads_the_dashboard_variables(dashboards, promql):
 
 def test_the_scope_checks_catch_an_unscoped_selector(promql):
     """The checks above, on the mistakes they exist for."""
-    expr = ('sum by (namespace) (rate(http_requests_total{job="aura"}[5m]))'
-            ' / sum by (namespace) (rate(http_requests_total[5m]))')
+    expr = (
+        'sum by (namespace) (rate(http_requests_total{job="aura"}[5m]))'
+        " / sum by (namespace) (rate(http_requests_total[5m]))"
+    )
     assert occurrences(expr, "http_requests_total") == ['{job="aura"}', ""]
     assert occurrences('rate(x_total{job="aura"}[5m]) > 0 and absent(x_total)', "x_total") == ['{job="aura"}', ""]
 
@@ -108,6 +113,7 @@ def test_dashboards_have_namespace_job_and_pod_variables(dashboards):
 
 # --- Recording rules ------------------------------------------------------------------------
 
+
 def test_recording_rules_follow_the_naming_convention(alert_rules):
     """level:metric:operations, the level naming the labels the rule keeps."""
     for rule in rules(alert_rules):
@@ -122,8 +128,9 @@ def test_recording_rules_follow_the_naming_convention(alert_rules):
 
 def test_every_recording_rule_is_unit_tested(alert_rules, k8s):
     tests = yaml.safe_load((k8s.monitoring / "prometheus" / "slo-rules.test.yml").read_text())["tests"]
-    tested = {re.search(r"\(([\w:]+)", case["expr"]).group(1)
-              for test in tests for case in test.get("promql_expr_test", [])}
+    tested = {
+        re.search(r"\(([\w:]+)", case["expr"]).group(1) for test in tests for case in test.get("promql_expr_test", [])
+    }
     recorded = {rule["record"] for rule in rules(alert_rules) if "record" in rule}
     assert recorded <= tested, sorted(recorded - tested)
 
@@ -134,12 +141,17 @@ def test_alerts_and_panels_use_the_recording_rules(alert_rules, dashboards):
     panel_exprs = " ".join(t["expr"] for d in dashboards.values() for p in d["panels"] for t in p["targets"])
     assert any(name in alert_exprs for name in recorded)
     assert any(name in panel_exprs for name in recorded)
-    unused = {name for name in recorded if name not in alert_exprs + panel_exprs
-              and not any(name in r["expr"] for r in rules(alert_rules) if "record" in r)}
+    unused = {
+        name
+        for name in recorded
+        if name not in alert_exprs + panel_exprs
+        and not any(name in r["expr"] for r in rules(alert_rules) if "record" in r)
+    }
     assert not unused, unused
 
 
 # --- SLOs -----------------------------------------------------------------------------------
+
 
 def test_slo_rules_come_from_the_generator(build_module):
     """Targets and thresholds live in dashboards/build.py; the rule files are its output."""
@@ -181,6 +193,7 @@ def test_error_budget_panel_per_slo(dashboards, build_module):
 
 # --- Runbooks -------------------------------------------------------------------------------
 
+
 def test_every_alert_links_its_runbook_section(alerts, build_module):
     text = RUNBOOKS.read_text()
     sections = anchors(text)
@@ -211,25 +224,31 @@ def test_runbook_panels_exist(dashboards):
 
 # --- Alertmanager ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def amtool() -> str:
     path = shutil.which("amtool")
     if path is None:
-        pytest.fail("amtool is missing: apt-get install -y prometheus-alertmanager "
-                    "(scripts/ensure-services.sh does this)", pytrace=False)
+        pytest.fail(
+            "amtool is missing: apt-get install -y prometheus-alertmanager (scripts/ensure-services.sh does this)",
+            pytrace=False,
+        )
     return path
 
 
 def routes_to(amtool: str, *labels: str) -> str:
-    result = subprocess.run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
 
 def test_alertmanager_config_is_valid(amtool):
-    result = subprocess.run([amtool, "check-config", str(ALERTMANAGER)], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run([amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
 
 
@@ -237,8 +256,9 @@ def test_alertmanager_routes_by_severity(amtool, alerts):
     receivers = {"critical": "page", "warning": "ticket"}
     for name, rule in alerts.items():
         severity = rule["labels"]["severity"]
-        assert routes_to(amtool, f"alertname={name}", f"severity={severity}", "namespace=aura") \
-            == receivers[severity], name
+        assert (
+            routes_to(amtool, f"alertname={name}", f"severity={severity}", "namespace=aura") == receivers[severity]
+        ), name
 
 
 def test_alertmanager_groups_by_namespace_and_alert_and_inhibits_tickets_for_a_page(build_module):
@@ -264,6 +284,7 @@ def test_prometheus_sends_to_the_alertmanager_service(k8s, rendered):
 
 
 # --- The demo's override --------------------------------------------------------------------
+
 
 def test_demo_override_has_every_alert_with_short_for_and_windows(alerts, build_module):
     """make demo loads dashboards/demo-rules.yml: the same alerts, able to fire in minutes."""

@@ -29,8 +29,7 @@ def test_adapter_rule_computes_utilisation_per_pod(adapter_config):
     assert rule["seriesQuery"].startswith("gunicorn_worker_busy_seconds_total{")
     assert 'job="aura"' in rule["seriesQuery"]
     assert rule["name"]["matches"] == "^gunicorn_worker_busy_seconds_total$"
-    assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"},
-                                               "pod": {"resource": "pod"}}}
+    assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
     query = rule["metricsQuery"]
     numerator, denominator = query.split(" / ")
     assert "rate(gunicorn_worker_busy_seconds_total{" in numerator and "[2m]" in numerator

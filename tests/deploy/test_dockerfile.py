@@ -48,8 +48,11 @@ def test_port_and_command_match_the_deployment(dockerfile, rendered, k8s):
 def test_build_context_admits_what_the_app_needs(k8s):
     """.dockerignore is an allow-list; everything it admits must exist, and the app needs it."""
     repo = k8s.root.parent
-    lines = [line.strip() for line in (repo / ".dockerignore").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.strip()
+        for line in (repo / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines[0] == "*", "start from nothing, then admit"
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert admitted == {"requirements.txt", "wsgi.py", "gunicorn.conf.py", "aura"}

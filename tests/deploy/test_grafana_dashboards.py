@@ -35,8 +35,7 @@ WORKFLOW_PANELS = [
     "Workflow Failures",
     "Struggle Workflow Input Metrics",
 ]
-SPEC_PANELS = {"authentication-metrics.json": AUTHENTICATION_PANELS,
-               "workflow-metrics.json": WORKFLOW_PANELS}
+SPEC_PANELS = {"authentication-metrics.json": AUTHENTICATION_PANELS, "workflow-metrics.json": WORKFLOW_PANELS}
 # "Aura service": not in the spec; how the pods' Gunicorn copes (issue 13).
 SERVICE_PANELS = [
     "Request Rate by Endpoint",
@@ -65,8 +64,14 @@ LAST_HOUR_STATS = {"User Registrations", "Struggle Detections", "Lesson Recommen
 # "Pie chart of ..." in the spec.
 PIE_CHARTS = {"Authentication Failures by Reason", "Struggle Detection Results"}
 # "P50, P95, P99 ..." in the spec: one histogram_quantile target per percentile.
-PERCENTILE_PANELS = {"Workflow Duration", "Audit Violations Detected", "Files Processed per Audit",
-                     "Request Latency", "Queue Time", "Database Query Latency"}
+PERCENTILE_PANELS = {
+    "Workflow Duration",
+    "Audit Violations Detected",
+    "Files Processed per Audit",
+    "Request Latency",
+    "Queue Time",
+    "Database Query Latency",
+}
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 
@@ -134,21 +139,29 @@ def test_worker_utilisation_is_busy_seconds_over_live_workers(dashboards):
     panel = next(p for p in dashboards["service.json"]["panels"] if p["title"] == "Worker Utilisation")
     per_pod, overall = (t["expr"] for t in panel["targets"])
     scope = '{job=~"$job", namespace=~"$namespace", pod=~"$pod"}'
-    assert per_pod == (f'sum by (pod) (rate(gunicorn_worker_busy_seconds_total{scope}'
-                       f'[$__rate_interval])) / sum by (pod) (gunicorn_workers{scope})')
-    assert overall == (f'sum (rate(gunicorn_worker_busy_seconds_total{scope}[$__rate_interval]))'
-                       f' / sum (gunicorn_workers{scope})')
+    assert per_pod == (
+        f"sum by (pod) (rate(gunicorn_worker_busy_seconds_total{scope}"
+        f"[$__rate_interval])) / sum by (pod) (gunicorn_workers{scope})"
+    )
+    assert overall == (
+        f"sum (rate(gunicorn_worker_busy_seconds_total{scope}[$__rate_interval])) / sum (gunicorn_workers{scope})"
+    )
     assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_datasource_is_an_import_input(dashboards):
     """The spec's import step "select Prometheus datasource" fills DS_PROMETHEUS."""
     for filename, dashboard in dashboards.items():
-        assert dashboard["__inputs"] == [{
-            "name": "DS_PROMETHEUS", "label": "Prometheus",
-            "description": "The Prometheus that scrapes the Aura pods",
-            "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus",
-        }], filename
+        assert dashboard["__inputs"] == [
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the Aura pods",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ], filename
         assert dashboard["id"] is None  # an import creates a new dashboard
         variable = dashboard["templating"]["list"][0]
         assert (variable["name"], variable["type"]) == ("DS_PROMETHEUS", "datasource")
@@ -166,8 +179,9 @@ def test_grafana_provisions_the_datasource_and_every_dashboard(k8s, rendered):
     docs = rendered["monitoring"]
     deployment = k8s.find(docs, "Deployment", "grafana")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    volumes = {v["name"]: v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]
-               if "configMap" in v}
+    volumes = {
+        v["name"]: v["configMap"]["name"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v
+    }
     mounts = {m["mountPath"]: volumes.get(m["name"]) for m in container["volumeMounts"]}
 
     providers = yaml.safe_load(k8s.config_map_data(docs, "grafana-dashboard-providers")["dashboards.yaml"])

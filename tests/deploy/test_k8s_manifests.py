@@ -53,8 +53,18 @@ _CRD_FIELDS = {
     },
     "PodMonitor": {
         "spec": {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"},
-        "endpoint": {"port", "path", "interval", "scrapeTimeout", "scheme", "authorization",
-                     "relabelings", "metricRelabelings", "honorLabels", "tlsConfig"},
+        "endpoint": {
+            "port",
+            "path",
+            "interval",
+            "scrapeTimeout",
+            "scheme",
+            "authorization",
+            "relabelings",
+            "metricRelabelings",
+            "honorLabels",
+            "tlsConfig",
+        },
     },
 }
 
@@ -99,17 +109,16 @@ def app_container(pod_template: dict) -> dict:
 
 
 def fail_validation(where: str, doc: dict, error: kubernetes_validate.ValidationError):
-    pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: "
-                f"{'.'.join(map(str, error.path))}: {error.message}")
+    pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: {'.'.join(map(str, error.path))}: {error.message}")
 
 
 # --- Schema validation ----------------------------------------------------------------------
 
+
 def test_manifest_files_are_found(manifest_files, k8s):
     """The walk must see the manifests, or every test over them would pass vacuously."""
     names = {p.relative_to(k8s.root).as_posix() for p in manifest_files}
-    assert {"base/deployment.yaml", "base/secret.template.yaml",
-            "monitoring/operator/prometheusrule.yaml"} <= names
+    assert {"base/deployment.yaml", "base/secret.template.yaml", "monitoring/operator/prometheusrule.yaml"} <= names
 
 
 def test_every_manifest_file_is_strictly_valid(manifest_files, k8s):
@@ -137,9 +146,12 @@ def test_rendered_kustomization_is_strictly_valid(kustomization):
 def test_strict_validation_catches_a_misspelt_field(rendered):
     """The proof that validation is strict: one typo deep in the pod spec fails."""
     deployment = copy.deepcopy(aura_pod(rendered["overlays/production"]))
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "aura"},
-                  "spec": {"selector": {"matchLabels": deployment["metadata"]["labels"]},
-                           "template": deployment}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "aura"},
+        "spec": {"selector": {"matchLabels": deployment["metadata"]["labels"]}, "template": deployment},
+    }
     validate_strictly(deployment)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
@@ -160,6 +172,7 @@ def test_crd_check_catches_a_misspelt_field(rendered):
 
 # --- The renderer ---------------------------------------------------------------------------
 
+
 @functools.cache
 def _kubectl_with_kustomize_v5() -> str | None:
     kubectl = shutil.which("kubectl")
@@ -176,11 +189,13 @@ def test_renderer_agrees_with_kubectl_kustomize(kustomization, k8s):
     kubectl = _kubectl_with_kustomize_v5()
     if kubectl is None:
         pytest.skip("kubectl with kustomize v5 is not installed: renderer not cross-checked")
-    output = subprocess.run([kubectl, "kustomize", str(k8s.root / name)], capture_output=True,
-                            text=True, timeout=60, check=True).stdout
+    output = subprocess.run(
+        [kubectl, "kustomize", str(k8s.root / name)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
 
     def key(doc):
         return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
+
     theirs = {key(d): d for d in yaml.safe_load_all(output) if d}
     ours = {key(d): d for d in docs}
     assert sorted(ours) == sorted(theirs)
@@ -196,6 +211,7 @@ def test_renderer_refuses_unsupported_features(tmp_path, k8s):
 
 
 # --- The Aura Deployment --------------------------------------------------------------------
+
 
 def test_pod_template_carries_the_spec_scrape_annotations(app_kustomization):
     """Prometheus discovers pods: the annotations belong on the template, matching the port."""
@@ -266,8 +282,11 @@ def test_secret_keys_match_the_template(app_kustomization, k8s):
                     ref = env.get("valueFrom", {}).get("secretKeyRef")
                     if ref and ref["name"] == "aura-secrets":
                         assert ref["key"] in documented, ref["key"]
-    app_keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in app_container(aura_pod(docs))["env"]
-                if "secretKeyRef" in e.get("valueFrom", {})}
+    app_keys = {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in app_container(aura_pod(docs))["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
     assert app_keys == SECRET_KEYS_THE_APP_NEEDS
 
 
@@ -301,6 +320,7 @@ def test_overlays_differ_where_intended(rendered, k8s):
 
 # --- Every workload -------------------------------------------------------------------------
 
+
 def test_workloads_are_hardened_and_consistent(kustomization, k8s):
     """Non-root, read-only root, no privilege escalation; selectors, mounts and refs resolve."""
     name, docs = kustomization
@@ -330,13 +350,15 @@ def test_workloads_are_hardened_and_consistent(kustomization, k8s):
 
 def test_services_select_pods_of_the_same_kustomization(kustomization, k8s):
     name, docs = kustomization
-    pod_labels = [(d["metadata"]["namespace"], d["spec"]["template"]["metadata"]["labels"])
-                  for d in docs if k8s.pod_specs(d)]
+    pod_labels = [
+        (d["metadata"]["namespace"], d["spec"]["template"]["metadata"]["labels"]) for d in docs if k8s.pod_specs(d)
+    ]
     for service in objects(docs, "Service"):
         selector = service["spec"]["selector"]
         namespace = service["metadata"]["namespace"]
-        assert any(ns == namespace and selector.items() <= labels.items() for ns, labels in pod_labels), \
+        assert any(ns == namespace and selector.items() <= labels.items() for ns, labels in pod_labels), (
             f"{name}: Service {service['metadata']['name']} selects no pod"
+        )
 
 
 def test_every_object_names_its_namespace(kustomization):
@@ -351,8 +373,9 @@ def test_datastores_persist(rendered, k8s):
     """Redis: an append-only file, never evicting; both datastores on volumeClaimTemplates."""
     docs = rendered["overlays/dev"]
     redis_conf = k8s.config_map_data(docs, "redis-config")["redis.conf"]
-    settings = dict(line.split(None, 1) for line in redis_conf.splitlines()
-                    if line.strip() and not line.startswith(("#", "save")))
+    settings = dict(
+        line.split(None, 1) for line in redis_conf.splitlines() if line.strip() and not line.startswith(("#", "save"))
+    )
     assert settings["appendonly"] == "yes"
     assert settings["maxmemory-policy"] == "noeviction"
     for name, data_path in (("redis", settings["dir"]), ("postgres", "/var/lib/postgresql/data")):

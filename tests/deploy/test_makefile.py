@@ -10,8 +10,9 @@ from tests.support.servers import ROOT
 
 
 def _make(*args: str) -> str:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=True, timeout=60).stdout
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def test_make_alone_lists_every_target_with_one_line():

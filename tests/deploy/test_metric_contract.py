@@ -22,14 +22,12 @@ TARGET_LABELS = {"job", "instance", "namespace", "pod"}
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds"}
 
 
-
 def sample_names(family_name: str, family_type: str, labels: set[str]) -> dict[str, set[str]]:
     """The series names a metric family exposes, with their labels."""
     if family_type == "counter":
         return {f"{family_name}_total": labels}
     if family_type == "histogram":
-        return {f"{family_name}_bucket": labels | {"le"}, f"{family_name}_sum": labels,
-                f"{family_name}_count": labels}
+        return {f"{family_name}_bucket": labels | {"le"}, f"{family_name}_sum": labels, f"{family_name}_count": labels}
     if family_type == "gauge":
         return {family_name: labels}
     raise AssertionError(f"{family_name}: no rule for metric type {family_type}")
@@ -101,8 +99,12 @@ def recorded(exported, alert_rules, promql) -> dict[str, set[str]]:
 
 def test_the_registry_was_read(exported):
     """Guard against an empty registry making every check below pass."""
-    assert {"auth_requests_total", "audit_violations_detected_bucket",
-            "redis_connections_active", "aura_metrics_merge_duration_seconds_bucket"} <= set(exported)
+    assert {
+        "auth_requests_total",
+        "audit_violations_detected_bucket",
+        "redis_connections_active",
+        "aura_metrics_merge_duration_seconds_bucket",
+    } <= set(exported)
 
 
 def test_expressions_use_only_exported_metrics_and_labels(promql_expressions, recorded, promql):
@@ -124,8 +126,10 @@ def test_expressions_use_only_exported_metrics_and_labels(promql_expressions, re
 
 def test_every_expression_parses(promql_expressions, promql, run_promtool, tmp_path):
     """promtool parses rule files: each expression becomes a recording rule."""
-    rules = [{"record": f"aura:promql_check:{i}", "expr": promql.for_promtool(expr)}
-             for i, (_, expr) in enumerate(promql_expressions)]
+    rules = [
+        {"record": f"aura:promql_check:{i}", "expr": promql.for_promtool(expr)}
+        for i, (_, expr) in enumerate(promql_expressions)
+    ]
     path = tmp_path / "expressions.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "expressions", "rules": rules}]}))
     result = run_promtool("check", "rules", str(path))
@@ -135,8 +139,9 @@ def test_every_expression_parses(promql_expressions, promql, run_promtool, tmp_p
 def test_the_checker_finds_what_it_must(promql):
     """The lexer behind the checks above, on the shapes of expression this repository uses."""
     metrics, grouping = promql.references(
-        'histogram_quantile(0.95, sum by (le, workflow_type) '
-        '(rate(workflow_duration_seconds_bucket{workflow_type!~"a|b", job="aura"}[$__rate_interval])))')
+        "histogram_quantile(0.95, sum by (le, workflow_type) "
+        '(rate(workflow_duration_seconds_bucket{workflow_type!~"a|b", job="aura"}[$__rate_interval])))'
+    )
     assert metrics == {"workflow_duration_seconds_bucket": {"workflow_type", "job"}}
     assert grouping == {"le", "workflow_type"}
     metrics, _ = promql.references('sum(rate(a_total{s="x"}[5m])) / sum(rate(a_total[5m])) * 100 > bool 2')

@@ -29,15 +29,25 @@ SPEC_ALERTS = {
 }
 # What an operator needs besides (see docs/deployment.md, "Alerts").
 OPERATOR_ALERTS = {
-    "AuraHighErrorRate", "AuraHighLatencyP95", "AuraWorkflowFailureRate",
-    "AuraRedisConnectionErrors", "AuraTargetDown", "AuraMetricsAbsent",
-    "AuraSlowMetricsScrape", "AuraMetricsFilesDamaged",
+    "AuraHighErrorRate",
+    "AuraHighLatencyP95",
+    "AuraWorkflowFailureRate",
+    "AuraRedisConnectionErrors",
+    "AuraTargetDown",
+    "AuraMetricsAbsent",
+    "AuraSlowMetricsScrape",
+    "AuraMetricsFilesDamaged",
     # Gunicorn inside each pod (issue 13).
-    "AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth",
+    "AuraWorkersSaturated",
+    "AuraWorkerTimeouts",
+    "AuraWorkerCrashes",
+    "AuraMemoryGrowth",
     # Issue 14: service-wide auth failures, and the SLO burn-rate alerts (slo-rules.yml).
     "AuraAuthFailuresHigh",
-    "AuraAvailabilitySLOFastBurn", "AuraAvailabilitySLOSlowBurn",
-    "AuraLatencySLOFastBurn", "AuraLatencySLOSlowBurn",
+    "AuraAvailabilitySLOFastBurn",
+    "AuraAvailabilitySLOSlowBurn",
+    "AuraLatencySLOFastBurn",
+    "AuraLatencySLOSlowBurn",
 }
 # The per-pod worker alerts: grouped by pod, and scoped to the Aura job (generic metric names).
 WORKER_ALERTS = ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth")
@@ -59,6 +69,7 @@ def aura_job(config: dict) -> dict:
 
 # --- promtool -------------------------------------------------------------------------------
 
+
 def test_promtool_checks_the_scrape_config(k8s, run_promtool, tmp_path):
     """The whole file through promtool, rule file included, on a copy fit for Debian's build."""
     config = prometheus_config(k8s)
@@ -76,17 +87,20 @@ def test_promtool_checks_the_scrape_config(k8s, run_promtool, tmp_path):
 
 
 def test_promtool_checks_the_rules(k8s, run_promtool, build_module):
-    result = run_promtool("check", "rules", str(k8s.monitoring / "prometheus" / "alert-rules.yml"),
-                          str(k8s.monitoring / "prometheus" / "slo-rules.yml"),
-                          str(build_module.DEMO_RULES_FILE))
+    result = run_promtool(
+        "check",
+        "rules",
+        str(k8s.monitoring / "prometheus" / "alert-rules.yml"),
+        str(k8s.monitoring / "prometheus" / "slo-rules.yml"),
+        str(build_module.DEMO_RULES_FILE),
+    )
     assert result.stdout.count("SUCCESS") == 3
 
 
 def test_promtool_unit_tests_pass(k8s, run_promtool):
     """alert-rules.test.yml: every alert firing where it should, quiet where it should not;
     slo-rules.test.yml: every recording rule's value."""
-    run_promtool("test", "rules", "alert-rules.test.yml", "slo-rules.test.yml",
-                 cwd=k8s.monitoring / "prometheus")
+    run_promtool("test", "rules", "alert-rules.test.yml", "slo-rules.test.yml", cwd=k8s.monitoring / "prometheus")
 
 
 def test_every_alert_has_a_firing_unit_test(k8s, alerts):
@@ -99,6 +113,7 @@ def test_every_alert_has_a_firing_unit_test(k8s, alerts):
 
 
 # --- The rules ------------------------------------------------------------------------------
+
 
 def test_spec_alerts_are_exactly_the_specs(alerts):
     for name, spec in SPEC_ALERTS.items():
@@ -143,10 +158,8 @@ def test_memory_alert_threshold_is_below_the_pods_memory_limit(alerts, rendered)
     fraction, limit_bytes = re.search(r"> (0\.\d+) \* (\d+)", expr).groups()
     assert 0.5 <= float(fraction) < 1
     for overlay in ("base", "overlays/dev", "overlays/production"):
-        [deployment] = [d for d in rendered[overlay] if d["kind"] == "Deployment"
-                        and d["metadata"]["name"] == "aura"]
-        [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"]
-                       if c["name"] == "aura"]
+        [deployment] = [d for d in rendered[overlay] if d["kind"] == "Deployment" and d["metadata"]["name"] == "aura"]
+        [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "aura"]
         limit = container["resources"]["limits"]["memory"]
         assert int(limit[:-2]) * units[limit[-2:]] == int(limit_bytes), overlay
 
@@ -160,6 +173,7 @@ def test_prometheus_rule_holds_the_same_rules(k8s, alert_rules, build_module):
 
 
 # --- Discovery and relabeling ---------------------------------------------------------------
+
 
 def test_aura_job_discovers_annotated_pods_in_the_aura_namespace(k8s, rendered):
     job = aura_job(prometheus_config(k8s))
@@ -254,8 +268,11 @@ def test_relabeling_leaves_out_what_must_not_be_scraped(k8s):
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_phase="Pending")) is None
     assert relabel(rules, discovered_pod(__meta_kubernetes_pod_container_init="true")) is None
     # The app port is discovered too (one target per container port): only `metrics` is scraped.
-    app_port = discovered_pod(__address__="10.1.2.3:8000", __meta_kubernetes_pod_container_port_name="http",
-                              __meta_kubernetes_pod_container_port_number="8000")
+    app_port = discovered_pod(
+        __address__="10.1.2.3:8000",
+        __meta_kubernetes_pod_container_port_name="http",
+        __meta_kubernetes_pod_container_port_number="8000",
+    )
     assert relabel(rules, app_port) is None
 
 
@@ -270,8 +287,10 @@ def test_scrape_address_is_the_pods_metrics_port(k8s, rendered):
         assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
         assert env["METRICS_PORT"] == str(ports["metrics"])
         rules = aura_job(prometheus_config(k8s))["relabel_configs"]
-        pod = discovered_pod(__address__=f"10.1.2.3:{ports['metrics']}",
-                             __meta_kubernetes_pod_annotation_prometheus_io_port=str(ports["metrics"]))
+        pod = discovered_pod(
+            __address__=f"10.1.2.3:{ports['metrics']}",
+            __meta_kubernetes_pod_annotation_prometheus_io_port=str(ports["metrics"]),
+        )
         assert relabel(rules, pod)["__address__"] == f"10.1.2.3:{ports['metrics']}"
     podmonitor = k8s.find(rendered["monitoring/operator"], "PodMonitor", "aura")
     assert [e["port"] for e in podmonitor["spec"]["podMetricsEndpoints"]] == ["metrics"]

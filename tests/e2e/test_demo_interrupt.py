@@ -44,22 +44,30 @@ def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float) 
     raise AssertionError(f"{pattern!r} not seen: {path.read_text(errors='replace')[-3000:]}")
 
 
-@pytest.mark.skipif(not (shutil.which("prometheus") and shutil.which("redis-server")
-                         and shutil.which("prometheus-alertmanager")),
-                    reason="the demo needs prometheus, prometheus-alertmanager and redis-server "
-                           "(make demo installs them)")
+@pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("redis-server") and shutil.which("prometheus-alertmanager")),
+    reason="the demo needs prometheus, prometheus-alertmanager and redis-server (make demo installs them)",
+)
 def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "GUNICORN_", "DEMO_"))}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(DEMO_DIR=str(tmp_path / "demo"), DEMO_PORT=str(free_port()),
-               DEMO_PROMETHEUS_PORT=str(free_port()), DEMO_REDIS_PORT=str(free_port()),
-               DEMO_ALERTMANAGER_PORT=str(free_port()), DEMO_ALERT_SINK_PORT=str(free_port()),
-               DEMO_SECONDS="120", DEMO_REQUESTS="100000", LOG_LEVEL="WARNING")
+    env.update(
+        DEMO_DIR=str(tmp_path / "demo"),
+        DEMO_PORT=str(free_port()),
+        DEMO_PROMETHEUS_PORT=str(free_port()),
+        DEMO_REDIS_PORT=str(free_port()),
+        DEMO_ALERTMANAGER_PORT=str(free_port()),
+        DEMO_ALERT_SINK_PORT=str(free_port()),
+        DEMO_SECONDS="120",
+        DEMO_REQUESTS="100000",
+        LOG_LEVEL="WARNING",
+    )
     output = tmp_path / "demo.out"
     started: list[int] = []
     with open(output, "wb") as out:
-        proc = subprocess.Popen(["bash", "scripts/demo.sh"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "scripts/demo.sh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         _wait_for(output, r"\] [1-9]\d{2,}/100000 requests", proc, timeout=180)  # load is flowing
         started += [int(p) for p in (tmp_path / "demo" / "pids").read_text().split()]

@@ -29,9 +29,14 @@ RUNBOOKS = ROOT / "docs/runbooks.md"
 NAMESPACE = "aura-e2e"
 PAGE = "AuraAvailabilitySLOFastBurn"
 TICKET = "AuraAvailabilitySLOSlowBurn"
-ENV = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN="100000 per hour", RATE_LIMIT_REGISTER="100000 per hour",
-           RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour", RATE_LIMIT_DEFAULT="1000000 per hour",
-           REDIS_SOCKET_TIMEOUT="1")
+ENV = dict(
+    RATE_LIMIT_ENABLED="true",
+    RATE_LIMIT_LOGIN="100000 per hour",
+    RATE_LIMIT_REGISTER="100000 per hour",
+    RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour",
+    RATE_LIMIT_DEFAULT="1000000 per hour",
+    REDIS_SOCKET_TIMEOUT="1",
+)
 
 
 def project_config(receiver: WebhookReceiver) -> dict:
@@ -69,8 +74,13 @@ def stack(gunicorn, tmp_path):
     alertmanager = Alertmanager(tmp_path, project_config(receiver)).start()
     server = gunicorn(workers=2, env=dict(ENV, REDIS_URL=redis_server.url))
     target = f"127.0.0.1:{server.port}"
-    prometheus = Prometheus(tmp_path, [target], [DEMO_RULES], alertmanagers=[alertmanager.address],
-                            target_labels={target: {"namespace": NAMESPACE, "pod": "aura-a"}}).start()
+    prometheus = Prometheus(
+        tmp_path,
+        [target],
+        [DEMO_RULES],
+        alertmanagers=[alertmanager.address],
+        target_labels={target: {"namespace": NAMESPACE, "pod": "aura-a"}},
+    ).start()
     yield server, redis_server, prometheus, alertmanager, receiver
     prometheus.stop()
     server.stop()
@@ -82,21 +92,27 @@ def stack(gunicorn, tmp_path):
 def test_an_slo_breach_pages_with_labels_and_runbook(stack):
     server, redis_server, prometheus, alertmanager, receiver = stack
     email = f"am-{uuid.uuid4().hex[:8]}@e2e.example"
-    requests.post(f"{server.url}/api/v1/auth/register", json={"email": email, "password": "e2e-password-1"},
-                  timeout=10).raise_for_status()
-    login = requests.post(f"{server.url}/api/v1/auth/login", json={"email": email, "password": "e2e-password-1"},
-                          timeout=10)
+    requests.post(
+        f"{server.url}/api/v1/auth/register", json={"email": email, "password": "e2e-password-1"}, timeout=10
+    ).raise_for_status()
+    login = requests.post(
+        f"{server.url}/api/v1/auth/login", json={"email": email, "password": "e2e-password-1"}, timeout=10
+    )
     login.raise_for_status()
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     session = requests.Session()
 
     def traffic(n: int = 20) -> list[int]:
-        return [session.get(f"{server.url}/api/v1/auth/me", headers=headers, timeout=10).status_code
-                for _ in range(n)]
+        return [session.get(f"{server.url}/api/v1/auth/me", headers=headers, timeout=10).status_code for _ in range(n)]
 
     # Healthy traffic until Prometheus has scraped it: the SLO holds, nothing pages.
-    wait_for(lambda: prometheus.query('namespace_job:aura_api_requests:rate20s{job="aura"} > 0'),
-             60, 0.5, "the API request rate to be recorded", during=traffic)
+    wait_for(
+        lambda: prometheus.query('namespace_job:aura_api_requests:rate20s{job="aura"} > 0'),
+        60,
+        0.5,
+        "the API request rate to be recorded",
+        during=traffic,
+    )
     assert set(traffic()) == {200}
     assert not [n for path, n in receiver.notifications() if path == "/page"]
 

@@ -35,12 +35,18 @@ VARIABLES = {"$namespace": NAMESPACE, "$job": "aura", "$pod": ".+"}
 # The load should make these alerts go pending (their `for:` keeps them from firing this fast).
 EXPECTED_ALERTS = {"HighAuthenticationFailureRate", "RateLimitHitsHigh"}
 ACCOUNT_LIMIT = 20
-ENV = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN="100000 per hour",
-           RATE_LIMIT_LOGIN_ACCOUNT=f"{ACCOUNT_LIMIT} per hour", RATE_LIMIT_REGISTER="100000 per hour",
-           RATE_LIMIT_DEFAULT="100000 per hour", RATE_LIMIT_WORKFLOWS="100000 per hour",
-           ACCESS_TOKEN_EXPIRES="3", REDIS_SOCKET_TIMEOUT="5",
-           # loadgen stamps X-Request-Start as a proxy would: the queue-time panel gets data
-           TRUSTED_PROXY_COUNT="1")
+ENV = dict(
+    RATE_LIMIT_ENABLED="true",
+    RATE_LIMIT_LOGIN="100000 per hour",
+    RATE_LIMIT_LOGIN_ACCOUNT=f"{ACCOUNT_LIMIT} per hour",
+    RATE_LIMIT_REGISTER="100000 per hour",
+    RATE_LIMIT_DEFAULT="100000 per hour",
+    RATE_LIMIT_WORKFLOWS="100000 per hour",
+    ACCESS_TOKEN_EXPIRES="3",
+    REDIS_SOCKET_TIMEOUT="5",
+    # loadgen stamps X-Request-Start as a proxy would: the queue-time panel gets data
+    TRUSTED_PROXY_COUNT="1",
+)
 
 
 def dashboard_expressions() -> list[tuple[str, str]]:
@@ -60,16 +66,27 @@ def documented_queries() -> list[str]:
     """The PromQL lines of docs/metrics.md's query examples."""
     text = (ROOT / "docs/metrics.md").read_text()
     blocks = re.findall(r"```promql\n(.*?)```", text, re.S)
-    return [line.strip() for block in blocks for line in block.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def _deactivated_account(server) -> str:
     email = f"inactive-{uuid.uuid4().hex[:8]}@loadgen.example"
-    requests.post(f"{server.url}/api/v1/auth/register",
-                  json={"email": email, "password": "loadgen-password-1"}, timeout=10)
-    subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "user", "deactivate", email],
-                   cwd=ROOT, env=server.env, check=True, capture_output=True, timeout=60)
+    requests.post(
+        f"{server.url}/api/v1/auth/register", json={"email": email, "password": "loadgen-password-1"}, timeout=10
+    )
+    subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "user", "deactivate", email],
+        cwd=ROOT,
+        env=server.env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return email
 
 
@@ -95,12 +112,18 @@ def stack(gunicorn, tmp_path):
     """
     redis_server = RedisServer().start()
     env = dict(ENV, REDIS_URL=redis_server.url)
-    first = gunicorn(workers=4, env=env, GUNICORN_MAX_REQUESTS="150", GUNICORN_MAX_REQUESTS_JITTER="100",
-                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-a"))
+    first = gunicorn(
+        workers=4,
+        env=env,
+        GUNICORN_MAX_REQUESTS="150",
+        GUNICORN_MAX_REQUESTS_JITTER="100",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-a"),
+    )
     second = gunicorn(workers=2, env=env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics-b"))
     targets = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
-    labels = {target: {"namespace": NAMESPACE, "pod": f"aura-{name}"}
-              for target, name in zip(targets, "ab", strict=True)}
+    labels = {
+        target: {"namespace": NAMESPACE, "pod": f"aura-{name}"} for target, name in zip(targets, "ab", strict=True)
+    }
     prometheus = Prometheus(tmp_path, targets, RULE_FILES, target_labels=labels).start()
     yield first, second, prometheus
     prometheus.stop()
@@ -114,11 +137,33 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
     inactive = _deactivated_account(first)
     tally_path = tmp_path / "tally.json"
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts/loadgen.py"), "--url", first.url, "--url", second.url,
-         "--requests", "8000", "--seconds", "150", "--burst", "5000", "--burst-threads", "4",
-         "--inactive-email", inactive,
-         "--token-ttl", "3", "--quiet", "--json", str(tally_path)],
-        cwd=ROOT, check=True, timeout=180)
+        [
+            sys.executable,
+            str(ROOT / "scripts/loadgen.py"),
+            "--url",
+            first.url,
+            "--url",
+            second.url,
+            "--requests",
+            "8000",
+            "--seconds",
+            "150",
+            "--burst",
+            "5000",
+            "--burst-threads",
+            "4",
+            "--inactive-email",
+            inactive,
+            "--token-ttl",
+            "3",
+            "--quiet",
+            "--json",
+            str(tally_path),
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=180,
+    )
     tally = json.loads(tally_path.read_text())
     for action in ("audit_pass", "audit_fail", "audit_remediation_required", "struggle"):
         assert tally.get(action, {}).get("201"), f"loadgen did not complete any {action}: {tally}"
@@ -127,15 +172,25 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
     # The account limit holds across both instances: exactly ACCOUNT_LIMIT failures got through,
     # then the one try per window that the burst's client address has at a locked account.
     burst = tally["login_burst"]
-    redis_errors = [{k: v for k, v in parse_exposition(requests.get(s.url + "/metrics", timeout=10).text).items()
-                     if k[0] == "redis_connection_errors_total" and v} for s in (first, second)]
+    redis_errors = [
+        {
+            k: v
+            for k, v in parse_exposition(requests.get(s.url + "/metrics", timeout=10).text).items()
+            if k[0] == "redis_connection_errors_total" and v
+        }
+        for s in (first, second)
+    ]
     assert burst.get("401") == ACCOUNT_LIMIT + 1 and burst.get("429", 0) > 0, (burst, redis_errors)
 
     # Prometheus has caught up when its totals equal the apps' own (scrapes excluded).
     def apps_total():
         samples = [parse_exposition(requests.get(s.url + "/metrics", timeout=10).text) for s in (first, second)]
-        return sum(v for s in samples for (n, labels), v in s.items()
-                   if n == "http_requests_total" and dict(labels)["endpoint"] != "/metrics")
+        return sum(
+            v
+            for s in samples
+            for (n, labels), v in s.items()
+            if n == "http_requests_total" and dict(labels)["endpoint"] != "/metrics"
+        )
 
     expected_http = apps_total()
 
@@ -147,15 +202,21 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
 
     up = prometheus.query('up{job="aura"}')
     assert sorted(r["metric"]["instance"] for r in up) == sorted(
-        [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"])
+        [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
+    )
     assert {r["value"][1] for r in up} == {"1"}
 
     # Series differ by instance, and dashboard sums add both.
     per_instance = prometheus.query("sum by (instance) (tokens_issued_total)")
     assert len(per_instance) == 2
     apps = [parse_exposition(requests.get(s.url + "/metrics", timeout=10).text) for s in (first, second)]
-    for name in ("tokens_issued_total", "auth_requests_total", "workflow_executions_total",
-                 "audit_violations_by_type_total", "rate_limit_hits_total"):
+    for name in (
+        "tokens_issued_total",
+        "auth_requests_total",
+        "workflow_executions_total",
+        "audit_violations_by_type_total",
+        "rate_limit_hits_total",
+    ):
         summed = prometheus.query(f"sum({name})")
         assert float(summed[0]["value"][1]) == sum(_counter_total(a, name) for a in apps), name
 
@@ -165,11 +226,11 @@ def test_every_panel_query_and_alert_has_data(stack, tmp_path):
     assert not empty_docs, f"documented queries without data: {empty_docs}"
 
     rules = [rule for group in prometheus.rule_groups() for rule in group["rules"]]
-    assert rules and all(rule["health"] == "ok" for rule in rules), \
-        [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert rules and all(rule["health"] == "ok" for rule in rules), [
+        (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
+    ]
     # Prometheus records every pending/firing alert in the ALERTS series; the burst is over by now,
     # so look back over the whole run rather than at this instant.
-    seen = {r["metric"]["alertname"]: r["metric"]["alertstate"]
-            for r in prometheus.query("max_over_time(ALERTS[10m])")}
+    seen = {r["metric"]["alertname"]: r["metric"]["alertstate"] for r in prometheus.query("max_over_time(ALERTS[10m])")}
     peak = prometheus.query("max_over_time(max(rate(rate_limit_hits_total[5m]))[10m:1s])")
     assert EXPECTED_ALERTS <= set(seen), (seen, peak)

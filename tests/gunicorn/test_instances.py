@@ -154,15 +154,21 @@ def redis_server():
 
 def test_client_id_values_stay_bounded_per_instance_across_recycles(gunicorn, redis_server):
     cap, clients = 20, 400
-    server = gunicorn(workers=2, env=dict(REDIS_URL=redis_server.url), RATE_LIMIT_ENABLED="true",
-                      RATE_LIMIT_DEFAULT="1 per hour", RATE_LIMIT_MAX_CLIENT_IDS=str(cap),
-                      TRUSTED_PROXY_COUNT="1", GUNICORN_MAX_REQUESTS="20", GUNICORN_MAX_REQUESTS_JITTER="0")
+    server = gunicorn(
+        workers=2,
+        env=dict(REDIS_URL=redis_server.url),
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_DEFAULT="1 per hour",
+        RATE_LIMIT_MAX_CLIENT_IDS=str(cap),
+        TRUSTED_PROXY_COUNT="1",
+        GUNICORN_MAX_REQUESTS="20",
+        GUNICORN_MAX_REQUESTS_JITTER="0",
+    )
     net = uuid.uuid4().int % 250
     session = requests.Session()
     for i in range(clients):  # each client: one request allowed, one rejected
         headers = {"X-Forwarded-For": f"10.{net}.{i // 250}.{i % 250}"}
-        codes = [session.get(server.url + "/api/v1/auth/me", headers=headers, timeout=10).status_code
-                 for _ in range(2)]
+        codes = [session.get(server.url + "/api/v1/auth/me", headers=headers, timeout=10).status_code for _ in range(2)]
         assert codes == [401, 429], codes
     samples = _scrape(server)
     hits = {labels["client_id"]: v for (name, labels), v in _by_labels(samples, "rate_limit_hits_total")}
@@ -199,8 +205,13 @@ def test_an_untested_prometheus_client_runs_on_its_stock_value_class(gunicorn, t
         "_real = m.version\n"
         "m.version = lambda name: '0.99.0' if name == 'prometheus-client' else _real(name)\n"
     )
-    server = gunicorn(workers=2, ready_path="/metrics", PYTHONPATH=str(patch), GUNICORN_MAX_REQUESTS="4",
-                      GUNICORN_MAX_REQUESTS_JITTER="0")
+    server = gunicorn(
+        workers=2,
+        ready_path="/metrics",
+        PYTHONPATH=str(patch),
+        GUNICORN_MAX_REQUESTS="4",
+        GUNICORN_MAX_REQUESTS_JITTER="0",
+    )
     _hit(server, 12)  # the workers recycle: stock mark_process_dead keeps their counts
     assert value(_scrape(server), "http_requests_total", **HEALTHZ) == 12
     log = server.log()

@@ -59,8 +59,12 @@ def _drive(server, bearer, completed: Counter, cut: Counter, lock: threading.Loc
 
 
 def test_totals_exact_with_recycling_and_a_killed_worker(gunicorn, tmp_path):
-    server = gunicorn(workers=4, GUNICORN_MAX_REQUESTS="25", GUNICORN_MAX_REQUESTS_JITTER="0",
-                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    server = gunicorn(
+        workers=4,
+        GUNICORN_MAX_REQUESTS="25",
+        GUNICORN_MAX_REQUESTS_JITTER="0",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
     email = f"{uuid.uuid4().hex}@example.com"
     creds = {"email": email, "password": "long-enough-password"}
     requests.post(f"{server.url}/api/v1/auth/register", json=creds, timeout=10)
@@ -70,8 +74,7 @@ def test_totals_exact_with_recycling_and_a_killed_worker(gunicorn, tmp_path):
     before = _scrape(server)
 
     completed, cut, lock = Counter(), Counter(), threading.Lock()
-    threads = [threading.Thread(target=_drive, args=(server, bearer, completed, cut, lock, n))
-               for n in range(THREADS)]
+    threads = [threading.Thread(target=_drive, args=(server, bearer, completed, cut, lock, n)) for n in range(THREADS)]
     for t in threads:
         t.start()
     time.sleep(0.5)
@@ -92,9 +95,9 @@ def test_totals_exact_with_recycling_and_a_killed_worker(gunicorn, tmp_path):
         counted = value(after, "http_requests_total", **labels) - value(before, "http_requests_total", **labels)
         # A request cut by the kill may or may not have been counted before the worker died.
         assert seen <= counted <= seen + cut[(method, endpoint)], (labels, seen, counted, cut)
-        duration_count = (value(after, "http_request_duration_seconds_count", method=method, endpoint=endpoint)
-                          - value(before, "http_request_duration_seconds_count", method=method,
-                                  endpoint=endpoint))
+        duration_count = value(after, "http_request_duration_seconds_count", method=method, endpoint=endpoint) - value(
+            before, "http_request_duration_seconds_count", method=method, endpoint=endpoint
+        )
         assert duration_count >= counted
 
     # Only live workers own live-gauge files: the dead ones' were merged away (or dropped). The
@@ -102,8 +105,11 @@ def test_totals_exact_with_recycling_and_a_killed_worker(gunicorn, tmp_path):
     # just after reaping it: allow that moment to pass.
     def dead_workers_files() -> list[str]:
         live = {str(pid) for pid in server.worker_pids()}
-        return [path.name for path in Path(tmp_path / "metrics").glob("gauge_live*.db")
-                if path.stem.split("_")[-1].split("-")[0] not in live]
+        return [
+            path.name
+            for path in Path(tmp_path / "metrics").glob("gauge_live*.db")
+            if path.stem.split("_")[-1].split("-")[0] not in live
+        ]
 
     deadline = time.monotonic() + 10
     while dead_workers_files() and time.monotonic() < deadline:
@@ -118,8 +124,7 @@ def test_metrics_output_passes_promtool(gunicorn):
     for path in ("/healthz", "/nope", "/api/v1/auth/me"):
         requests.get(server.url + path, timeout=10)
     body = requests.get(f"{server.url}/metrics", timeout=10).text
-    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -15,14 +15,19 @@ pytestmark = pytest.mark.gunicorn
 
 LOGIN = "/api/v1/auth/login"
 LIMIT = 12
-LIMITS = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN=f"{LIMIT} per hour",
-              RATE_LIMIT_LOGIN_ACCOUNT="1000 per hour", RATE_LIMIT_DEFAULT="1000 per hour",
-              RATE_LIMIT_REGISTER="1000 per hour")
+LIMITS = dict(
+    RATE_LIMIT_ENABLED="true",
+    RATE_LIMIT_LOGIN=f"{LIMIT} per hour",
+    RATE_LIMIT_LOGIN_ACCOUNT="1000 per hour",
+    RATE_LIMIT_DEFAULT="1000 per hour",
+    RATE_LIMIT_REGISTER="1000 per hour",
+)
 
 
 def _login(url: str, email: str) -> int:
-    return requests.post(url + LOGIN, json={"email": email, "password": "wrong-password"},
-                         headers={"Connection": "close"}, timeout=10).status_code
+    return requests.post(
+        url + LOGIN, json={"email": email, "password": "wrong-password"}, headers={"Connection": "close"}, timeout=10
+    ).status_code
 
 
 def _metrics(server) -> dict:
@@ -59,8 +64,12 @@ def test_redis_outage_fails_open_fails_closed_and_recovers(gunicorn, redis_serve
     bearer = {"Authorization": f"Bearer {token}", "Connection": "close"}
 
     redis_server.kill()
-    during = [requests.post(f"{api}/login", json=dict(creds, password="wrong-password"),
-                            headers={"Connection": "close"}, timeout=10).status_code for _ in range(6)]
+    during = [
+        requests.post(
+            f"{api}/login", json=dict(creds, password="wrong-password"), headers={"Connection": "close"}, timeout=10
+        ).status_code
+        for _ in range(6)
+    ]
     assert set(during) <= {401, 429} and 401 in during  # the limiter failed open, no 500
     me = [requests.get(f"{api}/me", headers=bearer, timeout=10) for _ in range(4)]
     assert {r.status_code for r in me} == {503}  # revocation cannot be checked: fail closed
@@ -69,15 +78,20 @@ def test_redis_outage_fails_open_fails_closed_and_recovers(gunicorn, redis_serve
     assert ready.status_code == 503 and "redis" in ready.json()["message"]
     samples = _metrics(server)
     for database in ("auth_db", "rate_limit_db"):
-        errors = sum(v for (name, labels), v in samples.items()
-                     if name == "redis_connection_errors_total" and dict(labels)["database"] == database)
+        errors = sum(
+            v
+            for (name, labels), v in samples.items()
+            if name == "redis_connection_errors_total" and dict(labels)["database"] == database
+        )
         assert errors > 0, database
 
     redis_server.start()
     deadline = time.monotonic() + 30  # the limiter retries Redis with a backoff capped at 8 s
     while time.monotonic() < deadline:
-        if requests.get(f"{api}/me", headers=bearer, timeout=10).status_code == 200 and \
-                requests.get(server.url + "/readyz", timeout=10).status_code == 200:
+        if (
+            requests.get(f"{api}/me", headers=bearer, timeout=10).status_code == 200
+            and requests.get(server.url + "/readyz", timeout=10).status_code == 200
+        ):
             break
         time.sleep(0.5)
     else:
@@ -103,11 +117,13 @@ def test_pool_gauges_and_query_histogram(gunicorn):
 
     def pooled(samples: dict) -> dict[str, float]:
         """Connections (in use + idle) per pool, summed over the workers."""
-        counts = {"database": value(samples, "database_connections_active")
-                  + value(samples, "database_connections_idle")}
+        counts = {
+            "database": value(samples, "database_connections_active") + value(samples, "database_connections_idle")
+        }
         for database in ("auth_db", "rate_limit_db"):
-            counts[database] = value(samples, "redis_connections_active", database=database) \
-                + value(samples, "redis_connections_idle", database=database)
+            counts[database] = value(samples, "redis_connections_active", database=database) + value(
+                samples, "redis_connections_idle", database=database
+            )
         return counts
 
     # Each worker's sampling thread writes the gauges once a second, requests or not.
@@ -117,8 +133,12 @@ def test_pool_gauges_and_query_histogram(gunicorn):
         time.sleep(0.25)
         samples = _metrics(server)
     assert min(pooled(samples).values()) >= 1, pooled(samples)
-    gauges = ("redis_connections_active", "redis_connections_idle", "database_connections_active",
-              "database_connections_idle")
+    gauges = (
+        "redis_connections_active",
+        "redis_connections_idle",
+        "database_connections_active",
+        "database_connections_idle",
+    )
     assert all(v >= 0 for (name, _), v in samples.items() if name in gauges)
     for operation in ("select", "insert"):
         assert value(samples, "database_query_duration_seconds_count", operation=operation) >= 1

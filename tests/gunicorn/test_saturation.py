@@ -27,8 +27,9 @@ class Listener:
 
     def __init__(self, gunicorn, workers: int = 2, **settings: str):
         self.port = free_port()
-        self.server = gunicorn(workers=workers, app=APP, METRICS_PORT=str(self.port), GUNICORN_MAX_REQUESTS_JITTER="0",
-                               **settings)
+        self.server = gunicorn(
+            workers=workers, app=APP, METRICS_PORT=str(self.port), GUNICORN_MAX_REQUESTS_JITTER="0", **settings
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def scrape(self, timeout: float = 5.0) -> dict:
@@ -158,8 +159,11 @@ def test_cpu_seconds_never_decrease_across_recycles(gunicorn):
 def test_queue_time_is_recorded_from_a_trusted_proxys_x_request_start(gunicorn):
     metrics = Listener(gunicorn, TRUSTED_PROXY_COUNT="1")
     stamp = time.time() - 2.5  # the proxy received the request 2.5 s ago
-    response = requests.get(metrics.server.url + "/healthz", timeout=10,
-                            headers={"X-Request-Start": f"t={stamp:.3f}", "X-Forwarded-For": "10.0.0.1"})
+    response = requests.get(
+        metrics.server.url + "/healthz",
+        timeout=10,
+        headers={"X-Request-Start": f"t={stamp:.3f}", "X-Forwarded-For": "10.0.0.1"},
+    )
     assert response.status_code == 200
     samples = metrics.scrape()
     assert value(samples, "http_request_queue_seconds_count") == 1
@@ -173,8 +177,9 @@ def test_process_metrics_describe_the_whole_instance_without_per_worker_labels(g
     metrics = Listener(gunicorn, workers=3)
     for _ in range(6):
         assert _get(metrics.server.url + "/test/garbage?n=5000") == 200
-    samples = metrics.wait_for(lambda s: value(s, "python_gc_collections_total", generation="0") > 0,
-                               "GC counts from the workers' samplers")
+    samples = metrics.wait_for(
+        lambda s: value(s, "python_gc_collections_total", generation="0") > 0, "GC counts from the workers' samplers"
+    )
     pids = [metrics.server.proc.pid, *metrics.server.worker_pids()]
     rss = sum(int(open(f"/proc/{p}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") for p in pids)
     pss = value(samples, "process_resident_memory_bytes")

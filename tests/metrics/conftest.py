@@ -20,12 +20,13 @@ STUB_PACKAGES = """
 import os, sys
 """
 
-GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
-               "mostrecent", "livemostrecent")
+GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent")
 
 # A worker doing a deterministic, k-dependent amount of work with every metric type and gauge
 # mode. Values are integers so sums are exact whatever the order of addition.
-WORKER = STUB_PACKAGES + """
+WORKER = (
+    STUB_PACKAGES
+    + """
 import json, sys, time
 spec = json.loads(sys.argv[1])
 from aura.metrics import use_worker_identifier
@@ -45,8 +46,11 @@ for mode in GAUGE_MODES:
     Gauge("t_g_" + mode, "Gauge " + mode + ".", ["kind"], multiprocess_mode=mode).labels("x").set(10 * k + 1)
     time.sleep(0.001)  # distinct mostrecent timestamps
 """.replace("GAUGE_MODES", repr(GAUGE_MODES))
+)
 
-SCRAPER = STUB_PACKAGES + """
+SCRAPER = (
+    STUB_PACKAGES
+    + """
 import json, sys, time
 from prometheus_client import CollectorRegistry
 from aura.metrics import AuraMultiProcessCollector
@@ -62,12 +66,16 @@ while not os.path.exists(stop_file) and time.monotonic() < end:
     print(json.dumps(out), flush=True)
     open(stop_file + ".ready", "w").close()
 """
+)
 
-MERGER = STUB_PACKAGES + """
+MERGER = (
+    STUB_PACKAGES
+    + """
 import sys
 from aura.metrics import merge_all_dead
 merge_all_dead(sys.argv[1], [], check_pids=False)
 """
+)
 
 
 class Kit:
@@ -88,8 +96,11 @@ class Kit:
     def run_workers(cls, directory, specs) -> None:
         """Run real worker processes in parallel: specs are (identifier, k)."""
         procs = [
-            subprocess.Popen([sys.executable, "-c", WORKER, json.dumps({"identifier": ident, "k": k})],
-                             env=cls.env(directory), stderr=subprocess.PIPE)
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, json.dumps({"identifier": ident, "k": k})],
+                env=cls.env(directory),
+                stderr=subprocess.PIPE,
+            )
             for ident, k in specs
         ]
         for p in procs:
@@ -181,8 +192,7 @@ class Kit:
 
         reg = CollectorRegistry()
         (AuraMultiProcessCollector if collector == "aura" else MultiProcessCollector)(reg, str(directory))
-        return {m.name: (m.type, m.documentation) for m in reg.collect()
-                if not m.name.startswith("aura_metrics_")}
+        return {m.name: (m.type, m.documentation) for m in reg.collect() if not m.name.startswith("aura_metrics_")}
 
     @classmethod
     def stock_after_death(cls, directory, dead_identifiers, scratch) -> dict:
@@ -204,8 +214,7 @@ class Kit:
     @staticmethod
     def dead_pid() -> int:
         """The pid of a process that has exited (and been reaped)."""
-        proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, check=True)
+        proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
         return int(proc.stdout)
 
     @staticmethod

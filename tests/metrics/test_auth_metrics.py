@@ -10,10 +10,12 @@ from tests.support.metrics import counters_moved, registry_samples
 @pytest.fixture
 def moved():
     """Call with a function; returns the auth counters it moved."""
+
     def measure(action):
         before = registry_samples()
         action()
         return dict(counters_moved(before, registry_samples()))
+
     return measure
 
 

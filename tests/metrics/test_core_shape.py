@@ -28,8 +28,19 @@ def test_the_public_api_is_declared():
 
 def test_only_the_compat_module_touches_prometheus_client_internals():
     # Private attributes of prometheus_client objects used anywhere else would escape the version check.
-    private = {"_m", "_positions", "_used", "_capacity", "_init_value", "_accumulate_metrics",
-               "_multiprocess_mode", "_buckets", "_upper_bounds", "_sum", "_INITIAL_MMAP_SIZE"}
+    private = {
+        "_m",
+        "_positions",
+        "_used",
+        "_capacity",
+        "_init_value",
+        "_accumulate_metrics",
+        "_multiprocess_mode",
+        "_buckets",
+        "_upper_bounds",
+        "_sum",
+        "_INITIAL_MMAP_SIZE",
+    }
     for path in CORE.glob("*.py"):
         if path.name == "_compat.py":
             continue

@@ -33,8 +33,7 @@ def test_requests_are_labelled_by_rule_with_bounded_values(client):
         ("OTHER", "/api/v1/auth/login", "405"): 1,
         ("POST", "/api/v1/auth/login", "413"): 1,
     }
-    count = ("http_request_duration_seconds_count",
-             (("endpoint", "unmatched"), ("method", "GET")))
+    count = ("http_request_duration_seconds_count", (("endpoint", "unmatched"), ("method", "GET")))
     assert after[count] - before.get(count, 0) == 2
 
 

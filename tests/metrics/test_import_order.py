@@ -16,8 +16,9 @@ def _run(code: str, env_extra: dict | None = None, tmp_path: Path | None = None)
 
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_import_order_does_not_matter_and_only_workers_write_files(tmp_path):
@@ -50,14 +51,23 @@ def test_import_order_does_not_matter_and_only_workers_write_files(tmp_path):
 def test_a_flask_command_writes_no_metric_files(tmp_path):
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics), "AURA_INSTANCE_PATH": str(tmp_path / "instance"),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/t.db", "REDIS_URL": "redis://127.0.0.1:1"}
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "AURA_INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+        "REDIS_URL": "redis://127.0.0.1:1",
+    }
     import os
 
     flask = str(Path(sys.executable).parent / "flask")
-    result = subprocess.run([flask, "--app", "wsgi", "db", "upgrade"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120, env={**{k: v for k, v in os.environ.items()
-                                                 if not k.startswith(("PROMETHEUS_", "AURA_"))}, **env})
+    result = subprocess.run(
+        [flask, "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS_", "AURA_"))}, **env},
+    )
     assert result.returncode == 0, result.stderr
     assert list(metrics.iterdir()) == []
 
@@ -89,6 +99,5 @@ def test_without_prometheus_client_the_app_runs_and_metrics_is_404(tmp_path):
     """)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out == {"metrics": 404, "metrics_body": out["metrics_body"], "register": 201,
-                   "login": 200, "loaded": False}
+    assert out == {"metrics": 404, "metrics_body": out["metrics_body"], "register": 201, "login": 200, "loaded": False}
     assert out["metrics_body"]["error"] == "not_found"

@@ -61,7 +61,9 @@ def test_recycled_pid_never_adds_to_old_worker(metrics_dir, mpkit):
 
 def test_metrics_created_before_fork_follow_the_worker_identifier(metrics_dir, mpkit):
     # As in a Gunicorn master that imports metric definitions before forking workers.
-    script = mpkit.STUB_PACKAGES + """
+    script = (
+        mpkit.STUB_PACKAGES
+        + """
 import os
 import aura.metrics as multiproc
 multiproc.install_value_class()
@@ -76,8 +78,10 @@ _, status = os.waitpid(pid, 0)
 assert status == 0
 print(os.getpid(), pid)
 """
-    proc = subprocess.run([sys.executable, "-c", script], env=mpkit.env(metrics_dir),
-                          capture_output=True, text=True, check=True)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=mpkit.env(metrics_dir), capture_output=True, text=True, check=True
+    )
     _master, child = proc.stdout.split()
     # The master is no worker: it writes nothing (it used to leave a file of zeros per type).
     assert {p.name for p in metrics_dir.glob("*.db")} == {f"counter_{child}-7.db"}
@@ -85,15 +89,23 @@ print(os.getpid(), pid)
 
 
 def _run(mpkit, metrics_dir, script: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", mpkit.STUB_PACKAGES + script], env=mpkit.env(metrics_dir),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", mpkit.STUB_PACKAGES + script],
+        env=mpkit.env(metrics_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
 
 
 def test_a_process_forked_from_a_worker_writes_its_own_file(metrics_dir, mpkit):
     # e.g. a subprocess started with fork by a view: it must not add into the worker's file.
-    worker, child = _run(mpkit, metrics_dir, """
+    worker, child = _run(
+        mpkit,
+        metrics_dir,
+        """
 import os
 import aura.metrics as multiproc
 multiproc.use_worker_identifier("900-1")
@@ -107,14 +119,18 @@ if pid == 0:
 assert os.waitpid(pid, 0)[1] == 0
 c.inc(1)
 print(os.getpid(), pid)
-""")
+""",
+    )
     assert [v for _, v, _ in read_db_file(str(metrics_dir / "counter_900-1.db"))] == [2.0]
     assert [v for _, v, _ in read_db_file(str(metrics_dir / f"counter_{child}.db"))] == [10.0]  # its own
 
 
 def test_a_fork_while_another_thread_records_cannot_deadlock_the_child(metrics_dir, mpkit):
     # The child gets a fresh lock: the copy it inherits may be held by a thread it does not have.
-    _run(mpkit, metrics_dir, """
+    _run(
+        mpkit,
+        metrics_dir,
+        """
 import os, signal, threading
 import aura.metrics as multiproc
 from aura.metrics.values import _Process
@@ -136,12 +152,18 @@ if pid == 0:
 release.set()
 assert os.waitpid(pid, 0)[1] == 0, "the child could not write"
 print(pid)
-""")
+""",
+    )
 
 
 def test_counts_kept_while_files_cannot_be_created_are_written_once_they_can(tmp_path, mpkit):
     directory = tmp_path / "not-yet"  # gone, as a volume that is not mounted yet
-    proc = subprocess.run([sys.executable, "-c", mpkit.STUB_PACKAGES + f"""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            mpkit.STUB_PACKAGES
+            + f"""
 import os
 import aura.metrics as multiproc
 from aura.metrics import values as mmap_values
@@ -153,7 +175,13 @@ c.inc(5)
 assert not os.path.exists({str(directory)!r})
 os.makedirs({str(directory)!r})
 c.inc(1)
-"""], env=mpkit.env(directory), capture_output=True, text=True, timeout=60)
+""",
+        ],
+        env=mpkit.env(directory),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("metrics are degraded") == 1
     assert "metrics recovered" in proc.stderr
@@ -162,7 +190,10 @@ c.inc(1)
 
 def test_a_child_that_cannot_open_its_files_does_not_inherit_the_parents_counts(tmp_path, metrics_dir, mpkit):
     later = tmp_path / "later"
-    child = _run(mpkit, metrics_dir, f"""
+    child = _run(
+        mpkit,
+        metrics_dir,
+        f"""
 import os
 import aura.metrics as multiproc
 from aura.metrics import values as mmap_values
@@ -180,14 +211,18 @@ if pid == 0:
     os._exit(0)
 assert os.waitpid(pid, 0)[1] == 0
 print(pid)
-""")[0]
+""",
+    )[0]
     assert [v for _, v, _ in read_db_file(str(metrics_dir / "counter_904-1.db"))] == [3.0]
     assert [v for _, v, _ in read_db_file(str(later / f"counter_{child}.db"))] == [2.0]  # not 3 + 2
 
 
 def test_request_recorder_writes_what_inc_and_observe_write(metrics_dir, mpkit):
     # The HTTP hot path bypasses Counter.inc and Histogram.observe: same files, same numbers.
-    _run(mpkit, metrics_dir, """
+    _run(
+        mpkit,
+        metrics_dir,
+        """
 import aura.metrics as multiproc
 multiproc.use_worker_identifier("902-1")
 from prometheus_client import Counter, Histogram
@@ -201,7 +236,8 @@ for d in durations:
     fast(d)
     count.inc()
     hist.observe(d)
-""")
+""",
+    )
     values: dict[str, dict[str, float]] = {"fast": {}, "slow": {}}
     for kind in ("counter", "histogram"):
         for key, value, _ in read_db_file(str(metrics_dir / f"{kind}_902-1.db")):
@@ -210,7 +246,8 @@ for d in durations:
             values[variant][key.replace("fast", "slow", 2)] = value
     assert values["fast"] == values["slow"] and len(values["slow"]) == 1 + 1 + 5  # total, sum, buckets
     assert values["fast"][next(k for k in values["slow"] if "_sum" in k)] == sum(
-        [0.0, 0.0005, 0.001, 0.0010001, 0.05, 0.1, 0.99, 1.0, 7.5, 1e9])
+        [0.0, 0.0005, 0.001, 0.0010001, 0.05, 0.1, 0.99, 1.0, 7.5, 1e9]
+    )
 
 
 # --------------------------------------------------------------------------- equivalence
@@ -235,7 +272,8 @@ def test_equivalence_with_stock_collector_before_and_after_merges(metrics_dir, m
         assert stats.merged_files == 13  # counter, histogram, summary and 10 gauge modes
     after = mpkit.scrape(metrics_dir)
     assert sorted(p.name for p in metrics_dir.glob("*.db")) == sorted(
-        p.name for p in metrics_dir.glob(f"*_{ids[4]}.db"))
+        p.name for p in metrics_dir.glob(f"*_{ids[4]}.db")
+    )
     assert after == pytest.approx(reference)
     assert all(after[k] >= before[k] for k in after if k[0].startswith(COUNTING))
 
@@ -251,7 +289,11 @@ def test_equivalence_with_stock_collector_before_and_after_merges(metrics_dir, m
     assert after[("t_g_livesum", x)] == after[("t_g_livemin", x)] == after[("t_g_livemax", x)] == 41
     assert after[("t_g_livemostrecent", x)] == 41
     assert {dict(k[1])["pid"]: v for k, v in after.items() if k[0] == "t_g_all"} == {
-        ids[1]: 11, ids[2]: 21, ids[3]: 31, ids[4]: 41}
+        ids[1]: 11,
+        ids[2]: 21,
+        ids[3]: 31,
+        ids[4]: 41,
+    }
     assert [dict(k[1])["pid"] for k in after if k[0] == "t_g_liveall"] == [ids[4]]
 
 
@@ -260,8 +302,18 @@ def test_gauge_modes_fold_like_stock(metrics_dir, mpkit, tmp_path):
     lab = {"kind": "x"}
     workers = {"1-1": (5.0, 100.0), "2-2": (7.0, 300.0), "3-3": (-2.0, 200.0), "4-4": (9.0, 250.0)}
     for ident, (value, ts) in workers.items():
-        for mode in ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
-                     "mostrecent", "livemostrecent"):
+        for mode in (
+            "all",
+            "liveall",
+            "min",
+            "livemin",
+            "max",
+            "livemax",
+            "sum",
+            "livesum",
+            "mostrecent",
+            "livemostrecent",
+        ):
             entry = (f"g_{mode}", f"g_{mode}", lab, value, ts)
             mpkit.write_db(metrics_dir, "gauge", ident, [entry], mode=mode)
     assert mpkit.scrape(metrics_dir) == mpkit.scrape(metrics_dir, collector="stock")
@@ -331,10 +383,10 @@ def test_merge_is_idempotent_and_ignores_unknown_identifier(metrics_dir, mpkit):
 def test_merge_all_dead_respects_live_identifiers_and_running_pids(metrics_dir, mpkit):
     dead_pid = mpkit.dead_pid()
     live_pid = os.getpid()
-    mpkit.write_http_worker(metrics_dir, f"{dead_pid}-1", k=1)   # dead: merged
-    mpkit.write_http_worker(metrics_dir, f"{live_pid}-2", k=2)   # pid running: kept
-    mpkit.write_http_worker(metrics_dir, f"{dead_pid}-3", k=3)   # listed live: kept
-    mpkit.write_http_worker(metrics_dir, "sidecar", k=4)          # unknown owner: kept
+    mpkit.write_http_worker(metrics_dir, f"{dead_pid}-1", k=1)  # dead: merged
+    mpkit.write_http_worker(metrics_dir, f"{live_pid}-2", k=2)  # pid running: kept
+    mpkit.write_http_worker(metrics_dir, f"{dead_pid}-3", k=3)  # listed live: kept
+    mpkit.write_http_worker(metrics_dir, "sidecar", k=4)  # unknown owner: kept
     before = mpkit.scrape(metrics_dir)
     stats = multiproc.merge_all_dead(str(metrics_dir), [f"{dead_pid}-3"])
     assert stats.merged_identifiers == (f"{dead_pid}-1",)
@@ -396,8 +448,9 @@ def _damage(metrics_dir, mpkit):
     """Five damaged files next to a good worker; returns their paths."""
     good = mpkit.write_db(metrics_dir, "counter", "1-1", [("c", "c_total", {"a": "1"}, 5.0)])
     assert good.exists()
-    truncated = mpkit.write_db(metrics_dir, "counter", "2-2",
-                               [("c", "c_total", {"a": str(i)}, 1.0) for i in range(200)])
+    truncated = mpkit.write_db(
+        metrics_dir, "counter", "2-2", [("c", "c_total", {"a": str(i)}, 1.0) for i in range(200)]
+    )
     used = int.from_bytes(truncated.read_bytes()[:4], "little")
     with open(truncated, "r+b") as f:
         f.truncate(used - 10)

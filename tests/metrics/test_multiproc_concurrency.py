@@ -41,8 +41,12 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
 
     # Scrapers in this process (threads) and in another process, while merges run one by one.
     stop_file = tmp_path / "stop"
-    proc = subprocess.Popen([sys.executable, "-c", mpkit.SCRAPER, str(metrics_dir), str(stop_file)],
-                            env=mpkit.env(metrics_dir), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", mpkit.SCRAPER, str(metrics_dir), str(stop_file)],
+        env=mpkit.env(metrics_dir),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     threads = [threading.Thread(target=scrape_loop) for _ in range(3)]
     for t in threads:
         t.start()
@@ -68,8 +72,7 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     assert not bad, f"{len(bad)} of {len(results)} scrapes differ"
 
     # The other process's scrapes, keyed as it printed them.
-    expected_flat = {name + json.dumps(dict(labels), sort_keys=True): v
-                     for (name, labels), v in expected.items()}
+    expected_flat = {name + json.dumps(dict(labels), sort_keys=True): v for (name, labels), v in expected.items()}
     theirs = [json.loads(line) for line in out.splitlines() if line]
     assert len(theirs) > 3
     assert all(r == expected_flat for r in theirs)
@@ -116,8 +119,9 @@ def test_crash_during_merge_neither_loses_nor_double_counts(metrics_dir, mpkit, 
     ids = _dead_workers(metrics_dir, mpkit, n=3)
     expected = mpkit.scrape(metrics_dir)
     signal_file = tmp_path / "paused"
-    proc = subprocess.Popen([sys.executable, "-c", PAUSING_MERGER, str(metrics_dir), point, str(signal_file)],
-                            env=mpkit.env(metrics_dir))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_MERGER, str(metrics_dir), point, str(signal_file)], env=mpkit.env(metrics_dir)
+    )
     try:
         mpkit.wait_for(signal_file)
     finally:

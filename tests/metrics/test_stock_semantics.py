@@ -64,8 +64,10 @@ class Twin:
             rows = [("p_s", "p_s_count", {"k": label}, 1, 0.0), ("p_s", "p_s_sum", {"k": label}, amount, 0.0)]
         elif typ == "histogram":
             bucket = next(b for b in BUCKETS if b == "+Inf" or amount <= float(b))
-            rows = [("p_h", "p_h_bucket", {"k": label, "le": bucket}, 1, 0.0),
-                    ("p_h", "p_h_sum", {"k": label}, amount, 0.0)]
+            rows = [
+                ("p_h", "p_h_bucket", {"k": label, "le": bucket}, 1, 0.0),
+                ("p_h", "p_h_sum", {"k": label}, amount, 0.0),
+            ]
         else:
             rows = [(f"p_g_{mode}", f"p_g_{mode}", {"k": label}, amount, self.clock)]
         for directory in (self.aura, self.stock):
@@ -93,8 +95,9 @@ class Twin:
 
 
 # mpkit is stateless, so sharing it between examples is safe.
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(workload)
 def test_scrape_equals_stock_sample_for_sample(mpkit, ops):
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,8 +23,7 @@ from tests.support.metrics import parse_exposition
 from tests.support.servers import Gunicorn, RedisServer, app_env, free_port, migrate
 
 TIMEOUT = 20  # seconds: a request that takes longer has hung (the machine may be busy)
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-                    "Referrer-Policy": "no-referrer"}
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 
 @pytest.fixture
@@ -33,8 +32,7 @@ def start_gunicorn(tmp_path):
     started: list[Gunicorn] = []
     migrated: set[str] = set()
 
-    def start(workers: int = 2, env: dict | None = None, database_url: str | None = None,
-              **settings: str) -> Gunicorn:
+    def start(workers: int = 2, env: dict | None = None, database_url: str | None = None, **settings: str) -> Gunicorn:
         url = database_url or TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'served.db'}"
         base = app_env(tmp_path, url)
         base.update(env or {})
@@ -135,8 +133,11 @@ class Load:
     def results(self, phase: str | None = None, name: str | None = None) -> set:
         """Results of requests that began and ended in `phase` (any phase when None)."""
         with self._lock:
-            return {result for (start, end, n, result) in self.outcomes
-                    if (phase is None or start == end == phase) and (name is None or n == name)}
+            return {
+                result
+                for (start, end, n, result) in self.outcomes
+                if (phase is None or start == end == phase) and (name is None or n == name)
+            }
 
     def summary(self) -> dict:
         with self._lock:
@@ -172,26 +173,52 @@ class PrivatePostgres:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/aura"
         self.proc: subprocess.Popen | None = None
         self.log = self.root / "postgres.log"
-        subprocess.run([_postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                        "--no-sync", "-E", "UTF8"], check=True, capture_output=True, timeout=120,
-                       **self._as_postgres())
+        subprocess.run(
+            [_postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            **self._as_postgres(),
+        )
 
     def _as_postgres(self) -> dict:
-        return dict(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
-                    cwd=self.root, env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+        return dict(
+            user=self.user.pw_uid,
+            group=self.user.pw_gid,
+            extra_groups=[],
+            cwd=self.root,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+        )
 
     def start(self, timeout: float = 60) -> PrivatePostgres:
         """Start (or restart, same port and data) and wait until it accepts connections."""
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [_postgres_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=40"],
-            stdout=log, stderr=subprocess.STDOUT, **self._as_postgres())
+            [
+                _postgres_bin("postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=40",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **self._as_postgres(),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            ready = subprocess.run([_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True, timeout=10)
+            ready = subprocess.run(
+                [_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True, timeout=10
+            )
             if ready.returncode == 0:
                 return self
             time.sleep(0.2)
@@ -200,8 +227,9 @@ class PrivatePostgres:
     def create_database(self, name: str = "aura") -> None:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
 
     def stop(self) -> None:

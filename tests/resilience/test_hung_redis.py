@@ -26,9 +26,15 @@ def _timeouts(samples: dict) -> float:
 
 
 def test_a_hung_redis_costs_one_timeout_per_worker_and_interval(start_gunicorn, redis_server):
-    server = start_gunicorn(workers=WORKERS, env=dict(
-        AURA_ENV="production", REDIS_URL=redis_server.url, REDIS_SOCKET_TIMEOUT="1",
-        REDIS_CIRCUIT_OPEN_SECONDS=str(OPEN_SECONDS)))
+    server = start_gunicorn(
+        workers=WORKERS,
+        env=dict(
+            AURA_ENV="production",
+            REDIS_URL=redis_server.url,
+            REDIS_SOCKET_TIMEOUT="1",
+            REDIS_CIRCUIT_OPEN_SECONDS=str(OPEN_SECONDS),
+        ),
+    )
     api = server.url + "/api/v1"
     creds = {"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-password"}
     assert requests.post(f"{api}/auth/register", json=creds, timeout=TIMEOUT).status_code == 201
@@ -42,8 +48,9 @@ def test_a_hung_redis_costs_one_timeout_per_worker_and_interval(start_gunicorn, 
         started = time.monotonic()
         calls = 0
         for _ in range(8):
-            assert_error_shape(requests.get(f"{api}/auth/me", headers=bearer, timeout=TIMEOUT), 503,
-                               "service_unavailable")
+            assert_error_shape(
+                requests.get(f"{api}/auth/me", headers=bearer, timeout=TIMEOUT), 503, "service_unavailable"
+            )
             ready = requests.get(server.url + "/readyz", headers={"Connection": "close"}, timeout=TIMEOUT)
             assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unavailable"
             health = requests.get(server.url + "/healthz", headers={"Connection": "close"}, timeout=TIMEOUT)

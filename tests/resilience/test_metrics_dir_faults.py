@@ -24,8 +24,14 @@ from tests.support.metrics import value
 pytestmark = pytest.mark.gunicorn
 
 DEGRADED = "metrics are degraded"  # the log line's fixed part (aura/metrics/gunicorn.py, values.py)
-KINDS = [("GET", "/healthz", 200), ("GET", "/no/such/page", 404), ("DELETE", "/api/v1/auth/login", 405),
-         ("POST", "/api/v1/auth/login", 401), ("GET", "/readyz", 200), ("PATCH", "/healthz", 405)]
+KINDS = [
+    ("GET", "/healthz", 200),
+    ("GET", "/no/such/page", 404),
+    ("DELETE", "/api/v1/auth/login", 405),
+    ("POST", "/api/v1/auth/login", 401),
+    ("GET", "/readyz", 200),
+    ("PATCH", "/healthz", 405),
+]
 
 
 @pytest.fixture
@@ -37,8 +43,9 @@ def tmpfs(tmp_path):
         target = tmp_path / name
         target.mkdir()
         options = f"size={size},mode=0700" + (",ro" if read_only else "")
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True, text=True, timeout=30
+        )
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {result.stderr.strip()}")
         mounted.append(target)
@@ -68,8 +75,9 @@ def _burst(server, rounds: int = 5) -> None:
     for _ in range(rounds):
         for method, path, status in KINDS:
             kwargs = {"json": {"email": "nobody@example.com", "password": "wrong-pass"}} if method == "POST" else {}
-            response = requests.request(method, server.url + path, headers={"Connection": "close"},
-                                        timeout=TIMEOUT, **kwargs)
+            response = requests.request(
+                method, server.url + path, headers={"Connection": "close"}, timeout=TIMEOUT, **kwargs
+            )
             assert response.status_code == status, (method, path, response.status_code, response.text[:200])
 
 
@@ -113,8 +121,9 @@ def test_full_metrics_directory(start_gunicorn, tmpfs):
     filler.unlink()
     sent, deadline = 0, time.monotonic() + 40
     while time.monotonic() < deadline:
-        assert requests.get(server.url + "/healthz", headers={"Connection": "close"},
-                            timeout=TIMEOUT).status_code == 200
+        assert (
+            requests.get(server.url + "/healthz", headers={"Connection": "close"}, timeout=TIMEOUT).status_code == 200
+        )
         sent += 1
         if _healthz_total(scrape(server)) >= counted_before + 2 + 8 + sent:
             break

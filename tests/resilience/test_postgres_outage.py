@@ -25,12 +25,17 @@ def _answers(server, creds: dict, bearer: dict) -> dict[str, requests.Response]:
     """One of each request that needs the database, each on a new connection (any worker)."""
     api, close = server.url + "/api/v1", {"Connection": "close"}
     return {
-        "register": requests.post(f"{api}/auth/register", timeout=TIMEOUT, headers=close,
-                                  json={"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-pw"}),
+        "register": requests.post(
+            f"{api}/auth/register",
+            timeout=TIMEOUT,
+            headers=close,
+            json={"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-pw"},
+        ),
         "login": requests.post(f"{api}/auth/login", json=creds, headers=close, timeout=TIMEOUT),
         "me": requests.get(f"{api}/auth/me", headers={**bearer, **close}, timeout=TIMEOUT),
-        "struggle": requests.post(f"{api}/workflows/struggle", json=STRUGGLE, headers={**bearer, **close},
-                                  timeout=TIMEOUT),
+        "struggle": requests.post(
+            f"{api}/workflows/struggle", json=STRUGGLE, headers={**bearer, **close}, timeout=TIMEOUT
+        ),
         "readyz": requests.get(server.url + "/readyz", headers=close, timeout=TIMEOUT),
     }
 
@@ -41,11 +46,18 @@ def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
     api = server.url + "/api/v1"
     creds = {"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-password"}
     assert requests.post(f"{api}/auth/register", json=creds, timeout=TIMEOUT).status_code == 201
-    bearer = {"Authorization": "Bearer " + requests.post(f"{api}/auth/login", json=creds,
-                                                         timeout=TIMEOUT).json()["access_token"]}
+    bearer = {
+        "Authorization": "Bearer "
+        + requests.post(f"{api}/auth/login", json=creds, timeout=TIMEOUT).json()["access_token"]
+    }
     for _ in range(2):  # both workers hold pooled connections that the outage will break
         assert {k: r.status_code for k, r in _answers(server, creds, bearer).items()} == {
-            "register": 201, "login": 200, "me": 200, "struggle": 201, "readyz": 200}
+            "register": 201,
+            "login": 200,
+            "me": 200,
+            "struggle": 201,
+            "readyz": 200,
+        }
     before = scrape(server)
 
     private_postgres.stop()
@@ -54,17 +66,16 @@ def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
         for name in ("register", "login", "me", "struggle"):
             body = assert_error_shape(answers[name], 503, "service_unavailable")
             assert "database" in body["message"], (name, body)
-        ready = assert_error_shape(answers["readyz"], 503, "service_unavailable",
-                                   extra={"status", "mode", "checks"})
+        ready = assert_error_shape(answers["readyz"], 503, "service_unavailable", extra={"status", "mode", "checks"})
         # Public: says what, never which exception (that is in the log).
         assert ready["checks"]["database"] == "unavailable" and ready["checks"]["redis"] == "ok"
         assert ready["message"] == "unavailable: database"
         assert requests.get(server.url + "/healthz", timeout=TIMEOUT).status_code == 200  # alive
     during = scrape(server)
-    assert value(during, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable") \
-        > value(before, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable")
-    assert value(during, "http_requests_total", method="POST", endpoint="/api/v1/auth/login",
-                 status_code="503") >= 3
+    assert value(during, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable") > value(
+        before, "workflow_failures_total", workflow_type="struggle", error_type="service_unavailable"
+    )
+    assert value(during, "http_requests_total", method="POST", endpoint="/api/v1/auth/login", status_code="503") >= 3
 
     private_postgres.start()  # same port, same data
     deadline = time.monotonic() + 30
@@ -76,8 +87,19 @@ def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
         time.sleep(0.5)
     for _ in range(3):  # every worker's pool recovered, not just one
         assert {k: r.status_code for k, r in _answers(server, creds, bearer).items()} == {
-            "register": 201, "login": 200, "me": 200, "struggle": 201, "readyz": 200}
+            "register": 201,
+            "login": 200,
+            "me": 200,
+            "struggle": 201,
+            "readyz": 200,
+        }
     assert (server.proc.pid, sorted(server.worker_pids())) == (master, workers), "something restarted"
     after = scrape(server)
-    assert sum(v for (name, labels), v in after.items()
-               if name == "http_requests_total" and dict(labels)["status_code"] == "500") == 0
+    assert (
+        sum(
+            v
+            for (name, labels), v in after.items()
+            if name == "http_requests_total" and dict(labels)["status_code"] == "500"
+        )
+        == 0
+    )

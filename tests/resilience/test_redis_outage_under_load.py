@@ -15,14 +15,21 @@ from tests.support.metrics import value
 
 pytestmark = pytest.mark.gunicorn
 
-LIMITS = dict(RATE_LIMIT_ENABLED="true", RATE_LIMIT_LOGIN="100000 per hour",
-              RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour", RATE_LIMIT_DEFAULT="100000 per hour",
-              RATE_LIMIT_WORKFLOWS="100000 per hour")
+LIMITS = dict(
+    RATE_LIMIT_ENABLED="true",
+    RATE_LIMIT_LOGIN="100000 per hour",
+    RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour",
+    RATE_LIMIT_DEFAULT="100000 per hour",
+    RATE_LIMIT_WORKFLOWS="100000 per hour",
+)
 
 
 def _redis_errors(samples: dict, database: str) -> float:
-    return sum(v for (name, labels), v in samples.items()
-               if name == "redis_connection_errors_total" and dict(labels)["database"] == database)
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "redis_connection_errors_total" and dict(labels)["database"] == database
+    )
 
 
 def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
@@ -36,8 +43,12 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
         ("login", "POST", "/api/v1/auth/login", {"json": dict(creds, password="wrong-password")}),
         ("me", "GET", "/api/v1/auth/me", {"headers": bearer}),
         ("healthz", "GET", "/healthz", {}),
-        ("struggle", "POST", "/api/v1/workflows/struggle",
-         {"headers": bearer, "json": {"exercise_id": "x", "edit_frequency": 1, "error_count": 0}}),
+        (
+            "struggle",
+            "POST",
+            "/api/v1/workflows/struggle",
+            {"headers": bearer, "json": {"exercise_id": "x", "edit_frequency": 1, "error_count": 0}},
+        ),
     ]
     before = scrape(server)
 
@@ -84,8 +95,7 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
     for database in ("auth_db", "rate_limit_db"):
         assert _redis_errors(during, database) > _redis_errors(before, database), database
     after = scrape(server)
-    assert value(after, "http_requests_total", method="GET", endpoint="/api/v1/auth/me",
-                 status_code="500") == 0
+    assert value(after, "http_requests_total", method="GET", endpoint="/api/v1/auth/me", status_code="500") == 0
     assert ready_again(server)
 
     # The limiter is shared in Redis again (it retries with a backoff capped at 8 s).
@@ -93,8 +103,12 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
     deadline = time.monotonic() + 30
     while not client.keys("*"):
         assert time.monotonic() < deadline, "rate limits never went back to Redis"
-        requests.post(f"{api}/auth/login", json=dict(creds, password="wrong-password"),
-                      headers={"Connection": "close"}, timeout=TIMEOUT)
+        requests.post(
+            f"{api}/auth/login",
+            json=dict(creds, password="wrong-password"),
+            headers={"Connection": "close"},
+            timeout=TIMEOUT,
+        )
         time.sleep(0.5)
 
 

@@ -19,20 +19,20 @@ def _bearer(token: str) -> dict:
 
 
 def test_logged_out_and_rotated_tokens_stay_dead_after_redis_restarts_empty(start_gunicorn, redis_server):
-    server = start_gunicorn(workers=2, env=dict(AURA_ENV="production", REDIS_URL=redis_server.url,
-                                                REDIS_CIRCUIT_OPEN_SECONDS="1"))
+    server = start_gunicorn(
+        workers=2, env=dict(AURA_ENV="production", REDIS_URL=redis_server.url, REDIS_CIRCUIT_OPEN_SECONDS="1")
+    )
     api = server.url + "/api/v1/auth"
     creds = {"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-password"}
     assert requests.post(f"{api}/register", json=creds, timeout=TIMEOUT).status_code == 201
     logged_out = requests.post(f"{api}/login", json=creds, timeout=TIMEOUT).json()
-    assert requests.post(f"{api}/logout", headers=_bearer(logged_out["access_token"]),
-                         timeout=TIMEOUT).status_code == 200
+    assert (
+        requests.post(f"{api}/logout", headers=_bearer(logged_out["access_token"]), timeout=TIMEOUT).status_code == 200
+    )
     rotated = requests.post(f"{api}/login", json=creds, timeout=TIMEOUT).json()
-    current = requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]),
-                            timeout=TIMEOUT).json()
+    current = requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]), timeout=TIMEOUT).json()
     for token in (logged_out["access_token"],):
-        assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401,
-                           "revoked_token")
+        assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401, "revoked_token")
 
     redis_server.kill()  # no persistence: everything in it is gone
     redis_server.start()
@@ -43,12 +43,18 @@ def test_logged_out_and_rotated_tokens_stay_dead_after_redis_restarts_empty(star
         time.sleep(0.5)
     for _attempt in range(4):  # every worker
         for token in (logged_out["access_token"],):
-            assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401,
-                               "revoked_token")
-        assert_error_shape(requests.post(f"{api}/refresh", headers=_bearer(logged_out["refresh_token"]),
-                                         timeout=TIMEOUT), 401, "revoked_token")
+            assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401, "revoked_token")
+        assert_error_shape(
+            requests.post(f"{api}/refresh", headers=_bearer(logged_out["refresh_token"]), timeout=TIMEOUT),
+            401,
+            "revoked_token",
+        )
     # The rotated token is still spent: presenting it is reuse, and ends that session too.
-    assert_error_shape(requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]),
-                                     timeout=TIMEOUT), 401, "revoked_token")
-    assert_error_shape(requests.get(f"{api}/me", headers=_bearer(current["access_token"]), timeout=TIMEOUT),
-                       401, "revoked_token")
+    assert_error_shape(
+        requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]), timeout=TIMEOUT),
+        401,
+        "revoked_token",
+    )
+    assert_error_shape(
+        requests.get(f"{api}/me", headers=_bearer(current["access_token"]), timeout=TIMEOUT), 401, "revoked_token"
+    )

@@ -43,9 +43,11 @@ class Nginx:
         self.dir.chmod(0o777)  # workers run as an unprivileged user when started as root
         text = CONFIG.read_text()
         assert "listen 8080;" in text and "server 127.0.0.1:8000;" in text
-        text = (text.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
-                .replace("server 127.0.0.1:8000;", f"server {upstream};")
-                .replace("/tmp/nginx", str(self.dir)))
+        text = (
+            text.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+            .replace("server 127.0.0.1:8000;", f"server {upstream};")
+            .replace("/tmp/nginx", str(self.dir))
+        )
         self.config = self.dir / "nginx.conf"
         self.config.write_text(text)
         self.log = self.dir / "nginx.log"
@@ -53,11 +55,15 @@ class Nginx:
 
     def start(self) -> Nginx:
         binary = _nginx_binary()
-        test = subprocess.run([binary, "-t", "-c", str(self.config), "-p", str(self.dir)],
-                              capture_output=True, text=True, timeout=30)
+        test = subprocess.run(
+            [binary, "-t", "-c", str(self.config), "-p", str(self.dir)], capture_output=True, text=True, timeout=30
+        )
         assert test.returncode == 0, test.stderr
-        self.proc = subprocess.Popen([binary, "-c", str(self.config), "-p", str(self.dir), "-g", "daemon off;"],
-                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.config), "-p", str(self.dir), "-g", "daemon off;"],
+            stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
@@ -111,8 +117,10 @@ def test_slow_clients_through_nginx_do_not_delay_healthz(start_gunicorn, nginx):
     proxy = nginx(f"127.0.0.1:{server.port}")
     slow = [_slow_header_client(proxy.port) for _ in range(8)]
     body = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
-    body.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: aura\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 1000\r\n\r\n{")
+    body.sendall(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: aura\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{"
+    )
     try:
         for round_ in range(3):  # three rounds, one header line from each slow client between them
             for sock in slow:
@@ -121,8 +129,11 @@ def test_slow_clients_through_nginx_do_not_delay_healthz(start_gunicorn, nginx):
             for _ in range(4):  # more probes than Gunicorn has workers
                 health = requests.get(proxy.url + "/healthz", headers={"Connection": "close"}, timeout=TIMEOUT)
                 assert health.status_code == 200 and health.json() == {"status": "ok"}, round_
-            login = requests.post(proxy.url + "/api/v1/auth/login", timeout=TIMEOUT,
-                                  json={"email": "nobody@example.com", "password": "long-enough-pw"})
+            login = requests.post(
+                proxy.url + "/api/v1/auth/login",
+                timeout=TIMEOUT,
+                json={"email": "nobody@example.com", "password": "long-enough-pw"},
+            )
             assert login.status_code == 401, login.text  # the app answers through nginx
             time.sleep(1)
         # nginx, not Gunicorn, ends the slow clients (client_header_timeout 5s): a 408 or a close.

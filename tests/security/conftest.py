@@ -42,8 +42,7 @@ HARDENED = dict(
     RATE_LIMIT_WORKFLOWS="1000 per hour",
 )
 
-_addresses = (f"127.{a}.{b}.{c}" for a, b, c in itertools.product(range(10, 250), range(1, 250),
-                                                                     range(1, 250)))
+_addresses = (f"127.{a}.{b}.{c}" for a, b, c in itertools.product(range(10, 250), range(1, 250), range(1, 250)))
 
 
 def new_address() -> str:
@@ -94,12 +93,12 @@ class Account:
         self.tokens: dict = {}
 
     def register(self) -> requests.Response:
-        return self.client.post("/api/v1/auth/register",
-                                json={"email": self.email, "password": self.password})
+        return self.client.post("/api/v1/auth/register", json={"email": self.email, "password": self.password})
 
     def login(self, password: str | None = None) -> requests.Response:
-        response = self.client.post("/api/v1/auth/login",
-                                    json={"email": self.email, "password": password or self.password})
+        response = self.client.post(
+            "/api/v1/auth/login", json={"email": self.email, "password": password or self.password}
+        )
         if response.status_code == 200:
             self.tokens = response.json()
         return response
@@ -177,12 +176,14 @@ class Server:
         self.redis = RedisServer().start()
         url, self._drop_db = private_database(tmp_dir, name)
         self.database_url = url
-        env = app_env(tmp_dir, url, REDIS_URL=self.redis.url, REDIS_AUTH_DB="0", REDIS_RATE_LIMIT_DB="1",
-                      JWT_SECRET_KEY=SECRET)
+        env = app_env(
+            tmp_dir, url, REDIS_URL=self.redis.url, REDIS_AUTH_DB="0", REDIS_RATE_LIMIT_DB="1", JWT_SECRET_KEY=SECRET
+        )
         migrate(env)
         self.access_log = tmp_dir / f"{name}-access.log"
-        self.gunicorn = Gunicorn(tmp_dir, env, workers=workers,
-                                 PROMETHEUS_MULTIPROC_DIR=str(tmp_dir / f"{name}-metrics"), **settings)
+        self.gunicorn = Gunicorn(
+            tmp_dir, env, workers=workers, PROMETHEUS_MULTIPROC_DIR=str(tmp_dir / f"{name}-metrics"), **settings
+        )
         try:
             self.gunicorn.start()
             self.gunicorn.wait_for_workers(workers)  # /healthz answers as soon as one is up
@@ -219,8 +220,11 @@ class Server:
         assert account.register().status_code == 201
         assert account.login().status_code == 200 and account.me().status_code == 200
         after = self.gunicorn.worker_pids()
-        events = [line for line in self.gunicorn.log_path.read_text(errors="replace").splitlines()
-                  if "[DEBUG]" not in line and " DEBUG " not in line]
+        events = [
+            line
+            for line in self.gunicorn.log_path.read_text(errors="replace").splitlines()
+            if "[DEBUG]" not in line and " DEBUG " not in line
+        ]
         assert sorted(after) == sorted(workers_before), (workers_before, after, events[-30:])
 
     def close(self) -> None:
@@ -233,7 +237,8 @@ class Server:
 def hardened(tmp_path_factory):
     """Production-like Aura: rate limits on, /metrics behind a token, DEBUG logs, access log."""
     tmp_dir = tmp_path_factory.mktemp("hardened")
-    server = Server(tmp_dir, "hardened", workers=2,
-                    GUNICORN_ACCESS_LOG=str(tmp_dir / "hardened-access.log"), **HARDENED)
+    server = Server(
+        tmp_dir, "hardened", workers=2, GUNICORN_ACCESS_LOG=str(tmp_dir / "hardened-access.log"), **HARDENED
+    )
     yield server
     server.close()

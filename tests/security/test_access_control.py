@@ -15,18 +15,21 @@ PER_CLIENT = int(HARDENED["RATE_LIMIT_LOGIN"].split()[0])
 PER_ACCOUNT = int(HARDENED["RATE_LIMIT_LOGIN_ACCOUNT"].split()[0])
 
 
-@pytest.mark.parametrize("authorization", [
-    None,
-    "",
-    "Bearer",
-    f"Bearer {METRICS_TOKEN}x",
-    f"Bearer {METRICS_TOKEN[:-1]}",
-    f"Bearer  {METRICS_TOKEN}",
-    f"Token {METRICS_TOKEN}",
-    f"Basic {METRICS_TOKEN}",
-    METRICS_TOKEN,
-    f"Bearer {METRICS_TOKEN.upper()}",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        f"Bearer {METRICS_TOKEN}x",
+        f"Bearer {METRICS_TOKEN[:-1]}",
+        f"Bearer  {METRICS_TOKEN}",
+        f"Token {METRICS_TOKEN}",
+        f"Basic {METRICS_TOKEN}",
+        METRICS_TOKEN,
+        f"Bearer {METRICS_TOKEN.upper()}",
+    ],
+)
 def test_metrics_refuses_a_scrape_without_the_exact_token(hardened, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
     response = hardened.client().get("/metrics", headers=headers)
@@ -50,8 +53,11 @@ def test_metrics_with_the_token_and_nothing_else(hardened):
 
 def _hits(server) -> float:
     scraped = parse_exposition(server.client().get("/metrics", headers=bearer(METRICS_TOKEN)).text)
-    return sum(v for (name, labels), v in scraped.items()
-               if name == "rate_limit_hits_total" and dict(labels)["endpoint"] == LOGIN)
+    return sum(
+        v
+        for (name, labels), v in scraped.items()
+        if name == "rate_limit_hits_total" and dict(labels)["endpoint"] == LOGIN
+    )
 
 
 def test_login_guessing_is_limited_per_client(hardened):
@@ -65,8 +71,9 @@ def test_login_guessing_is_limited_per_client(hardened):
     assert_error_shape(blocked, 429, "rate_limited")  # even the right password: no oracle
     assert int(blocked.headers["Retry-After"]) > 0
     # Spoofed X-Forwarded-For from an untrusted client is ignored (TRUSTED_PROXY_COUNT=0).
-    spoofed = guesser.post(LOGIN, json={"email": "x@example.com", "password": "guess-1234"},
-                           headers={"X-Forwarded-For": "203.0.113.9"})
+    spoofed = guesser.post(
+        LOGIN, json={"email": "x@example.com", "password": "guess-1234"}, headers={"X-Forwarded-For": "203.0.113.9"}
+    )
     assert_error_shape(spoofed, 429, "rate_limited")
     # Another client is not punished for it.
     assert target.login().status_code == 200
@@ -83,8 +90,9 @@ def test_login_guessing_is_limited_per_target_account(hardened):
         response = clients[attempt // 2].post(LOGIN, json={"email": email, "password": f"guess-{attempt}"})
         assert_error_shape(response, 401, "invalid_credentials")
     # The account has had its failures: each client now gets one try at it per window.
-    assert_error_shape(clients[0].post(LOGIN, json={"email": victim.email, "password": "guess-x"}),
-                       401, "invalid_credentials")
+    assert_error_shape(
+        clients[0].post(LOGIN, json={"email": victim.email, "password": "guess-x"}), 401, "invalid_credentials"
+    )
     again = clients[0].post(LOGIN, json={"email": victim.email, "password": victim.password})
     assert_error_shape(again, 429, "rate_limited")  # even the right password: no oracle
     assert int(again.headers["Retry-After"]) > 0

@@ -25,8 +25,13 @@ PRODUCTION_ARGON2 = dict(PASSWORD_HASH_TIME_COST="3", PASSWORD_HASH_MEMORY_COST=
 @pytest.fixture(scope="module")
 def production_cost(tmp_path_factory):
     # One worker, so both kinds of login queue for the same CPU and memory.
-    server = Server(tmp_path_factory.mktemp("enumeration"), "enumeration", workers=1,
-                    RATE_LIMIT_ENABLED="false", **PRODUCTION_ARGON2)
+    server = Server(
+        tmp_path_factory.mktemp("enumeration"),
+        "enumeration",
+        workers=1,
+        RATE_LIMIT_ENABLED="false",
+        **PRODUCTION_ARGON2,
+    )
     yield server
     server.close()
 
@@ -54,12 +59,15 @@ def test_unknown_email_and_wrong_password_are_indistinguishable(production_cost)
             times[kind].append(seconds)
             answers.add((response.status_code, response.text, response.headers["Content-Type"]))
 
-    assert answers == {(401, '{"error":"invalid_credentials","message":"Email or password is incorrect."}\n',
-                        "application/json")}
+    assert answers == {
+        (401, '{"error":"invalid_credentials","message":"Email or password is incorrect."}\n', "application/json")
+    }
     medians = {kind: statistics.median(values) for kind, values in times.items()}
     larger, smaller = max(medians.values()), min(medians.values())
     difference = (larger - smaller) / larger
-    print(f"\nlogin medians over {ROUNDS} each (production Argon2, t=3, m=64 MiB): "
-          + ", ".join(f"{kind} {1000 * m:.1f} ms" for kind, m in medians.items())
-          + f"; difference {1000 * (larger - smaller):.1f} ms = {100 * difference:.1f}% of the larger")
+    print(
+        f"\nlogin medians over {ROUNDS} each (production Argon2, t=3, m=64 MiB): "
+        + ", ".join(f"{kind} {1000 * m:.1f} ms" for kind, m in medians.items())
+        + f"; difference {1000 * (larger - smaller):.1f} ms = {100 * difference:.1f}% of the larger"
+    )
     assert difference < 0.5, medians

@@ -18,8 +18,12 @@ from tests.security.conftest import Account, Server, assert_error_shape, bearer
 
 pytestmark = pytest.mark.gunicorn
 
-NOISY = ("print(1)\n" * 60 + "eval('x')\n" * 60 + "breakpoint()\n" * 60
-         + "".join(f"{'k' * 200}_{i}_password = 'hunter2-secret-value'\n" for i in range(60)))
+NOISY = (
+    "print(1)\n" * 60
+    + "eval('x')\n" * 60
+    + "breakpoint()\n" * 60
+    + "".join(f"{'k' * 200}_{i}_password = 'hunter2-secret-value'\n" for i in range(60))
+)
 # Plain code that costs CPU to parse and check: about 0.25 s per file on a 2-core machine.
 DENSE = "".join(f"def f{i}(a, b):\n    x = a + b\n    return x * {i}\n\n" for i in range(5000))
 
@@ -31,8 +35,9 @@ def learner(hardened) -> Account:
 
 def test_audit_output_and_stored_row_are_bounded(learner):
     files = [{"path": f"{'p' * 240}/m{i:02}.py", "content": NOISY} for i in range(50)]
-    response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                                   json={"files": files}, timeout=120)
+    response = learner.client.post(
+        "/api/v1/workflows/audit", headers=bearer(learner.access), json={"files": files}, timeout=120
+    )
     assert response.status_code == 201, response.text[:300]
     body = response.json()
     assert len(response.content) < 150_000, len(response.content)
@@ -49,17 +54,20 @@ def test_audit_output_and_stored_row_are_bounded(learner):
 
 def test_an_audit_over_its_cpu_budget_is_a_422(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
-    server = Server(tmp, "budget", workers=2, AUDIT_MAX_CPU_SECONDS="0.2",
-                    MAX_CONTENT_LENGTH=str(4 * 1024 * 1024))
+    server = Server(tmp, "budget", workers=2, AUDIT_MAX_CPU_SECONDS="0.2", MAX_CONTENT_LENGTH=str(4 * 1024 * 1024))
     try:
         learner = Account(server.client()).signed_in()
         files = [{"path": f"m{i}.py", "content": DENSE} for i in range(12)]
-        response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                                       json={"files": files}, timeout=120)
+        response = learner.client.post(
+            "/api/v1/workflows/audit", headers=bearer(learner.access), json={"files": files}, timeout=120
+        )
         body = assert_error_shape(response, 422, "audit_limit_exceeded")
         assert body["message"].startswith("max_cpu_seconds:"), body
-        small = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                                    json={"files": [{"path": "a.py", "content": "x = 1\n"}]})
+        small = learner.client.post(
+            "/api/v1/workflows/audit",
+            headers=bearer(learner.access),
+            json={"files": [{"path": "a.py", "content": "x = 1\n"}]},
+        )
         assert small.status_code == 201  # the worker goes on serving
     finally:
         server.close()
@@ -67,17 +75,25 @@ def test_an_audit_over_its_cpu_budget_is_a_422(tmp_path_factory):
 
 def test_one_user_holds_at_most_its_share_of_the_workers(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("share")
-    server = Server(tmp, "share", workers=4, WORKFLOW_MAX_CONCURRENT_PER_USER="2",
-                    AUDIT_MAX_CPU_SECONDS="30", MAX_CONTENT_LENGTH=str(4 * 1024 * 1024))
+    server = Server(
+        tmp,
+        "share",
+        workers=4,
+        WORKFLOW_MAX_CONCURRENT_PER_USER="2",
+        AUDIT_MAX_CPU_SECONDS="30",
+        MAX_CONTENT_LENGTH=str(4 * 1024 * 1024),
+    )
     try:
         greedy = Account(server.client()).signed_in()
         files = [{"path": f"m{i}.py", "content": DENSE} for i in range(6)]
         statuses: list[int] = []
 
         def audit():
-            statuses.append(server.client(greedy.client.address).post(
-                "/api/v1/workflows/audit", headers=bearer(greedy.access), json={"files": files},
-                timeout=120).status_code)
+            statuses.append(
+                server.client(greedy.client.address)
+                .post("/api/v1/workflows/audit", headers=bearer(greedy.access), json={"files": files}, timeout=120)
+                .status_code
+            )
 
         threads = [threading.Thread(target=audit) for _ in range(6)]
         for thread in threads:
@@ -87,8 +103,11 @@ def test_one_user_holds_at_most_its_share_of_the_workers(tmp_path_factory):
         assert not any(t.is_alive() for t in threads)
         assert set(statuses) <= {201, 429} and statuses.count(201) >= 1, statuses
         assert statuses.count(429) >= 1, statuses  # six at once, two slots
-        refused = greedy.client.post("/api/v1/workflows/struggle", headers=bearer(greedy.access),
-                                     json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0})
+        refused = greedy.client.post(
+            "/api/v1/workflows/struggle",
+            headers=bearer(greedy.access),
+            json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0},
+        )
         assert refused.status_code == 201  # slots were given back
         inflight = redis.Redis.from_url(server.redis.url, db=0).keys("aura:inflight:*")
         assert all(redis.Redis.from_url(server.redis.url, db=0).zcard(k) == 0 for k in inflight)
@@ -105,10 +124,12 @@ def test_a_429_for_concurrency_has_the_error_shape(tmp_path_factory):
         row = server.sql("SELECT id FROM users WHERE email = :e", e=learner.email)
         import time
 
-        redis.Redis.from_url(server.redis.url, db=0).zadd(f"aura:inflight:{row[0][0]}",
-                                                          {"held-by-hand": time.time()})
-        response = learner.client.post("/api/v1/workflows/struggle", headers=bearer(learner.access),
-                                       json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0})
+        redis.Redis.from_url(server.redis.url, db=0).zadd(f"aura:inflight:{row[0][0]}", {"held-by-hand": time.time()})
+        response = learner.client.post(
+            "/api/v1/workflows/struggle",
+            headers=bearer(learner.access),
+            json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0},
+        )
         assert_error_shape(response, 429, "too_many_concurrent_requests")
         assert response.headers["Retry-After"] == "1"
     finally:

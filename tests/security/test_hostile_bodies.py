@@ -32,47 +32,89 @@ def _chunks(head: bytes, filler: bytes, total: int, tail: bytes):
 LOGIN_BODIES = [
     ("invalid JSON", dict(data=b"{not json", headers=JSON), 400, "bad_request"),
     ("truncated JSON", dict(data=b'{"email": "a@b.io", "pass', headers=JSON), 400, "bad_request"),
-    ("UTF-8 byte order mark", dict(data=b'\xef\xbb\xbf{"email": "a@b.io", "password": "long-enough"}',
-                                   headers=JSON), 400, "bad_request"),
+    (
+        "UTF-8 byte order mark",
+        dict(data=b'\xef\xbb\xbf{"email": "a@b.io", "password": "long-enough"}', headers=JSON),
+        400,
+        "bad_request",
+    ),
     ("top-level array", dict(json=["a@b.io", "long-enough"]), 422, "validation_error"),
     ("top-level null", dict(data=b"null", headers=JSON), 422, "validation_error"),
     ("wrong types", dict(json={"email": 5, "password": ["x"]}), 422, "validation_error"),
-    ("operator objects", dict(json={"email": {"$ne": None}, "password": {"$gt": ""}}), 422,
-     "validation_error"),
-    ("10 MB with Content-Length", dict(data=b'{"email": "' + b"a" * (10 * MB) + b'"}', headers=JSON),
-     413, "payload_too_large"),
-    ("10 MB chunked", dict(data=_chunks(b'{"email": "', b"a", 10 * MB, b'@b.io", "password": "x"}'),
-                           headers=JSON), 413, "payload_too_large"),
-    ("10 MB chunked, valid JSON padded with spaces",
-     dict(data=_chunks(b'{"email": "a@b.io", "password": "long-enough"}', b" ", 10 * MB, b""),
-          headers=JSON), 413, "payload_too_large"),
+    ("operator objects", dict(json={"email": {"$ne": None}, "password": {"$gt": ""}}), 422, "validation_error"),
+    (
+        "10 MB with Content-Length",
+        dict(data=b'{"email": "' + b"a" * (10 * MB) + b'"}', headers=JSON),
+        413,
+        "payload_too_large",
+    ),
+    (
+        "10 MB chunked",
+        dict(data=_chunks(b'{"email": "', b"a", 10 * MB, b'@b.io", "password": "x"}'), headers=JSON),
+        413,
+        "payload_too_large",
+    ),
+    (
+        "10 MB chunked, valid JSON padded with spaces",
+        dict(data=_chunks(b'{"email": "a@b.io", "password": "long-enough"}', b" ", 10 * MB, b""), headers=JSON),
+        413,
+        "payload_too_large",
+    ),
     ("deeply nested arrays", dict(data=b"[" * 400_000 + b"]" * 400_000, headers=JSON), 400, "bad_request"),
-    ("deeply nested objects", dict(data=b'{"a":' * 150_000 + b"1" + b"}" * 150_000, headers=JSON), 400,
-     "bad_request"),
-    ("not UTF-8", dict(data=b'{"email": "\xff\xfe@b.io", "password": "long-enough"}', headers=JSON), 400,
-     "bad_request"),
-    ("lone surrogate", dict(data=b'{"email": "\\ud800@b.io", "password": "long-enough"}', headers=JSON),
-     400, "bad_request"),
-    ("raw NUL byte", dict(data=b'{"email": "a@b.io",\x00 "password": "long-enough"}', headers=JSON), 400,
-     "bad_request"),
-    ("NUL in the email", dict(json={"email": "a\x00@b.io", "password": "long-enough"}), 422,
-     "validation_error"),
-    ("NUL in the password", dict(json={"email": "nobody@b.io", "password": "long\x00enough"}), 401,
-     "invalid_credentials"),
+    ("deeply nested objects", dict(data=b'{"a":' * 150_000 + b"1" + b"}" * 150_000, headers=JSON), 400, "bad_request"),
+    (
+        "not UTF-8",
+        dict(data=b'{"email": "\xff\xfe@b.io", "password": "long-enough"}', headers=JSON),
+        400,
+        "bad_request",
+    ),
+    (
+        "lone surrogate",
+        dict(data=b'{"email": "\\ud800@b.io", "password": "long-enough"}', headers=JSON),
+        400,
+        "bad_request",
+    ),
+    (
+        "raw NUL byte",
+        dict(data=b'{"email": "a@b.io",\x00 "password": "long-enough"}', headers=JSON),
+        400,
+        "bad_request",
+    ),
+    ("NUL in the email", dict(json={"email": "a\x00@b.io", "password": "long-enough"}), 422, "validation_error"),
+    (
+        "NUL in the password",
+        dict(json={"email": "nobody@b.io", "password": "long\x00enough"}),
+        401,
+        "invalid_credentials",
+    ),
     ("1e400", dict(data=b'{"email": "a@b.io", "password": 1e400}', headers=JSON), 422, "validation_error"),
     ("NaN", dict(data=b'{"email": "a@b.io", "password": NaN}', headers=JSON), 422, "validation_error"),
-    ("5000-digit integer", dict(data=b'{"email": "a@b.io", "password": 1' + b"0" * 5000 + b"}",
-                                headers=JSON), 400, "bad_request"),
-    ("text/plain", dict(data=b'{"email": "a@b.io"}', headers={"Content-Type": "text/plain"}), 415,
-     "unsupported_media_type"),
-    ("form encoded", dict(data={"email": "a@b.io", "password": "long-enough"}), 415,
-     "unsupported_media_type"),
-    ("SQL in an invalid email", dict(json={"email": "' OR 1=1 --@b.io", "password": "x"}), 422,
-     "validation_error"),
-    ("SQL in a valid email", dict(json={"email": "admin'--@example.com", "password": "long-enough"}), 401,
-     "invalid_credentials"),
-    ("SQL as the password", dict(json={"email": "nobody@example.com", "password": "' OR '1'='1' --"}), 401,
-     "invalid_credentials"),
+    (
+        "5000-digit integer",
+        dict(data=b'{"email": "a@b.io", "password": 1' + b"0" * 5000 + b"}", headers=JSON),
+        400,
+        "bad_request",
+    ),
+    (
+        "text/plain",
+        dict(data=b'{"email": "a@b.io"}', headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    ),
+    ("form encoded", dict(data={"email": "a@b.io", "password": "long-enough"}), 415, "unsupported_media_type"),
+    ("SQL in an invalid email", dict(json={"email": "' OR 1=1 --@b.io", "password": "x"}), 422, "validation_error"),
+    (
+        "SQL in a valid email",
+        dict(json={"email": "admin'--@example.com", "password": "long-enough"}),
+        401,
+        "invalid_credentials",
+    ),
+    (
+        "SQL as the password",
+        dict(json={"email": "nobody@example.com", "password": "' OR '1'='1' --"}),
+        401,
+        "invalid_credentials",
+    ),
 ]
 
 # Addresses registration must refuse: each would look like another account, or no mail server takes it.
@@ -109,8 +151,9 @@ def test_hostile_login_body_is_a_4xx_json_answer(hardened, workers, name, kwargs
 def test_registration_refuses_lookalike_and_oversized_addresses(hardened, workers, name):
     client = hardened.client()
     email = HOSTILE_EMAILS[name]
-    body = assert_error_shape(client.post(REGISTER, json={"email": email, "password": "long-enough-pw"}),
-                              422, "validation_error")
+    body = assert_error_shape(
+        client.post(REGISTER, json={"email": email, "password": "long-enough-pw"}), 422, "validation_error"
+    )
     assert set(body["details"]) == {"email"}
     login = client.post(LOGIN, json={"email": email, "password": "long-enough-pw"})
     assert login.status_code in (401, 422), login.text  # no such account, whatever the login rules
@@ -131,15 +174,18 @@ def learner(hardened) -> Account:
     return Account(hardened.client()).signed_in()
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"exercise_id": "x", "edit_frequency": 1e308, "error_count": 1}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": 10**30}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": True}, 422),
-    ({"exercise_id": "x" * 10_000, "edit_frequency": 1, "error_count": 1}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "error_types": ["E"] * 10_000}, 422),
-    ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "window_seconds": -1}, 422),
-    ({"exercise_id": "\u202e\u200b\x00", "edit_frequency": 1, "error_count": 1}, 201),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"exercise_id": "x", "edit_frequency": 1e308, "error_count": 1}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": 10**30}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": True}, 422),
+        ({"exercise_id": "x" * 10_000, "edit_frequency": 1, "error_count": 1}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "error_types": ["E"] * 10_000}, 422),
+        ({"exercise_id": "x", "edit_frequency": 1, "error_count": 1, "window_seconds": -1}, 422),
+        ({"exercise_id": "\u202e\u200b\x00", "edit_frequency": 1, "error_count": 1}, 201),
+    ],
+)
 def test_hostile_struggle_input(hardened, workers, learner, body, status):
     response = learner.client.post("/api/v1/workflows/struggle", json=body, headers=bearer(learner.access))
     assert response.status_code == status, response.text[:300]
@@ -150,8 +196,9 @@ def test_hostile_struggle_input(hardened, workers, learner, body, status):
 def test_hostile_struggle_literals(hardened, workers, learner):
     for literal in (b"NaN", b"Infinity", b"-Infinity"):
         body = b'{"exercise_id": "x", "edit_frequency": ' + literal + b', "error_count": 1}'
-        response = learner.client.post("/api/v1/workflows/struggle", data=body,
-                                       headers={**JSON, **bearer(learner.access)})
+        response = learner.client.post(
+            "/api/v1/workflows/struggle", data=body, headers={**JSON, **bearer(learner.access)}
+        )
         assert_error_shape(response, 422, "validation_error")
 
 
@@ -169,8 +216,9 @@ def test_audit_sources_made_to_exhaust_the_parser(hardened, workers, learner):
     # All at once, in one request under the body limit: each is a syntax_error finding, not a hang.
     files = [{"path": f"{name}.py", "content": content} for name, content in AUDIT_SOURCES.items()]
     files.append({"path": "../../etc/passwd.py", "content": "eval('1')\n"})
-    response = learner.client.post("/api/v1/workflows/audit", json={"files": files},
-                                   headers=bearer(learner.access), timeout=TIMEOUT)
+    response = learner.client.post(
+        "/api/v1/workflows/audit", json={"files": files}, headers=bearer(learner.access), timeout=TIMEOUT
+    )
     assert response.status_code == 201, response.text[:300]
     found = {(v["path"], v["type"]) for v in response.json()["violations"]}
     for name in AUDIT_SOURCES:
@@ -193,16 +241,21 @@ def _raw(port: int, payload: bytes) -> bytes:
         return conn.recv(65536)
 
 
-@pytest.mark.parametrize("payload, status", [
-    (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-     b"Content-Length: 99999999999999999999\r\n\r\n{}", b"413"),
-    (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}", b"400"),
-    (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
-     b"400"),
-    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\n", b"431"),
-    (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64) + b"\r\n\r\n", b"400"),
-])
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        (
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 99999999999999999999\r\n\r\n{}",
+            b"413",
+        ),
+        (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}", b"400"),
+        (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}", b"400"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\n", b"431"),
+        (b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64) + b"\r\n\r\n", b"400"),
+    ],
+)
 def test_malformed_http_is_refused_by_gunicorn(hardened, workers, payload, status):
     """Protocol-level junk never reaches the app; Gunicorn answers it (in HTML - see docs/security.md)."""
     answer = _raw(hardened.gunicorn.port, payload)

@@ -17,10 +17,27 @@ from tests.security.conftest import SECRET, Account, assert_error_shape, bearer
 
 pytestmark = pytest.mark.gunicorn
 
-NASTY = ["abc\x00def", "\x00", "%00", "a" * 5000, "../../etc/passwd", "' OR 1=1 --", "\ud800",
-         "x\u202ey", "12345678-1234-1234-1234-1234567890a\x00"]
-PATH_IDS = ["abc%00def", "%00", "a" * 3000, "12345678-1234-1234-1234-123456789012%00",
-            "%C0%80", "%FF%FE", "..%2F..%2Fetc", "%E2%80%AE"]
+NASTY = [
+    "abc\x00def",
+    "\x00",
+    "%00",
+    "a" * 5000,
+    "../../etc/passwd",
+    "' OR 1=1 --",
+    "\ud800",
+    "x\u202ey",
+    "12345678-1234-1234-1234-1234567890a\x00",
+]
+PATH_IDS = [
+    "abc%00def",
+    "%00",
+    "a" * 3000,
+    "12345678-1234-1234-1234-123456789012%00",
+    "%C0%80",
+    "%FF%FE",
+    "..%2F..%2Fetc",
+    "%E2%80%AE",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +59,10 @@ def test_odd_strings_in_bodies_never_reach_the_database_as_a_500(hardened, learn
         ("/api/v1/auth/login", {"email": f"a{text}@example.com", "password": text}),
         ("/api/v1/auth/login", {"email": text, "password": "long-enough-1"}),
         ("/api/v1/auth/register", {"email": f"a{text}@example.com", "password": f"long-enough-{text}"}),
-        ("/api/v1/workflows/struggle", {"exercise_id": text, "edit_frequency": 1, "error_count": 0,
-                                        "topic": text, "error_types": [text]}),
+        (
+            "/api/v1/workflows/struggle",
+            {"exercise_id": text, "edit_frequency": 1, "error_count": 0, "topic": text, "error_types": [text]},
+        ),
         ("/api/v1/workflows/audit", {"files": [{"path": f"{text}.py", "content": f"x = '{text}'\n"}]}),
     ):
         response = client.post(path, json=body, headers=bearer(learner.access))
@@ -54,29 +73,50 @@ def test_odd_strings_in_bodies_never_reach_the_database_as_a_500(hardened, learn
 @pytest.mark.parametrize("subject", ["abc\x00def", "\x00" * 32, "a" * 31 + "\x00", "é" * 32])
 def test_odd_token_subjects_are_401(hardened, subject):
     now = int(time.time())
-    token = pyjwt.encode({"sub": subject, "jti": f"odd-{now}", "type": "access", "fam": "f\x00",
-                          "iat": now, "nbf": now, "exp": now + 600}, SECRET, algorithm="HS256")
-    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401,
-                       "invalid_token")
+    token = pyjwt.encode(
+        {
+            "sub": subject,
+            "jti": f"odd-{now}",
+            "type": "access",
+            "fam": "f\x00",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("claims", [{"jti": "j\x00"}, {"fam": "f\x00"}, {"fam": "f" * 65}, {"jti": 7},
-                                    {"fam": ["x"]}])
+@pytest.mark.parametrize("claims", [{"jti": "j\x00"}, {"fam": "f\x00"}, {"fam": "f" * 65}, {"jti": 7}, {"fam": ["x"]}])
 def test_odd_token_ids_are_401(hardened, learner, claims):
     now = int(time.time())
     subject = pyjwt.decode(learner.access, options={"verify_signature": False})["sub"]
-    payload = {"sub": subject, "jti": f"odd-{now}", "type": "access", "iat": now, "nbf": now,
-               "exp": now + 600, **claims}
+    payload = {
+        "sub": subject,
+        "jti": f"odd-{now}",
+        "type": "access",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        **claims,
+    }
     token = pyjwt.encode(payload, SECRET, algorithm="HS256")
-    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401,
-                       "invalid_token")
+    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
 
 
-@pytest.mark.parametrize("raw", ["2026-11-29T20:00:00+00:00|abc\x00def", "2026-11-29T20:00:00|\x00",
-                                 "\x00|12345678-1234-1234-1234-123456789012", "x" * 150])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-11-29T20:00:00+00:00|abc\x00def",
+        "2026-11-29T20:00:00|\x00",
+        "\x00|12345678-1234-1234-1234-123456789012",
+        "x" * 150,
+    ],
+)
 def test_odd_listing_cursors_are_422(hardened, learner, raw):
     cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-    response = learner.client.get("/api/v1/workflows", params={"cursor": cursor},
-                                  headers=bearer(learner.access))
+    response = learner.client.get("/api/v1/workflows", params={"cursor": cursor}, headers=bearer(learner.access))
     body = assert_error_shape(response, 422, "validation_error")
     assert set(body["details"]) == {"cursor"}

@@ -22,8 +22,7 @@ PASSWORD = "long-enough-pw-1"
 LOOKALIKES = {
     "fullwidth": lambda local: "".join(chr(ord(c) + 0xFEE0) for c in local),
     "cyrillic a and o": lambda local: local.replace("a", "\u0430").replace("o", "\u043e"),
-    "mathematical bold": lambda local: "".join(chr(0x1D41A + ord(c) - ord("a")) if c.isalpha() else c
-                                               for c in local),
+    "mathematical bold": lambda local: "".join(chr(0x1D41A + ord(c) - ord("a")) if c.isalpha() else c for c in local),
     "ligature fi": lambda local: local.replace("fi", "\ufb01"),
     "capitals": lambda local: local.upper(),
     "digit one for l": lambda local: local.replace("l", "1"),
@@ -56,8 +55,9 @@ def test_an_address_that_looks_like_an_account_is_refused(hardened, name):
 @pytest.mark.parametrize("name", INVISIBLE)
 def test_an_address_with_an_invisible_code_point_is_refused(hardened, name):
     email = f"{_local()}{INVISIBLE[name]}@example.com"
-    body = assert_error_shape(hardened.client().post(REGISTER, json={"email": email, "password": PASSWORD}),
-                              422, "validation_error")
+    body = assert_error_shape(
+        hardened.client().post(REGISTER, json={"email": email, "password": PASSWORD}), 422, "validation_error"
+    )
     assert set(body["details"]) == {"email"}
 
 

@@ -49,13 +49,22 @@ def test_the_document_lists_every_operation(api_schema):
     assert listed == set(OPERATIONS)  # a new route must join OPERATIONS (and so the fuzzing)
 
 
-WITH_BODY = {("POST", path) for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/logout",
-                                         "/api/v1/workflows/struggle", "/api/v1/workflows/audit")}
+WITH_BODY = {
+    ("POST", path)
+    for path in (
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/workflows/struggle",
+        "/api/v1/workflows/audit",
+    )
+}
 # Invalid requests exist only where there is something to get wrong: a body or a query (a missing
 # or bad token is not generated here, see above; any string is a valid {run_id}).
 WITH_INPUT = WITH_BODY | {("GET", "/api/v1/workflows")}
-CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + \
-        [(method, path, GenerationMode.NEGATIVE) for method, path in OPERATIONS if (method, path) in WITH_INPUT]
+CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + [
+    (method, path, GenerationMode.NEGATIVE) for method, path in OPERATIONS if (method, path) in WITH_INPUT
+]
 
 
 @pytest.mark.parametrize("method, path, mode", CASES, ids=[f"{m} {p} {g}" for m, p, g in CASES])
@@ -87,9 +96,11 @@ def test_no_generated_request_gets_a_5xx(app, api_schema, method, path, mode):
 # is taken (2xx), whatever it forbids is refused (4xx). Registration is left out (409 for an
 # address taken), and so is the audit's negative mode (a file outside the limits is refused by
 # size, which the document states in prose only).
-AGREEMENT = [("/api/v1/workflows/struggle", GenerationMode.POSITIVE, positive_data_acceptance),
-             ("/api/v1/workflows/struggle", GenerationMode.NEGATIVE, negative_data_rejection),
-             ("/api/v1/workflows/audit", GenerationMode.POSITIVE, positive_data_acceptance)]
+AGREEMENT = [
+    ("/api/v1/workflows/struggle", GenerationMode.POSITIVE, positive_data_acceptance),
+    ("/api/v1/workflows/struggle", GenerationMode.NEGATIVE, negative_data_rejection),
+    ("/api/v1/workflows/audit", GenerationMode.POSITIVE, positive_data_acceptance),
+]
 
 
 @pytest.mark.parametrize("path, mode, agreement", AGREEMENT, ids=[f"{p} {m}" for p, m, _ in AGREEMENT])

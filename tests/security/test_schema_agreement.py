@@ -30,21 +30,34 @@ def document(hardened) -> dict:
 def test_any_non_empty_path_the_document_allows_is_accepted(learner, document, path):
     rules = document["components"]["schemas"]["AuditFile"]["properties"]["path"]
     assert rules["minLength"] == 1 and "pattern" not in rules
-    response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                                   json={"files": [{"path": path, "content": "x = 1\n"}]})
+    response = learner.client.post(
+        "/api/v1/workflows/audit",
+        headers=bearer(learner.access),
+        json={"files": [{"path": path, "content": "x = 1\n"}]},
+    )
     assert response.status_code == 201, response.text[:300]
     assert response.json()["files_skipped"] == 1  # not a .py name: listed, not parsed
 
 
-@pytest.mark.parametrize("field, bad", [("edit_frequency", "5"), ("edit_frequency", True),
-                                        ("edit_frequency", "1e3"), ("error_count", "2"),
-                                        ("error_count", True), ("error_count", 2.5),
-                                        ("window_seconds", "300"), ("window_seconds", False)])
+@pytest.mark.parametrize(
+    "field, bad",
+    [
+        ("edit_frequency", "5"),
+        ("edit_frequency", True),
+        ("edit_frequency", "1e3"),
+        ("error_count", "2"),
+        ("error_count", True),
+        ("error_count", 2.5),
+        ("window_seconds", "300"),
+        ("window_seconds", False),
+    ],
+)
 def test_numbers_are_numbers(learner, document, field, bad):
     kind = document["components"]["schemas"]["StruggleInput"]["properties"][field]["type"]
     assert kind in ("number", "integer")
-    response = learner.client.post("/api/v1/workflows/struggle", headers=bearer(learner.access),
-                                   json={**STRUGGLE, field: bad})
+    response = learner.client.post(
+        "/api/v1/workflows/struggle", headers=bearer(learner.access), json={**STRUGGLE, field: bad}
+    )
     body = assert_error_shape(response, 422, "validation_error")
     assert set(body["details"]) == {field}
 
@@ -52,15 +65,22 @@ def test_numbers_are_numbers(learner, document, field, bad):
 def test_the_documented_path_limit_is_the_enforced_one(learner, document):
     limit = document["components"]["schemas"]["AuditFile"]["properties"]["path"]["maxLength"]
     assert limit == 255
-    ok = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                             json={"files": [{"path": "p" * (limit - 3) + ".py", "content": "x = 1\n"}]})
+    ok = learner.client.post(
+        "/api/v1/workflows/audit",
+        headers=bearer(learner.access),
+        json={"files": [{"path": "p" * (limit - 3) + ".py", "content": "x = 1\n"}]},
+    )
     assert ok.status_code == 201, ok.text[:300]
-    too_long = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access),
-                                   json={"files": [{"path": "p" * limit + ".py", "content": "x = 1\n"}]})
+    too_long = learner.client.post(
+        "/api/v1/workflows/audit",
+        headers=bearer(learner.access),
+        json={"files": [{"path": "p" * limit + ".py", "content": "x = 1\n"}]},
+    )
     assert_error_shape(too_long, 422, "validation_error")
 
 
 def test_readyz_names_no_exception_class(hardened):
     body = hardened.client().get("/readyz").json()
-    assert all(state in ("ok", "unavailable") or state.startswith("not used")
-               for state in body["checks"].values()), body
+    assert all(state in ("ok", "unavailable") or state.startswith("not used") for state in body["checks"].values()), (
+        body
+    )

@@ -74,8 +74,10 @@ def test_no_secret_in_debug_and_access_logs(hardened):
 def test_gunicorn_error_log_keeps_no_request_bodies(hardened):
     """A request Gunicorn itself refuses is logged by reason, never with what the client sent."""
     secret_body = b'{"email": "a@b.io", "password": "body-secret-Hr93"}'
-    bad = (b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n"
-           b"Content-Type: application/json\r\n\r\n" + secret_body)
+    bad = (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n"
+        b"Content-Type: application/json\r\n\r\n" + secret_body
+    )
     import socket
 
     with socket.create_connection(("127.0.0.1", hardened.gunicorn.port), timeout=20) as conn:

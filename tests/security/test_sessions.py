@@ -73,12 +73,22 @@ def test_deactivation_takes_effect_on_the_next_request(hardened):
     account = Account(hardened.client()).signed_in()
     assert account.me().status_code == 200
     env = dict(hardened.gunicorn.env)
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "user", "deactivate", account.email],
-                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "user", "deactivate", account.email],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     for _attempt in range(4):
         assert_error_shape(account.me(), 403, "inactive_user")
         struggle = {"exercise_id": "loops-1", "edit_frequency": 1, "error_count": 0}
-        assert_error_shape(account.client.post("/api/v1/workflows/struggle", json=struggle,
-                                               headers={"Authorization": f"Bearer {account.access}"}),
-                           403, "inactive_user")
+        assert_error_shape(
+            account.client.post(
+                "/api/v1/workflows/struggle", json=struggle, headers={"Authorization": f"Bearer {account.access}"}
+            ),
+            403,
+            "inactive_user",
+        )
     assert_error_shape(account.refresh(), 403, "inactive_user")

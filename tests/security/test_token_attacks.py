@@ -20,8 +20,15 @@ def _b64(obj) -> str:
 
 def _claims(subject: str, **overrides) -> dict:
     now = int(time.time())
-    claims = {"sub": subject, "jti": f"forged-{now}-{len(overrides)}", "type": "access", "fresh": False,
-              "iat": now, "nbf": now, "exp": now + 600}
+    claims = {
+        "sub": subject,
+        "jti": f"forged-{now}-{len(overrides)}",
+        "type": "access",
+        "fresh": False,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -45,18 +52,30 @@ FORGERIES = [
     ("alg none", lambda sub: _unsigned(_claims(sub)), "invalid_token"),
     ("alg None", lambda sub: _unsigned(_claims(sub), "None"), "invalid_token"),
     ("alg NONE", lambda sub: _unsigned(_claims(sub), "NONE"), "invalid_token"),
-    ("alg none with a signature kept", lambda sub: _resigned_header(_signed(_claims(sub)),
-                                                                    {"alg": "none", "typ": "JWT"}),
-     "invalid_token"),
-    ("wrong key", lambda sub: _signed(_claims(sub), key="another-secret-another-secret-0123456789"),
-     "invalid_token"),
+    (
+        "alg none with a signature kept",
+        lambda sub: _resigned_header(_signed(_claims(sub)), {"alg": "none", "typ": "JWT"}),
+        "invalid_token",
+    ),
+    ("wrong key", lambda sub: _signed(_claims(sub), key="another-secret-another-secret-0123456789"), "invalid_token"),
     ("HS512 with the right key", lambda sub: _signed(_claims(sub), algorithm="HS512"), "invalid_token"),
     ("HS384 with the right key", lambda sub: _signed(_claims(sub), algorithm="HS384"), "invalid_token"),
-    ("header says RS256, HMAC signature", lambda sub: _resigned_header(_signed(_claims(sub)),
-                                                                       {"alg": "RS256", "typ": "JWT"}),
-     "invalid_token"),
-    ("payload altered after signing", lambda sub: _signed(_claims(sub)).split(".")[0] + "."
-     + _b64(_claims(sub[::-1])) + "." + _signed(_claims(sub)).split(".")[2], "invalid_token"),
+    (
+        "header says RS256, HMAC signature",
+        lambda sub: _resigned_header(_signed(_claims(sub)), {"alg": "RS256", "typ": "JWT"}),
+        "invalid_token",
+    ),
+    (
+        "payload altered after signing",
+        lambda sub: (
+            _signed(_claims(sub)).split(".")[0]
+            + "."
+            + _b64(_claims(sub[::-1]))
+            + "."
+            + _signed(_claims(sub)).split(".")[2]
+        ),
+        "invalid_token",
+    ),
     ("no sub", lambda sub: _signed(_claims(sub, sub=None)), "invalid_token"),
     ("no jti", lambda sub: _signed(_claims(sub, jti=None)), "invalid_token"),
     ("no type", lambda sub: _signed(_claims(sub, type=None)), "invalid_token"),
@@ -65,20 +84,29 @@ FORGERIES = [
     ("sub is the account's row id", lambda sub: _signed(_claims("1")), "invalid_token"),
     ("jti is a number", lambda sub: _signed(_claims(sub, jti=7)), "invalid_token"),
     ("type is unknown", lambda sub: _signed(_claims(sub, type="admin")), "invalid_token"),
-    ("unsigned with extra claims", lambda sub: _unsigned(_claims(sub, admin=True, roles=["admin"])),
-     "invalid_token"),
-    ("expired", lambda sub: _signed(_claims(sub, iat=int(time.time()) - 1200,
-                                            nbf=int(time.time()) - 1200, exp=int(time.time()) - 600)),
-     "expired_token"),
-    ("not yet valid", lambda sub: _signed(_claims(sub, nbf=int(time.time()) + 3600,
-                                                  exp=int(time.time()) + 7200)), "invalid_token"),
+    ("unsigned with extra claims", lambda sub: _unsigned(_claims(sub, admin=True, roles=["admin"])), "invalid_token"),
+    (
+        "expired",
+        lambda sub: _signed(
+            _claims(sub, iat=int(time.time()) - 1200, nbf=int(time.time()) - 1200, exp=int(time.time()) - 600)
+        ),
+        "expired_token",
+    ),
+    (
+        "not yet valid",
+        lambda sub: _signed(_claims(sub, nbf=int(time.time()) + 3600, exp=int(time.time()) + 7200)),
+        "invalid_token",
+    ),
     ("account that does not exist", lambda sub: _signed(_claims("987654321")), "invalid_token"),
     ("sub is not a number", lambda sub: _signed(_claims("admin")), "invalid_token"),
     ("sub of 40 digits", lambda sub: _signed(_claims("9" * 40)), "invalid_token"),
     ("garbage", lambda sub: "not.a.token", "invalid_token"),
     ("two segments", lambda sub: "eyJhbGciOiJIUzI1NiJ9.e30", "invalid_token"),
-    ("non-JSON header", lambda sub: base64.urlsafe_b64encode(b"\xff\xfe{").decode().rstrip("=")
-     + ".e30.c2ln", "invalid_token"),
+    (
+        "non-JSON header",
+        lambda sub: base64.urlsafe_b64encode(b"\xff\xfe{").decode().rstrip("=") + ".e30.c2ln",
+        "invalid_token",
+    ),
     ("7 KB of token", lambda sub: "a" * 7000, "invalid_token"),
 ]
 
@@ -101,17 +129,19 @@ def test_forged_or_malformed_access_token_is_refused(hardened, victim, name, for
     assert_error_shape(client.get("/api/v1/auth/me", headers=bearer(token)), 401, error)
     # The same token opens no other door either.
     struggle = {"exercise_id": "loops-1", "edit_frequency": 1, "error_count": 0}
-    assert_error_shape(client.post("/api/v1/workflows/struggle", headers=bearer(token), json=struggle),
-                       401, error)
+    assert_error_shape(client.post("/api/v1/workflows/struggle", headers=bearer(token), json=struggle), 401, error)
 
 
-@pytest.mark.parametrize("header, error", [
-    (None, "missing_token"),
-    ("Bearer", "missing_token"),
-    ("Bearer ", "missing_token"),
-    ("Basic dXNlcjpwYXNz", "missing_token"),
-    ("Token abc", "missing_token"),
-])
+@pytest.mark.parametrize(
+    "header, error",
+    [
+        (None, "missing_token"),
+        ("Bearer", "missing_token"),
+        ("Bearer ", "missing_token"),
+        ("Basic dXNlcjpwYXNz", "missing_token"),
+        ("Token abc", "missing_token"),
+    ],
+)
 def test_missing_or_foreign_authorization_header(hardened, header, error):
     headers = {"Authorization": header} if header is not None else {}
     response = hardened.client().get("/api/v1/auth/me", headers=headers)

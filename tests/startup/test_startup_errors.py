@@ -62,15 +62,29 @@ CASES = [
     ("GUNICORN_WORKER_TMP_DIR", {"GUNICORN_WORKER_TMP_DIR": "{file}"}),
 ]
 # The issue's own list, also run through Gunicorn (the rest are the same code path).
-GUNICORN_CASES = ["DATABASE_URL", "JWT_SECRET_KEY", "RATE_LIMIT_DEFAULT", "WEB_CONCURRENCY",
-                  "GUNICORN_TIMEOUT", "LOG_LEVEL", "AURA_INSTANCE_PATH", "REDIS_URL", "GUNICORN_PRELOAD"]
+GUNICORN_CASES = [
+    "DATABASE_URL",
+    "JWT_SECRET_KEY",
+    "RATE_LIMIT_DEFAULT",
+    "WEB_CONCURRENCY",
+    "GUNICORN_TIMEOUT",
+    "LOG_LEVEL",
+    "AURA_INSTANCE_PATH",
+    "REDIS_URL",
+    "GUNICORN_PRELOAD",
+]
 
 
 def _env(tmp_path, changes: dict) -> dict[str, str]:
     plain_file = tmp_path / "a-file"
     plain_file.write_text("not a directory")
-    env = app_env(tmp_path, f"sqlite:///{tmp_path / 'aura.db'}", GUNICORN_BIND=f"127.0.0.1:{free_port()}",
-                  GUNICORN_CONTROL_SOCKET=str(tmp_path / "ctl.sock"), GUNICORN_ACCESS_LOG="")
+    env = app_env(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'aura.db'}",
+        GUNICORN_BIND=f"127.0.0.1:{free_port()}",
+        GUNICORN_CONTROL_SOCKET=str(tmp_path / "ctl.sock"),
+        GUNICORN_ACCESS_LOG="",
+    )
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)
@@ -90,8 +104,14 @@ def _assert_one_line(result: subprocess.CompletedProcess, variable: str) -> None
 
 @pytest.mark.parametrize("variable, changes", CASES, ids=[f"{v}-{i}" for i, (v, _) in enumerate(CASES)])
 def test_flask_commands_name_the_bad_variable(tmp_path, variable, changes):
-    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
-                            env=_env(tmp_path, changes), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=_env(tmp_path, changes),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _assert_one_line(result, variable)
 
 
@@ -103,8 +123,11 @@ def _gunicorn_params():
         if changes.get("WEB_CONCURRENCY") == "abc":
             # Gunicorn converts WEB_CONCURRENCY with int() while importing its own config
             # module, before gunicorn.conf.py runs: nothing of Aura's can run first.
-            marks = [pytest.mark.xfail(strict=True, reason="Gunicorn parses WEB_CONCURRENCY itself, "
-                                                           "before gunicorn.conf.py runs")]
+            marks = [
+                pytest.mark.xfail(
+                    strict=True, reason="Gunicorn parses WEB_CONCURRENCY itself, before gunicorn.conf.py runs"
+                )
+            ]
         yield pytest.param(variable, changes, marks=marks, id=f"{variable}-{index}")
 
 
@@ -112,8 +135,14 @@ def _gunicorn_params():
 @pytest.mark.parametrize("variable, changes", list(_gunicorn_params()))
 def test_gunicorn_names_the_bad_variable(tmp_path, variable, changes):
     try:
-        result = subprocess.run([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-                                env=_env(tmp_path, changes), capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=_env(tmp_path, changes),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired:  # it started: the setting was accepted
         pytest.fail(f"gunicorn started with {changes}")
     _assert_one_line(result, variable)
@@ -121,8 +150,14 @@ def test_gunicorn_names_the_bad_variable(tmp_path, variable, changes):
 
 def test_a_redis_password_never_reaches_the_message(tmp_path):
     env = _env(tmp_path, {"REDIS_URL": "redis://:hunter2-secret@127.0.0.1:6379/3"})
-    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _assert_one_line(result, "REDIS_URL")
     assert "hunter2-secret" not in result.stderr and "***" in result.stderr
 

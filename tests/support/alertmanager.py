@@ -56,8 +56,10 @@ class Alertmanager:
 
     def __init__(self, tmp_path: Path, config: dict):
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-        assert binary, ("prometheus-alertmanager is missing: apt-get install -y prometheus-alertmanager "
-                        "(scripts/ensure-services.sh does this)")
+        assert binary, (
+            "prometheus-alertmanager is missing: apt-get install -y prometheus-alertmanager "
+            "(scripts/ensure-services.sh does this)"
+        )
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -71,9 +73,16 @@ class Alertmanager:
     def start(self, timeout: float = 30) -> Alertmanager:
         self.log = open(self.dir / "alertmanager.log", "wb")
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config_path}", f"--storage.path={self.dir / 'data'}",
-             f"--web.listen-address={self.address}", "--cluster.listen-address="],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address={self.address}",
+                "--cluster.listen-address=",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "alertmanager.log", "alertmanager", timeout)
         return self
 

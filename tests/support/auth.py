@@ -11,12 +11,14 @@ class AuthActions:
         self.tokens: dict = {}
 
     def register(self, email=None, password=None):
-        return self.client.post("/api/v1/auth/register",
-                                json={"email": email or self.email, "password": password or self.password})
+        return self.client.post(
+            "/api/v1/auth/register", json={"email": email or self.email, "password": password or self.password}
+        )
 
     def login(self, email=None, password=None):
-        response = self.client.post("/api/v1/auth/login",
-                                    json={"email": email or self.email, "password": password or self.password})
+        response = self.client.post(
+            "/api/v1/auth/login", json={"email": email or self.email, "password": password or self.password}
+        )
         if response.status_code == 200:
             self.tokens = response.get_json()
         return response
@@ -28,8 +30,7 @@ class AuthActions:
         return self.client.get("/api/v1/auth/me", headers=self.bearer(token))
 
     def refresh(self, token=None):
-        response = self.client.post("/api/v1/auth/refresh",
-                                    headers=self.bearer(token or self.tokens["refresh_token"]))
+        response = self.client.post("/api/v1/auth/refresh", headers=self.bearer(token or self.tokens["refresh_token"]))
         if response.status_code == 200:
             self.tokens = response.get_json()
         return response

@@ -15,9 +15,15 @@ from tests.support.servers import free_port, wait_ready
 class Prometheus:
     """Prometheus on a free loopback port with a short scrape interval; stopped by pid."""
 
-    def __init__(self, tmp_path: Path, targets: list[str], rule_files: list[Path],
-                 interval: str = "2s", target_labels: dict[str, dict[str, str]] | None = None,
-                 alertmanagers: list[str] | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        interval: str = "2s",
+        target_labels: dict[str, dict[str, str]] | None = None,
+        alertmanagers: list[str] | None = None,
+    ):
         """target_labels: static labels per target (e.g. the namespace and pod a Kubernetes
         scrape would add); alertmanagers: host:port of Alertmanagers to send alerts to."""
         binary = shutil.which("prometheus")
@@ -28,13 +34,17 @@ class Prometheus:
         self.dir = tmp_path / f"prometheus-{self.port}"
         self.dir.mkdir()
         config = {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval,
-                       "evaluation_interval": "1s"},
+            "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "aura", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": [target],
-                                                    "labels": (target_labels or {}).get(target, {})}
-                                                   for target in targets]}],
+            "scrape_configs": [
+                {
+                    "job_name": "aura",
+                    "metrics_path": "/metrics",
+                    "static_configs": [
+                        {"targets": [target], "labels": (target_labels or {}).get(target, {})} for target in targets
+                    ],
+                }
+            ],
         }
         if alertmanagers:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanagers}]}]}
@@ -46,9 +56,16 @@ class Prometheus:
         """Start and wait until it is ready."""
         self.log = open(self.dir / "prometheus.log", "wb")
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "prometheus.log", "prometheus", timeout)
         return self
 

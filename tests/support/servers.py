@@ -61,15 +61,28 @@ def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     """Bring the database to the current schema, as a deployment would."""
-    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 class Gunicorn:
     """One Gunicorn master with its workers, configured by gunicorn.conf.py and env vars."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 4, cli: bool = False,
-                 app: str = "wsgi:app", **settings: str):
+    def __init__(
+        self,
+        tmp_path: Path,
+        env: dict[str, str],
+        workers: int = 4,
+        cli: bool = False,
+        app: str = "wsgi:app",
+        **settings: str,
+    ):
         """``cli``: start as people type it (``gunicorn -w N -b ADDR wsgi:app``, the configuration
         file found by Gunicorn itself), with no GUNICORN_* variables; else ``-c gunicorn.conf.py``."""
         self.port = free_port()
@@ -95,7 +108,11 @@ class Gunicorn:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), *self.argv, self.app],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -159,8 +176,10 @@ class RedisServer:
         import redis
 
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -76,9 +76,7 @@ def _function(body_lines: int, header: str = "def f():") -> str:
     return header + "\n" + "".join(f"    x{i} = {i}\n" for i in range(body_lines))
 
 
-@pytest.mark.parametrize(
-    ("limit", "lines", "flagged"), [(50, 50, False), (50, 51, True), (5, 5, False), (5, 6, True)]
-)
+@pytest.mark.parametrize(("limit", "lines", "flagged"), [(50, 50, False), (50, 51, True), (5, 5, False), (5, 6, True)])
 def test_long_function_boundary(audit_one, found, limit, lines, flagged):
     result = audit_one(_function(lines), max_function_lines=limit)
     assert found(result, "long_function") == ([("long_function", 1)] if flagged else [])
@@ -185,9 +183,7 @@ def test_secret_value_is_never_echoed(audit_one):
 
 def test_one_literal_gives_one_secret_finding(audit_one, found):
     # Bound to a secret name AND in a known key format: reported once.
-    assert found(audit_one('aws_access_key = "AKIAIOSFODNN7EXAMPLE"'), "hardcoded_secret") == [
-        ("hardcoded_secret", 1)
-    ]
+    assert found(audit_one('aws_access_key = "AKIAIOSFODNN7EXAMPLE"'), "hardcoded_secret") == [("hardcoded_secret", 1)]
 
 
 def test_secret_line_is_the_literal_line(audit_one, found):
@@ -221,7 +217,7 @@ def test_bare_except(audit_one, found, source, line):
     [
         ('eval("1 + 1")', [("eval_exec", 1)]),
         ('exec("x = 1")', [("eval_exec", 1)]),
-        ('x = 1\ny = eval(input())\nexec(code, {})', [("eval_exec", 2), ("eval_exec", 3)]),
+        ("x = 1\ny = eval(input())\nexec(code, {})", [("eval_exec", 2), ("eval_exec", 3)]),
         ("model.eval()", []),
         ("cursor.exec('select 1')", []),
         ("import ast\nast.literal_eval('1')", []),
@@ -253,9 +249,7 @@ def test_syntax_error_reports_line(audit_one, found, source, line):
 def test_syntax_error_does_not_stop_other_files():
     from aura.workflows import run_audit
 
-    result = run_audit(
-        {"files": [{"path": "bad.py", "content": "def ("}, {"path": "good.py", "content": "print(1)"}]}
-    )
+    result = run_audit({"files": [{"path": "bad.py", "content": "def ("}, {"path": "good.py", "content": "print(1)"}]})
     assert [(v.type, v.path) for v in result.violations] == [
         ("syntax_error", "bad.py"),
         ("print_statement", "good.py"),

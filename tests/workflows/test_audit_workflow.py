@@ -43,9 +43,7 @@ def test_pass_has_no_remediation():
 
 
 def test_remediation_once_per_type_errors_first():
-    result = run_audit(
-        _files(("a.py", "print(1)\nprint(2)\neval('x')"), ("b.py", "try:\n    pass\nexcept:\n    pass"))
-    )
+    result = run_audit(_files(("a.py", "print(1)\nprint(2)\neval('x')"), ("b.py", "try:\n    pass\nexcept:\n    pass")))
     assert [r.type for r in result.remediation] == ["eval_exec", "bare_except", "print_statement"]
     assert all(r.advice for r in result.remediation)
 
@@ -91,8 +89,15 @@ def test_empty_file_list_passes():
 def test_result_is_json_serialisable():
     result = run_audit(_files(("m.py", 'print(1)\npassword = "hunter2"'), ("n.txt", "")))
     payload = json.loads(json.dumps(result.to_dict()))
-    assert set(payload) == {"status", "violations", "files_processed", "files_skipped", "remediation",
-                            "truncated", "violation_counts"}
+    assert set(payload) == {
+        "status",
+        "violations",
+        "files_processed",
+        "files_skipped",
+        "remediation",
+        "truncated",
+        "violation_counts",
+    }
     assert payload["violations"][0] == {
         "type": "print_statement",
         "path": "m.py",
@@ -164,9 +169,7 @@ def test_findings_are_capped_per_rule_and_file():
 def test_trees_are_not_kept_in_the_final_state():
     from aura.workflows.audit.graph import AuditContext
 
-    final = get_audit_graph().invoke(
-        {"raw": _files(("a.py", "x = 1"), ("b.py", "y = 2"))}, context=AuditContext()
-    )
+    final = get_audit_graph().invoke({"raw": _files(("a.py", "x = 1"), ("b.py", "y = 2"))}, context=AuditContext())
     assert final["current"] is None and final["cursor"] == 2
 
 
@@ -210,8 +213,7 @@ def test_one_run_reports_at_most_the_caps_and_counts_everything():
     payload = result.to_dict()
     assert result.truncated and len(result.violations) == 120
     assert max(Counter(v.type for v in result.violations).values()) <= 50
-    assert payload["violation_counts"] == {"eval_exec": 2000, "hardcoded_secret": 50,
-                                           "print_statement": 2000}
+    assert payload["violation_counts"] == {"eval_exec": 2000, "hardcoded_secret": 50, "print_statement": 2000}
     assert all(len(v.message) <= settings.max_message_length for v in result.violations)
     assert result.status == "fail"
 

@@ -9,8 +9,16 @@ import pytest
 from aura.workflows import CATALOG_FILE, Lesson, load_catalog_file
 
 REQUIRED_ERRORS = {
-    "SyntaxError", "NameError", "TypeError", "IndexError", "KeyError", "AttributeError",
-    "IndentationError", "ValueError", "ZeroDivisionError", "ImportError",
+    "SyntaxError",
+    "NameError",
+    "TypeError",
+    "IndexError",
+    "KeyError",
+    "AttributeError",
+    "IndentationError",
+    "ValueError",
+    "ZeroDivisionError",
+    "ImportError",
 }
 REQUIRED_TOPICS = {"loops", "functions", "strings", "lists", "dicts", "classes", "recursion", "exceptions"}
 

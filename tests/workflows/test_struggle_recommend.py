@@ -49,8 +49,7 @@ def test_reasons_are_human_readable():
     (first, *_) = run_struggle(data, catalog=CATALOG).recommendations
     assert first.lesson_id == "d-two-errors"
     assert first.reason == (
-        "Addresses NameError (seen 3 times) and TypeError (seen once);"
-        " practises functions, this exercise's topic"
+        "Addresses NameError (seen 3 times) and TypeError (seen once); practises functions, this exercise's topic"
     )
     topic_only = run_struggle({**STRUGGLING, "topic": "loops"}, catalog=CATALOG).recommendations[-1]
     assert topic_only.reason == "Practises loops, this exercise's topic"
@@ -80,8 +79,18 @@ def test_callable_catalog_is_used_when_struggling():
 
 
 def test_bundled_catalog_recommends_for_common_errors(catalog):
-    for error_type in ("SyntaxError", "NameError", "TypeError", "IndexError", "KeyError", "AttributeError",
-                       "IndentationError", "ValueError", "ZeroDivisionError", "ImportError"):
+    for error_type in (
+        "SyntaxError",
+        "NameError",
+        "TypeError",
+        "IndexError",
+        "KeyError",
+        "AttributeError",
+        "IndentationError",
+        "ValueError",
+        "ZeroDivisionError",
+        "ImportError",
+    ):
         result = run_struggle({**STRUGGLING, "error_types": [error_type]}, catalog=catalog)
         assert 1 <= len(result.recommendations) <= 3, error_type
         assert all(error_type in r.reason for r in result.recommendations)

@@ -13,22 +13,27 @@ def locate(source: SourceFile, findings: Sequence[Finding], settings: AuditSetti
     """Attach the file path and the configured severity to each finding (message bounded)."""
     limit = settings.max_message_length
     return [
-        Violation(f.type, source.path, f.line, f.message if len(f.message) <= limit
-                  else f.message[:limit - 1] + "\u2026", settings.severities[f.type])
+        Violation(
+            f.type,
+            source.path,
+            f.line,
+            f.message if len(f.message) <= limit else f.message[: limit - 1] + "\u2026",
+            settings.severities[f.type],
+        )
         for f in findings
     ]
 
 
-def report(listed: Sequence[Violation], new: Sequence[Violation],
-           settings: AuditSettings) -> tuple[tuple[Violation, ...], bool]:
+def report(
+    listed: Sequence[Violation], new: Sequence[Violation], settings: AuditSettings
+) -> tuple[tuple[Violation, ...], bool]:
     """Add new violations to those listed, within the per-rule and total caps of one run;
     True when one was left out."""
     kept = list(listed)
     per_type = Counter(v.type for v in kept)
     left_out = False
     for violation in new:
-        if len(kept) >= settings.max_reported_total \
-                or per_type[violation.type] >= settings.max_reported_per_rule:
+        if len(kept) >= settings.max_reported_total or per_type[violation.type] >= settings.max_reported_per_rule:
             left_out = True
             continue
         kept.append(violation)

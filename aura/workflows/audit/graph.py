@@ -95,8 +95,12 @@ def run_rules(state: AuditState, runtime: Rt) -> dict[str, Any]:
     counts = dict(state["violation_counts"])
     for violation_type, n in found.items():
         counts[violation_type] = counts.get(violation_type, 0) + n
-    return {"violations": listed, "violation_counts": counts, "current": None,
-            "truncated": state["truncated"] or left_out or len(findings) < sum(found.values())}
+    return {
+        "violations": listed,
+        "violation_counts": counts,
+        "current": None,
+        "truncated": state["truncated"] or left_out or len(findings) < sum(found.values()),
+    }
 
 
 def classify(state: AuditState, runtime: Rt) -> dict[str, Any]:

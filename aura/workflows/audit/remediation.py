@@ -13,9 +13,7 @@ ADVICE: Mapping[str, str] = MappingProxyType(
             "Remove the secret from the code, rotate it if it was ever committed, and read it at run time "
             "from an environment variable or a secret manager."
         ),
-        "debugger_call": (
-            "Delete breakpoint()/set_trace() calls before submitting: they stop the program for input."
-        ),
+        "debugger_call": ("Delete breakpoint()/set_trace() calls before submitting: they stop the program for input."),
         "syntax_error": (
             "Fix the reported line so the file parses; run `python -m py_compile <file>` locally to check."
         ),
@@ -23,9 +21,7 @@ ADVICE: Mapping[str, str] = MappingProxyType(
             "Avoid eval()/exec() on data: use ast.literal_eval for literals, json for data, "
             "or a dict of allowed functions for dispatch."
         ),
-        "print_statement": (
-            "Replace print() with the logging module so output can be levelled and switched off."
-        ),
+        "print_statement": ("Replace print() with the logging module so output can be levelled and switched off."),
         "long_function": "Split the function into smaller, well-named helpers that each do one job.",
         "bare_except": (
             "Catch the specific exceptions you expect (e.g. `except ValueError:`), or `except Exception:` "

@@ -64,9 +64,19 @@ class AuditSettings:
 
     def __post_init__(self) -> None:
         """Reject limits below 1 and misspelt rules; rules left out keep their default severity."""
-        if min(self.max_files, self.max_file_bytes, self.max_function_lines, self.max_findings_per_rule,
-               self.max_reported_per_rule, self.max_reported_total, self.max_message_length,
-               self.max_path_length) < 1:
+        if (
+            min(
+                self.max_files,
+                self.max_file_bytes,
+                self.max_function_lines,
+                self.max_findings_per_rule,
+                self.max_reported_per_rule,
+                self.max_reported_total,
+                self.max_message_length,
+                self.max_path_length,
+            )
+            < 1
+        ):
             raise ValueError("audit limits must be >= 1")
         if self.max_cpu_seconds is not None and not self.max_cpu_seconds > 0:
             raise ValueError("max_cpu_seconds must be > 0 or None")

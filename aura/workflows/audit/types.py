@@ -138,8 +138,9 @@ class AuditResult:
             "files_skipped": self.files_skipped,
             "remediation": [r.to_dict() for r in self.remediation],
             "truncated": self.truncated,
-            "violation_counts": dict(self.violation_counts if self.violation_counts is not None
-                                     else Counter(v.type for v in self.violations)),
+            "violation_counts": dict(
+                self.violation_counts if self.violation_counts is not None else Counter(v.type for v in self.violations)
+            ),
         }
 
 

@@ -56,9 +56,7 @@ def _window_seconds(raw: Mapping[str, Any]) -> int:
     return value
 
 
-def _error_types(
-    raw: Mapping[str, Any], settings: StruggleSettings
-) -> tuple[tuple[str, ...], dict[str, int]]:
+def _error_types(raw: Mapping[str, Any], settings: StruggleSettings) -> tuple[tuple[str, ...], dict[str, int]]:
     """Strip, drop blanks and dedupe error types case-insensitively, counting repeats."""
     value = raw.get("error_types")
     if value is None:

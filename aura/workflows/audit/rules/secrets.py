@@ -17,8 +17,16 @@ SECRET_WORD_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "k
 # Values that are obviously not real secrets; compared after strip() and casefold().
 PLACEHOLDERS = frozenset(
     {
-        "changeme", "change_me", "change-me", "placeholder", "example",
-        "dummy", "todo", "none", "null", "redacted",
+        "changeme",
+        "change_me",
+        "change-me",
+        "placeholder",
+        "example",
+        "dummy",
+        "todo",
+        "none",
+        "null",
+        "redacted",
     }
 )
 
