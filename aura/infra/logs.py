@@ -3,8 +3,9 @@
 Every request gets an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXY_COUNT >= 1),
 or a fresh one. It is returned in the response header and attached, with the method and the
 route template (the metrics' `endpoint` label), to every log record made while the request is
-handled. With LOG_FORMAT=json each line is one JSON object (python-json-logger), for Aura's
-logs and - through `GunicornLogger` - Gunicorn's error and access logs.
+handled (the middleware keeps the request's WSGI environ in a context variable for the length of
+the call, so no web framework is needed to read it). With LOG_FORMAT=json each line is one JSON
+object (python-json-logger), for Aura's logs and - through `GunicornLogger` - Gunicorn's error and access logs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
 
-from flask import has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -27,6 +29,7 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 _CONTEXT_FIELDS = ("request_id", "method", "route", "path")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+_environ: ContextVar[dict[str, Any] | None] = ContextVar("aura_request_environ", default=None)
 
 
 class RequestIdMiddleware:
@@ -47,7 +50,11 @@ class RequestIdMiddleware:
             headers.append((REQUEST_ID_HEADER, request_id))
             return start_response(status, headers, exc_info)
 
-        return self.wsgi_app(environ, with_header)
+        token = _environ.set(environ)
+        try:
+            return self.wsgi_app(environ, with_header)
+        finally:
+            _environ.reset(token)
 
 
 def route_of(environ: dict) -> str:
@@ -55,25 +62,21 @@ def route_of(environ: dict) -> str:
     return environ.get(_METRICS_ENDPOINT_KEY) or environ.get(ROUTE_KEY) or UNMATCHED
 
 
-def remember_route(response):
-    """after_request: keep the route in the environ for the access log (metrics may be off)."""
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
-    return response
-
-
 def request_context() -> dict[str, str]:
-    """Request id, method, route and path of the request being handled (empty outside one)."""
-    if not has_request_context():
+    """Request id, method, route and path of the request being handled (empty outside one).
+
+    The route is known once the web layer has matched one (it writes it to the environ).
+    """
+    environ = _environ.get()
+    if environ is None:
         return {}
-    environ = request.environ
-    rule = request.url_rule
+    # WSGI carries the path as latin-1 code points of its UTF-8 bytes (PEP 3333).
+    path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
     return {
         "request_id": environ.get(REQUEST_ID_KEY, "-"),
-        "method": request.method,
-        "route": rule.rule if rule is not None else route_of(environ),
-        "path": request.path,
+        "method": environ.get("REQUEST_METHOD", "-"),
+        "route": route_of(environ),
+        "path": "/" + path.lstrip("/"),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -133,7 +134,5 @@ class RedisClients:
 
 def _with_db(url: str, db: int) -> str:
     """The same server URL pointed at another logical database."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))

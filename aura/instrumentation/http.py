@@ -6,9 +6,8 @@ fixed value for unmatched paths, and non-standard methods fold into one value.
 
 Every request pays for this, so it adds no Flask hook: the matched rule reaches the middleware
 through the request class (Flask's routing sets `url_rule`, whose setter copies it into the
-WSGI environ), the counter and histogram children are bound once per label set, and the check
-that the pool-gauge sampling thread runs is made at most once a second (bench/http_overhead.py
-measures the cost).
+WSGI environ) and the counter and histogram children are bound once per label set
+(bench/http_overhead.py measures the cost).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from aura.instrumentation import recorder
 
 UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
-CHECK_INTERVAL = 1.0  # seconds between checks that the pool sampler runs in this process
 _ENDPOINT_KEY = "aura.metrics.endpoint"
 _ROUTING_EXC_KEY = "aura.metrics.routing_exception"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -55,13 +53,13 @@ def _request_class(base):
     return InstrumentedRequest
 
 
-def install(app, sampler=None, trust_request_start: bool = False) -> None:
-    """Wrap the app in the middleware; `sampler` (aura.infra.pools.PoolSampler) keeps the pool gauges.
+def install(app, trust_request_start: bool = False) -> None:
+    """Wrap the app in the middleware.
 
     `trust_request_start`: a trusted proxy writes X-Request-Start (a client could forge it otherwise).
     """
     app.request_class = _request_class(app.request_class)
-    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler, trust_request_start)
+    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, trust_request_start)
 
 
 def queue_seconds(header: str, now: float) -> float | None:
@@ -91,13 +89,11 @@ def queue_seconds(header: str, now: float) -> float | None:
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable, url_map=None, sampler=None, trust_request_start: bool = False):
+    def __init__(self, wsgi_app: Callable, url_map=None, trust_request_start: bool = False):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
-        self.sampler = sampler
         self.trust_request_start = trust_request_start
         self.started = recorder.request_started  # bound once: every request calls it
-        self.next_check = 0.0
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
 
     def _label_without_rule(self, environ: dict) -> str:
@@ -136,8 +132,4 @@ class HttpMetricsMiddleware:
             record = self.recorders.get(key)
             if record is None:
                 record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
-            end = perf_counter()
-            record(end - start)
-            if self.sampler is not None and end >= self.next_check:
-                self.next_check = end + CHECK_INTERVAL
-                self.sampler.ensure_running()
+            record(perf_counter() - start)
