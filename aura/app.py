@@ -6,11 +6,12 @@ import logging
 import os
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask
 from flask.sessions import SessionInterface
 from flask_migrate import Migrate
 
 from aura.api import register_blueprints as mount_api
+from aura.api.edge import EdgeMiddleware, RoutedRequest
 from aura.api.errors import register_errorhandlers as install_errorhandlers
 from aura.api.jwt import init_jwt
 from aura.api.rate_limits import init_rate_limiting
@@ -21,7 +22,7 @@ from aura.cli import user_cli
 from aura.config import Settings, redact_url
 from aura.extensions import db
 from aura.infra.database import instrument_engine
-from aura.infra.logs import ROUTE_KEY, RequestIdMiddleware, configure_logging
+from aura.infra.logs import configure_logging
 from aura.infra.pools import PoolSampler
 from aura.infra.redis import RedisClients
 from aura.instrumentation import http as http_metrics
@@ -36,7 +37,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
-    register_request_ids(app)
+    register_edge(app)
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
@@ -88,17 +89,11 @@ def configure(app: Flask, settings: Settings) -> None:
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
 
-def register_request_ids(app: Flask) -> None:
-    """A request id on every response and every log line of the request (X-Request-ID)."""
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, trust_header=app.config["AURA"].trusted_proxy_count >= 1)
-    app.before_request(_remember_route)
-
-
-def _remember_route() -> None:
-    """The matched route, for log lines and the access log (the metrics may be off)."""
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
+def register_edge(app: Flask) -> None:
+    """A request id on every response and every log line of the request (X-Request-ID), the
+    matched route in the environ, and the edge's security headers on every response."""
+    app.request_class = RoutedRequest
+    app.wsgi_app = EdgeMiddleware(app.wsgi_app, trust_request_id=app.config["AURA"].trusted_proxy_count >= 1)
 
 
 def _engine_options(url: str) -> dict:

@@ -11,8 +11,8 @@ object (python-json-logger), for Aura's logs and - through `GunicornLogger` - Gu
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
@@ -21,9 +21,11 @@ from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = "aura.request_id"
+# The web layer writes the matched route template (and a routing error) into the WSGI environ
+# as it routes; log records, the access log and the HTTP metrics read them from there.
 ROUTE_KEY = "aura.route"
+ROUTING_ERROR_KEY = "aura.routing_error"
 UNMATCHED = "unmatched"  # the metrics' endpoint label for paths that match no route
-_METRICS_ENDPOINT_KEY = "aura.metrics.endpoint"  # set by aura.metrics.http when metrics are on
 # A proxy's id is believed only when it is short and plain: it ends up in every log line.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 _CONTEXT_FIELDS = ("request_id", "method", "route", "path")
@@ -32,34 +34,27 @@ DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 _environ: ContextVar[dict[str, Any] | None] = ContextVar("aura_request_environ", default=None)
 
 
-class RequestIdMiddleware:
-    """WSGI middleware: give each request its id and return it in the response header."""
+def assign_request_id(environ: dict[str, Any], trust_header: bool) -> str:
+    """The request's id - a trusted proxy's X-Request-ID when plain, else 32 random hex digits -
+    kept in the environ (for the access log) and returned."""
+    sent = environ.get("HTTP_X_REQUEST_ID") if trust_header else None
+    request_id = sent if sent and _VALID_ID.match(sent) else os.urandom(16).hex()
+    environ[REQUEST_ID_KEY] = request_id
+    return request_id
 
-    def __init__(self, wsgi_app: Callable, trust_header: bool):
-        self.wsgi_app = wsgi_app
-        self.trust_header = trust_header
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        """Set the id in the environ before the app runs; add the header to the response."""
-        sent = environ.get("HTTP_X_REQUEST_ID", "") if self.trust_header else ""
-        request_id = sent if _VALID_ID.match(sent) else uuid.uuid4().hex
-        environ[REQUEST_ID_KEY] = request_id
-
-        def with_header(status: str, headers: list, exc_info=None):
-            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
-            headers.append((REQUEST_ID_HEADER, request_id))
-            return start_response(status, headers, exc_info)
-
-        token = _environ.set(environ)
-        try:
-            return self.wsgi_app(environ, with_header)
-        finally:
-            _environ.reset(token)
+def handling(wsgi_app: Callable, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    """Call a WSGI app with `environ` as the request every log record made meanwhile belongs to."""
+    token = _environ.set(environ)
+    try:
+        return wsgi_app(environ, start_response)
+    finally:
+        _environ.reset(token)
 
 
 def route_of(environ: dict) -> str:
     """The matched route template, as the metrics label it (`unmatched` when none)."""
-    return environ.get(_METRICS_ENDPOINT_KEY) or environ.get(ROUTE_KEY) or UNMATCHED
+    return environ.get(ROUTE_KEY) or UNMATCHED
 
 
 def request_context() -> dict[str, str]:
