@@ -31,7 +31,7 @@ class RoutedRequest(Request):
     _rule: Any = None
     _routing_error: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def url_rule(self) -> Any:
         return self._rule
 
@@ -41,7 +41,7 @@ class RoutedRequest(Request):
         if rule is not None:
             self.environ[ROUTE_KEY] = rule.rule
 
-    @property  # type: ignore[override]
+    @property
     def routing_exception(self) -> Any:
         return self._routing_error
 

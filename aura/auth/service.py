@@ -75,7 +75,8 @@ def register(passwords: Passwords, email: str, password: str) -> User:
 def login(passwords: Passwords, tokens: Tokens, email: str, password: str) -> TokenPair:
     """Check credentials; unknown email and wrong password look the same from outside."""
     user = find_user(email)
-    if not passwords.verify(user.password_hash if user else None, password):
+    verified = passwords.verify(user.password_hash if user else None, password)  # hashes either way
+    if user is None or not verified:
         _fail("login", "invalid_credentials")
         raise AuthError("invalid_credentials", "Email or password is incorrect.")
     if not user.is_active:
