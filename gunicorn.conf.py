@@ -99,6 +99,14 @@ def post_fork(server, worker):
         recorder.initialize_known_series()
 
 
+def post_worker_init(worker):
+    """In the worker, with the app loaded: start its pool-gauge sampling thread (threads do not
+    survive fork, so this is where a worker's thread can start)."""
+    sampler = getattr(worker.wsgi, "extensions", {}).get("aura.pool_sampler")
+    if sampler is not None:
+        sampler.start()
+
+
 def worker_abort(worker):
     """In a worker the master aborts for a timeout: its exit counts as `timeout`."""
     if _metrics is not None:

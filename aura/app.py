@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from flask import Flask
+from flask.sessions import SessionInterface
+from flask_migrate import Migrate
 
+from aura.api import register_blueprints as mount_api
+from aura.api.edge import EdgeMiddleware, RoutedRequest
+from aura.api.errors import register_errorhandlers as install_errorhandlers
+from aura.api.jwt import init_jwt
+from aura.api.rate_limits import init_rate_limiting
+from aura.auth.passwords import Passwords
+from aura.auth.revocation import DurableRevocationStore, SqlRevocationStore
+from aura.auth.tokens import Tokens
+from aura.cli import user_cli
 from aura.config import Settings, redact_url
-from aura.extensions import db, migrate
+from aura.extensions import db
+from aura.infra.database import instrument_engine
+from aura.infra.logs import configure_logging
+from aura.infra.pools import PoolSampler
+from aura.infra.redis import RedisClients
+from aura.instrumentation import http as http_metrics
+from aura.instrumentation import recorder
 
 log = logging.getLogger("aura")
+migrate = Migrate()  # `flask --app wsgi db upgrade` (Alembic, aura/migrations)
 
 
 def create_app(config: Settings | dict | None = None) -> Flask:
@@ -17,7 +37,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
-    register_request_ids(app)
+    register_edge(app)
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
@@ -28,11 +48,22 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     return app
 
 
+class NoSession(SessionInterface):
+    """Bearer tokens carry identity here, not cookies: no request opens Flask's cookie session
+    (whose signing serializer was about a fifth of a /healthz request's cost). `session` is
+    Flask's read-only null session."""
+
+    def open_session(self, app: Flask, request: object) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: object, response: object) -> None:
+        return None
+
+
 def configure(app: Flask, settings: Settings) -> None:
     """Copy settings into Flask's config; `AURA` holds the typed object for our own code."""
-    from aura.infra.logs import configure_logging
-
     configure_logging(settings.log_level, settings.log_format)
+    app.session_interface = NoSession()
     app.config.update(
         AURA=settings,
         TESTING=settings.env == "testing",
@@ -58,12 +89,11 @@ def configure(app: Flask, settings: Settings) -> None:
     settings.instance_path.mkdir(parents=True, exist_ok=True)
 
 
-def register_request_ids(app: Flask) -> None:
-    """A request id on every response and every log line of the request (X-Request-ID)."""
-    from aura.infra.logs import RequestIdMiddleware, remember_route
-
-    app.wsgi_app = RequestIdMiddleware(app.wsgi_app, trust_header=app.config["AURA"].trusted_proxy_count >= 1)
-    app.after_request(remember_route)
+def register_edge(app: Flask) -> None:
+    """A request id on every response and every log line of the request (X-Request-ID), the
+    matched route in the environ, and the edge's security headers on every response."""
+    app.request_class = RoutedRequest
+    app.wsgi_app = EdgeMiddleware(app.wsgi_app, trust_request_id=app.config["AURA"].trusted_proxy_count >= 1)
 
 
 def _engine_options(url: str) -> dict:
@@ -82,21 +112,18 @@ def _engine_options(url: str) -> dict:
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions."""
-    from aura.auth.jwt import init_jwt
-
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     init_jwt(app)
 
 
 def register_services(app: Flask) -> None:
-    """Create the per-process services: password hasher, Redis, revocation store."""
-    from aura.auth.passwords import Passwords
-    from aura.auth.revocation import DurableRevocationStore, SqlRevocationStore
-    from aura.infra.redis import RedisClients
-
+    """Create the per-process services: password hasher, token issuer, Redis, revocation store."""
     settings: Settings = app.config["AURA"]
     app.extensions["aura.passwords"] = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_cost)
+    app.extensions["aura.tokens"] = Tokens(
+        settings.jwt_secret_key, settings.access_token_expires, settings.refresh_token_expires
+    )
     clients = RedisClients(settings)
     app.extensions["aura.redis"] = clients
     if settings.production or clients.ping():
@@ -114,48 +141,38 @@ def register_services(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the API."""
-    from aura.api import register_blueprints as mount
-
-    mount(app)
+    mount_api(app)
 
 
 def register_rate_limiting(app: Flask) -> None:
     """Shared limits on Redis (after the body rules, so the account key can read the body)."""
-    from aura.api.rate_limits import init_rate_limiting
-
     init_rate_limiting(app)
 
 
 def register_errorhandlers(app: Flask) -> None:
     """One JSON error shape for everything."""
-    from aura.errors import register_errorhandlers as install
-
-    install(app)
+    install_errorhandlers(app)
 
 
 def register_commands(app: Flask) -> None:
     """Operator commands: `flask --app wsgi user activate|deactivate EMAIL`."""
-    from aura.cli import user_cli
-
     app.cli.add_command(user_cli)
 
 
 def register_instrumentation(app: Flask) -> None:
-    """HTTP metrics around the whole app, so responses made before any view are counted too."""
-    from aura.instrumentation import recorder
-
+    """HTTP metrics around the whole app, so responses made before any view are counted too;
+    the pool gauges' sampling thread (started here unless Gunicorn serves the app: then each
+    worker starts it, in gunicorn.conf.py's `post_worker_init`, since threads do not survive fork)."""
     if recorder.enabled and app.config["AURA"].metrics_enabled:
-        from aura.infra.database import instrument_engine
-        from aura.infra.pools import PoolSampler
-        from aura.instrumentation.http import install
-
         with app.app_context():
             instrument_engine(db.engine)
-        install(app, sampler=PoolSampler(app), trust_request_start=app.config["AURA"].trusted_proxy_count >= 1)
+            sampler = PoolSampler(db.engine, app.extensions["aura.redis"])
+        app.extensions["aura.pool_sampler"] = sampler
+        if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+            sampler.start()
+        http_metrics.install(app, trust_request_start=app.config["AURA"].trusted_proxy_count >= 1)
         recorder.initialize_known_series()
 
 
-def _migrations_dir():
-    from pathlib import Path
-
+def _migrations_dir() -> Path:
     return Path(__file__).resolve().parent / "migrations"

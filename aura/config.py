@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 ENVIRONMENTS = ("development", "production", "testing")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -256,8 +260,6 @@ def _coerce(name: str, value: str, typ: object) -> object:
 
 
 def _check_limit(name: str, value: str) -> None:
-    from limits import parse_many
-
     try:
         parse_many(value)
     except ValueError:
@@ -300,9 +302,6 @@ def _check_instance_path(path: Path) -> None:
 
 
 def _check_database_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         make_url(url)
     except (ArgumentError, ValueError):

@@ -1,13 +1,14 @@
-"""Flask extensions, created unbound here and bound to an app in the factory."""
+"""The database handle every layer shares: Flask-SQLAlchemy's `db`, bound to an app in the factory.
+
+It is the one Flask-backed object below the web layer: `db.session` is scoped to the app
+context that the web layer, a `flask` command or a test sets up. The web layer's own extensions
+(JWT, migrations, the OpenAPI object) live with it, in `aura.api` and `aura.app`.
+"""
 
 from __future__ import annotations
 
-from flask_jwt_extended import JWTManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
-
-from aura.api.openapi import AuraApi
 
 
 class Base(DeclarativeBase):
@@ -15,6 +16,3 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
-jwt = JWTManager()
-api = AuraApi()

@@ -1,14 +1,15 @@
-"""In-process cost of Aura's per-request instrumentation, in microseconds per request.
+"""In-process cost of Aura's request path and its instrumentation, in microseconds per request.
 
 Runs the WSGI app directly (no sockets) on a cheap route, in multiprocess mode with the worker
 identity Gunicorn's post_fork gives (metric values in mmap files, written exactly as under
-Gunicorn). Variants of the same app, all built by `create_app`:
+Gunicorn). Variants of the same app, all built by `create_app`, and a bare Flask app:
 
     uninstrumented   METRICS_ENABLED=false
     instrumented     METRICS_ENABLED=true (what production runs)
-    http only        uninstrumented + aura.instrumentation.http.install without the pool sampler
+    bare flask       a plain Flask app answering the same JSON on the same route: the floor
+    cookie session   uninstrumented with Flask's cookie session back on (Aura before it was off)
+    http only        uninstrumented + aura.instrumentation.http.install
     http, no record  the same, with recording replaced by a no-op: the middleware's own cost
-    request class    uninstrumented + only the request class that hands the rule to the middleware
 
 Runs of --requests requests alternate between the variants (order reversed every other run),
 so that drift and bursts of load from other processes hit every variant alike. Every request
@@ -113,9 +114,13 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     apps = {
         "uninstrumented": create_app(dict(common, metrics_enabled=False)),
         "instrumented": create_app(dict(common, metrics_enabled=True)),
+        "bare flask": bare_flask_app(),
     }
     if breakdown:
-        from aura.instrumentation.http import _request_class
+        from flask.sessions import SecureCookieSessionInterface
+
+        apps["cookie session"] = create_app(dict(common, metrics_enabled=False))
+        apps["cookie session"].session_interface = SecureCookieSessionInterface()
         from aura.instrumentation.http import install as install_http
 
         apps["http only"] = create_app(dict(common, metrics_enabled=False))
@@ -123,9 +128,16 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
         apps["http, no record"] = create_app(dict(common, metrics_enabled=False))
         install_http(apps["http, no record"])
         apps["http, no record"].wsgi_app.recorders = _NoRecording()
-        apps["request class"] = create_app(dict(common, metrics_enabled=False))
-        apps["request class"].request_class = _request_class(apps["request class"].request_class)
     return apps
+
+
+def bare_flask_app():
+    """The floor: Flask alone, answering /healthz with the JSON Aura answers."""
+    from flask import Flask, jsonify
+
+    app = Flask("bare")
+    app.get("/healthz")(lambda: jsonify(status="ok"))
+    return app
 
 
 class _NoRecording(dict):
@@ -163,6 +175,8 @@ def measure(path: str = "/healthz", requests: int = 50, runs: int = 400, breakdo
         "uninstrumented_us": round(off, 2),
         "overhead_us": round(med["instrumented"] - off, 2),
         "ratio": round(off / med["instrumented"], 3),
+        "bare_flask_us": round(med["bare flask"], 2),
+        "uninstrumented_vs_bare": round(off / med["bare flask"], 3),
         "p10_instrumented_us": round(low["instrumented"], 2),
         "p10_uninstrumented_us": round(low["uninstrumented"], 2),
         "p10_overhead_us": round(low["instrumented"] - low["uninstrumented"], 2),
@@ -206,7 +220,8 @@ def main() -> None:
     print_table(result)
     print(
         f"overhead (median): {result['overhead_us']:.1f} µs per request; "
-        f"uninstrumented/instrumented = {result['ratio']:.3f}"
+        f"uninstrumented/instrumented = {result['ratio']:.3f}; "
+        f"uninstrumented/bare flask = {result['uninstrumented_vs_bare']:.2f}x"
     )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -35,6 +35,7 @@ BENCH = ROOT / "bench"
 # The issue's targets.
 SCRAPE_MAX_RATIO = 1.5  # /metrics after 1000 recycled workers vs fresh, merging on
 THROUGHPUT_MIN_RATIO = 0.95  # instrumented / uninstrumented requests/s, GET /healthz
+BARE_FLASK_MAX_RATIO = 1.4  # Aura's request path (metrics off) against a bare Flask app, in-process
 OVERHEAD_MAX_US = 10.0  # µs; the Gunicorn-saturation issue tightened it from 15 (busy gauge and time added)
 
 # Full run and a quick smoke run (same steps, smaller numbers; not for figures).
@@ -163,6 +164,15 @@ def verdicts(results: dict) -> list[dict]:
             "limit": f"<= {OVERHEAD_MAX_US:g} µs",
             "value": f"{overhead:.1f} µs",
             "pass": overhead <= OVERHEAD_MAX_US,
+        }
+    )
+    vs_bare = results["overhead"]["result"]["uninstrumented_vs_bare"]
+    out.append(
+        {
+            "target": "Aura's request path (metrics off) / bare Flask, GET /healthz (in-process)",
+            "limit": f"<= {BARE_FLASK_MAX_RATIO:g}x",
+            "value": f"{vs_bare:.2f}x",
+            "pass": vs_bare <= BARE_FLASK_MAX_RATIO,
         }
     )
     return out

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
+from aura.api import auth, health, metrics_endpoint, workflows
+from aura.api.body import init_body_rules
+from aura.api.openapi import api
+
 
 def register_blueprints(app: Flask) -> None:
     """Mount every blueprint; /api/v1 routes go through flask-smorest for the OpenAPI document."""
-    from aura.api import auth, health, metrics_endpoint, workflows
-    from aura.api.body import init_body_rules
-    from aura.api.headers import init_security_headers
-    from aura.extensions import api
-
     init_body_rules(app)
-    init_security_headers(app)
     api.init_app(app)
     api.register_blueprint(auth.blp)
     api.register_blueprint(workflows.blp)

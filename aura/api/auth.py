@@ -6,6 +6,8 @@ from flask import current_app
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
+from aura.api.errors import aura_error_response
+from aura.api.jwt import current_account, revocation_store, tokens
 from aura.api.openapi import document_errors
 from aura.api.rate_limits import LoginAccountGuard, login_limit, register_limit
 from aura.api.schemas import (
@@ -17,8 +19,7 @@ from aura.api.schemas import (
     UserSchema,
 )
 from aura.auth import service
-from aura.auth.jwt import current_account, revocation_store
-from aura.errors import error_response
+from aura.auth.tokens import TokenPair
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 
@@ -30,7 +31,7 @@ def _passwords():
     return current_app.extensions["aura.passwords"]
 
 
-def _tokens(pair: service.TokenPair) -> dict:
+def _tokens(pair: TokenPair) -> dict:
     return {
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
@@ -44,10 +45,6 @@ def _errors(*codes: int):
     return document_errors(blp, *codes)
 
 
-def _auth_error(exc: service.AuthError):
-    return error_response(exc.status, exc.error, exc.message)
-
-
 @blp.route("/register", methods=["POST"])
 @register_limit
 @blp.arguments(CredentialsSchema)
@@ -55,10 +52,7 @@ def _auth_error(exc: service.AuthError):
 @_errors(400, 409, 413, 415, 422, 429)
 def register(body):
     """Create an account."""
-    try:
-        return service.register(_passwords(), body["email"], body["password"])
-    except service.AuthError as exc:
-        return _auth_error(exc)
+    return service.register(_passwords(), body["email"], body["password"])
 
 
 @blp.route("/login", methods=["POST"])
@@ -73,13 +67,11 @@ def login(body):
     if refused is not None:
         return refused
     try:
-        pair = service.login(
-            _passwords(), body["email"], body["password"], current_app.config["AURA"].access_token_expires
-        )
+        pair = service.login(_passwords(), tokens(), body["email"], body["password"])
     except service.AuthError as exc:
-        if exc.error != "invalid_credentials":
+        if exc.code != "invalid_credentials":
             guard.not_a_failure()
-        return _auth_error(exc)
+        return aura_error_response(exc)
     except Exception:
         guard.not_a_failure()  # an outage is not a guess
         raise
@@ -94,18 +86,7 @@ def login(body):
 @_errors(401, 403, 429, 503)
 def refresh():
     """Rotate a refresh token (sent as Bearer): the old one is revoked, a new pair issued."""
-    try:
-        settings = current_app.config["AURA"]
-        pair = service.refresh(
-            revocation_store(),
-            current_account(),
-            get_jwt(),
-            settings.access_token_expires,
-            settings.refresh_token_expires,
-        )
-    except service.AuthError as exc:
-        return _auth_error(exc)
-    return _tokens(pair)
+    return _tokens(service.refresh(revocation_store(), tokens(), current_account(), get_jwt()))
 
 
 @blp.route("/logout", methods=["POST"])
@@ -117,16 +98,7 @@ def refresh():
 def logout(body):
     """End the session: the access token (Bearer), every token refreshed from the same login,
     and, when given, the caller's refresh token (and its session)."""
-    try:
-        service.logout(
-            revocation_store(),
-            current_account(),
-            get_jwt(),
-            (body or {}).get("refresh_token"),
-            current_app.config["AURA"].refresh_token_expires,
-        )
-    except service.AuthError as exc:
-        return _auth_error(exc)
+    service.logout(revocation_store(), tokens(), current_account(), get_jwt(), (body or {}).get("refresh_token"))
     return {"message": "logged out"}
 
 

@@ -26,8 +26,9 @@ import uuid
 import redis
 from flask import current_app, request
 
-from aura.auth.jwt import current_user_id
-from aura.errors import error_response
+from aura.api.errors import error_response
+from aura.api.jwt import current_user_id
+from aura.api.rate_limits import client_address
 from aura.infra.redis import AUTH_DB, record_error
 from aura.instrumentation import recorder
 
@@ -66,8 +67,6 @@ def per_user_concurrency(view):
             record_error(AUTH_DB, exc)
             return view(*args, **kwargs)  # fail open, see the module docstring
         if not acquired:
-            from aura.api.rate_limits import client_address
-
             recorder.rate_limit_hit(request.url_rule.rule, client_address())
             return error_response(
                 429,

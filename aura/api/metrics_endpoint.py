@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from aura.errors import error_response
+from aura.api.errors import error_response
 from aura.instrumentation import recorder
 
 bp = Blueprint("metrics", __name__)
@@ -30,6 +30,7 @@ def scrape():
                 "A valid Bearer token is required for /metrics.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+    # Here, not at the top: prometheus-client is optional (the check above answers without it).
     from aura.metrics import MetricsDirectoryError, MetricsLockTimeout, render
 
     try:

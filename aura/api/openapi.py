@@ -12,7 +12,7 @@ import marshmallow as ma
 from apispec import BasePlugin
 from flask_smorest import Api
 
-from aura.errors import http_exception_response
+from aura.api.errors import http_exception_response
 
 
 class ErrorSchema(ma.Schema):
@@ -44,7 +44,7 @@ class OperationIdPlugin(BasePlugin):
 
 
 class AuraApi(Api):
-    """Api whose HTTP errors are rendered by `aura.errors`."""
+    """Api whose HTTP errors are rendered by `aura.api.errors`."""
 
     ERROR_SCHEMA = ErrorSchema
 
@@ -67,3 +67,6 @@ def document_errors(blp, *codes: int):
         return fn
 
     return decorate
+
+
+api = AuraApi()  # bound to the app by `aura.api.register_blueprints`

@@ -17,8 +17,8 @@ from flask_limiter import Limiter
 from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from aura.api.errors import error_response
 from aura.auth.emails import normalise
-from aura.errors import error_response
 from aura.infra.rate_limit_storage import FailoverRedisStorage
 from aura.instrumentation import recorder
 

@@ -7,6 +7,8 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from aura.api.concurrency import per_user_concurrency
+from aura.api.errors import error_response
+from aura.api.jwt import current_user_id
 from aura.api.openapi import document_errors
 from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
@@ -17,8 +19,7 @@ from aura.api.schemas import (
     StruggleInputSchema,
     StruggleResultSchema,
 )
-from aura.auth.jwt import current_user_id
-from aura.errors import ServiceUnavailable, error_response
+from aura.errors import ServiceUnavailable
 from aura.services import workflow_runs
 from aura.workflows import AuditLimitError, WorkflowInputError
 

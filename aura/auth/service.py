@@ -1,6 +1,7 @@
 """The account and session rules behind the auth API; every outcome is counted here.
 
-Views call these functions and turn `AuthError` into the error shape. Each function records
+Views call these functions; an `AuthError` (a code and a message) is turned into the error
+shape, with its HTTP status, by the web layer. Each function records
 exactly the metrics its outcome moves, so counting lives next to the decision it counts.
 
 Sessions are token families: login starts one (a random `fam` claim in both tokens), each
@@ -12,16 +13,17 @@ loses the session too (OAuth 2.0 Security BCP, refresh token rotation). Logout e
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+import jwt
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from aura.auth import emails
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import RevocationStore
+from aura.auth.tokens import Claims, TokenPair, Tokens
+from aura.errors import AuraError
 from aura.extensions import db
 from aura.instrumentation import recorder
 from aura.models import User
@@ -29,21 +31,8 @@ from aura.models import User
 FAMILY = "family"  # token_type of a revoked family in the store
 
 
-class AuthError(Exception):
-    """An auth outcome the client caused: HTTP status, error code and message."""
-
-    def __init__(self, status: int, error: str, message: str):
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-
-
-@dataclass(frozen=True)
-class TokenPair:
-    """What login and refresh return."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int
+class AuthError(AuraError):
+    """An auth outcome the client caused: a code (e.g. `invalid_credentials`) and a message."""
 
 
 def normalise_email(email: str) -> str:
@@ -80,41 +69,42 @@ def register(passwords: Passwords, email: str, password: str) -> User:
             db.session.rollback()
     _fail("register", None)
     recorder.registration(False)
-    raise AuthError(409, "email_taken", "An account with this email (or one that looks the same) already exists.")
+    raise AuthError("email_taken", "An account with this email (or one that looks the same) already exists.")
 
 
-def login(passwords: Passwords, email: str, password: str, expires_in: int) -> TokenPair:
+def login(passwords: Passwords, tokens: Tokens, email: str, password: str) -> TokenPair:
     """Check credentials; unknown email and wrong password look the same from outside."""
     user = find_user(email)
-    if not passwords.verify(user.password_hash if user else None, password):
+    verified = passwords.verify(user.password_hash if user else None, password)  # hashes either way
+    if user is None or not verified:
         _fail("login", "invalid_credentials")
-        raise AuthError(401, "invalid_credentials", "Email or password is incorrect.")
+        raise AuthError("invalid_credentials", "Email or password is incorrect.")
     if not user.is_active:
         _fail("login", "inactive_user")
-        raise AuthError(403, "inactive_user", "This account is deactivated.")
+        raise AuthError("inactive_user", "This account is deactivated.")
     recorder.auth_request("login", True)
-    return _issue(user.public_id, uuid.uuid4().hex, expires_in)
+    return _issue(tokens, user.public_id, uuid.uuid4().hex)
 
 
-def refresh(store: RevocationStore, user: User, claims: dict, expires_in: int, family_lifetime: int) -> TokenPair:
+def refresh(store: RevocationStore, tokens: Tokens, user: User, claims: Claims) -> TokenPair:
     """Rotate a refresh token: revoke the presented one, issue a new pair of the same family."""
     if not user.is_active:
         _fail("refresh", "inactive_user")
         recorder.token_refresh(False)
-        raise AuthError(403, "inactive_user", "This account cannot refresh.")
+        raise AuthError("inactive_user", "This account cannot refresh.")
     if not store.revoke(claims["jti"], "refresh", user.id, _expiry(claims)):
         # Another request rotated this token a moment ago: it is spent, and reused.
-        revoke_family(store, user.id, claims, family_lifetime)
+        revoke_family(store, user.id, claims, tokens.refresh_lifetime)
         _fail("refresh", "revoked_token")
         recorder.token_refresh(False)
-        raise AuthError(401, "revoked_token", "This token has been revoked.")
+        raise AuthError("revoked_token", "This token has been revoked.")
     recorder.token_revoked("refresh")
     recorder.auth_request("refresh", True)
     recorder.token_refresh(True)
-    return _issue(user.public_id, claims.get("fam") or uuid.uuid4().hex, expires_in)
+    return _issue(tokens, user.public_id, claims.get("fam") or uuid.uuid4().hex)
 
 
-def revoke_family(store: RevocationStore, user_id: int, claims: dict, lifetime: int) -> bool:
+def revoke_family(store: RevocationStore, user_id: int, claims: Claims, lifetime: int) -> bool:
     """End the session a token belongs to; counted once as a revoked refresh token."""
     family = claims.get("fam")
     if not isinstance(family, str) or not family:
@@ -125,15 +115,16 @@ def revoke_family(store: RevocationStore, user_id: int, claims: dict, lifetime: 
     return False
 
 
-def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str | None, family_lifetime: int) -> None:
+def logout(store: RevocationStore, tokens: Tokens, user: User, claims: Claims, refresh_token: str | None) -> None:
     """Revoke the access token and its session; a refresh token given in the body (and its
     session, when another one) too."""
+    family_lifetime = tokens.refresh_lifetime
     refresh_claims = None
     if refresh_token is not None:
-        refresh_claims = _decode_refresh(refresh_token)
+        refresh_claims = _decode_refresh(tokens, refresh_token)
         if refresh_claims["sub"] != claims["sub"]:
             _fail("logout", "invalid_token")
-            raise AuthError(401, "invalid_token", "The refresh token belongs to another user.")
+            raise AuthError("invalid_token", "The refresh token belongs to another user.")
     if store.revoke(claims["jti"], "access", user.id, _expiry(claims)):
         recorder.token_revoked("access")
     revoke_family(store, user.id, claims, family_lifetime)
@@ -148,38 +139,30 @@ def logout(store: RevocationStore, user: User, claims: dict, refresh_token: str 
     recorder.auth_request("logout", True)
 
 
-def _decode_refresh(token: str) -> dict:
-    """Decode a refresh token from a body; any defect is the client's 401."""
-    import jwt as pyjwt
-    from flask_jwt_extended.exceptions import JWTExtendedException
-
+def _decode_refresh(tokens: Tokens, token: str) -> Claims:
+    """Decode a refresh token from a body; any defect is the client's `invalid_token`."""
     try:
-        claims = decode_token(token)
-    except pyjwt.ExpiredSignatureError:
+        claims = tokens.decode(token)
+    except jwt.ExpiredSignatureError:
         _fail("logout", "expired_token")
-        raise AuthError(401, "expired_token", "The refresh token has expired.") from None
-    except (pyjwt.PyJWTError, JWTExtendedException, ValueError):
+        raise AuthError("expired_token", "The refresh token has expired.") from None
+    except (jwt.PyJWTError, ValueError):
         _fail("logout", "invalid_token")
-        raise AuthError(401, "invalid_token", "The refresh token is not valid.") from None
+        raise AuthError("invalid_token", "The refresh token is not valid.") from None
     if claims.get("type") != "refresh":
         _fail("logout", "invalid_token")
-        raise AuthError(401, "invalid_token", "refresh_token must be a refresh token.")
+        raise AuthError("invalid_token", "refresh_token must be a refresh token.")
     return claims
 
 
-def _issue(subject: str, family: str, expires_in: int) -> TokenPair:
-    claims = {"fam": family}
-    pair = TokenPair(
-        create_access_token(subject, additional_claims=claims),
-        create_refresh_token(subject, additional_claims=claims),
-        expires_in,
-    )
+def _issue(tokens: Tokens, subject: str, family: str) -> TokenPair:
+    pair = tokens.issue(subject, family)
     recorder.token_issued("access")
     recorder.token_issued("refresh")
     return pair
 
 
-def _expiry(claims: dict) -> datetime:
+def _expiry(claims: Claims) -> datetime:
     return datetime.fromtimestamp(claims["exp"], UTC)
 
 

@@ -3,77 +3,75 @@
 Every request gets an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXY_COUNT >= 1),
 or a fresh one. It is returned in the response header and attached, with the method and the
 route template (the metrics' `endpoint` label), to every log record made while the request is
-handled. With LOG_FORMAT=json each line is one JSON object (python-json-logger), for Aura's
-logs and - through `GunicornLogger` - Gunicorn's error and access logs.
+handled (the middleware keeps the request's WSGI environ in a context variable for the length of
+the call, so no web framework is needed to read it). With LOG_FORMAT=json each line is one JSON
+object (python-json-logger), for Aura's logs and - through `GunicornLogger` - Gunicorn's error and access logs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
 
-from flask import has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = "aura.request_id"
+# The web layer writes the matched route template (and a routing error) into the WSGI environ
+# as it routes; log records, the access log and the HTTP metrics read them from there.
 ROUTE_KEY = "aura.route"
+ROUTING_ERROR_KEY = "aura.routing_error"
 UNMATCHED = "unmatched"  # the metrics' endpoint label for paths that match no route
-_METRICS_ENDPOINT_KEY = "aura.metrics.endpoint"  # set by aura.metrics.http when metrics are on
 # A proxy's id is believed only when it is short and plain: it ends up in every log line.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
 _CONTEXT_FIELDS = ("request_id", "method", "route", "path")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+_environ: ContextVar[dict[str, Any] | None] = ContextVar("aura_request_environ", default=None)
 
 
-class RequestIdMiddleware:
-    """WSGI middleware: give each request its id and return it in the response header."""
+def assign_request_id(environ: dict[str, Any], trust_header: bool) -> str:
+    """The request's id - a trusted proxy's X-Request-ID when plain, else 32 random hex digits -
+    kept in the environ (for the access log) and returned."""
+    sent = environ.get("HTTP_X_REQUEST_ID") if trust_header else None
+    request_id = sent if sent and _VALID_ID.match(sent) else os.urandom(16).hex()
+    environ[REQUEST_ID_KEY] = request_id
+    return request_id
 
-    def __init__(self, wsgi_app: Callable, trust_header: bool):
-        self.wsgi_app = wsgi_app
-        self.trust_header = trust_header
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        """Set the id in the environ before the app runs; add the header to the response."""
-        sent = environ.get("HTTP_X_REQUEST_ID", "") if self.trust_header else ""
-        request_id = sent if _VALID_ID.match(sent) else uuid.uuid4().hex
-        environ[REQUEST_ID_KEY] = request_id
-
-        def with_header(status: str, headers: list, exc_info=None):
-            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
-            headers.append((REQUEST_ID_HEADER, request_id))
-            return start_response(status, headers, exc_info)
-
-        return self.wsgi_app(environ, with_header)
+def handling(wsgi_app: Callable, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    """Call a WSGI app with `environ` as the request every log record made meanwhile belongs to."""
+    token = _environ.set(environ)
+    try:
+        return wsgi_app(environ, start_response)
+    finally:
+        _environ.reset(token)
 
 
 def route_of(environ: dict) -> str:
     """The matched route template, as the metrics label it (`unmatched` when none)."""
-    return environ.get(_METRICS_ENDPOINT_KEY) or environ.get(ROUTE_KEY) or UNMATCHED
-
-
-def remember_route(response):
-    """after_request: keep the route in the environ for the access log (metrics may be off)."""
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
-    return response
+    return environ.get(ROUTE_KEY) or UNMATCHED
 
 
 def request_context() -> dict[str, str]:
-    """Request id, method, route and path of the request being handled (empty outside one)."""
-    if not has_request_context():
+    """Request id, method, route and path of the request being handled (empty outside one).
+
+    The route is known once the web layer has matched one (it writes it to the environ).
+    """
+    environ = _environ.get()
+    if environ is None:
         return {}
-    environ = request.environ
-    rule = request.url_rule
+    # WSGI carries the path as latin-1 code points of its UTF-8 bytes (PEP 3333).
+    path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
     return {
         "request_id": environ.get(REQUEST_ID_KEY, "-"),
-        "method": request.method,
-        "route": rule.rule if rule is not None else route_of(environ),
-        "path": request.path,
+        "method": environ.get("REQUEST_METHOD", "-"),
+        "route": route_of(environ),
+        "path": "/" + path.lstrip("/"),
     }
 
 

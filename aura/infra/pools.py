@@ -7,9 +7,10 @@ that request's connections back in the pool (a sync worker would never show one 
 once started the thread keeps the gauges current whether requests come or not. A sample reads a
 few container sizes and writes a gauge only when its count changed.
 
-The thread is started by the HTTP middleware (`ensure_running`, at most once a second), so it
-starts in the process that serves requests - after Gunicorn's fork - and again in any process
-forked from it. It holds the sampler weakly and ends when its app is gone.
+The thread is started where the serving process starts, since threads do not survive fork:
+by Gunicorn's `post_worker_init` hook in each worker (gunicorn.conf.py), or by the app factory
+when the app is served some other way (`flask run`, tests). It holds the sampler weakly and ends
+when its app is gone.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import logging
 import threading
 import weakref
 
-from flask import Flask
+from sqlalchemy.engine import Engine
 
-from aura.extensions import db
 from aura.infra.database import pool_counts
-from aura.infra.redis import AUTH_DB, RATE_LIMIT_DB
+from aura.infra.redis import AUTH_DB, RATE_LIMIT_DB, RedisClients
 from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.metrics")
@@ -39,10 +39,8 @@ def redis_pool_counts(pool) -> tuple[int, int]:
 class PoolSampler:
     """This worker's pool gauges, refreshed by a daemon thread."""
 
-    def __init__(self, app: Flask, interval: float = SAMPLE_INTERVAL):
-        clients = app.extensions["aura.redis"]
-        with app.app_context():
-            self.engine = db.engine
+    def __init__(self, engine: Engine, clients: RedisClients, interval: float = SAMPLE_INTERVAL):
+        self.engine = engine
         self.redis_pools = [(AUTH_DB, clients.auth.connection_pool)]
         if getattr(clients, "rate_limit_pool", None) is not None:
             self.redis_pools.append((RATE_LIMIT_DB, clients.rate_limit_pool))
@@ -64,12 +62,11 @@ class PoolSampler:
                 self.last[name] = counts
                 recorder.redis_pool(name, *counts)
 
-    def ensure_running(self) -> None:
+    def start(self) -> None:
         """Start the sampling thread in this process unless it runs (threads do not survive fork)."""
         if self.thread is not None and self.thread.is_alive():
             return
-        # Threaded workers: one request starts the thread, the others go on (and check again
-        # later). Never blocking here also means a lock copied by fork cannot hang the child.
+        # Never blocking here means a lock copied by fork cannot hang the child.
         if not self._starting.acquire(blocking=False):
             return
         try:
@@ -85,7 +82,7 @@ class PoolSampler:
             )
             thread.start()
             self.thread = thread
-        except RuntimeError as exc:  # no thread to be had: the request still gets served
+        except RuntimeError as exc:  # no thread to be had: the service still starts
             log.warning("pool gauges not sampled: %s", exc)
         finally:
             self._starting.release()

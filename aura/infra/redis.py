@@ -7,6 +7,7 @@ import threading
 import time
 from types import TracebackType
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -139,7 +140,5 @@ class RedisClients:
 
 def _with_db(url: str, db: int) -> str:
     """The same server URL pointed at another logical database."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))

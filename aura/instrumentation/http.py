@@ -5,10 +5,9 @@ errors from other hooks). Label values are bounded: `endpoint` is the matched UR
 fixed value for unmatched paths, and non-standard methods fold into one value.
 
 Every request pays for this, so it adds no Flask hook: the matched rule reaches the middleware
-through the request class (Flask's routing sets `url_rule`, whose setter copies it into the
-WSGI environ), the counter and histogram children are bound once per label set, and the check
-that the pool-gauge sampling thread runs is made at most once a second (bench/http_overhead.py
-measures the cost).
+through the environ, where the web layer's request class (`aura.api.edge.RoutedRequest`) writes
+it as Flask routes, and the counter and histogram children are bound once per label set
+(bench/http_overhead.py measures the cost).
 """
 
 from __future__ import annotations
@@ -16,52 +15,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from time import perf_counter, time
 
+from aura.infra.logs import ROUTE_KEY, ROUTING_ERROR_KEY, UNMATCHED
 from aura.instrumentation import recorder
 
-UNMATCHED = "unmatched"
 OTHER_METHOD = "OTHER"
-CHECK_INTERVAL = 1.0  # seconds between checks that the pool sampler runs in this process
-_ENDPOINT_KEY = "aura.metrics.endpoint"
-_ROUTING_EXC_KEY = "aura.metrics.routing_exception"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
-def _request_class(base):
-    """A request class that leaves its matched rule (or routing error) in the WSGI environ."""
-
-    class InstrumentedRequest(base):
-        _aura_rule = None
-        _aura_routing_exception = None
-
-        @property
-        def url_rule(self):
-            return self._aura_rule
-
-        @url_rule.setter
-        def url_rule(self, rule):
-            self._aura_rule = rule
-            if rule is not None:
-                self.environ[_ENDPOINT_KEY] = rule.rule
-
-        @property
-        def routing_exception(self):
-            return self._aura_routing_exception
-
-        @routing_exception.setter
-        def routing_exception(self, exc):
-            self._aura_routing_exception = exc
-            self.environ[_ROUTING_EXC_KEY] = exc
-
-    return InstrumentedRequest
-
-
-def install(app, sampler=None, trust_request_start: bool = False) -> None:
-    """Wrap the app in the middleware; `sampler` (aura.infra.pools.PoolSampler) keeps the pool gauges.
+def install(app, trust_request_start: bool = False) -> None:
+    """Wrap the app in the middleware.
 
     `trust_request_start`: a trusted proxy writes X-Request-Start (a client could forge it otherwise).
     """
-    app.request_class = _request_class(app.request_class)
-    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, sampler, trust_request_start)
+    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, trust_request_start)
 
 
 def queue_seconds(header: str, now: float) -> float | None:
@@ -91,18 +57,16 @@ def queue_seconds(header: str, now: float) -> float | None:
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable, url_map=None, sampler=None, trust_request_start: bool = False):
+    def __init__(self, wsgi_app: Callable, url_map=None, trust_request_start: bool = False):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
-        self.sampler = sampler
         self.trust_request_start = trust_request_start
         self.started = recorder.request_started  # bound once: every request calls it
-        self.next_check = 0.0
         self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
 
     def _label_without_rule(self, environ: dict) -> str:
         # A 405 matched a path but not its method: name the path's rule (error path only).
-        valid = getattr(environ.get(_ROUTING_EXC_KEY), "valid_methods", None)
+        valid = getattr(environ.get(ROUTING_ERROR_KEY), "valid_methods", None)
         if valid and self.url_map is not None:
             try:
                 return self.url_map.bind_to_environ(environ).match(method=valid[0], return_rule=True)[0].rule
@@ -131,13 +95,9 @@ class HttpMetricsMiddleware:
             if method not in _METHODS:
                 method = OTHER_METHOD
             status = status_holder[-1][:3] if status_holder else "500"
-            endpoint = environ.get(_ENDPOINT_KEY) or self._label_without_rule(environ)
+            endpoint = environ.get(ROUTE_KEY) or self._label_without_rule(environ)
             key = (method, endpoint, status)
             record = self.recorders.get(key)
             if record is None:
                 record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
-            end = perf_counter()
-            record(end - start)
-            if self.sampler is not None and end >= self.next_check:
-                self.next_check = end + CHECK_INTERVAL
-                self.sampler.ensure_running()
+            record(perf_counter() - start)

@@ -10,8 +10,10 @@ which matters on the per-request path.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable, Iterator
 from functools import cache
+from importlib import metadata
 from typing import Any
 
 AUTH_FAILURE_REASONS = (
@@ -40,8 +42,6 @@ def _ignore(_seconds: float) -> None:
 
 def build_labels() -> tuple[str, str, str, str]:
     """aura_build_info's label values: versions of Aura, Python, Gunicorn and prometheus-client."""
-    import platform
-    from importlib import metadata
 
     def version(name: str) -> str:
         try:
@@ -141,6 +141,8 @@ class PrometheusRecorder(Recorder):
     enabled = True
 
     def __init__(self, definitions: Any):
+        # aura.metrics needs prometheus-client, which is optional: it is imported only by this
+        # class, which exists only when `definitions` (prometheus-client) imported.
         from aura.metrics import request_recorder
         from aura.metrics.values import stored_values
 

@@ -1,4 +1,4 @@
-"""The pool-gauge sampling thread: one per process, started by requests, gone with its app."""
+"""The pool-gauge sampling thread: one per process, started with the app, gone with it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from aura.extensions import db
 from aura.infra.pools import PoolSampler
 
 
+def _sampler(app, interval):
+    with app.app_context():
+        return PoolSampler(db.engine, app.extensions["aura.redis"], interval=interval)
+
+
 def test_one_thread_per_process_that_ends_with_its_app(app):
-    sampler = PoolSampler(app, interval=0.01)
-    sampler.ensure_running()
+    sampler = _sampler(app, interval=0.01)
+    sampler.start()
     thread = sampler.thread
-    sampler.ensure_running()
+    sampler.start()
     assert sampler.thread is thread and thread.is_alive()
 
     del sampler
@@ -24,7 +29,7 @@ def test_one_thread_per_process_that_ends_with_its_app(app):
 
 
 def test_a_connection_held_by_a_request_counts_as_in_use(app):
-    sampler = PoolSampler(app, interval=3600)  # samples taken by hand below
+    sampler = _sampler(app, interval=3600)  # samples taken by hand below
     with app.app_context():
         connection = db.engine.connect()
         try:
@@ -36,10 +41,8 @@ def test_a_connection_held_by_a_request_counts_as_in_use(app):
     assert sampler.last["db"] == (0, 1)
 
 
-def test_the_first_request_starts_the_thread(app, client):
-    sampler = app.wsgi_app.sampler
-    assert sampler.thread is None
-    client.get("/healthz")
+def test_the_app_factory_starts_the_thread_outside_gunicorn(app):
+    sampler = app.extensions["aura.pool_sampler"]
     thread = sampler.thread
     assert thread is not None and thread.is_alive()
     deadline = time.monotonic() + 5
@@ -48,14 +51,13 @@ def test_the_first_request_starts_the_thread(app, client):
     assert set(sampler.last) >= {"db", "auth_db"}
 
 
-def test_concurrent_first_requests_start_one_thread(app):
-    # Threaded workers (GUNICORN_THREADS > 1): the first requests arrive together.
-    sampler = PoolSampler(app, interval=0.05)
+def test_concurrent_starts_start_one_thread(app):
+    sampler = _sampler(app, interval=0.05)
     barrier = threading.Barrier(8)
 
     def first_request():
         barrier.wait(5)
-        sampler.ensure_running()
+        sampler.start()
 
     callers = [threading.Thread(target=first_request) for _ in range(8)]
     for t in callers:

@@ -1,4 +1,5 @@
-"""flask-jwt-extended wiring: revocation lookup, and failure callbacks in the error shape.
+"""flask-jwt-extended wiring: the route guard that reads Aura's tokens (`aura.auth.tokens`),
+revocation lookup, and failure callbacks in the error shape.
 
 The callbacks run before any view when a token is missing or bad, so they are where those
 failures are counted: `auth_failures_total{reason}` always, plus the auth endpoint's own
@@ -7,20 +8,28 @@ failures are counted: `auth_failures_total{reason}` always, plus the auth endpoi
 
 from __future__ import annotations
 
+from typing import Any
+
 import jwt as pyjwt
 from flask import Flask, current_app, g, request
+from flask_jwt_extended import JWTManager, get_current_user
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from aura.errors import error_response
-from aura.extensions import db, jwt
+from aura.api.errors import STATUS_OF_CODE, error_response
+from aura.auth.revocation import RevocationStore
+from aura.auth.service import revoke_family, user_by_subject
+from aura.auth.tokens import ALGORITHM, REQUIRED_CLAIMS, Tokens, well_formed
+from aura.errors import ServiceUnavailable
+from aura.extensions import db
 from aura.instrumentation import recorder
+from aura.models import User
+
+jwt = JWTManager()  # bound to the app by `init_jwt`
 
 # Flask endpoint -> the spec's `endpoint` label, for auth routes guarded by a token.
 _AUTH_ENDPOINTS = {"auth.refresh": "refresh", "auth.logout": "logout"}
 
-_REQUIRED_CLAIMS = frozenset(("sub", "jti", "exp", "type"))
-_TOKEN_TYPES = ("access", "refresh")
 _DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 _UNCHECKED = object()  # the account could not be looked up (database down)
 
@@ -33,51 +42,43 @@ _MESSAGES = {
 }
 
 
-def _plain_id(value: object) -> bool:
-    """Ids the server issues (uuid4, hex): short printable ASCII, safe to look up anywhere."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.replace("-", "").isalnum()
-
-
-def current_account():
+def current_account() -> User:
     """The signed-in account of this request (looked up once, by the JWT callbacks)."""
-    from flask_jwt_extended import get_current_user
-
     user = get_current_user()
     if user is _UNCHECKED:
-        from aura.errors import ServiceUnavailable
-
         raise ServiceUnavailable("database")
     return user
 
 
 def current_user_id() -> int | None:
     """The signed-in account's row id, or None while the database could not be asked."""
-    from flask_jwt_extended import get_current_user
-
     user = get_current_user()
     return None if user is _UNCHECKED else user.id
 
 
-def revocation_store():
+def revocation_store() -> RevocationStore:
     """The process's revocation store (chosen at start-up)."""
     return current_app.extensions["aura.revocation"]
 
 
-def _reject(reason: str, status: int = 401):
+def tokens() -> Tokens:
+    """The process's token issuer (secret and lifetimes from the settings)."""
+    return current_app.extensions["aura.tokens"]
+
+
+def _reject(reason: str):
     recorder.auth_failure(reason)
     endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
     if endpoint:
         recorder.auth_request(endpoint, False)
         if endpoint == "refresh":
             recorder.token_refresh(False)
-    return error_response(status, reason, _MESSAGES[reason])
+    return error_response(STATUS_OF_CODE[reason], reason, _MESSAGES[reason])
 
 
 def _revoked(_header, payload):
     """A revoked refresh token presented again is reuse: its whole family (session) ends."""
     if payload.get("type") == "refresh":
-        from aura.auth.service import revoke_family, user_by_subject
-
         user = user_by_subject(payload["sub"])
         if user is not None:
             revoke_family(revocation_store(), user.id, payload, current_app.config["AURA"].refresh_token_expires)
@@ -86,7 +87,7 @@ def _revoked(_header, payload):
 
 def _lookup_failed(_header, _payload):
     if g.get("aura_inactive_user"):
-        return _reject("inactive_user", 403)
+        return _reject("inactive_user")
     return _reject("invalid_token")
 
 
@@ -95,8 +96,8 @@ def init_jwt(app: Flask) -> None:
     settings = app.config["AURA"]
     app.config.update(
         JWT_SECRET_KEY=settings.jwt_secret_key,
-        JWT_ALGORITHM="HS256",
-        JWT_DECODE_ALGORITHMS=["HS256"],  # never `none`, never another algorithm
+        JWT_ALGORITHM=ALGORITHM,
+        JWT_DECODE_ALGORITHMS=[ALGORITHM],  # never `none`, never another algorithm
         JWT_ACCESS_TOKEN_EXPIRES=settings.access_token_expires,
         JWT_REFRESH_TOKEN_EXPIRES=settings.refresh_token_expires,
         JWT_TOKEN_LOCATION=["headers"],
@@ -105,26 +106,19 @@ def init_jwt(app: Flask) -> None:
     jwt.init_app(app)
 
     @jwt.decode_key_loader
-    def _decode_key(_header, unverified_claims) -> str:
+    def _decode_key(_header: Any, unverified_claims: dict[str, Any]) -> str:
         # flask-jwt-extended fills in a missing "type" (as "access") and "jti" after decoding,
         # so the claims are required here, as they were signed (the signature is checked next).
-        missing = _REQUIRED_CLAIMS - unverified_claims.keys()
+        missing = REQUIRED_CLAIMS - unverified_claims.keys()
         if missing:
             raise pyjwt.InvalidTokenError(f"missing claims: {sorted(missing)}")
         return current_app.config["JWT_SECRET_KEY"]
 
     @jwt.token_in_blocklist_loader
-    def _is_revoked(_header, payload) -> bool:
+    def _is_revoked(_header: Any, payload: dict[str, Any]) -> bool:
         # Runs first after the signature check, so it is also where claims are required.
-        missing = _REQUIRED_CLAIMS - payload.keys()
-        if (
-            missing
-            or not _plain_id(payload["jti"])
-            or not isinstance(payload["sub"], str)
-            or payload["type"] not in _TOKEN_TYPES
-            or ("fam" in payload and not _plain_id(payload["fam"]))
-        ):
-            raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(missing)}")
+        if not well_formed(payload):
+            raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(REQUIRED_CLAIMS - payload.keys())}")
         family = payload.get("fam")
         return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str) and family else None)
 
@@ -134,8 +128,6 @@ def init_jwt(app: Flask) -> None:
         # nothing (user_lookup_error_loader answers 401), nor one of a deactivated account (403,
         # from the next request on). While the database is down the check is left to the route,
         # which answers 503 and counts the outage where it belongs.
-        from aura.auth.service import user_by_subject
-
         try:
             user = user_by_subject(payload["sub"])
         except _DATABASE_OUTAGES:
