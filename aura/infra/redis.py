@@ -125,6 +125,8 @@ class RedisClients:
             settings.redis_url, db=settings.redis_auth_db, **common
         )
         self.auth.breaker = self.breaker
+        # The rate limiter's pool, set by init_rate_limiting when it stores limits in Redis.
+        self.rate_limit_pool: redis.ConnectionPool | None = None
         self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
 
     def ping(self, database: str = AUTH_DB) -> bool:
