@@ -53,14 +53,15 @@ dashboards-preview: dev-venv
 bench: dev-venv
 	$(BIN)/python bench/run.py
 
-## Ruff (lint rules and formatting) over the whole tree.
+## Ruff (lint rules and formatting) over the whole tree, then mypy (settings in pyproject.toml).
 lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, caches, run's metrics dir.
 clean:
-	rm -rf $(VENV) instance .demo bench/results .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .demo bench/results .pytest_cache .ruff_cache .mypy_cache
 	@# the metrics directory only when no running instance holds it (its owner lock is free)
 	-[ ! -d $(RUN_METRICS_DIR) ] || flock -n $(RUN_METRICS_DIR)/.aura-metrics.owner rm -rf $(RUN_METRICS_DIR)
 	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

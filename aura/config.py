@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from limits import parse_many
@@ -105,7 +106,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Read and validate settings from the environment (or a given mapping)."""
         env = os.environ if environ is None else environ
-        raw: dict[str, object] = {}
+        raw: dict[str, Any] = {}  # each field's own type, checked by _validated()
         for f in fields(cls):
             name = f.name.upper()
             if f.name == "env":
@@ -116,7 +117,7 @@ class Settings:
                 raw[f.name] = _coerce(name, env[name], f.type)
         raw.update(overrides)
         raw["instance_path"] = Path(raw.get("instance_path", cls.instance_path))
-        settings = cls(**raw)  # type: ignore[arg-type]
+        settings = cls(**raw)
         return settings._validated()
 
     def _validated(self) -> Settings:
@@ -253,7 +254,8 @@ def _coerce(name: str, value: str, typ: object) -> object:
             return Path(value)
         return value
     except ValueError:
-        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(typ, "a value")
+        kinds: dict[object, str] = {bool: "true or false", int: "an integer", float: "a number"}
+        kind = kinds.get(typ, "a value")
         raise ConfigError(f"{name}={value!r}: expected {kind}") from None
 
 
@@ -363,10 +365,11 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSetti
     _check_bind(bind)
     preload = env.get("GUNICORN_PRELOAD", "") or "true"
     preload_value = _coerce("GUNICORN_PRELOAD", preload, bool)
-    tmp_dir = env.get("GUNICORN_WORKER_TMP_DIR", "") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    if env.get("GUNICORN_WORKER_TMP_DIR") and not os.path.isdir(tmp_dir):
+    requested_tmp_dir = env.get("GUNICORN_WORKER_TMP_DIR", "")
+    tmp_dir = requested_tmp_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+    if requested_tmp_dir and not os.path.isdir(requested_tmp_dir):
         raise ConfigError(
-            f"GUNICORN_WORKER_TMP_DIR={tmp_dir!r}: not a directory; expected an "
+            f"GUNICORN_WORKER_TMP_DIR={requested_tmp_dir!r}: not a directory; expected an "
             "existing writable directory (tmpfs preferred)"
         )
     return GunicornSettings(

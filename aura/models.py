@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aura.extensions import db
+
+if TYPE_CHECKING:
+    # db.Model is built at run time from Base (flask-sqlalchemy's model_class), which mypy cannot
+    # follow; Base carries everything the models' types need.
+    from aura.extensions import Base as Model
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -21,7 +29,7 @@ def new_public_id() -> str:
     return secrets.token_hex(16)
 
 
-class User(db.Model):
+class User(Model):
     """An account. Emails are stored normalised (NFKC, case-folded: `aura.auth.emails`), and
     their confusable skeleton is unique, so no account can look like another."""
 
@@ -37,7 +45,7 @@ class User(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class RevokedToken(db.Model):
+class RevokedToken(Model):
     """A revoked JWT, for standalone mode (no Redis). Rows past `expires_at` may be purged."""
 
     __tablename__ = "revoked_tokens"
@@ -49,7 +57,7 @@ class RevokedToken(db.Model):
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Lesson(db.Model):
+class Lesson(Model):
     """A lesson of the catalog that struggle detection recommends from."""
 
     __tablename__ = "lessons"
@@ -60,7 +68,7 @@ class Lesson(db.Model):
     error_types: Mapped[list] = mapped_column(JSON, default=list)
 
 
-class WorkflowRun(db.Model):
+class WorkflowRun(Model):
     """A stored workflow result, readable by its owner only."""
 
     __tablename__ = "workflow_runs"

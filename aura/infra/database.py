@@ -22,7 +22,7 @@ def instrument_engine(engine: Engine) -> None:
     """Time every statement through SQLAlchemy's cursor events."""
     if getattr(engine, "_aura_instrumented", False):
         return
-    engine._aura_instrumented = True
+    engine._aura_instrumented = True  # type: ignore[attr-defined]  # a marker on the engine itself
 
     @event.listens_for(engine, "before_cursor_execute")
     def _start(conn, cursor, statement, parameters, context, executemany):

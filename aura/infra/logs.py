@@ -139,7 +139,7 @@ except ImportError:  # pragma: no cover
     _GunicornBase = object  # type: ignore[assignment,misc]
 
 
-class GunicornLogger(_GunicornBase):  # type: ignore[misc,valid-type]
+class GunicornLogger(_GunicornBase):
     """Gunicorn's logger with JSON lines (gunicorn.conf.py selects it when LOG_FORMAT=json).
 
     The error log keeps Gunicorn's messages; each access line carries the request id, method,

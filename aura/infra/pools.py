@@ -42,7 +42,7 @@ class PoolSampler:
     def __init__(self, engine: Engine, clients: RedisClients, interval: float = SAMPLE_INTERVAL):
         self.engine = engine
         self.redis_pools = [(AUTH_DB, clients.auth.connection_pool)]
-        if getattr(clients, "rate_limit_pool", None) is not None:
+        if clients.rate_limit_pool is not None:
             self.redis_pools.append((RATE_LIMIT_DB, clients.rate_limit_pool))
         self.interval = interval
         self.last: dict[str, tuple[int, int]] = {}

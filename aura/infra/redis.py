@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import TracebackType
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -70,20 +72,22 @@ class GuardedRedis(redis.Redis):
         with self.guarded():
             return super().execute_command(*args, **options)
 
-    def guarded(self):
+    def guarded(self) -> _Guard:
         """Context manager: the breaker's rule around any block of Redis calls."""
         return _Guard(self.breaker)
 
 
 class _Guard:
-    def __init__(self, breaker: CircuitBreaker):
+    def __init__(self, breaker: CircuitBreaker) -> None:
         self.breaker = breaker
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.breaker.is_open:
             raise CircuitOpen("redis circuit open: a call failed moments ago")
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
         if exc is None:
             self.breaker.reset()
         elif isinstance(exc, (redis.TimeoutError, redis.ConnectionError)) and not isinstance(exc, CircuitOpen):
@@ -117,8 +121,12 @@ class RedisClients:
         )
         self.url = settings.redis_url
         self.breaker = CircuitBreaker(settings.redis_circuit_open_seconds)
-        self.auth: GuardedRedis = GuardedRedis.from_url(settings.redis_url, db=settings.redis_auth_db, **common)
+        self.auth: GuardedRedis = GuardedRedis.from_url(  # type: ignore[assignment]  # annotated Redis, returns cls
+            settings.redis_url, db=settings.redis_auth_db, **common
+        )
         self.auth.breaker = self.breaker
+        # The rate limiter's pool, set by init_rate_limiting when it stores limits in Redis.
+        self.rate_limit_pool: redis.ConnectionPool | None = None
         self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
 
     def ping(self, database: str = AUTH_DB) -> bool:

@@ -105,7 +105,7 @@ class ReservingMmapedDict(mmap_dict.MmapedDict):
     def __init__(self, filename: str, read_mode: bool = False):
         if not read_mode:
             _reserve(filename, mmap_dict._INITIAL_MMAP_SIZE)
-        super().__init__(filename, read_mode)
+        super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]  # MmapedDict is unannotated
         self.mapping = self._m
 
     def _init_value(self, key: str) -> None:
@@ -115,7 +115,7 @@ class ReservingMmapedDict(mmap_dict.MmapedDict):
             capacity *= 2
         if capacity != self._capacity:
             _allocate(self._f.fileno(), capacity)
-        super()._init_value(key)
+        super()._init_value(key)  # type: ignore[no-untyped-call]  # MmapedDict is unannotated
         self.mapping = self._m
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
@@ -341,7 +341,7 @@ def _fold_worker(
 
 def _merge(
     directory: str,
-    choose: Callable[[dict], Iterable[str]],
+    choose: Callable[[Collection[str]], Iterable[str]],
     lock_timeout: float,
     extra_counters: ExtraRows | None = None,
 ) -> MergeStats:
@@ -425,7 +425,7 @@ def merge_dead_worker(directory: str, identifier: str, *, lock_timeout: float = 
     check_identifier(identifier)
     pid = pid_of(identifier) if _WORKER_ID_RE.match(identifier) else None
 
-    def choose(candidates: dict) -> list[str]:
+    def choose(candidates: Collection[str]) -> list[str]:
         chosen = [identifier] if identifier in candidates else []
         if pid is not None and str(pid) in candidates and not pid_running(pid):
             chosen.append(str(pid))
@@ -454,7 +454,7 @@ def merge_all_dead(
     """
     live = set(live_identifiers)
 
-    def choose(candidates: dict) -> list[str]:
+    def choose(candidates: Collection[str]) -> list[str]:
         chosen = []
         for ident in candidates:
             if ident in live:

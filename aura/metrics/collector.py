@@ -24,7 +24,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from . import _compat
-from .archive import DURATION_BUCKETS, Archive, parse_rows
+from .archive import DURATION_BUCKETS, Archive, ParsedRow, Row, parse_rows
 from .fileformat import ARCHIVE_NAME, DamagedFileError, parse_db_name, read_db_file
 from .locking import directory_lock
 
@@ -66,7 +66,7 @@ _archive_cache_lock = threading.Lock()
 os.register_at_fork(after_in_child=_forked)
 
 
-def _samples(typ: str, parsed: list, ident: str) -> Iterator[tuple[str, str, Sample]]:
+def _samples(typ: str, parsed: list[ParsedRow], ident: str) -> Iterator[tuple[str, str, Sample]]:
     """(metric name, help, sample) per row, labels as tuples and gauges with a ``pid`` label, as stock."""
     gauge = typ == "gauge"
     for metric_name, name, labels_key, help_text, value, timestamp in parsed:
@@ -133,8 +133,8 @@ class AuraMultiProcessCollector:
         if registry:
             registry.register(self)
 
-    def _snapshot(self) -> tuple[_ArchiveView, list, int]:
-        files = []
+    def _snapshot(self) -> tuple[_ArchiveView, list[tuple[str, tuple[str, str, str], list[Row]]], int]:
+        files: list[tuple[str, tuple[str, str, str], list[Row]]] = []
         db_files = 0
         with directory_lock(self._path, exclusive=False, timeout=self._lock_timeout):
             view, archive_exists = _read_archive_view(self._path)

@@ -45,7 +45,7 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
 
 def render(multiproc_dir: str, accept: str | None, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
     """Body and headers for a scrape: text or OpenMetrics by Accept, gzip when accepted."""
-    encoder, content_type = choose_encoder(accept)
+    encoder, content_type = choose_encoder(accept or "")  # it treats None as "", typed str only
     body = encoder(_registry(multiproc_dir))
     headers = {"Content-Type": content_type, "Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(accept_encoding):

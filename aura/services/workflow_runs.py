@@ -29,8 +29,10 @@ from aura.instrumentation import recorder
 from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun, utcnow
 from aura.workflows import (
+    AuditResult,
     AuditSettings,
     Lesson,
+    StruggleResult,
     StruggleSettings,
     WorkflowExecutionError,
     run_audit,
@@ -101,14 +103,16 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
         raise ServiceUnavailable("database")
     created: list[datetime] = []
 
-    def record(result) -> None:
+    def record(result: StruggleResult | AuditResult) -> None:
         stored.update(result.to_dict(), id=run_id)
         created.append(_store(run_id, workflow_type, user_id, stored))
 
     started = perf_counter()
     try:
         if workflow_type == "struggle":
-            result = run_struggle(data, catalog=_catalog, settings=struggle_settings(settings), on_record=record)
+            result: StruggleResult | AuditResult = run_struggle(
+                data, catalog=_catalog, settings=struggle_settings(settings), on_record=record
+            )
         else:
             result = run_audit(data, settings=audit_settings(settings), on_record=record)
     except WorkflowExecutionError as exc:
@@ -124,7 +128,8 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
         _failed(workflow_type, "service_unavailable", started)
         raise
     recorder.workflow_execution(workflow_type, True, perf_counter() - started)
-    if workflow_type == "struggle":
+    # Dispatch on the result itself: only a StruggleResult has `.result`, only an AuditResult `.status`.
+    if isinstance(result, StruggleResult):
         recorder.struggle_result(
             result.result,
             stored["signals"]["edit_frequency"],

@@ -5,26 +5,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.typing import ContextT, StateT, StateT_contra
 
 from .errors import WorkflowError, WorkflowExecutionError
 
 try:
     from langsmith import tracing_context
 except ImportError:  # langsmith comes with langchain-core today; without it nothing can trace anyway
-    tracing_context = None
+    tracing_context = None  # type: ignore[assignment]  # the optional-import fallback
 
 G = TypeVar("G")
-NodeFn = Callable[[Any, Any], dict[str, Any]]
 
 
-def guarded(workflow: str, name: str, fn: NodeFn) -> NodeFn:
+class Node(Protocol[StateT_contra, ContextT]):
+    """A node as both graphs write them: the state and LangGraph's Runtime in, a state update out."""
+
+    def __call__(self, state: StateT_contra, runtime: Runtime[ContextT]) -> dict[str, Any]: ...
+
+
+def guarded(workflow: str, name: str, fn: Node[StateT, ContextT]) -> Node[StateT, ContextT]:
     """Wrap a node so unexpected exceptions surface as WorkflowExecutionError naming the node."""
 
     # The parameter must be called `runtime`: LangGraph injects the Runtime by that name.
-    def node(state: Any, runtime: Any) -> dict[str, Any]:
+    def node(state: StateT, runtime: Runtime[ContextT]) -> dict[str, Any]:
         try:
             return fn(state, runtime)
         except WorkflowError:
@@ -69,9 +76,9 @@ def _no_tracing() -> AbstractContextManager[Any]:
 
 def invoke(
     workflow: str,
-    graph: CompiledStateGraph,
+    graph: CompiledStateGraph[Any, ContextT, Any, Any],
     state: Mapping[str, Any],
-    context: Any,
+    context: ContextT,
     *,
     recursion_limit: int = 25,
 ) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class WorkflowInputError(WorkflowError):
 class AuditLimitError(WorkflowError):
     """An audit request exceeds a configured limit; maps to 413 (size) or 422."""
 
-    def __init__(self, limit: str, actual: int, maximum: int, path: str | None = None) -> None:
+    def __init__(self, limit: str, actual: float, maximum: float, path: str | None = None) -> None:
         """Record which limit was hit, by how much, and for which file if any."""
         where = f" ({path})" if path is not None else ""
         super().__init__(f"{limit} exceeded{where}: {actual} > {maximum}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -32,7 +32,8 @@ class AuditContext:
     on_record: OnAuditRecord | None = None
 
 
-Rt = Runtime[AuditContext]
+Rt: TypeAlias = Runtime[AuditContext]
+AuditGraph: TypeAlias = CompiledStateGraph[AuditState, AuditContext]
 
 
 def _within_budget(state: AuditState, settings: AuditSettings, path: str) -> None:
@@ -84,6 +85,7 @@ def run_rules(state: AuditState, runtime: Rt) -> dict[str, Any]:
     item = state["current"]
     if item is None:
         return {}
+    found: Mapping[str, int]
     if item.tree is not None:
         findings, found = check_tree_counted(item.tree, settings)
     else:
@@ -134,7 +136,7 @@ def record(state: AuditState, runtime: Rt) -> dict[str, Any]:
     return {"result": result}
 
 
-def build_audit_graph() -> CompiledStateGraph:
+def build_audit_graph() -> AuditGraph:
     """Wire and compile the graph (see docs/workflows.md for the diagram)."""
     graph = StateGraph(AuditState, context_schema=AuditContext)
     for name, fn in (
@@ -157,10 +159,10 @@ def build_audit_graph() -> CompiledStateGraph:
     return graph.compile(name=WORKFLOW)
 
 
-_GRAPH: CompileOnce[CompiledStateGraph] = CompileOnce(build_audit_graph)
+_GRAPH: CompileOnce[AuditGraph] = CompileOnce(build_audit_graph)
 
 
-def get_audit_graph() -> CompiledStateGraph:
+def get_audit_graph() -> AuditGraph:
     """Return the process-wide compiled audit graph."""
     return _GRAPH.get()
 
@@ -176,4 +178,5 @@ def run_audit(
     # Two steps per file (parse, run_rules) plus load, classify, remediate and record.
     steps = 2 * settings.max_files + 10
     final = invoke(WORKFLOW, get_audit_graph(), {"raw": data}, context, recursion_limit=steps)
-    return final["result"]
+    result: AuditResult = final["result"]
+    return result

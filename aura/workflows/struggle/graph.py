@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -31,7 +31,8 @@ class StruggleContext:
     on_record: OnStruggleRecord | None = None
 
 
-Rt = Runtime[StruggleContext]
+Rt: TypeAlias = Runtime[StruggleContext]
+StruggleGraph: TypeAlias = CompiledStateGraph[StruggleState, StruggleContext]
 
 
 def validate(state: StruggleState, runtime: Rt) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def record(state: StruggleState, runtime: Rt) -> dict[str, Any]:
     return {"result": result}
 
 
-def build_struggle_graph() -> CompiledStateGraph:
+def build_struggle_graph() -> StruggleGraph:
     """Wire and compile the graph: validate -> signals -> score -> [decide] -> recommend? -> record."""
     graph = StateGraph(StruggleState, context_schema=StruggleContext)
     for name, fn in (
@@ -98,10 +99,10 @@ def build_struggle_graph() -> CompiledStateGraph:
     return graph.compile(name=WORKFLOW)
 
 
-_GRAPH: CompileOnce[CompiledStateGraph] = CompileOnce(build_struggle_graph)
+_GRAPH: CompileOnce[StruggleGraph] = CompileOnce(build_struggle_graph)
 
 
-def get_struggle_graph() -> CompiledStateGraph:
+def get_struggle_graph() -> StruggleGraph:
     """Return the process-wide compiled struggle graph."""
     return _GRAPH.get()
 
@@ -116,4 +117,5 @@ def run_struggle(
     """Run struggle detection on one request; raises WorkflowInputError or WorkflowExecutionError."""
     context = StruggleContext(catalog=catalog, settings=settings, on_record=on_record)
     final = invoke(WORKFLOW, get_struggle_graph(), {"raw": data}, context)
-    return final["result"]
+    result: StruggleResult = final["result"]
+    return result

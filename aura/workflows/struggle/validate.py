@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import WorkflowInputError
 from .settings import StruggleSettings
@@ -13,7 +13,7 @@ from .types import StruggleRequest
 DEFAULT_WINDOW_SECONDS = 300
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     """True for real integers; bool is an int subclass but never a count."""
     return isinstance(value, int) and not isinstance(value, bool)
 
