@@ -93,7 +93,10 @@ def register_edge(app: Flask) -> None:
     """A request id on every response and every log line of the request (X-Request-ID), the
     matched route in the environ, and the edge's security headers on every response."""
     app.request_class = RoutedRequest
-    app.wsgi_app = EdgeMiddleware(app.wsgi_app, trust_request_id=app.config["AURA"].trusted_proxy_count >= 1)
+    # Wrapping `wsgi_app` is how Flask takes WSGI middleware (its docs); mypy sees a method.
+    app.wsgi_app = EdgeMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, trust_request_id=app.config["AURA"].trusted_proxy_count >= 1
+    )
 
 
 def _engine_options(url: str) -> dict:

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from aura.api.errors import aura_error_response
 from aura.api.jwt import current_account, revocation_store, tokens
-from aura.api.openapi import document_errors
+from aura.api.openapi import BEARER, document_errors
 from aura.api.rate_limits import LoginAccountGuard, login_limit, register_limit
 from aura.api.schemas import (
     CredentialsSchema,
@@ -23,7 +23,6 @@ from aura.auth.tokens import TokenPair
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
 
-BEARER = [{"bearerAuth": []}]
 _ERRORS = (400, 401, 403, 409, 413, 415, 422, 429, 503)
 
 

@@ -90,12 +90,14 @@ def http_exception_response(exc: HTTPException) -> Response:
         details = merged
     message = data.get("message") or exc.description
     headers = dict(data.get("headers") or {})
-    if status == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(exc.valid_methods)
+    valid_methods = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
+    if status == 405 and valid_methods:
+        headers["Allow"] = ", ".join(valid_methods)
     if status == 422 and details and not data.get("message"):
         message = "The request body is not valid; see details for each field."
-    if status == 429 and getattr(exc, "limit", None) is not None:
-        message, details = _rate_limit_text(exc.limit)
+    limit = getattr(exc, "limit", None)  # Flask-Limiter's RateLimitExceeded's
+    if status == 429 and limit is not None:
+        message, details = _rate_limit_text(limit)
     if status == 413 and not data.get("message") and has_app_context():
         maximum = current_app.config.get("MAX_CONTENT_LENGTH")
         if maximum:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from aura.extensions import db
@@ -20,7 +20,7 @@ def healthz():
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> tuple[Response, int]:
     """Readiness: the database and (in redis mode) Redis answer; 503 names what failed."""
     checks: dict[str, str] = {}
     try:

@@ -23,6 +23,8 @@ class ErrorSchema(ma.Schema):
     details = ma.fields.Dict(metadata={"description": "Per-field validation errors"})
 
 
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]  # a route's `security`: the bearer scheme
+
 BEARER_SCHEME = {
     "type": "http",
     "scheme": "bearer",

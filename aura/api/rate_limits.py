@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aura.api.errors import error_response
 from aura.auth.emails import normalise
+from aura.infra.logs import UNMATCHED
 from aura.infra.rate_limit_storage import FailoverRedisStorage
 from aura.instrumentation import recorder
 
@@ -133,7 +134,7 @@ def init_rate_limiting(app: Flask) -> None:
     """Bind the limiter with storage and limits from the settings, and its metrics."""
     settings = app.config["AURA"]
     if settings.trusted_proxy_count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)  # type: ignore[method-assign]
     standalone = app.extensions["aura.revocation"].mode == "standalone"
     redis_clients = app.extensions["aura.redis"]
     if standalone:
@@ -162,7 +163,8 @@ def init_rate_limiting(app: Flask) -> None:
             recorder.rate_limit_request(request.url_rule.rule)
 
     def _on_breach(_limit) -> None:
-        recorder.rate_limit_hit(request.url_rule.rule, client_address())
+        rule = request.url_rule  # limits apply to routes: a breach always has one
+        recorder.rate_limit_hit(rule.rule if rule is not None else UNMATCHED, client_address())
 
     limiter._on_breach = _on_breach
     limiter.init_app(app)

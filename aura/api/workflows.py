@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from aura.api.concurrency import per_user_concurrency
 from aura.api.errors import error_response
 from aura.api.jwt import current_user_id
-from aura.api.openapi import document_errors
+from aura.api.openapi import BEARER, document_errors
 from aura.api.rate_limits import workflow_limit
 from aura.api.schemas import (
     AuditInputSchema,
@@ -30,7 +30,6 @@ blp = Blueprint(
     description="LangGraph workflows: struggle detection and code audit",
 )
 
-BEARER = [{"bearerAuth": []}]
 _SCHEMAS = {"struggle": StruggleResultSchema, "audit": AuditResultSchema}
 _RESULT_ENDPOINTS = {"struggle": "workflows.struggle_result", "audit": "workflows.audit_result"}
 LOCATION = {"Location": {"description": "Where the stored result can be read again", "schema": {"type": "string"}}}
