@@ -12,6 +12,7 @@ def _registry(multiproc_dir: str) -> CollectorRegistry:
     """A fresh registry per scrape over all workers' files, or this process's registry."""
     if not multiproc_dir:
         return REGISTRY
+    # Here, not at the top: the package and .gunicorn import this module (an import cycle).
     from . import register_collector  # the package's choice: Aura's collector or, if untested, stock
     from .gunicorn import GunicornMetrics
 

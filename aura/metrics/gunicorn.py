@@ -107,7 +107,7 @@ class GunicornMetrics:
         self.listen_fds = [listener.fileno() for listener in server.LISTENERS]
         if not self.metrics_port or self.listener is not None:
             return
-        from .exposition import render
+        from .exposition import render  # here, not at the top: .exposition imports this module
 
         host = str(server.cfg.bind[0]).rsplit(":", 1)[0].strip("[]") if ":" in str(server.cfg.bind[0]) else "127.0.0.1"
         try:
