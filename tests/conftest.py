@@ -12,8 +12,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from aura.testing.servers import Gunicorn, app_env, migrate
 from tests.support.auth import AuthActions
-from tests.support.servers import Gunicorn, app_env, migrate
 
 TEST_DATABASE_URL = os.environ.get("AURA_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379")

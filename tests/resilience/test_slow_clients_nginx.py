@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from aura.testing.servers import ROOT, free_port
 from tests.resilience.conftest import TIMEOUT
-from tests.support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.gunicorn
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.support.servers import free_port, wait_ready
+from aura.testing.servers import free_port, wait_ready
 
 
 class Prometheus:

@@ -1,4 +1,8 @@
-"""Real Gunicorn instances for tests: started on a free loopback port, stopped by pid."""
+"""Aura's processes for tests and benchmarks: Gunicorn and a private redis-server on free loopback
+ports, stopped by pid; the environment and migration they start from.
+
+Not imported by the service (see ``aura.testing``): the one launcher ``tests/`` and ``bench/`` share.
+"""
 
 from __future__ import annotations
 
