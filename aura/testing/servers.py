@@ -109,15 +109,15 @@ class Gunicorn:
 
     def start(self, timeout: float = 60, ready_path: str = "/healthz") -> Gunicorn:
         """Start and wait until ``ready_path`` answers 200."""
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), *self.argv, self.app],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), *self.argv, self.app],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -179,27 +179,27 @@ class PrivatePostgres:
 
     def start(self, timeout: float = 60) -> PrivatePostgres:
         """Start (or restart, same port and data) and wait until it accepts connections."""
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [
-                _postgres_bin("postgres"),
-                "-D",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.sockets),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=40",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            **self._as_postgres(),
-        )
+        with open(self.log, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    _postgres_bin("postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.sockets),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=40",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self._as_postgres(),
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
