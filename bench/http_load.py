@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.servers import Gunicorn, free_port, migrate  # noqa: E402
+from aura.testing.servers import Gunicorn, free_port, migrate  # noqa: E402
 
 PASSWORD = "bench-password-0123"
 JWT_SECRET = "bench-jwt-secret-key-0123456789abcdef-not-for-production"
@@ -240,7 +240,7 @@ def redis_setup(workdir: Path):
     except Exception:  # noqa: BLE001 - any failure means: no local Redis
         pass
     if shutil.which("redis-server"):
-        from tests.support.servers import RedisServer
+        from aura.testing.servers import RedisServer
 
         server = RedisServer().start()
         return server.url, server, f"redis (private redis-server on port {server.port})"

@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.servers import Gunicorn, RedisServer, app_env, migrate  # noqa: E402
+from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate  # noqa: E402
 
 PLAIN = "".join(f"def f{i}(a, b):\n    x = a + b\n    return x * {i}\n\n" for i in range(5000))[:262_000]
 AUDIT = {"files": [{"path": f"m{i}.py", "content": PLAIN} for i in range(4)]}

@@ -12,8 +12,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from aura.testing.servers import Gunicorn, app_env, migrate
 from tests.support.auth import AuthActions
-from tests.support.servers import Gunicorn, app_env, migrate
 
 TEST_DATABASE_URL = os.environ.get("AURA_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -52,7 +52,8 @@ def base_settings(database_url, tmp_path_factory) -> dict:
         "redis_url": REDIS_URL,
         "redis_auth_db": TEST_AUTH_DB,
         "redis_rate_limit_db": TEST_RATE_LIMIT_DB,
-        "jwt_secret_key": "test-secret-key-that-is-long-enough-0123456789",
+        # 64 bytes or more: tests also sign with this key using HS512, for which PyJWT warns below 64.
+        "jwt_secret_key": "test-secret-key-that-is-long-enough-even-for-hs512-0123456789abcdef",
         "password_hash_time_cost": 1,
         "password_hash_memory_cost": 8,
         "rate_limit_enabled": False,

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-
-def _is_error_shape(response, status, code=None):
-    assert response.status_code == status, response.data[:200]
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert isinstance(body["error"], str) and isinstance(body["message"], str)
-    assert set(body) <= {"error", "message", "details"}
-    if code:
-        assert body["error"] == code
-
+from tests.support.errors import assert_error
 
 LOGIN = "/api/v1/auth/login"
 
@@ -43,13 +34,13 @@ LOGIN = "/api/v1/auth/login"
     ],
 )
 def test_bad_bodies(client, kwargs, status, code):
-    _is_error_shape(client.post(LOGIN, **kwargs), status, code)
+    assert_error(client.post(LOGIN, **kwargs), status, code)
 
 
 def test_unknown_path_and_method(client):
-    _is_error_shape(client.get("/no/such/path"), 404, "not_found")
+    assert_error(client.get("/no/such/path"), 404, "not_found")
     response = client.delete(LOGIN)
-    _is_error_shape(response, 405, "method_not_allowed")
+    assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
 
 
@@ -59,7 +50,7 @@ def test_unexpected_exception_is_a_json_500_without_trace(app, client, caplog):
         raise RuntimeError("secret internals")
 
     response = client.get("/boom")
-    _is_error_shape(response, 500, "internal_error")
+    assert_error(response, 500, "internal_error")
     assert b"secret internals" not in response.data and b"Traceback" not in response.data
     assert "secret internals" in caplog.text  # logged server side
 
@@ -82,7 +73,7 @@ def test_readyz_names_a_failed_database(make_app):
 def test_database_outage_is_503_not_500(make_app):
     app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().post(LOGIN, json={"email": "a@b.io", "password": "long-enough"})
-    _is_error_shape(response, 503, "service_unavailable")
+    assert_error(response, 503, "service_unavailable")
 
 
 def test_security_headers_on_every_response(client, auth):

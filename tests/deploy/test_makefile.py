@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 
-from tests.support.servers import ROOT
+from aura.testing.servers import ROOT
 
 
 def _make(*args: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ROOT, free_port
+from aura.testing.servers import ROOT, free_port
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
+from aura.testing.servers import RedisServer
 from tests.support.alertmanager import Alertmanager, WebhookReceiver
 from tests.support.prometheus import Prometheus
-from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 

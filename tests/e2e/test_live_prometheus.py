@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from aura.testing.servers import RedisServer
 from tests.support.metrics import parse_exposition
 from tests.support.prometheus import Prometheus
-from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
 

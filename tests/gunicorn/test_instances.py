@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from aura.testing.servers import RedisServer
+from tests.support import programs
 from tests.support.metrics import parse_exposition, value
-from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.gunicorn
 
@@ -122,17 +123,8 @@ def _parse_files(directory: Path) -> dict:
     return parse_exposition(generate_latest(registry).decode())
 
 
-def test_production_server_without_prometheus_client(gunicorn, tmp_path):
-    blocker = tmp_path / "no-prometheus"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'prometheus_client' or name.startswith('prometheus_client.'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, _Block())\n"
-    )
+def test_production_server_without_prometheus_client(gunicorn):
+    blocker = programs.HERE / "without_prometheus_client"  # its sitecustomize blocks the import
     server = gunicorn(workers=2, PYTHONPATH=str(blocker))
     assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
     api = server.url + "/api/v1/auth"
@@ -195,16 +187,10 @@ def test_metrics_content_negotiation(gunicorn):
         assert {"accept", "accept-encoding"} <= vary
 
 
-def test_an_untested_prometheus_client_runs_on_its_stock_value_class(gunicorn, tmp_path):
+def test_an_untested_prometheus_client_runs_on_its_stock_value_class(gunicorn):
     # The version check at start-up: an installed prometheus-client whose internals this code was
     # not tested against gets one warning, and exact counts from its own value class and collector.
-    patch = tmp_path / "untested-version"
-    patch.mkdir()
-    (patch / "sitecustomize.py").write_text(
-        "import importlib.metadata as m\n"
-        "_real = m.version\n"
-        "m.version = lambda name: '0.99.0' if name == 'prometheus-client' else _real(name)\n"
-    )
+    patch = programs.HERE / "untested_prometheus_client"  # its sitecustomize reports version 0.99.0
     server = gunicorn(
         workers=2,
         ready_path="/metrics",

@@ -8,8 +8,8 @@ import uuid
 import pytest
 import requests
 
+from aura.testing.servers import RedisServer
 from tests.support.metrics import parse_exposition, value
-from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.gunicorn
 

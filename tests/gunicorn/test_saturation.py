@@ -10,12 +10,13 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from aura.testing.servers import free_port
 from tests.support.metrics import parse_exposition, value
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.gunicorn
 
@@ -181,7 +182,7 @@ def test_process_metrics_describe_the_whole_instance_without_per_worker_labels(g
         lambda s: value(s, "python_gc_collections_total", generation="0") > 0, "GC counts from the workers' samplers"
     )
     pids = [metrics.server.proc.pid, *metrics.server.worker_pids()]
-    rss = sum(int(open(f"/proc/{p}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") for p in pids)
+    rss = sum(int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") for p in pids)
     pss = value(samples, "process_resident_memory_bytes")
     assert 0 < pss < rss  # preload shares pages: PSS counts them once, the RSS sum once per worker
     assert 0 < value(samples, "aura_worker_unique_memory_bytes_max") < pss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -12,79 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import programs
+
 ROOT = Path(__file__).resolve().parents[2]
-
-# The programs import aura.metrics alone: the core imports nothing else of Aura (a test checks),
-# so no metric of the app's own can write files into the test directory.
-STUB_PACKAGES = """
-import os, sys
-"""
-
-GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent")
-
-# A worker doing a deterministic, k-dependent amount of work with every metric type and gauge
-# mode. Values are integers so sums are exact whatever the order of addition.
-WORKER = (
-    STUB_PACKAGES
-    + """
-import json, sys, time
-spec = json.loads(sys.argv[1])
-from aura.metrics import use_worker_identifier
-use_worker_identifier(spec["identifier"])
-from prometheus_client import Counter, Gauge, Histogram, Summary
-k = spec["k"]
-c = Counter("t_requests", "Requests.", ["method", "status"])
-c.labels("GET", "200").inc(k)
-if k % 2 == 0:
-    c.labels("POST", "500").inc(10 * k)
-h = Histogram("t_latency_seconds", "Latency.", ["route"], buckets=(1, 2, 5))
-for v in (1, 2 * k, 3 * k):
-    h.labels("/a").observe(v)
-s = Summary("t_payload_bytes", "Payload.")
-s.observe(100 * k)
-for mode in GAUGE_MODES:
-    Gauge("t_g_" + mode, "Gauge " + mode + ".", ["kind"], multiprocess_mode=mode).labels("x").set(10 * k + 1)
-    time.sleep(0.001)  # distinct mostrecent timestamps
-""".replace("GAUGE_MODES", repr(GAUGE_MODES))
-)
-
-SCRAPER = (
-    STUB_PACKAGES
-    + """
-import json, sys, time
-from prometheus_client import CollectorRegistry
-from aura.metrics import AuraMultiProcessCollector
-directory, stop_file = sys.argv[1], sys.argv[2]
-end = time.monotonic() + 60
-while not os.path.exists(stop_file) and time.monotonic() < end:
-    reg = CollectorRegistry()
-    AuraMultiProcessCollector(reg, directory, self_metrics=False, lock_timeout=10)
-    out = {}
-    for m in reg.collect():
-        for s in m.samples:
-            out[s.name + json.dumps(s.labels, sort_keys=True)] = s.value
-    print(json.dumps(out), flush=True)
-    open(stop_file + ".ready", "w").close()
-"""
-)
-
-MERGER = (
-    STUB_PACKAGES
-    + """
-import sys
-from aura.metrics import merge_all_dead
-merge_all_dead(sys.argv[1], [], check_pids=False)
-"""
-)
 
 
 class Kit:
     """Build worker files, run workers and scrape, in the shapes the tests compare."""
 
     root = ROOT
-    STUB_PACKAGES = STUB_PACKAGES
-    SCRAPER = SCRAPER
-    MERGER = MERGER
 
     @staticmethod
     def env(directory, **extra) -> dict:
@@ -97,7 +34,7 @@ class Kit:
         """Run real worker processes in parallel: specs are (identifier, k)."""
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, json.dumps({"identifier": ident, "k": k})],
+                [sys.executable, programs.path("metrics_worker.py"), json.dumps({"identifier": ident, "k": k})],
                 env=cls.env(directory),
                 stderr=subprocess.PIPE,
             )
@@ -109,7 +46,7 @@ class Kit:
 
     @staticmethod
     def expected_worker_totals(ks) -> dict:
-        """Counter/histogram/summary samples the WORKER program gives for the ks, summed."""
+        """Counter/histogram/summary samples tests/support/programs/metrics_worker.py gives for the ks, summed."""
         out: dict = {}
 
         def add(name, labels, v):
@@ -206,6 +143,27 @@ class Kit:
         for ident in dead_identifiers:
             mark_process_dead(ident, str(scratch))
         return cls.scrape(scratch, collector="stock")
+
+    @classmethod
+    def damage(cls, metrics_dir) -> list[Path]:
+        """Five damaged files next to a good worker; returns their paths."""
+        good = cls.write_db(metrics_dir, "counter", "1-1", [("c", "c_total", {"a": "1"}, 5.0)])
+        assert good.exists()
+        truncated = cls.write_db(
+            metrics_dir, "counter", "2-2", [("c", "c_total", {"a": str(i)}, 1.0) for i in range(200)]
+        )
+        used = int.from_bytes(truncated.read_bytes()[:4], "little")
+        with open(truncated, "r+b") as f:
+            f.truncate(used - 10)
+        rnd = metrics_dir / "histogram_3-3.db"
+        rnd.write_bytes(random.Random(1234).randbytes(4096))
+        empty = metrics_dir / "counter_4-4.db"
+        empty.write_bytes(b"")
+        badkey = cls.write_db(metrics_dir, "gauge", "5-5", [("g", "g", {}, 1.0)], mode="all")
+        data = bytearray(badkey.read_bytes())
+        data[12:14] = b"\xff\xfe"  # inside the key: no longer UTF-8 JSON
+        badkey.write_bytes(bytes(data))
+        return [truncated, rnd, empty, badkey]
 
     @staticmethod
     def only(samples, prefix) -> dict:

@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
+
+from tests.support import programs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(code: str, env_extra: dict | None = None, tmp_path: Path | None = None):
+def _run(program: str, *args: str):
+    """Run one of tests/support/programs from the repository, without a metrics directory."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(env_extra or {})
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, programs.path(program), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
 
 
@@ -25,20 +27,7 @@ def test_import_order_does_not_matter_and_only_workers_write_files(tmp_path):
     # prometheus_client imported first (it then picks in-memory values), the directory set after:
     # definitions still installs Aura's value class. The process itself is no Gunicorn worker
     # (a `flask` command, a shell) and writes nothing; a worker forked from it writes its counts.
-    result = _run(f"""
-        import os, prometheus_client
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = {str(tmp_path)!r}
-        from aura.instrumentation import definitions
-        from aura.metrics import use_worker_identifier
-        definitions.TOKENS_ISSUED.labels("access").inc(2)
-        assert not os.listdir({str(tmp_path)!r}), os.listdir({str(tmp_path)!r})
-        pid = os.fork()
-        if pid == 0:
-            use_worker_identifier("77-1")
-            definitions.TOKENS_ISSUED.labels("access").inc(3)
-            os._exit(0)
-        assert os.waitpid(pid, 0)[1] == 0
-    """)
+    result = _run("import_order_fork.py", str(tmp_path))
     assert result.returncode == 0, result.stderr
     from aura.metrics.fileformat import read_db_file
 
@@ -73,30 +62,7 @@ def test_a_flask_command_writes_no_metric_files(tmp_path):
 
 
 def test_without_prometheus_client_the_app_runs_and_metrics_is_404(tmp_path):
-    # A None entry in sys.modules makes `import prometheus_client` raise ImportError.
-    result = _run(f"""
-        import sys, json
-        sys.modules["prometheus_client"] = None
-        from aura import create_app
-        app = create_app(dict(env="testing", instance_path={str(tmp_path)!r},
-                              database_url="sqlite:///{tmp_path}/t.db",
-                              jwt_secret_key="k" * 40, redis_url="redis://127.0.0.1:1",
-                              password_hash_time_cost=1, password_hash_memory_cost=8))
-        from aura.extensions import db
-        with app.app_context():
-            db.create_all()
-        c = app.test_client()
-        out = dict(
-            metrics=c.get("/metrics").status_code,
-            metrics_body=c.get("/metrics").get_json(),
-            register=c.post("/api/v1/auth/register",
-                            json=dict(email="a@b.io", password="long-enough")).status_code,
-            login=c.post("/api/v1/auth/login",
-                         json=dict(email="a@b.io", password="long-enough")).status_code,
-            loaded="prometheus_client" in sys.modules and sys.modules["prometheus_client"] is not None,
-        )
-        print(json.dumps(out))
-    """)
+    result = _run("app_without_prometheus_client.py", str(tmp_path))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out == {"metrics": 404, "metrics_body": out["metrics_body"], "register": 201, "login": 200, "loaded": False}

@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from aura.testing.servers import Gunicorn, RedisServer, app_env, free_port, migrate
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.metrics import parse_exposition
-from tests.support.servers import Gunicorn, RedisServer, app_env, free_port, migrate
 
 TIMEOUT = 20  # seconds: a request that takes longer has hung (the machine may be busy)
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 
 @pytest.fixture
@@ -60,18 +59,6 @@ def scrape(server) -> dict:
     response = requests.get(server.url + "/metrics", timeout=TIMEOUT)
     assert response.status_code == 200, response.text[:300]
     return parse_exposition(response.text)
-
-
-def assert_error_shape(response, status: int, error: str, extra: set[str] = frozenset()) -> dict:
-    """The JSON error shape (plus `extra` keys, e.g. /readyz's checks) and the security headers."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["error"] == error and isinstance(body["message"], str), body
-    assert set(body) <= {"error", "message", "details"} | set(extra), body
-    for name, value in SECURITY_HEADERS.items():
-        assert response.headers.get(name) == value, (name, dict(response.headers))
-    return body
 
 
 class Load:
@@ -192,27 +179,27 @@ class PrivatePostgres:
 
     def start(self, timeout: float = 60) -> PrivatePostgres:
         """Start (or restart, same port and data) and wait until it accepts connections."""
-        log = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [
-                _postgres_bin("postgres"),
-                "-D",
-                str(self.data),
-                "-p",
-                str(self.port),
-                "-k",
-                str(self.sockets),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=40",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            **self._as_postgres(),
-        )
+        with open(self.log, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    _postgres_bin("postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.sockets),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=40",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self._as_postgres(),
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]

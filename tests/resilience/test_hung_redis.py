@@ -12,7 +12,8 @@ import uuid
 import pytest
 import requests
 
-from tests.resilience.conftest import TIMEOUT, assert_error_shape, scrape
+from tests.resilience.conftest import TIMEOUT, scrape
+from tests.support.errors import SECURITY_HEADERS, assert_error
 from tests.support.metrics import value
 
 pytestmark = pytest.mark.gunicorn
@@ -48,8 +49,11 @@ def test_a_hung_redis_costs_one_timeout_per_worker_and_interval(start_gunicorn, 
         started = time.monotonic()
         calls = 0
         for _ in range(8):
-            assert_error_shape(
-                requests.get(f"{api}/auth/me", headers=bearer, timeout=TIMEOUT), 503, "service_unavailable"
+            assert_error(
+                requests.get(f"{api}/auth/me", headers=bearer, timeout=TIMEOUT),
+                503,
+                "service_unavailable",
+                headers=SECURITY_HEADERS,
             )
             ready = requests.get(server.url + "/readyz", headers={"Connection": "close"}, timeout=TIMEOUT)
             assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unavailable"

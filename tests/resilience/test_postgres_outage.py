@@ -13,7 +13,8 @@ import uuid
 import pytest
 import requests
 
-from tests.resilience.conftest import TIMEOUT, assert_error_shape, scrape
+from tests.resilience.conftest import TIMEOUT, scrape
+from tests.support.errors import SECURITY_HEADERS, assert_error
 from tests.support.metrics import value
 
 pytestmark = pytest.mark.gunicorn
@@ -64,9 +65,11 @@ def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
     for _ in range(3):
         answers = _answers(server, creds, bearer)
         for name in ("register", "login", "me", "struggle"):
-            body = assert_error_shape(answers[name], 503, "service_unavailable")
+            body = assert_error(answers[name], 503, "service_unavailable", headers=SECURITY_HEADERS)
             assert "database" in body["message"], (name, body)
-        ready = assert_error_shape(answers["readyz"], 503, "service_unavailable", extra={"status", "mode", "checks"})
+        ready = assert_error(
+            answers["readyz"], 503, "service_unavailable", extra={"status", "mode", "checks"}, headers=SECURITY_HEADERS
+        )
         # Public: says what, never which exception (that is in the log).
         assert ready["checks"]["database"] == "unavailable" and ready["checks"]["redis"] == "ok"
         assert ready["message"] == "unavailable: database"

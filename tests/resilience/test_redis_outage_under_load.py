@@ -10,7 +10,8 @@ import pytest
 import redis
 import requests
 
-from tests.resilience.conftest import TIMEOUT, Load, assert_error_shape, scrape
+from tests.resilience.conftest import TIMEOUT, Load, scrape
+from tests.support.errors import SECURITY_HEADERS, assert_error
 from tests.support.metrics import value
 
 pytestmark = pytest.mark.gunicorn
@@ -63,11 +64,11 @@ def test_redis_killed_under_load_and_restarted(start_gunicorn, redis_server):
             load.wait_for("outage", name, status, count=5)
         # Answers during the outage, one by one, in the error shape and with the security headers.
         me = requests.get(f"{api}/auth/me", headers=bearer, timeout=TIMEOUT)
-        assert_error_shape(me, 503, "service_unavailable")
+        assert_error(me, 503, "service_unavailable", headers=SECURITY_HEADERS)
         # A 503 asks the client to come back in 5 s (not at the end of a rate-limit window).
         assert me.headers["Retry-After"] == "5"
         ready = requests.get(server.url + "/readyz", timeout=TIMEOUT)
-        assert_error_shape(ready, 503, "service_unavailable", extra={"status", "mode", "checks"})
+        assert_error(ready, 503, "service_unavailable", extra={"status", "mode", "checks"}, headers=SECURITY_HEADERS)
         assert ready.json()["checks"]["redis"] == "unavailable" and "redis" in ready.json()["message"]
         during = scrape(server)
 

@@ -9,7 +9,8 @@ import uuid
 import pytest
 import requests
 
-from tests.resilience.conftest import TIMEOUT, assert_error_shape
+from tests.resilience.conftest import TIMEOUT
+from tests.support.errors import SECURITY_HEADERS, assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -32,7 +33,12 @@ def test_logged_out_and_rotated_tokens_stay_dead_after_redis_restarts_empty(star
     rotated = requests.post(f"{api}/login", json=creds, timeout=TIMEOUT).json()
     current = requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]), timeout=TIMEOUT).json()
     for token in (logged_out["access_token"],):
-        assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401, "revoked_token")
+        assert_error(
+            requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT),
+            401,
+            "revoked_token",
+            headers=SECURITY_HEADERS,
+        )
 
     redis_server.kill()  # no persistence: everything in it is gone
     redis_server.start()
@@ -43,18 +49,28 @@ def test_logged_out_and_rotated_tokens_stay_dead_after_redis_restarts_empty(star
         time.sleep(0.5)
     for _attempt in range(4):  # every worker
         for token in (logged_out["access_token"],):
-            assert_error_shape(requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT), 401, "revoked_token")
-        assert_error_shape(
+            assert_error(
+                requests.get(f"{api}/me", headers=_bearer(token), timeout=TIMEOUT),
+                401,
+                "revoked_token",
+                headers=SECURITY_HEADERS,
+            )
+        assert_error(
             requests.post(f"{api}/refresh", headers=_bearer(logged_out["refresh_token"]), timeout=TIMEOUT),
             401,
             "revoked_token",
+            headers=SECURITY_HEADERS,
         )
     # The rotated token is still spent: presenting it is reuse, and ends that session too.
-    assert_error_shape(
+    assert_error(
         requests.post(f"{api}/refresh", headers=_bearer(rotated["refresh_token"]), timeout=TIMEOUT),
         401,
         "revoked_token",
+        headers=SECURITY_HEADERS,
     )
-    assert_error_shape(
-        requests.get(f"{api}/me", headers=_bearer(current["access_token"]), timeout=TIMEOUT), 401, "revoked_token"
+    assert_error(
+        requests.get(f"{api}/me", headers=_bearer(current["access_token"]), timeout=TIMEOUT),
+        401,
+        "revoked_token",
+        headers=SECURITY_HEADERS,
     )

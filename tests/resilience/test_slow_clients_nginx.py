@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from aura.testing.servers import ROOT, free_port
 from tests.resilience.conftest import TIMEOUT
-from tests.support.servers import ROOT, free_port
 
 pytestmark = pytest.mark.gunicorn
 
@@ -59,11 +59,12 @@ class Nginx:
             [binary, "-t", "-c", str(self.config), "-p", str(self.dir)], capture_output=True, text=True, timeout=30
         )
         assert test.returncode == 0, test.stderr
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(self.config), "-p", str(self.dir), "-g", "daemon off;"],
-            stdout=open(self.log, "wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log, "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [binary, "-c", str(self.config), "-p", str(self.dir), "-g", "daemon off;"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,12 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate
 from tests.conftest import TEST_DATABASE_URL
-from tests.support.servers import Gunicorn, RedisServer, app_env, migrate
+from tests.support.auth import AuthActions
 
 SECRET = "security-suite-secret-key-4f9c2a7e1b8d6035-9e1f7c3a5d2b8046-long-enough"
 METRICS_TOKEN = "metrics-scrape-token-7d3e9a1c5b2f8046"
-PASSWORD = "correct-horse-battery-9"
 TIMEOUT = 20  # seconds: a request that takes longer has hung (the machine may be busy)
 HARDENED = dict(
     AURA_ENV="production",
@@ -81,69 +80,6 @@ class Client:
 
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.request("POST", path, **kwargs)
-
-
-class Account:
-    """One user's auth story over HTTP."""
-
-    def __init__(self, client: Client, email: str | None = None, password: str = PASSWORD):
-        self.client = client
-        self.email = email or f"{uuid.uuid4().hex[:12]}@example.com"
-        self.password = password
-        self.tokens: dict = {}
-
-    def register(self) -> requests.Response:
-        return self.client.post("/api/v1/auth/register", json={"email": self.email, "password": self.password})
-
-    def login(self, password: str | None = None) -> requests.Response:
-        response = self.client.post(
-            "/api/v1/auth/login", json={"email": self.email, "password": password or self.password}
-        )
-        if response.status_code == 200:
-            self.tokens = response.json()
-        return response
-
-    def signed_in(self) -> Account:
-        assert self.register().status_code == 201
-        assert self.login().status_code == 200
-        return self
-
-    @property
-    def access(self) -> str:
-        return self.tokens["access_token"]
-
-    @property
-    def refresh_token(self) -> str:
-        return self.tokens["refresh_token"]
-
-    def me(self, token: str | None = None) -> requests.Response:
-        return self.client.get("/api/v1/auth/me", headers=bearer(token or self.access))
-
-    def refresh(self, token: str | None = None) -> requests.Response:
-        response = self.client.post("/api/v1/auth/refresh", headers=bearer(token or self.refresh_token))
-        if response.status_code == 200:
-            self.tokens = response.json()
-        return response
-
-    def logout(self, token: str | None = None, refresh_token: str | None = None) -> requests.Response:
-        body = {"refresh_token": refresh_token} if refresh_token else None
-        return self.client.post("/api/v1/auth/logout", headers=bearer(token or self.access), json=body)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error_shape(response: requests.Response, status: int, error: str | None = None) -> dict:
-    """The one JSON error shape, with the status (and code) expected."""
-    assert response.status_code == status, (response.status_code, response.text[:300])
-    assert response.headers["Content-Type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert isinstance(body["error"], str) and isinstance(body["message"], str), body
-    assert set(body) <= {"error", "message", "details"}, body
-    if error is not None:
-        assert body["error"] == error, body
-    return body
 
 
 def private_database(tmp_dir: Path, name: str):
@@ -216,7 +152,7 @@ class Server:
         """/healthz answers, a normal request works, and no worker died meanwhile."""
         client = self.client()
         assert client.get("/healthz").json() == {"status": "ok"}
-        account = Account(client)
+        account = AuthActions(client)
         assert account.register().status_code == 201
         assert account.login().status_code == 200 and account.me().status_code == 200
         after = self.gunicorn.worker_pids()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import HARDENED, METRICS_TOKEN, Account, assert_error_shape, bearer
+from tests.security.conftest import HARDENED, METRICS_TOKEN
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 from tests.support.metrics import parse_exposition
 
 pytestmark = pytest.mark.gunicorn
@@ -33,7 +35,7 @@ PER_ACCOUNT = int(HARDENED["RATE_LIMIT_LOGIN_ACCOUNT"].split()[0])
 def test_metrics_refuses_a_scrape_without_the_exact_token(hardened, authorization):
     headers = {} if authorization is None else {"Authorization": authorization}
     response = hardened.client().get("/metrics", headers=headers)
-    assert_error_shape(response, 401, "unauthorized")
+    assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert "http_requests_total" not in response.text
 
@@ -47,8 +49,8 @@ def test_metrics_with_the_token_and_nothing_else(hardened):
     # The token in the query string is not a credential (it would end up in access logs).
     assert client.get(f"/metrics?token={METRICS_TOKEN}").status_code == 401
     # A user's access token is not a scrape credential either.
-    learner = Account(client).signed_in()
-    assert_error_shape(client.get("/metrics", headers=bearer(learner.access)), 401, "unauthorized")
+    learner = AuthActions(client).signed_in()
+    assert_error(client.get("/metrics", headers=bearer(learner.access)), 401, "unauthorized")
 
 
 def _hits(server) -> float:
@@ -61,43 +63,43 @@ def _hits(server) -> float:
 
 
 def test_login_guessing_is_limited_per_client(hardened):
-    target = Account(hardened.client()).signed_in()
+    target = AuthActions(hardened.client()).signed_in()
     hits_before = _hits(hardened)
     guesser = hardened.client()
     for n in range(PER_CLIENT):  # different accounts, so only the per-client limit can bite
         response = guesser.post(LOGIN, json={"email": f"guess-{n}@example.com", "password": "guess-1234"})
-        assert_error_shape(response, 401, "invalid_credentials")
+        assert_error(response, 401, "invalid_credentials")
     blocked = guesser.post(LOGIN, json={"email": target.email, "password": target.password})
-    assert_error_shape(blocked, 429, "rate_limited")  # even the right password: no oracle
+    assert_error(blocked, 429, "rate_limited")  # even the right password: no oracle
     assert int(blocked.headers["Retry-After"]) > 0
     # Spoofed X-Forwarded-For from an untrusted client is ignored (TRUSTED_PROXY_COUNT=0).
     spoofed = guesser.post(
         LOGIN, json={"email": "x@example.com", "password": "guess-1234"}, headers={"X-Forwarded-For": "203.0.113.9"}
     )
-    assert_error_shape(spoofed, 429, "rate_limited")
+    assert_error(spoofed, 429, "rate_limited")
     # Another client is not punished for it.
     assert target.login().status_code == 200
     assert _hits(hardened) - hits_before == 2
 
 
 def test_login_guessing_is_limited_per_target_account(hardened):
-    victim = Account(hardened.client()).signed_in()  # a success counts nothing
+    victim = AuthActions(hardened.client()).signed_in()  # a success counts nothing
     assert victim.login().status_code == 200
     variants = [victim.email, victim.email.upper(), victim.email.capitalize()]
     clients = [hardened.client() for _ in range(PER_ACCOUNT // 2 + 1)]
     for attempt in range(PER_ACCOUNT):  # from many clients, two each: under each client's limit
         email = variants[attempt % len(variants)]  # case does not make another account
         response = clients[attempt // 2].post(LOGIN, json={"email": email, "password": f"guess-{attempt}"})
-        assert_error_shape(response, 401, "invalid_credentials")
+        assert_error(response, 401, "invalid_credentials")
     # The account has had its failures: each client now gets one try at it per window.
-    assert_error_shape(
+    assert_error(
         clients[0].post(LOGIN, json={"email": victim.email, "password": "guess-x"}), 401, "invalid_credentials"
     )
     again = clients[0].post(LOGIN, json={"email": victim.email, "password": victim.password})
-    assert_error_shape(again, 429, "rate_limited")  # even the right password: no oracle
+    assert_error(again, 429, "rate_limited")  # even the right password: no oracle
     assert int(again.headers["Retry-After"]) > 0
     # The lock is on guessing the account, not on the clients that tried it.
-    other = Account(clients[0]).signed_in()
+    other = AuthActions(clients[0]).signed_in()
     assert other.me().status_code == 200
     # Tokens issued before the guessing still work: the limit locks out logins, not sessions.
     assert victim.me().status_code == 200
@@ -105,9 +107,9 @@ def test_login_guessing_is_limited_per_target_account(hardened):
 
 def test_the_owner_is_not_locked_out_by_guessing_from_many_addresses(hardened):
     """20 wrong passwords from 20 addresses used to give the right one 429 for an hour."""
-    owner = Account(hardened.client()).signed_in()
+    owner = AuthActions(hardened.client()).signed_in()
     for _attempt in range(PER_ACCOUNT * 2 + 4):  # well past the account's failure limit
         response = hardened.client().post(LOGIN, json={"email": owner.email, "password": "guess-1234"})
         assert response.status_code in (401, 429), response.text
     assert owner.login().status_code == 200  # from the owner's own address
-    assert Account(hardened.client(), owner.email).login(owner.password).status_code == 200  # a new one
+    assert AuthActions(hardened.client(), owner.email).login(password=owner.password).status_code == 200  # a new one

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.security.conftest import Account, Server
+from tests.security.conftest import Server
+from tests.support.auth import AuthActions
 
 pytestmark = pytest.mark.gunicorn
 
@@ -44,7 +45,7 @@ def _timed(client, email: str, password: str):
 
 def test_unknown_email_and_wrong_password_are_indistinguishable(production_cost):
     client = production_cost.client()
-    account = Account(client).signed_in()
+    account = AuthActions(client).signed_in()
     unknown = "nobody-here@example.com"
     for _ in range(3):  # warm up: first Argon2 runs allocate their 64 MiB
         _timed(client, unknown, "wrong-password-1")

@@ -14,7 +14,9 @@ from collections import Counter
 import pytest
 import redis
 
-from tests.security.conftest import Account, Server, assert_error_shape, bearer
+from tests.security.conftest import Server
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -29,8 +31,8 @@ DENSE = "".join(f"def f{i}(a, b):\n    x = a + b\n    return x * {i}\n\n" for i 
 
 
 @pytest.fixture(scope="module")
-def learner(hardened) -> Account:
-    return Account(hardened.client()).signed_in()
+def learner(hardened) -> AuthActions:
+    return AuthActions(hardened.client()).signed_in()
 
 
 def test_audit_output_and_stored_row_are_bounded(learner):
@@ -56,12 +58,12 @@ def test_an_audit_over_its_cpu_budget_is_a_422(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     server = Server(tmp, "budget", workers=2, AUDIT_MAX_CPU_SECONDS="0.2", MAX_CONTENT_LENGTH=str(4 * 1024 * 1024))
     try:
-        learner = Account(server.client()).signed_in()
+        learner = AuthActions(server.client()).signed_in()
         files = [{"path": f"m{i}.py", "content": DENSE} for i in range(12)]
         response = learner.client.post(
             "/api/v1/workflows/audit", headers=bearer(learner.access), json={"files": files}, timeout=120
         )
-        body = assert_error_shape(response, 422, "audit_limit_exceeded")
+        body = assert_error(response, 422, "audit_limit_exceeded")
         assert body["message"].startswith("max_cpu_seconds:"), body
         small = learner.client.post(
             "/api/v1/workflows/audit",
@@ -84,7 +86,7 @@ def test_one_user_holds_at_most_its_share_of_the_workers(tmp_path_factory):
         MAX_CONTENT_LENGTH=str(4 * 1024 * 1024),
     )
     try:
-        greedy = Account(server.client()).signed_in()
+        greedy = AuthActions(server.client()).signed_in()
         files = [{"path": f"m{i}.py", "content": DENSE} for i in range(6)]
         statuses: list[int] = []
 
@@ -120,7 +122,7 @@ def test_a_429_for_concurrency_has_the_error_shape(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shape")
     server = Server(tmp, "shape", workers=2, WORKFLOW_MAX_CONCURRENT_PER_USER="1")
     try:
-        learner = Account(server.client()).signed_in()
+        learner = AuthActions(server.client()).signed_in()
         row = server.sql("SELECT id FROM users WHERE email = :e", e=learner.email)
         import time
 
@@ -130,7 +132,7 @@ def test_a_429_for_concurrency_has_the_error_shape(tmp_path_factory):
             headers=bearer(learner.access),
             json={"exercise_id": "x", "edit_frequency": 1, "error_count": 0},
         )
-        assert_error_shape(response, 429, "too_many_concurrent_requests")
+        assert_error(response, 429, "too_many_concurrent_requests")
         assert response.headers["Retry-After"] == "1"
     finally:
         server.close()

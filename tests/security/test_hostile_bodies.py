@@ -7,7 +7,9 @@ import socket
 
 import pytest
 
-from tests.security.conftest import TIMEOUT, Account, assert_error_shape, bearer
+from tests.security.conftest import TIMEOUT
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -144,14 +146,14 @@ def workers(hardened) -> list[int]:
 def test_hostile_login_body_is_a_4xx_json_answer(hardened, workers, name, kwargs, status, error):
     # Each case from its own address, so the login limit (5 per hour per client) never interferes.
     response = hardened.client().post(LOGIN, **kwargs)
-    assert_error_shape(response, status, error)
+    assert_error(response, status, error)
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_EMAILS))
 def test_registration_refuses_lookalike_and_oversized_addresses(hardened, workers, name):
     client = hardened.client()
     email = HOSTILE_EMAILS[name]
-    body = assert_error_shape(
+    body = assert_error(
         client.post(REGISTER, json={"email": email, "password": "long-enough-pw"}), 422, "validation_error"
     )
     assert set(body["details"]) == {"email"}
@@ -161,8 +163,8 @@ def test_registration_refuses_lookalike_and_oversized_addresses(hardened, worker
 
 def test_a_valid_but_sql_looking_address_is_only_data(hardened, workers):
     client = hardened.client()
-    sneaky = Account(client, email="o'brien--@example.com")
-    other = Account(hardened.client()).signed_in()
+    sneaky = AuthActions(client, email="o'brien--@example.com")
+    other = AuthActions(hardened.client()).signed_in()
     assert sneaky.register().json()["email"] == "o'brien--@example.com"
     assert sneaky.login().status_code == 200
     assert sneaky.me().json()["email"] == "o'brien--@example.com"
@@ -170,8 +172,8 @@ def test_a_valid_but_sql_looking_address_is_only_data(hardened, workers):
 
 
 @pytest.fixture(scope="module")
-def learner(hardened) -> Account:
-    return Account(hardened.client()).signed_in()
+def learner(hardened) -> AuthActions:
+    return AuthActions(hardened.client()).signed_in()
 
 
 @pytest.mark.parametrize(
@@ -190,7 +192,7 @@ def test_hostile_struggle_input(hardened, workers, learner, body, status):
     response = learner.client.post("/api/v1/workflows/struggle", json=body, headers=bearer(learner.access))
     assert response.status_code == status, response.text[:300]
     if status != 201:
-        assert_error_shape(response, status, "validation_error")
+        assert_error(response, status, "validation_error")
 
 
 def test_hostile_struggle_literals(hardened, workers, learner):
@@ -199,7 +201,7 @@ def test_hostile_struggle_literals(hardened, workers, learner):
         response = learner.client.post(
             "/api/v1/workflows/struggle", data=body, headers={**JSON, **bearer(learner.access)}
         )
-        assert_error_shape(response, 422, "validation_error")
+        assert_error(response, 422, "validation_error")
 
 
 AUDIT_SOURCES = {
@@ -229,10 +231,10 @@ def test_audit_sources_made_to_exhaust_the_parser(hardened, workers, learner):
 def test_audit_limits_hold(hardened, workers, learner):
     too_big = {"files": [{"path": "big.py", "content": "x = 1\n" * 50_000}]}  # 300 KB > 256 KiB
     response = learner.client.post("/api/v1/workflows/audit", json=too_big, headers=bearer(learner.access))
-    assert_error_shape(response, 413, "audit_limit_exceeded")
+    assert_error(response, 413, "audit_limit_exceeded")
     too_many = {"files": [{"path": f"{i}.py", "content": ""} for i in range(51)]}
     response = learner.client.post("/api/v1/workflows/audit", json=too_many, headers=bearer(learner.access))
-    assert_error_shape(response, 422, "audit_limit_exceeded")
+    assert_error(response, 422, "audit_limit_exceeded")
 
 
 def _raw(port: int, payload: bytes) -> bytes:

@@ -13,7 +13,9 @@ import time
 import jwt as pyjwt
 import pytest
 
-from tests.security.conftest import SECRET, Account, assert_error_shape, bearer
+from tests.security.conftest import SECRET
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -41,15 +43,15 @@ PATH_IDS = [
 
 
 @pytest.fixture(scope="module")
-def learner(hardened) -> Account:
-    return Account(hardened.client()).signed_in()
+def learner(hardened) -> AuthActions:
+    return AuthActions(hardened.client()).signed_in()
 
 
 @pytest.mark.parametrize("kind", ["struggle", "audit"])
 @pytest.mark.parametrize("run_id", PATH_IDS)
 def test_odd_run_ids_are_404(hardened, learner, kind, run_id):
     response = learner.client.get(f"/api/v1/workflows/{kind}/{run_id}", headers=bearer(learner.access))
-    assert_error_shape(response, 404, "not_found")
+    assert_error(response, 404, "not_found")
 
 
 @pytest.mark.parametrize("text", NASTY)
@@ -86,7 +88,7 @@ def test_odd_token_subjects_are_401(hardened, subject):
         SECRET,
         algorithm="HS256",
     )
-    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
+    assert_error(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
 
 
 @pytest.mark.parametrize("claims", [{"jti": "j\x00"}, {"fam": "f\x00"}, {"fam": "f" * 65}, {"jti": 7}, {"fam": ["x"]}])
@@ -103,7 +105,7 @@ def test_odd_token_ids_are_401(hardened, learner, claims):
         **claims,
     }
     token = pyjwt.encode(payload, SECRET, algorithm="HS256")
-    assert_error_shape(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
+    assert_error(hardened.client().get("/api/v1/auth/me", headers=bearer(token)), 401, "invalid_token")
 
 
 @pytest.mark.parametrize(
@@ -118,5 +120,5 @@ def test_odd_token_ids_are_401(hardened, learner, claims):
 def test_odd_listing_cursors_are_422(hardened, learner, raw):
     cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
     response = learner.client.get("/api/v1/workflows", params={"cursor": cursor}, headers=bearer(learner.access))
-    body = assert_error_shape(response, 422, "validation_error")
+    body = assert_error(response, 422, "validation_error")
     assert set(body["details"]) == {"cursor"}

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from tests.security.conftest import Account, assert_error_shape
+from tests.support.auth import AuthActions
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -44,18 +45,18 @@ def _local() -> str:
 @pytest.mark.parametrize("name", LOOKALIKES)
 def test_an_address_that_looks_like_an_account_is_refused(hardened, name):
     local = _local()
-    owner = Account(hardened.client(), f"{local}@example.com").signed_in()
+    owner = AuthActions(hardened.client(), f"{local}@example.com").signed_in()
     lookalike = f"{LOOKALIKES[name](local)}@example.com"
     assert lookalike != owner.email
     response = hardened.client().post(REGISTER, json={"email": lookalike, "password": PASSWORD})
-    assert_error_shape(response, 409, "email_taken")
+    assert_error(response, 409, "email_taken")
     assert owner.login().status_code == 200  # the owner is untouched
 
 
 @pytest.mark.parametrize("name", INVISIBLE)
 def test_an_address_with_an_invisible_code_point_is_refused(hardened, name):
     email = f"{_local()}{INVISIBLE[name]}@example.com"
-    body = assert_error_shape(
+    body = assert_error(
         hardened.client().post(REGISTER, json={"email": email, "password": PASSWORD}), 422, "validation_error"
     )
     assert set(body["details"]) == {"email"}
@@ -63,7 +64,7 @@ def test_an_address_with_an_invisible_code_point_is_refused(hardened, name):
 
 def test_fullwidth_login_reaches_the_same_account(hardened):
     local = _local()
-    owner = Account(hardened.client(), f"{local}@example.com").signed_in()
-    wide = Account(hardened.client(), "".join(chr(ord(c) + 0xFEE0) for c in local) + "@example.com")
-    assert wide.login(owner.password).status_code == 200  # NFKC: the same address
+    owner = AuthActions(hardened.client(), f"{local}@example.com").signed_in()
+    wide = AuthActions(hardened.client(), "".join(chr(ord(c) + 0xFEE0) for c in local) + "@example.com")
+    assert wide.login(password=owner.password).status_code == 200  # NFKC: the same address
     assert wide.me().json()["email"] == owner.email

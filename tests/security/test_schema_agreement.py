@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import Account, assert_error_shape, bearer
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -17,8 +18,8 @@ STRUGGLE = {"exercise_id": "loops-1", "edit_frequency": 1.5, "error_count": 2}
 
 
 @pytest.fixture(scope="module")
-def learner(hardened) -> Account:
-    return Account(hardened.client()).signed_in()
+def learner(hardened) -> AuthActions:
+    return AuthActions(hardened.client()).signed_in()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_numbers_are_numbers(learner, document, field, bad):
     response = learner.client.post(
         "/api/v1/workflows/struggle", headers=bearer(learner.access), json={**STRUGGLE, field: bad}
     )
-    body = assert_error_shape(response, 422, "validation_error")
+    body = assert_error(response, 422, "validation_error")
     assert set(body["details"]) == {field}
 
 
@@ -76,7 +77,7 @@ def test_the_documented_path_limit_is_the_enforced_one(learner, document):
         headers=bearer(learner.access),
         json={"files": [{"path": "p" * limit + ".py", "content": "x = 1\n"}]},
     )
-    assert_error_shape(too_long, 422, "validation_error")
+    assert_error(too_long, 422, "validation_error")
 
 
 def test_readyz_names_no_exception_class(hardened):

@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.security.conftest import METRICS_TOKEN, SECRET, Account, bearer
+from tests.security.conftest import METRICS_TOKEN, SECRET
+from tests.support.auth import AuthActions, bearer
 
 pytestmark = pytest.mark.gunicorn
 
@@ -21,12 +22,12 @@ def _wait_for_log(server, needle: str, timeout: float = 10) -> None:
 
 
 def test_no_secret_in_debug_and_access_logs(hardened):
-    alice = Account(hardened.client(), password="alice-pass-Zq81-unique")
-    bob = Account(hardened.client(), password="bob-pass-Kx52-unique").signed_in()
+    alice = AuthActions(hardened.client(), password="alice-pass-Zq81-unique")
+    bob = AuthActions(hardened.client(), password="bob-pass-Kx52-unique").signed_in()
     wrong_password = "wrong-pass-Vn37-unique"
     assert alice.register().status_code == 201
-    assert alice.login(wrong_password).status_code == 401
-    Account(hardened.client(), password="ghost-pass-Ue64-unique").login()  # unknown account: 401
+    assert alice.login(password=wrong_password).status_code == 401
+    AuthActions(hardened.client(), password="ghost-pass-Ue64-unique").login()  # unknown account: 401
     assert alice.login().status_code == 200
     first = dict(alice.tokens)
     assert alice.me().status_code == 200

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.conftest import HARDENED, METRICS_TOKEN, Account, bearer
+from tests.security.conftest import HARDENED, METRICS_TOKEN
+from tests.support.auth import AuthActions, bearer
 
 pytestmark = pytest.mark.gunicorn
 
@@ -24,7 +25,7 @@ def assert_security_headers(response, no_store: bool) -> None:
 
 def test_headers_on_every_kind_of_answer(hardened):
     client = hardened.client()
-    account = Account(client)
+    account = AuthActions(client)
     answers = {
         "healthz 200": (client.get("/healthz"), 200, False),
         "readyz 200": (client.get("/readyz"), 200, False),

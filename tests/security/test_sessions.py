@@ -10,50 +10,51 @@ import subprocess
 
 import pytest
 
-from tests.security.conftest import Account, assert_error_shape
+from aura.testing.servers import BIN, ROOT
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 from tests.support.metrics import parse_exposition, value
-from tests.support.servers import BIN, ROOT
 
 pytestmark = pytest.mark.gunicorn
 
 
 def _revoked(server, token_type: str) -> float:
-    from tests.security.conftest import METRICS_TOKEN, bearer
+    from tests.security.conftest import METRICS_TOKEN
 
     body = server.client().get("/metrics", headers=bearer(METRICS_TOKEN)).text
     return value(parse_exposition(body), "tokens_revoked_total", token_type=token_type)
 
 
 def test_replaying_a_rotated_refresh_token_ends_the_thiefs_session_too(hardened):
-    owner = Account(hardened.client()).signed_in()
+    owner = AuthActions(hardened.client()).signed_in()
     stolen = owner.refresh_token
-    thief = Account(hardened.client(), owner.email)
+    thief = AuthActions(hardened.client(), owner.email)
     assert thief.refresh(stolen).status_code == 200  # the thief rotates first
     assert thief.me().status_code == 200
     before = _revoked(hardened, "refresh")
 
     # The owner's client refreshes with the token it holds: reuse, detected.
-    assert_error_shape(owner.refresh(), 401, "revoked_token")
+    assert_error(owner.refresh(), 401, "revoked_token")
     assert _revoked(hardened, "refresh") == before + 1  # the family, counted once
     for _attempt in range(4):  # every worker refuses the thief's pair
-        assert_error_shape(thief.me(), 401, "revoked_token")
-        assert_error_shape(thief.refresh(), 401, "revoked_token")
+        assert_error(thief.me(), 401, "revoked_token")
+        assert_error(thief.refresh(), 401, "revoked_token")
     assert owner.login().status_code == 200 and owner.me().status_code == 200  # a new session
 
 
 def test_logout_without_a_refresh_token_ends_the_session(hardened):
-    account = Account(hardened.client()).signed_in()
+    account = AuthActions(hardened.client()).signed_in()
     assert account.refresh().status_code == 200
     access, refresh = account.access, account.refresh_token
     assert account.logout().status_code == 200  # no body
     for _attempt in range(4):
-        assert_error_shape(account.refresh(refresh), 401, "revoked_token")
-        assert_error_shape(account.me(access), 401, "revoked_token")
+        assert_error(account.refresh(refresh), 401, "revoked_token")
+        assert_error(account.me(access), 401, "revoked_token")
 
 
 def test_other_sessions_survive_a_logout(hardened):
-    laptop = Account(hardened.client()).signed_in()
-    phone = Account(hardened.client(), laptop.email)
+    laptop = AuthActions(hardened.client()).signed_in()
+    phone = AuthActions(hardened.client(), laptop.email)
     assert phone.login().status_code == 200
     assert laptop.logout().status_code == 200
     assert phone.me().status_code == 200 and phone.refresh().status_code == 200
@@ -61,16 +62,16 @@ def test_other_sessions_survive_a_logout(hardened):
 
 def test_a_deleted_accounts_tokens_never_open_a_newer_account(hardened):
     """SQLite reuses the highest row id: tokens name a random public id instead."""
-    gone = Account(hardened.client()).signed_in()
+    gone = AuthActions(hardened.client()).signed_in()
     hardened.sql("DELETE FROM users WHERE email = :email", email=gone.email)
-    newcomer = Account(hardened.client()).signed_in()
+    newcomer = AuthActions(hardened.client()).signed_in()
     assert newcomer.me().status_code == 200
-    assert_error_shape(gone.me(), 401, "invalid_token")
-    assert_error_shape(gone.refresh(), 401, "invalid_token")
+    assert_error(gone.me(), 401, "invalid_token")
+    assert_error(gone.refresh(), 401, "invalid_token")
 
 
 def test_deactivation_takes_effect_on_the_next_request(hardened):
-    account = Account(hardened.client()).signed_in()
+    account = AuthActions(hardened.client()).signed_in()
     assert account.me().status_code == 200
     env = dict(hardened.gunicorn.env)
     subprocess.run(
@@ -82,13 +83,13 @@ def test_deactivation_takes_effect_on_the_next_request(hardened):
         timeout=120,
     )
     for _attempt in range(4):
-        assert_error_shape(account.me(), 403, "inactive_user")
+        assert_error(account.me(), 403, "inactive_user")
         struggle = {"exercise_id": "loops-1", "edit_frequency": 1, "error_count": 0}
-        assert_error_shape(
+        assert_error(
             account.client.post(
                 "/api/v1/workflows/struggle", json=struggle, headers={"Authorization": f"Bearer {account.access}"}
             ),
             403,
             "inactive_user",
         )
-    assert_error_shape(account.refresh(), 403, "inactive_user")
+    assert_error(account.refresh(), 403, "inactive_user")

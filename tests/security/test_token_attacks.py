@@ -9,7 +9,9 @@ import time
 import jwt as pyjwt
 import pytest
 
-from tests.security.conftest import SECRET, Account, assert_error_shape, bearer
+from tests.security.conftest import SECRET
+from tests.support.auth import AuthActions, bearer
+from tests.support.errors import assert_error
 
 pytestmark = pytest.mark.gunicorn
 
@@ -112,12 +114,12 @@ FORGERIES = [
 
 
 @pytest.fixture(scope="module")
-def victim(hardened) -> Account:
+def victim(hardened) -> AuthActions:
     """A real account whose id the forgeries claim."""
-    return Account(hardened.client()).signed_in()
+    return AuthActions(hardened.client()).signed_in()
 
 
-def _victim_id(victim: Account) -> str:
+def _victim_id(victim: AuthActions) -> str:
     """The subject the victim's genuine tokens carry (its random public id)."""
     return pyjwt.decode(victim.access, options={"verify_signature": False})["sub"]
 
@@ -126,10 +128,10 @@ def _victim_id(victim: Account) -> str:
 def test_forged_or_malformed_access_token_is_refused(hardened, victim, name, forge, error):
     token = forge(_victim_id(victim))
     client = hardened.client()
-    assert_error_shape(client.get("/api/v1/auth/me", headers=bearer(token)), 401, error)
+    assert_error(client.get("/api/v1/auth/me", headers=bearer(token)), 401, error)
     # The same token opens no other door either.
     struggle = {"exercise_id": "loops-1", "edit_frequency": 1, "error_count": 0}
-    assert_error_shape(client.post("/api/v1/workflows/struggle", headers=bearer(token), json=struggle), 401, error)
+    assert_error(client.post("/api/v1/workflows/struggle", headers=bearer(token), json=struggle), 401, error)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +147,7 @@ def test_forged_or_malformed_access_token_is_refused(hardened, victim, name, for
 def test_missing_or_foreign_authorization_header(hardened, header, error):
     headers = {"Authorization": header} if header is not None else {}
     response = hardened.client().get("/api/v1/auth/me", headers=headers)
-    assert_error_shape(response, 401)
+    assert_error(response, 401)
     assert response.json()["error"] in (error, "invalid_token")
 
 
@@ -159,37 +161,37 @@ def test_extra_claims_in_a_genuine_token_grant_nothing(hardened, victim):
 
 
 def test_token_types_are_not_interchangeable(hardened):
-    account = Account(hardened.client()).signed_in()
-    assert_error_shape(account.me(account.refresh_token), 401, "invalid_token")
-    assert_error_shape(account.refresh(account.access), 401, "invalid_token")
-    assert_error_shape(account.logout(token=account.refresh_token), 401, "invalid_token")
+    account = AuthActions(hardened.client()).signed_in()
+    assert_error(account.me(account.refresh_token), 401, "invalid_token")
+    assert_error(account.refresh(account.access), 401, "invalid_token")
+    assert_error(account.logout(token=account.refresh_token), 401, "invalid_token")
     # And the right ones still work.
     assert account.me().status_code == 200
     assert account.refresh().status_code == 200
 
 
 def test_revoked_and_rotated_tokens_stay_dead(hardened):
-    account = Account(hardened.client()).signed_in()
+    account = AuthActions(hardened.client()).signed_in()
     first_refresh = account.refresh_token
     assert account.refresh().status_code == 200
-    assert_error_shape(account.refresh(first_refresh), 401, "revoked_token")  # rotation spent it
+    assert_error(account.refresh(first_refresh), 401, "revoked_token")  # rotation spent it
     assert account.login().status_code == 200  # reuse ended that session: a new one
 
     access, refresh = account.access, account.refresh_token
     assert account.logout(refresh_token=refresh).status_code == 200
     for _attempt in range(4):  # on every worker (one connection per request)
-        assert_error_shape(account.me(access), 401, "revoked_token")
-        assert_error_shape(account.refresh(refresh), 401, "revoked_token")
+        assert_error(account.me(access), 401, "revoked_token")
+        assert_error(account.refresh(refresh), 401, "revoked_token")
 
 
 def test_logout_refuses_another_users_refresh_token(hardened):
-    alice = Account(hardened.client()).signed_in()
-    bob = Account(hardened.client()).signed_in()
-    assert_error_shape(alice.logout(refresh_token=bob.refresh_token), 401, "invalid_token")
+    alice = AuthActions(hardened.client()).signed_in()
+    bob = AuthActions(hardened.client()).signed_in()
+    assert_error(alice.logout(refresh_token=bob.refresh_token), 401, "invalid_token")
     assert bob.refresh().status_code == 200  # bob's session is untouched
     assert alice.me().status_code == 200  # and alice's logout did not half-happen
     forged = _signed(_claims(_victim_id(bob), type="refresh"), key="another-secret-another-secret-012345")
-    assert_error_shape(alice.logout(refresh_token=forged), 401, "invalid_token")
+    assert_error(alice.logout(refresh_token=forged), 401, "invalid_token")
 
 
 def test_workers_stay_healthy_after_the_token_battery(hardened):

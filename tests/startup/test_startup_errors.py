@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.support.servers import BIN, ROOT, app_env, free_port
+from aura.testing.servers import BIN, ROOT, app_env, free_port
 
 GOOD_SECRET = "x9T2k" + "q7Lm3PzR8vWb4NcY1hJd6FgS0aUe5" + "K"
 PRODUCTION = {"AURA_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET}

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.support.servers import free_port, wait_ready
+from aura.testing.servers import free_port, wait_ready
 
 
 class WebhookReceiver:
@@ -71,18 +71,18 @@ class Alertmanager:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> Alertmanager:
-        self.log = open(self.dir / "alertmanager.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.config_path}",
-                f"--storage.path={self.dir / 'data'}",
-                f"--web.listen-address={self.address}",
-                "--cluster.listen-address=",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.dir / "alertmanager.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.path={self.dir / 'data'}",
+                    f"--web.listen-address={self.address}",
+                    "--cluster.listen-address=",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "alertmanager.log", "alertmanager", timeout)
         return self
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.support.servers import free_port, wait_ready
+from aura.testing.servers import free_port, wait_ready
 
 
 class Prometheus:
@@ -54,18 +54,18 @@ class Prometheus:
 
     def start(self, timeout: float = 30) -> Prometheus:
         """Start and wait until it is ready."""
-        self.log = open(self.dir / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.dir / "prometheus.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={self.dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--web.enable-lifecycle",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_ready(self.proc, f"{self.url}/-/ready", self.dir / "prometheus.log", "prometheus", timeout)
         return self
 

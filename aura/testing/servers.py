@@ -1,4 +1,8 @@
-"""Real Gunicorn instances for tests: started on a free loopback port, stopped by pid."""
+"""Aura's processes for tests and benchmarks: Gunicorn and a private redis-server on free loopback
+ports, stopped by pid; the environment and migration they start from.
+
+Not imported by the service (see ``aura.testing``): the one launcher ``tests/`` and ``bench/`` share.
+"""
 
 from __future__ import annotations
 
@@ -105,15 +109,15 @@ class Gunicorn:
 
     def start(self, timeout: float = 60, ready_path: str = "/healthz") -> Gunicorn:
         """Start and wait until ``ready_path`` answers 200."""
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), *self.argv, self.app],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), *self.argv, self.app],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

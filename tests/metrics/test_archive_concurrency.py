@@ -1,4 +1,4 @@
-"""aura.metrics.multiproc under concurrency and crashes: no increment lost or counted twice."""
+"""aura.metrics.archive under concurrency and crashes: no increment lost or counted twice."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 import aura.metrics as multiproc
 from aura.metrics.fileformat import ARCHIVE_NAME
+from tests.support import programs
 
 WORKERS = 12
 
@@ -42,7 +43,7 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     # Scrapers in this process (threads) and in another process, while merges run one by one.
     stop_file = tmp_path / "stop"
     proc = subprocess.Popen(
-        [sys.executable, "-c", mpkit.SCRAPER, str(metrics_dir), str(stop_file)],
+        [sys.executable, programs.path("metrics_scraper.py"), str(metrics_dir), str(stop_file)],
         env=mpkit.env(metrics_dir),
         stdout=subprocess.PIPE,
         text=True,
@@ -78,49 +79,14 @@ def test_no_increment_lost_or_doubled_while_merging_during_scrapes(metrics_dir, 
     assert all(r == expected_flat for r in theirs)
 
 
-# A merge that stops at a named point (so the test can SIGKILL it there): the file operations
-# it makes are wrapped in this process only, the production code has no hook for it.
-PAUSING_MERGER = """
-import os, sys, time
-import aura.metrics
-from aura.metrics import archive
-directory, point, signal_file = sys.argv[1:4]
-real_replace, real_unlink = os.replace, os.unlink
-replaced = []
-
-def pause():
-    with open(signal_file, "w") as f:
-        f.write(point)
-    time.sleep(60)
-
-def replace(src, dst, *args, **kwargs):
-    if point == "before-replace" and dst.endswith(archive.ARCHIVE_NAME):
-        pause()
-    real_replace(src, dst, *args, **kwargs)
-    if dst.endswith(archive.ARCHIVE_NAME):
-        replaced.append(dst)
-        if point == "after-replace":
-            pause()
-
-def unlink(path, *args, **kwargs):
-    real_unlink(path, *args, **kwargs)
-    if replaced and path.endswith(".db"):
-        replaced.append(path)
-        if point == "during-delete" and len(replaced) == 3:  # the first worker's two files are gone
-            pause()
-
-os.replace, os.unlink = replace, unlink
-aura.metrics.merge_all_dead(directory, [], check_pids=False)
-"""
-
-
 @pytest.mark.parametrize("point", ["before-replace", "after-replace", "during-delete"])
 def test_crash_during_merge_neither_loses_nor_double_counts(metrics_dir, mpkit, tmp_path, point):
     ids = _dead_workers(metrics_dir, mpkit, n=3)
     expected = mpkit.scrape(metrics_dir)
     signal_file = tmp_path / "paused"
     proc = subprocess.Popen(
-        [sys.executable, "-c", PAUSING_MERGER, str(metrics_dir), point, str(signal_file)], env=mpkit.env(metrics_dir)
+        [sys.executable, programs.path("pausing_merger.py"), str(metrics_dir), point, str(signal_file)],
+        env=mpkit.env(metrics_dir),
     )
     try:
         mpkit.wait_for(signal_file)
