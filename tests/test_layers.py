@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import programs
 
 ROOT = Path(__file__).resolve().parents[1]
 BELOW_THE_WEB = ("auth", "services", "workflows", "infra", "metrics")
@@ -54,12 +58,24 @@ def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path):
     assert found == {"flask_limiter", "aura.api", "aura.api.errors"}
 
 
+def _loaded_flask_modules(*modules: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, programs.path("flask_modules_loaded.py"), *modules],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_metrics_and_workflows_load_no_flask_at_all():
     # The two pure layers do not even reach Flask through the database handle.
-    code = (
-        "import sys, aura.metrics, aura.workflows\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug') or m.startswith('flask_')))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert _loaded_flask_modules("aura.metrics", "aura.workflows") == []
+
+
+def test_the_loaded_modules_check_sees_flask():
+    assert "flask" in _loaded_flask_modules("aura.api")

@@ -170,7 +170,7 @@ class Gunicorn:
 class RedisServer:
     """A private redis-server on a free port, for outage tests; stopped by pid."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None

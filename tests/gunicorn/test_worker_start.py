@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
+from aura.testing.servers import free_port
 from tests.support.metrics import parse_exposition, value
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.gunicorn
 

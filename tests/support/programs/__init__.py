@@ -1,7 +1,7 @@
 """Programs the tests run in a process of their own, kept as files so the linter sees them.
 
 Each states what it does in its docstring and takes its inputs from ``sys.argv``; the tests run
-them with ``sys.executable`` and ``PYTHONPATH`` set to the repository (``run`` and ``path``).
+them with ``sys.executable`` and ``PYTHONPATH`` set to the repository (``path`` finds one).
 """
 
 from __future__ import annotations
