@@ -65,10 +65,13 @@ def _migrated(base_settings):
     from flask_migrate import upgrade
 
     from aura import create_app
+    from aura.extensions import db
 
     app = create_app(dict(base_settings))
     with app.app_context():
         upgrade()
+        # Close the pooled connection now: left to the garbage collector, psycopg warns (ResourceWarning).
+        db.engine.dispose()
     return True
 
 
