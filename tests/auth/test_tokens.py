@@ -241,3 +241,163 @@ def test_find_user_and_user_by_subject(app):
         assert service.user_by_subject(subject).id == user.id
         for bad in (None, 5, subject[:-1], subject + "0", "é" * 32, "-" * 32):
             assert service.user_by_subject(bad) is None
+
+
+def _moved(action):
+    from tests.support.metrics import counters_moved, registry_samples
+
+    before = registry_samples()
+    action()
+    return dict(counters_moved(before, registry_samples()))
+
+
+def test_the_loser_of_a_rotation_race_is_counted_as_a_reused_token(app, signed_in):
+    from aura.auth import service
+
+    claims = _claims(signed_in.tokens["refresh_token"])
+    assert _moved(lambda: _service_call(app, service.refresh, claims, 900, 3600)) == {
+        'auth_requests_total{endpoint="refresh",status="success"}': 1,
+        'auth_token_refreshes_total{status="success"}': 1,
+        'tokens_issued_total{token_type="access"}': 1,
+        'tokens_issued_total{token_type="refresh"}': 1,
+        'tokens_revoked_total{token_type="refresh"}': 1,
+    }
+    raised = []
+
+    def lose():
+        with pytest.raises(service.AuthError) as lost:
+            _service_call(app, service.refresh, claims, 900, 3600)
+        raised.append(lost.value)
+
+    assert _moved(lose) == {
+        'auth_requests_total{endpoint="refresh",status="failure"}': 1,
+        'auth_token_refreshes_total{status="failure"}': 1,
+        'auth_failures_total{reason="revoked_token"}': 1,
+        'tokens_revoked_total{token_type="refresh"}': 1,  # the family
+    }
+    assert (raised[0].status, raised[0].error, raised[0].message) == (
+        401,
+        "revoked_token",
+        "This token has been revoked.",
+    )
+    rows = _revoked_rows(app)
+    assert rows[claims["jti"]][0] == "refresh" and rows[claims["fam"]][0] == "family"
+    assert abs(rows[claims["fam"]][1] - (time.time() + 3600)) <= 5
+
+
+def test_a_deactivated_account_refreshing_is_counted_and_refused(app, signed_in):
+    from aura.auth import service
+    from aura.extensions import db
+
+    claims = _claims(signed_in.tokens["refresh_token"])
+    with app.app_context():
+        service.find_user(signed_in.email).is_active = False
+        db.session.commit()
+    raised = []
+
+    def refuse():
+        with pytest.raises(service.AuthError) as refused:
+            _service_call(app, service.refresh, claims, 900, 3600)
+        raised.append(refused.value)
+
+    assert _moved(refuse) == {
+        'auth_requests_total{endpoint="refresh",status="failure"}': 1,
+        'auth_token_refreshes_total{status="failure"}': 1,
+        'auth_failures_total{reason="inactive_user"}': 1,
+    }
+    assert (raised[0].status, raised[0].error, raised[0].message) == (
+        403,
+        "inactive_user",
+        "This account cannot refresh.",
+    )
+
+
+def test_a_refreshed_pair_continues_the_session_and_lasts_as_configured(app, signed_in):
+    from aura.auth import service
+
+    claims = _claims(signed_in.tokens["refresh_token"])
+    pair = _service_call(app, service.refresh, claims, 123, 3600)
+    assert pair.expires_in == 123
+    assert _claims(pair.access_token)["fam"] == claims["fam"] == _claims(pair.refresh_token)["fam"]
+    assert _claims(pair.access_token)["sub"] == claims["sub"]
+
+
+def test_revoking_a_family_twice_counts_once(app, signed_in):
+    from aura.auth import service
+
+    claims = _claims(signed_in.tokens["access_token"])
+    store = app.extensions["aura.revocation"]
+    with app.app_context():
+        user_id = service.find_user(signed_in.email).id
+        assert _moved(lambda: service.revoke_family(store, user_id, claims, 60)) == {
+            'tokens_revoked_total{token_type="refresh"}': 1
+        }
+        assert _moved(lambda: service.revoke_family(store, user_id, claims, 60)) == {}
+        assert service.revoke_family(store, user_id, claims, 60) is False
+        assert service.revoke_family(store, user_id, {"jti": "x"}, 60) is False
+        assert service.revoke_family(store, user_id, {"fam": ""}, 60) is False
+        assert service.revoke_family(store, user_id, {"fam": 5}, 60) is False
+    assert 55 <= _auth_redis().ttl(KEY_PREFIX + claims["fam"]) <= 62
+
+
+@pytest.mark.parametrize("kind", ["same session", "other session", "no family"])
+def test_logout_counts_each_revoked_token_once(app, kind):
+    from flask_jwt_extended import create_access_token, create_refresh_token
+
+    auth = AuthActions(app.test_client()).signed_in()
+    access = auth.tokens["access_token"]
+    refresh = auth.tokens["refresh_token"]
+    if kind == "other session":
+        assert auth.login().status_code == 200
+        refresh = auth.tokens["refresh_token"]
+    elif kind == "no family":
+        subject = _claims(access)["sub"]
+        with app.app_context():
+            access, refresh = create_access_token(subject), create_refresh_token(subject)
+    moved = _moved(lambda: auth.logout(access, refresh_token=refresh))
+    assert moved == {
+        'auth_requests_total{endpoint="logout",status="success"}': 1,
+        'tokens_revoked_total{token_type="access"}': 1,
+        'tokens_revoked_total{token_type="refresh"}': 2 if kind == "other session" else 1,
+    }
+
+
+def test_logout_failures_are_counted_with_their_reason(app):
+    from datetime import timedelta
+
+    from flask_jwt_extended import create_refresh_token
+
+    auth = AuthActions(app.test_client()).signed_in()
+    subject = _claims(auth.tokens["access_token"])["sub"]
+    with app.app_context():
+        expired = create_refresh_token(subject, expires_delta=timedelta(seconds=-10))
+        foreign = create_refresh_token(uuid.uuid4().hex)
+    for token, reason, message in (
+        (expired, "expired_token", "The refresh token has expired."),
+        ("garbage", "invalid_token", "The refresh token is not valid."),
+        (auth.tokens["access_token"], "invalid_token", "refresh_token must be a refresh token."),
+        (foreign, "invalid_token", "The refresh token belongs to another user."),
+    ):
+        answers: list = []
+        assert _moved(lambda t=token, out=answers: out.append(auth.logout(refresh_token=t))) == {
+            'auth_requests_total{endpoint="logout",status="failure"}': 1,
+            f'auth_failures_total{{reason="{reason}"}}': 1,
+        }
+        assert answers[0].get_json()["message"] == message
+
+
+def test_login_and_register_errors_say_what_went_wrong(app):
+    auth = AuthActions(app.test_client())
+    assert auth.register().status_code == 201
+    taken = auth.register().get_json()
+    assert (taken["error"], taken["message"]) == (
+        "email_taken",
+        "An account with this email (or one that looks the same) already exists.",
+    )
+    wrong = auth.login(password="wrong-password").get_json()
+    assert (wrong["error"], wrong["message"]) == ("invalid_credentials", "Email or password is incorrect.")
+    unknown = auth.login(email="nobody@example.com").get_json()
+    assert (unknown["error"], unknown["message"]) == (wrong["error"], wrong["message"])  # nothing to tell apart
+    app.test_cli_runner().invoke(args=["user", "deactivate", auth.email])
+    inactive = auth.login().get_json()
+    assert (inactive["error"], inactive["message"]) == ("inactive_user", "This account is deactivated.")
