@@ -24,6 +24,7 @@ import fnmatch
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,9 +89,23 @@ def _run_mutmut(jobs: int) -> None:
     print(f"mutmut run --max-children {jobs} (output in {LOG.relative_to(ROOT)})", flush=True)
     started = time.monotonic()
     with open(LOG, "w") as log:
-        code = subprocess.call(
-            [str(mutmut), "run", "--max-children", str(jobs)], cwd=ROOT, env=env, stdout=log, stderr=log
+        # A session of its own: when a mutant hangs a process that its test forked, mutmut's
+        # timeout ends the test run but not that process; whatever is left is ended below.
+        proc = subprocess.Popen(
+            [str(mutmut), "run", "--max-children", str(jobs)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
+        try:
+            code = proc.wait()
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     print(f"mutmut finished in {time.monotonic() - started:.0f} s (exit {code})", flush=True)
     if code != 0:
         tail = LOG.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
