@@ -396,3 +396,19 @@ def test_merge_dead_worker_takes_the_bare_pid_files_only_of_a_dead_pid(metrics_d
 
 def test_the_archive_format_names_itself():
     assert ARCHIVE_FORMAT == "aura-metrics-archive"
+
+
+def test_a_pid_of_another_user_counts_as_running(monkeypatch):
+    def refused(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(archive.os, "kill", refused)
+    assert archive.pid_running(1)
+
+
+def test_mark_worker_dead_passes_its_lock_timeout_on(metrics_dir, mpkit):
+    _counter(mpkit, metrics_dir, "1-1", 1)
+    with directory_lock(str(metrics_dir), exclusive=False, timeout=1):
+        started = time.monotonic()
+        stats = archive.mark_worker_dead(str(metrics_dir), "1-1", lock_timeout=0.05)
+    assert stats.skipped_reason == "lock timeout" and time.monotonic() - started < 5

@@ -235,3 +235,23 @@ def test_scrapes_wait_for_a_merge_and_never_see_half_of_one(metrics_dir, mpkit):
     assert merge_all_dead(str(metrics_dir), [], check_pids=False).merged_files == 1
     assert os.listdir(metrics_dir).count(ARCHIVE_NAME) == 1
     assert mpkit.scrape(metrics_dir) == {("c_total", (("a", "1"),)): 1.0}
+
+
+def test_damage_is_remembered_for_a_bounded_number_of_files(metrics_dir, monkeypatch):
+    remembered = {(f"/elsewhere/{i}.db", "old") for i in range(998)}
+    monkeypatch.setattr(collector_module, "_logged_damage", remembered)
+    for i in range(4):
+        (metrics_dir / f"counter_{i}-{i}.db").write_bytes(b"\x00")
+    _families(metrics_dir)
+    assert len(remembered) == 1000  # two of the four remembered; the others would warn again
+
+
+def test_after_a_fork_the_child_has_locks_of_its_own(metrics_dir, mpkit):
+    locks = collector_module._scrape_damaged_lock, collector_module._archive_cache_lock
+    collector_module._forked()
+    assert collector_module._scrape_damaged_lock is not locks[0]
+    assert collector_module._archive_cache_lock is not locks[1]
+    (metrics_dir / "counter_1-1.db").write_bytes(b"\x00")
+    _counter(mpkit, metrics_dir, "2-2", 1)
+    merge_dead_worker(str(metrics_dir), "2-2")
+    assert mpkit.scrape(metrics_dir) == {("c_total", (("a", "1"),)): 1.0}
