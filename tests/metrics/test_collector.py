@@ -251,6 +251,9 @@ def test_after_a_fork_the_child_has_locks_of_its_own(metrics_dir, mpkit):
     collector_module._forked()
     assert collector_module._scrape_damaged_lock is not locks[0]
     assert collector_module._archive_cache_lock is not locks[1]
+    for lock in (collector_module._scrape_damaged_lock, collector_module._archive_cache_lock):
+        with lock:
+            pass
     (metrics_dir / "counter_1-1.db").write_bytes(b"\x00")
     _counter(mpkit, metrics_dir, "2-2", 1)
     merge_dead_worker(str(metrics_dir), "2-2")

@@ -14,6 +14,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import values as stock_values
+from prometheus_client.mmap_dict import mmap_key
 
 from aura.metrics import values
 from aura.metrics.fileformat import read_db_file
@@ -63,7 +64,10 @@ def test_a_worker_writes_its_values_into_files_named_after_it(worker):
     gauge = Gauge("g", "Help.", registry=CollectorRegistry(), multiprocess_mode="mostrecent")
     gauge.set(7.5)
     assert values.current_identifier() == "4242-1"
-    assert _stored(worker / "counter_4242-1.db") == [3.0]
+    assert read_db_file(str(worker / "counter_4242-1.db")) == [(mmap_key("c", "c_total", (), (), "Help."), 3.0, 0.0)]
+    plain = Gauge("plain", "Help.", registry=CollectorRegistry(), multiprocess_mode="all")
+    plain.set(3.0)
+    assert [(v, ts) for _, v, ts in read_db_file(str(worker / "gauge_all_4242-1.db"))] == [(3.0, 0.0)]
     [(_, value, timestamp)] = read_db_file(str(worker / "gauge_mostrecent_4242-1.db"))
     assert value == 7.5 and abs(timestamp - time.time()) < 60  # mostrecent gauges carry the time
     gauge._value.set(1.5, 99.0)
@@ -85,6 +89,19 @@ def test_a_value_made_before_the_identity_follows_it_and_counts_from_its_file(wo
     assert early._value.get() == 0.0
     early.inc(2)
     assert _stored(worker / "counter_4242-3.db") == [2.0] and _stored(worker / "counter_4242-2.db") == [1.0]
+    gauge = Gauge("early_g", "Help.", registry=CollectorRegistry(), multiprocess_mode="all")
+    gauge.set(4.0)
+    values.set_identifier("4242-12")
+    gauge.set(5.0)  # set() follows the identity too
+    assert _stored(worker / "gauge_all_4242-12.db") == [5.0] and _stored(worker / "gauge_all_4242-3.db") == [4.0]
+
+
+def test_an_identity_set_then_a_fork_still_reopens_untouched_values(worker):
+    untouched = _counter("untouched")  # made before the identity, not written since
+    values.set_identifier("4242-11")
+    values._forked()  # e.g. Gunicorn's post_fork, then a fork of the worker itself
+    untouched.inc(1)
+    assert _stored(worker / "counter_4242-11.db") == [1.0]
 
 
 def test_a_second_value_of_the_same_key_reads_what_the_file_holds(worker):
@@ -108,8 +125,9 @@ def test_use_worker_identifier_checks_the_name_and_the_directory(worker, monkeyp
     with pytest.raises(ValueError):
         values.use_worker_identifier("12_3")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
-    with pytest.raises(MetricsDirectoryError, match="PROMETHEUS_MULTIPROC_DIR"):
+    with pytest.raises(MetricsDirectoryError) as missing:
         values.use_worker_identifier("12-3")
+    assert str(missing.value) == "PROMETHEUS_MULTIPROC_DIR is not set; set it to the instance's metrics directory"
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(worker))
     values.use_worker_identifier("12-3")
     assert stock_values.ValueClass is values.AuraValue
@@ -144,7 +162,7 @@ def test_storage_failures_count_in_memory_and_are_written_once_the_files_open(tm
     assert _stored(missing / "counter_4242-6.db") == [7.0]
     assert counter._value.get() == 7.0
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "metrics are degraded" in errors[0]
+    assert len(errors) == 1 and "metrics are degraded" in errors[0] and "No such file or directory" in errors[0]
     assert any("metrics recovered" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert P.degraded_logged is False  # a later failure is reported again
 
@@ -170,6 +188,8 @@ def test_a_value_is_written_only_in_its_own_slot(worker):
     for i in range(50):
         labelled.labels(str(i)).inc(i)
     assert sorted(_stored(worker / "counter_4242-8.db")) == [float(i) for i in range(50)]
+    files = {id(labelled.labels(str(i))._value._file) for i in range(50)}
+    assert len(files) == 1 and len(P.files) == 1  # one open file per type and mode, shared
 
 
 def test_request_recorder_writes_what_inc_observe_and_the_busy_metrics_write(worker):
@@ -239,3 +259,5 @@ def test_after_a_fork_the_child_gets_a_fresh_lock_and_reports_degradation_itself
     P.degraded_logged = True
     values._forked()
     assert P.lock is not lock and P.generation == generation + 1 and P.degraded_logged is False
+    with P.lock:  # a working lock, not held
+        pass

@@ -322,3 +322,24 @@ def test_check_tree_orders_by_line_then_type_and_caps_each_rule():
     capped, totals = check_tree_counted(ast.parse(source), settings)
     assert capped == findings
     assert totals == {"eval_exec": 4, "print_statement": 4, "hardcoded_secret": 1}
+
+
+def test_rule_messages(audit_one):
+    source = "breakpoint()\ntry:\n    pass\nexcept:\n    pass\n"
+    assert [(v.type, v.message) for v in audit_one(source).violations] == [
+        ("debugger_call", "debugger breakpoint: breakpoint()"),
+        ("bare_except", "bare 'except:' catches everything, even KeyboardInterrupt"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        ('password = api_key = "hunter2hunter2"', [1]),  # one literal, one finding
+        ('f(user="ada", password="hunter2hunter2")', [1]),  # a harmless binding first
+        ('user, password = "ada", "hunter2hunter2"', [1]),
+        ('a = "AKIAABCDEFGHIJKLMNOP"\nb = "AKIAABCDEFGHIJKLMNOQ"', [1, 2]),  # every literal is looked at
+    ],
+)
+def test_hardcoded_secret_sees_every_binding_and_literal_once(audit_one, found, source, lines):
+    assert found(audit_one(source), "hardcoded_secret") == [("hardcoded_secret", line) for line in lines]
