@@ -89,9 +89,15 @@ def test_revoke_fails_closed_when_redis_is_unreachable_and_a_retry_completes_it(
 
     user = _user_id(app)
     (jti,) = _ids()
+    from tests.support.metrics import registry_samples, value
+
     down = _unreachable_store()
-    with pytest.raises(ServiceUnavailable):
+    errors = dict(database="auth_db", error_type="connection_failed")
+    before = value(registry_samples(), "redis_connection_errors_total", **errors)
+    with pytest.raises(ServiceUnavailable) as refused:
         down.revoke(jti, "access", user, _expires_in(600))
+    assert refused.value.dependency == "redis"
+    assert value(registry_samples(), "redis_connection_errors_total", **errors) == before + 1
     with pytest.raises(ServiceUnavailable):
         down.is_revoked(jti)
     # The row was written first, so the client's retry (Redis back) finds it and sets the key.
@@ -164,3 +170,25 @@ def test_a_reload_loads_every_row_in_batches(app, store, monkeypatch):
     client.flushdb()
     assert not store.is_revoked(uuid.uuid4().hex)
     assert [client.get(KEY_PREFIX + jti) for jti in ids] == [b"refresh"] * 5
+
+
+def test_a_reload_that_fails_leaves_a_lock_that_expires(app, store, monkeypatch):
+    """A worker that fails (or dies) while loading must not keep every other worker off Redis."""
+    from sqlalchemy.exc import OperationalError
+
+    from aura.extensions import db
+
+    user = _user_id(app)
+    (jti,) = _ids()
+    store.revoke(jti, "access", user, _expires_in(600))
+    client = _auth_redis()
+    client.flushdb()
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("database is down"))
+
+    monkeypatch.setattr(db.session, "execute", database_down)
+    with pytest.raises(OperationalError):
+        store.is_revoked(jti)
+    assert 0 < client.ttl(LOCK) <= 60
+    assert client.get(MARKER) is None
