@@ -192,3 +192,27 @@ def test_a_reload_that_fails_leaves_a_lock_that_expires(app, store, monkeypatch)
         store.is_revoked(jti)
     assert 0 < client.ttl(LOCK) <= 60
     assert client.get(MARKER) is None
+
+
+def test_once_loaded_checks_read_redis_only(app, store):
+    from sqlalchemy import event
+
+    from aura.extensions import db
+
+    user = _user_id(app)
+    (revoked,) = _ids()
+    store.revoke(revoked, "access", user, _expires_in(600))
+    assert not store.is_revoked(uuid.uuid4().hex)  # the first check loads Redis (sets the marker)
+    queries: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        queries.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert not store.is_revoked(uuid.uuid4().hex, uuid.uuid4().hex)
+        assert not store.is_revoked(uuid.uuid4().hex)
+        assert store.is_revoked(revoked)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert queries == []

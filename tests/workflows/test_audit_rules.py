@@ -338,6 +338,8 @@ def test_rule_messages(audit_one):
         ('password = api_key = "hunter2hunter2"', [1]),  # one literal, one finding
         ('f(user="ada", password="hunter2hunter2")', [1]),  # a harmless binding first
         ('user, password = "ada", "hunter2hunter2"', [1]),
+        ('connect(timeout=30, password="hunter2hunter2")', [1]),  # a binding that is no string first
+        ('d = {"retries": 3, "token": "hunter2hunter2"}', [1]),
         ('a = "AKIAABCDEFGHIJKLMNOP"\nb = "AKIAABCDEFGHIJKLMNOQ"', [1, 2]),  # every literal is looked at
     ],
 )
