@@ -98,8 +98,10 @@ def test_revoke_fails_closed_when_redis_is_unreachable_and_a_retry_completes_it(
         down.revoke(jti, "access", user, _expires_in(600))
     assert refused.value.dependency == "redis"
     assert value(registry_samples(), "redis_connection_errors_total", **errors) == before + 1
-    with pytest.raises(ServiceUnavailable):
+    with pytest.raises(ServiceUnavailable) as refused:
         down.is_revoked(jti)
+    assert refused.value.dependency == "redis"
+    assert value(registry_samples(), "redis_connection_errors_total", **errors) == before + 2
     # The row was written first, so the client's retry (Redis back) finds it and sets the key.
     assert store.revoke(jti, "access", user, _expires_in(600)) is False
     assert _auth_redis().get(KEY_PREFIX + jti) == b"access"
