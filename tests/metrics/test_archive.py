@@ -412,3 +412,23 @@ def test_mark_worker_dead_passes_its_lock_timeout_on(metrics_dir, mpkit):
         started = time.monotonic()
         stats = archive.mark_worker_dead(str(metrics_dir), "1-1", lock_timeout=0.05)
     assert stats.skipped_reason == "lock timeout" and time.monotonic() - started < 5
+
+
+def test_metric_names_are_checked_once_and_the_verdict_kept(monkeypatch):
+    verdicts: dict = {}
+    monkeypatch.setattr(archive, "_metric_name_ok", verdicts)
+    monkeypatch.setattr(archive, "_key_cache", {})  # parsed keys skip the name check
+    with pytest.raises(DamagedFileError, match="invalid metric name ''"):
+        parse_rows("counter", [(_key("", "x_total"), 1.0, 0.0)])
+    assert parse_rows("gauge", [(_key("fresh_name", "fresh_name"), 1.0, 0.0)])[0][0] == "fresh_name"
+    assert verdicts == {("", "counter"): False, ("fresh_name", "gauge"): True}
+
+
+def test_merge_all_dead_looks_at_every_worker(metrics_dir, mpkit):
+    dead = [f"{mpkit.dead_pid()}-{i}" for i in range(8)]
+    kept = [f"{os.getpid()}-1", "web-1", "web-2"]
+    for ident in dead + kept:
+        _counter(mpkit, metrics_dir, ident, 1)
+    stats = merge_all_dead(str(metrics_dir), ["web-2"])
+    assert stats.merged_identifiers == tuple(sorted(dead))
+    assert sorted(p.name for p in metrics_dir.glob("*.db")) == sorted(f"counter_{i}.db" for i in kept)
