@@ -1,18 +1,20 @@
 """Mutation testing of the critical modules (`make mutate`): mutmut, then a score per group.
 
-One mutmut run covers every group: `[tool.mutmut]` in pyproject.toml names the files to mutate
-(`only_mutate`) and the tests that may run (`pytest_add_cli_args_test_selection`); mutmut runs
-each mutant against the selected tests that reached the mutated function in its first, clean
-run. This script starts that run from scratch, then sorts the verdicts into the groups below
+One mutmut configuration covers every group: `[tool.mutmut]` in pyproject.toml names the files
+to mutate (`only_mutate`) and the tests that may run (`pytest_add_cli_args_test_selection`);
+mutmut runs each mutant against the selected tests that reached the mutated function in its
+first, clean run. This script starts from scratch (two `mutmut run`: the mutants whose tests
+use no Redis two at a time, then the rest one at a time), sorts the verdicts into the groups below
 and prints one line per group, `mutation score GROUP: K/N killed (P%)`, and writes every
 mutant that was not killed, with its diff, to mutants/survivors.txt.
 
 Killed means a test failed (or the mutant made the tests hang past mutmut's timeout). N is
 every mutant of the group: one that no selected test reaches counts as not killed.
 
-Options: --jobs N (mutmut's --max-children; default 1, because the auth and rate-limit tests
-share fixed Redis databases and two children would empty each other's), --min-score P (exit 1
-when a group scores below it; default 90), --report-only (score the mutants/ already there).
+Options: --jobs N (children for the mutants whose tests use no Redis, default 2; the others
+run one at a time, because the auth and rate-limit tests share fixed Redis databases that two
+children would empty under each other), --min-score P (exit 1 when a group scores below it;
+default 90), --report-only (score the mutants/ already there), --resume (keep mutants/).
 Tests run on SQLite against the Redis in AURA_TEST_REDIS_URL (default 127.0.0.1:6379), like
 `make test`. See docs/testing.md.
 """
@@ -79,25 +81,35 @@ def _check_redis(url: str) -> None:
         raise SystemExit(f"Redis is not reachable at {url} ({exc}); `make mutate` starts it, or see README") from exc
 
 
-def _run_mutmut(jobs: int) -> None:
-    shutil.rmtree(MUTANTS, ignore_errors=True)  # results of an earlier run would stand uncontested
-    MUTANTS.mkdir()
+# Mutants whose tests use no Redis run two at a time (the machine's two cores); the others
+# (auth, rate limits, and metrics code the API tests reach) one at a time, because those tests
+# share Redis databases 12 and 13 and empty them after each test.
+PARALLEL_MUTANTS = ["aura.metrics.archive.*", "aura.metrics.collector.*", "aura.workflows.*"]
+
+
+def _run_mutmut(jobs: int, fresh: bool = True) -> None:
+    if fresh:
+        shutil.rmtree(MUTANTS, ignore_errors=True)  # results of an earlier run would stand uncontested
+    MUTANTS.mkdir(exist_ok=True)
     env = dict(os.environ)
     # SQLite: each mutant's pytest session drops and re-creates a PostgreSQL schema otherwise.
     env.pop("AURA_TEST_DATABASE_URL", None)
-    mutmut = Path(sys.executable).with_name("mutmut")
-    print(f"mutmut run --max-children {jobs} (output in {LOG.relative_to(ROOT)})", flush=True)
     started = time.monotonic()
-    with open(LOG, "w") as log:
+    # First the Redis-free mutants (named: mutmut runs exactly these), then every mutant not
+    # yet decided, one at a time.
+    _mutmut(env, ["--max-children", str(jobs), *PARALLEL_MUTANTS])
+    _mutmut(env, ["--max-children", "1"])
+    print(f"mutmut finished in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _mutmut(env: dict, args: list[str]) -> None:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    print(f"mutmut run {' '.join(args)} (output in {LOG.relative_to(ROOT)})", flush=True)
+    with open(LOG, "a") as log:
         # A session of its own: when a mutant hangs a process that its test forked, mutmut's
         # timeout ends the test run but not that process; whatever is left is ended below.
         proc = subprocess.Popen(
-            [str(mutmut), "run", "--max-children", str(jobs)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+            [str(mutmut), "run", *args], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
         )
         try:
             code = proc.wait()
@@ -106,10 +118,9 @@ def _run_mutmut(jobs: int) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    print(f"mutmut finished in {time.monotonic() - started:.0f} s (exit {code})", flush=True)
     if code != 0:
         tail = LOG.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
-        raise SystemExit("mutmut failed:\n" + "\n".join(tail))
+        raise SystemExit(f"mutmut failed (exit {code}):\n" + "\n".join(tail))
 
 
 def _verdicts() -> dict[str, list[tuple[str, str, str]]]:
@@ -157,14 +168,15 @@ def _report(min_score: float) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=1, help="mutmut --max-children (default 1)")
+    parser.add_argument("--jobs", type=int, default=2, help="children for the Redis-free mutants (default 2)")
+    parser.add_argument("--resume", action="store_true", help="keep mutants/ and test only what is undecided")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score in any group")
     parser.add_argument("--report-only", action="store_true", help="score the existing mutants/ without running")
     args = parser.parse_args()
     _check_config()
     if not args.report_only:
         _check_redis(os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
-        _run_mutmut(args.jobs)
+        _run_mutmut(args.jobs, fresh=not args.resume)
     elif not MUTANTS.is_dir():
         raise SystemExit("no mutants/ to report on: run without --report-only first")
     return 0 if _report(args.min_score) else 1
