@@ -404,3 +404,19 @@ def test_login_and_register_errors_say_what_went_wrong(app):
     app.test_cli_runner().invoke(args=["user", "deactivate", auth.email])
     inactive = auth.login().get_json()
     assert (inactive["error"], inactive["message"]) == ("inactive_user", "This account is deactivated.")
+
+
+def test_an_address_that_looks_like_a_taken_one_is_refused_and_counted(app):
+    from aura.auth import emails, service
+
+    auth = AuthActions(app.test_client())
+    assert auth.register(email="ada@example.com").status_code == 201
+    with app.app_context():
+        assert service.find_user("ada@example.com").email_skeleton == emails.skeleton("ada@example.com")
+    lookalike = []
+    moved = _moved(lambda: lookalike.append(auth.register(email="\u0430da@example.com")))  # Cyrillic a
+    assert lookalike[0].status_code == 409 and lookalike[0].get_json()["error"] == "email_taken"
+    assert moved == {
+        'auth_requests_total{endpoint="register",status="failure"}': 1,
+        'user_registrations_total{status="failure"}': 1,
+    }
