@@ -258,3 +258,17 @@ def test_after_a_fork_the_child_has_locks_of_its_own(metrics_dir, mpkit):
     _counter(mpkit, metrics_dir, "2-2", 1)
     merge_dead_worker(str(metrics_dir), "2-2")
     assert mpkit.scrape(metrics_dir) == {("c_total", (("a", "1"),)): 1.0}
+
+
+def test_self_metrics_are_documented_as_in_docs_metrics_md(metrics_dir):
+    families = {name: (f.type, f.documentation) for name, f in _families(metrics_dir).items()}
+    assert {name: doc for name, doc in families.items() if name.startswith("aura_metrics_")} == {
+        "aura_metrics_merges": ("counter", "Merges of dead workers into the archive."),
+        "aura_metrics_merged_files": ("counter", "Dead-worker files folded into the archive."),
+        "aura_metrics_merge_duration_seconds": ("histogram", "Duration of dead-worker merges."),
+        "aura_metrics_directory_files": ("gauge", "Metric files (*.db and archive) at scrape time."),
+        "aura_metrics_damaged_files_skipped": (
+            "counter",
+            "Damaged metric files skipped (scrape: by this process).",
+        ),
+    }
