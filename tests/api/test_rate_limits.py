@@ -337,3 +337,14 @@ def test_a_trusted_proxy_count_is_how_many_forwarded_addresses_are_believed(make
     assert client.post(LOGIN, json=WRONG, headers=chain("1.1.1.1", "192.0.2.1")).status_code == 401
     assert client.post(LOGIN, json=WRONG, headers=chain("2.2.2.2", "192.0.2.1")).status_code == 429
     assert client.post(LOGIN, json=WRONG, headers=chain("1.1.1.1", "192.0.2.2")).status_code == 401
+
+
+def test_one_address_has_one_try_at_each_locked_account(make_app):
+    client = _limited_app(
+        make_app, trusted_proxy_count=1, rate_limit_login="100 per hour", rate_limit_login_account="1 per hour"
+    ).test_client()
+    for account in ("a@example.com", "b@example.com"):  # lock both accounts from elsewhere
+        client.post(LOGIN, json=dict(WRONG, email=account), headers=_from("198.51.100.1"))
+    for account in ("a@example.com", "b@example.com"):  # one address: its try at each of them
+        assert client.post(LOGIN, json=dict(WRONG, email=account), headers=_from("192.0.2.9")).status_code == 401
+    assert client.post(LOGIN, json=dict(WRONG, email="a@example.com"), headers=_from("192.0.2.9")).status_code == 429

@@ -432,3 +432,20 @@ def test_merge_all_dead_looks_at_every_worker(metrics_dir, mpkit):
     stats = merge_all_dead(str(metrics_dir), ["web-2"])
     assert stats.merged_identifiers == tuple(sorted(dead))
     assert sorted(p.name for p in metrics_dir.glob("*.db")) == sorted(f"counter_{i}.db" for i in kept)
+
+
+def test_every_damaged_file_of_a_dead_worker_is_counted_and_the_rest_folded(metrics_dir, mpkit):
+    for name in ("histogram_1-1.db", "summary_1-1.db", "gauge_all_1-1.db", "gauge_max_1-1.db"):
+        (metrics_dir / name).write_bytes(b"damaged")
+    _counter(mpkit, metrics_dir, "1-1", 4)
+    stats = merge_dead_worker(str(metrics_dir), "1-1")
+    assert (stats.merged_files, stats.damaged_files) == (5, 4)
+    assert _doc(metrics_dir)["stats"]["damaged_files"] == 4
+    assert mpkit.scrape(metrics_dir) == {("c_total", (("a", "1"),)): 4.0}
+
+
+def test_a_sweep_with_nothing_to_merge_still_reports_what_it_cleaned(metrics_dir, mpkit):
+    (metrics_dir / ".aura-archive.crashed.tmp").write_bytes(b"half an archive")
+    stats = merge_all_dead(str(metrics_dir), [], check_pids=False)
+    assert (stats.merged_identifiers, stats.temp_files_removed, stats.leftover_files_removed) == ((), 1, 0)
+    assert stats.duration_seconds < 60

@@ -272,3 +272,11 @@ def test_self_metrics_are_documented_as_in_docs_metrics_md(metrics_dir):
             "Damaged metric files skipped (scrape: by this process).",
         ),
     }
+
+
+def test_a_cached_archive_still_counts_as_a_file(metrics_dir, mpkit):
+    _counter(mpkit, metrics_dir, "1-1", 1)
+    merge_dead_worker(str(metrics_dir), "1-1")
+    _counter(mpkit, metrics_dir, "2-2", 1)
+    counts = [_self(metrics_dir)[("aura_metrics_directory_files", ())] for _ in range(3)]
+    assert counts == [2, 2, 2]
