@@ -280,3 +280,14 @@ def test_a_cached_archive_still_counts_as_a_file(metrics_dir, mpkit):
     _counter(mpkit, metrics_dir, "2-2", 1)
     counts = [_self(metrics_dir)[("aura_metrics_directory_files", ())] for _ in range(3)]
     assert counts == [2, 2, 2]
+
+
+def test_only_gauges_carry_timestamps_and_leftovers_do_not_hide_live_files(metrics_dir, mpkit):
+    _counter(mpkit, metrics_dir, "1-1", 1)
+    merge_dead_worker(str(metrics_dir), "1-1")
+    _counter(mpkit, metrics_dir, "1-1", 1)  # a leftover of the merge
+    for i in range(2, 8):
+        _counter(mpkit, metrics_dir, f"{i}-{i}", 1)
+    family = _families(metrics_dir)["c"]
+    assert [s.value for s in family.samples if s.name == "c_total"] == [7.0]
+    assert all(s.timestamp is None for s in family.samples)
