@@ -8,7 +8,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura-metrics-$(shell id -u)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres venv dev-venv demo dashboards-preview bench lint clean
+.PHONY: help run test test-postgres venv dev-venv demo dashboards-preview bench lint mutate clean
 
 ## List the targets with what each does (the default goal).
 help:
@@ -59,9 +59,14 @@ lint: dev-venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, caches, run's metrics dir.
+## Mutation testing of the critical modules (~30 min, not in CI): a score per group; survivors in mutants/survivors.txt.
+mutate: dev-venv
+	scripts/ensure-services.sh
+	$(BIN)/python scripts/mutate.py
+
+## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, mutants/, caches, run's metrics dir.
 clean:
-	rm -rf $(VENV) instance .demo bench/results .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) instance .demo bench/results mutants .pytest_cache .ruff_cache .mypy_cache
 	@# the metrics directory only when no running instance holds it (its owner lock is free)
 	-[ ! -d $(RUN_METRICS_DIR) ] || flock -n $(RUN_METRICS_DIR)/.aura-metrics.owner rm -rf $(RUN_METRICS_DIR)
 	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

@@ -28,5 +28,13 @@ def test_make_alone_lists_every_target_with_one_line():
 
 def test_clean_removes_what_the_targets_create():
     commands = _make("-n", "clean")
-    for created in (".venv", "instance", ".demo", "bench/results", ".pytest_cache", f"aura-metrics-{os.getuid()}"):
+    for created in (
+        ".venv",
+        "instance",
+        ".demo",
+        "bench/results",
+        "mutants",
+        ".pytest_cache",
+        f"aura-metrics-{os.getuid()}",
+    ):
         assert created in commands, created

@@ -3,15 +3,22 @@ and the request recorder that writes what inc and observe write."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import values as stock_values
+from prometheus_client.mmap_dict import mmap_key
 
 import aura.metrics as multiproc
+from aura.metrics import values
 from aura.metrics.fileformat import read_db_file
+from aura.metrics.locking import MetricsDirectoryError
 from tests.support import programs
 
 
@@ -149,3 +156,246 @@ def test_a_value_file_appears_at_its_full_size(tmp_path):
         watcher.join(30)
     assert not seen_empty, seen_empty[:5]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+P = values._Process
+
+
+@pytest.fixture
+def worker(metrics_dir, monkeypatch):
+    """This process as a worker writing into metrics_dir (identity set by the test)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    monkeypatch.setattr(stock_values, "ValueClass", values.AuraValue)
+    saved = {name: getattr(P, name) for name in ("identity", "identifier", "files", "values", "retry_at")}
+    saved["degraded_logged"] = P.degraded_logged
+    P.identity, P.identifier, P.files, P.values, P.retry_at = None, None, {}, [], 0.0
+    P.generation += 1
+    yield metrics_dir
+    for file in P.files.values():
+        file.close()
+    for name, value in saved.items():
+        setattr(P, name, value)
+    P.generation += 1
+
+
+def _stored(path) -> list[float]:
+    return [v for _, v, _ in read_db_file(str(path))]
+
+
+def _counter(name="c"):
+    return Counter(name, "Help.", registry=CollectorRegistry())
+
+
+def test_without_an_identity_values_stay_in_memory(worker):
+    counter = _counter()
+    counter.inc(2)
+    counter.inc(0.5)
+    assert counter._value.get() == 2.5
+    assert values.current_identifier() is None
+    assert list(worker.iterdir()) == [] or not list(worker.glob("*.db"))
+
+
+def test_a_worker_writes_its_values_into_files_named_after_it(worker):
+    values.set_identifier("4242-1")
+    counter = _counter()
+    counter.inc(3)
+    gauge = Gauge("g", "Help.", registry=CollectorRegistry(), multiprocess_mode="mostrecent")
+    gauge.set(7.5)
+    assert values.current_identifier() == "4242-1"
+    assert read_db_file(str(worker / "counter_4242-1.db")) == [(mmap_key("c", "c_total", (), (), "Help."), 3.0, 0.0)]
+    plain = Gauge("plain", "Help.", registry=CollectorRegistry(), multiprocess_mode="all")
+    plain.set(3.0)
+    assert [(v, ts) for _, v, ts in read_db_file(str(worker / "gauge_all_4242-1.db"))] == [(3.0, 0.0)]
+    [(_, value, timestamp)] = read_db_file(str(worker / "gauge_mostrecent_4242-1.db"))
+    assert value == 7.5 and abs(timestamp - time.time()) < 60  # mostrecent gauges carry the time
+    gauge._value.set(1.5, 99.0)
+    assert [(v, ts) for _, v, ts in read_db_file(str(worker / "gauge_mostrecent_4242-1.db"))] == [(1.5, 99.0)]
+    counter.inc(1)
+    assert _stored(worker / "counter_4242-1.db") == [4.0]
+    assert counter._value.get() == 4.0
+
+
+def test_a_value_made_before_the_identity_follows_it_and_counts_from_its_file(worker):
+    early = _counter()  # made in the master, before fork
+    early.inc(5)
+    values.set_identifier("4242-2")
+    early.inc(1)
+    # A new identity starts from its own (empty) file, not from what the master counted.
+    assert _stored(worker / "counter_4242-2.db") == [1.0]
+    assert early._value.get() == 1.0
+    values.set_identifier("4242-3")
+    assert early._value.get() == 0.0
+    early.inc(2)
+    assert _stored(worker / "counter_4242-3.db") == [2.0] and _stored(worker / "counter_4242-2.db") == [1.0]
+    gauge = Gauge("early_g", "Help.", registry=CollectorRegistry(), multiprocess_mode="all")
+    gauge.set(4.0)
+    values.set_identifier("4242-12")
+    gauge.set(5.0)  # set() follows the identity too
+    assert _stored(worker / "gauge_all_4242-12.db") == [5.0] and _stored(worker / "gauge_all_4242-3.db") == [4.0]
+
+
+def test_an_identity_set_then_a_fork_still_reopens_untouched_values(worker):
+    untouched = _counter("untouched")  # made before the identity, not written since
+    values.set_identifier("4242-11")
+    values._forked()  # e.g. Gunicorn's post_fork, then a fork of the worker itself
+    untouched.inc(1)
+    assert _stored(worker / "counter_4242-11.db") == [1.0]
+
+
+def test_a_second_value_of_the_same_key_reads_what_the_file_holds(worker):
+    values.set_identifier("4242-4")
+    _counter("same").inc(6)
+    again = _counter("same")
+    assert again._value.get() == 6.0
+    again.inc(1)
+    assert _stored(worker / "counter_4242-4.db") == [7.0]
+
+
+def test_an_identifier_set_in_another_process_names_files_by_this_pid(worker):
+    P.identity = ("4242-5", os.getpid() + 1)  # as seen in a process forked from that worker
+    P.generation += 1
+    assert values.current_identifier() == str(os.getpid())
+    _counter().inc(1)
+    assert _stored(worker / f"counter_{os.getpid()}.db") == [1.0]
+
+
+def test_use_worker_identifier_checks_the_name_and_the_directory(worker, monkeypatch):
+    with pytest.raises(ValueError):
+        values.use_worker_identifier("12_3")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    with pytest.raises(MetricsDirectoryError) as missing:
+        values.use_worker_identifier("12-3")
+    assert str(missing.value) == "PROMETHEUS_MULTIPROC_DIR is not set; set it to the instance's metrics directory"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(worker))
+    values.use_worker_identifier("12-3")
+    assert stock_values.ValueClass is values.AuraValue
+    assert values.current_identifier() == "12-3"
+
+
+def test_install_value_class_falls_back_to_stock_on_an_untested_prometheus_client(worker, monkeypatch):
+    from aura.metrics import _compat
+
+    assert values.install_value_class() is None
+    assert stock_values.ValueClass is values.AuraValue
+    monkeypatch.setattr(_compat, "problem", lambda: "prometheus_client 9.9 is not one this was tested against")
+    assert values.install_value_class() == "prometheus_client 9.9 is not one this was tested against"
+    assert stock_values.ValueClass is not values.AuraValue
+
+
+def test_storage_failures_count_in_memory_and_are_written_once_the_files_open(tmp_path, worker, monkeypatch, caplog):
+    missing = tmp_path / "not-mounted-yet"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    monkeypatch.setattr(values, "RETRY_SECONDS", 3600.0)
+    P.degraded_logged = False
+    values.set_identifier("4242-6")
+    counter = _counter()
+    with caplog.at_level(logging.DEBUG, logger="aura.metrics"):
+        counter.inc(2)
+        counter.inc(3)
+        missing.mkdir()
+        counter.inc(1)  # not retried yet: RETRY_SECONDS has not passed
+        assert not (missing / "counter_4242-6.db").exists()
+        P.retry_at = 0.0  # the interval has passed
+        counter.inc(1)
+    assert _stored(missing / "counter_4242-6.db") == [7.0]
+    assert counter._value.get() == 7.0
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "metrics are degraded" in errors[0] and "No such file or directory" in errors[0]
+    assert any("metrics recovered" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert P.degraded_logged is False  # a later failure is reported again
+
+
+def test_a_retry_stops_at_the_first_value_that_still_fails(tmp_path, worker, monkeypatch):
+    missing = tmp_path / "gone"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    values.set_identifier("4242-7")
+    first, second = _counter("first"), _counter("second")
+    first.inc(1)
+    second.inc(1)
+    P.retry_at = 0.0
+    first.inc(1)  # the directory is still missing: nothing opens, the next retry waits
+    assert first._value._file is None and second._value._file is None
+    assert P.retry_at > 0
+    assert P.degraded_logged is True
+
+
+def test_a_value_is_written_only_in_its_own_slot(worker):
+    values.set_identifier("4242-8")
+    registry = CollectorRegistry()
+    labelled = Counter("l", "Help.", ["k"], registry=registry)
+    for i in range(50):
+        labelled.labels(str(i)).inc(i)
+    assert sorted(_stored(worker / "counter_4242-8.db")) == [float(i) for i in range(50)]
+    files = {id(labelled.labels(str(i))._value._file) for i in range(50)}
+    assert len(files) == 1 and len(P.files) == 1  # one open file per type and mode, shared
+
+
+def test_request_recorder_writes_what_inc_observe_and_the_busy_metrics_write(worker):
+    values.set_identifier("4242-9")
+    registry = CollectorRegistry()
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    count = Counter("req", "Help.", ["m"], registry=registry).labels("GET")
+    hist = Histogram("req_s", "Help.", ["m"], buckets=buckets, registry=registry).labels("GET")
+    busy_seconds = Counter("busy_s", "Help.", registry=registry)
+    busy = Gauge("busy", "Help.", registry=registry, multiprocess_mode="livesum")
+    record = values.request_recorder(count, hist, busy_seconds, busy)
+    durations = [0.0, 0.001, 0.0010001, 0.05, 0.1, 7.5]
+    for d in durations:
+        busy.inc()
+        record(d)
+    assert count._value.get() == 6 and busy._value.get() == 0
+    assert busy_seconds._value.get() == pytest.approx(sum(durations))
+    assert hist._sum.get() == pytest.approx(sum(durations))
+    assert [b.get() for b in hist._buckets] == [2, 1, 2, 0, 1]
+    on_disk = {k.split('"')[3]: v for k, v, _ in read_db_file(str(worker / "counter_4242-9.db"))}
+    assert on_disk == {"req_total": 6.0, "busy_s_total": pytest.approx(sum(durations))}
+    assert sorted(_stored(worker / "histogram_4242-9.db")) == sorted([2.0, 1.0, 2.0, 0.0, 1.0, sum(durations)])
+    assert _stored(worker / "gauge_livesum_4242-9.db") == [0.0]
+
+
+def test_request_recorder_without_the_busy_metrics(worker):
+    values.set_identifier("4242-10")
+    registry = CollectorRegistry()
+    count = Counter("r2", "Help.", registry=registry)
+    hist = Histogram("r2_s", "Help.", buckets=(1.0,), registry=registry)
+    record = values.request_recorder(count, hist)
+    record(0.5)
+    record(2.0)
+    assert count._value.get() == 2 and hist._sum.get() == 2.5
+    assert [b.get() for b in hist._buckets] == [1, 1]
+
+
+def test_request_recorder_of_stock_values_uses_the_public_methods(monkeypatch):
+    monkeypatch.setattr(stock_values, "ValueClass", stock_values.MutexValue)
+    registry = CollectorRegistry()
+    count = Counter("r3", "Help.", registry=registry)
+    hist = Histogram("r3_s", "Help.", buckets=(1.0,), registry=registry)
+    busy_seconds = Counter("r3_busy_s", "Help.", registry=registry)
+    busy = Gauge("r3_busy", "Help.", registry=registry)
+    record = values.request_recorder(count, hist, busy_seconds, busy)
+    busy.inc(2)
+    record(0.5)
+    record(3.0)
+    assert count._value.get() == 2 and hist._sum.get() == 3.5 and busy_seconds._value.get() == 3.5
+    assert busy._value.get() == 0
+    record_plain = values.request_recorder(count, hist)
+    record_plain(0.25)
+    assert count._value.get() == 3 and busy_seconds._value.get() == 3.5 and busy._value.get() == 0
+
+
+def test_stored_values_and_exemplars(worker):
+    registry = CollectorRegistry()
+    counter = Counter("sv", "Help.", registry=registry)
+    hist = Histogram("sv_s", "Help.", buckets=(1.0,), registry=registry)
+    assert values.stored_values(counter) == (counter._value,)
+    assert values.stored_values(hist) == (hist._sum, *hist._buckets)
+    assert counter._value.set_exemplar(object()) is None and counter._value.get_exemplar() is None
+
+
+def test_after_a_fork_the_child_gets_a_fresh_lock_and_reports_degradation_itself(worker):
+    lock, generation = P.lock, P.generation
+    P.degraded_logged = True
+    values._forked()
+    assert P.lock is not lock and P.generation == generation + 1 and P.degraded_logged is False
+    with P.lock:  # a working lock, not held
+        pass

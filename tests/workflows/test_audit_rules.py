@@ -255,3 +255,93 @@ def test_syntax_error_does_not_stop_other_files():
         ("print_statement", "good.py"),
     ]
     assert result.files_processed == 2
+
+
+# --- edges found by mutation testing (docs/testing.md) ---------------------------------------
+
+
+def test_debugger_via_dunder_import_names_the_module(audit_one):
+    result = audit_one('__import__("ipdb").set_trace()')
+    assert [(v.type, v.message) for v in result.violations] == [
+        ("debugger_call", "debugger breakpoint: ipdb.set_trace()")
+    ]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'd = {1: "hunter2hunter2"}',  # a non-string key names nothing
+        'd = {key: "hunter2hunter2"}',  # nor does a name used as a key
+        'd = {**other, "x": 1}',  # ** entries have no key at all
+        'mapping[1] = "hunter2hunter2"',
+        'mapping[key] = "hunter2hunter2"',
+        'user, *password = "ada", "hunter2hunter2"',  # starred targets are not followed
+        '_ = "hunter2hunter2"',  # a name with no words is not secret-looking
+        'd = {"": "hunter2hunter2"}',
+        'f(**{"password": "x"})',
+    ],
+)
+def test_hardcoded_secret_ignores_bindings_it_cannot_name(audit_one, found, source):
+    result = audit_one(source)
+    assert (result.files_processed, result.files_skipped, result.violations) == (1, 0, ())
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["<hunter2", "hunter2>", "${hunter2", "hunter2}", "${hunter2>", "<hunter2}"],
+)
+def test_only_complete_templates_are_placeholders(audit_one, found, value):
+    assert found(audit_one(f'password = "{value}"'), "hardcoded_secret") == [("hardcoded_secret", 1)]
+
+
+@pytest.mark.parametrize("value", ["<your password>", "${DB_PASSWORD}", "  ", "xxxxxxxx", " ChangeMe "])
+def test_placeholders_are_not_secrets(audit_one, found, value):
+    assert found(audit_one(f'password = "{value}"'), "hardcoded_secret") == []
+
+
+def test_check_tree_orders_by_line_then_type_and_caps_each_rule():
+    import ast
+
+    from aura.workflows.audit.rules import check_tree, check_tree_counted
+    from aura.workflows.audit.settings import AuditSettings
+
+    source = "\n".join(['print(1); eval("1")'] * 4 + ['password = "hunter2hunter2"'])
+    settings = AuditSettings(max_findings_per_rule=2)
+    findings = check_tree(ast.parse(source), settings)
+    assert [(f.type, f.line) for f in findings] == [
+        ("eval_exec", 1),
+        ("print_statement", 1),
+        ("eval_exec", 2),
+        ("print_statement", 2),
+        ("eval_exec", 3),
+        ("print_statement", 3),
+        ("hardcoded_secret", 5),
+    ]
+    assert findings[4].message == "2 more eval_exec findings from this line on (not listed)"
+    assert findings[5].message == "2 more print_statement findings from this line on (not listed)"
+    capped, totals = check_tree_counted(ast.parse(source), settings)
+    assert capped == findings
+    assert totals == {"eval_exec": 4, "print_statement": 4, "hardcoded_secret": 1}
+
+
+def test_rule_messages(audit_one):
+    source = "breakpoint()\ntry:\n    pass\nexcept:\n    pass\n"
+    assert [(v.type, v.message) for v in audit_one(source).violations] == [
+        ("debugger_call", "debugger breakpoint: breakpoint()"),
+        ("bare_except", "bare 'except:' catches everything, even KeyboardInterrupt"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "lines"),
+    [
+        ('password = api_key = "hunter2hunter2"', [1]),  # one literal, one finding
+        ('f(user="ada", password="hunter2hunter2")', [1]),  # a harmless binding first
+        ('user, password = "ada", "hunter2hunter2"', [1]),
+        ('connect(timeout=30, password="hunter2hunter2")', [1]),  # a binding that is no string first
+        ('d = {"retries": 3, "token": "hunter2hunter2"}', [1]),
+        ('a = "AKIAABCDEFGHIJKLMNOP"\nb = "AKIAABCDEFGHIJKLMNOQ"', [1, 2]),  # every literal is looked at
+    ],
+)
+def test_hardcoded_secret_sees_every_binding_and_literal_once(audit_one, found, source, lines):
+    assert found(audit_one(source), "hardcoded_secret") == [("hardcoded_secret", line) for line in lines]

@@ -1,0 +1,186 @@
+"""Mutation testing of the critical modules (`make mutate`): mutmut, then a score per group.
+
+One mutmut configuration covers every group: `[tool.mutmut]` in pyproject.toml names the files
+to mutate (`only_mutate`) and the tests that may run (`pytest_add_cli_args_test_selection`);
+mutmut runs each mutant against the selected tests that reached the mutated function in its
+first, clean run. This script starts from scratch (two `mutmut run`: the mutants whose tests
+use no Redis two at a time, then the rest one at a time), sorts the verdicts into the groups below
+and prints one line per group, `mutation score GROUP: K/N killed (P%)`, and writes every
+mutant that was not killed, with its diff, to mutants/survivors.txt.
+
+Killed means a test failed (or the mutant made the tests hang past mutmut's timeout). N is
+every mutant of the group: one that no selected test reaches counts as not killed.
+
+Options: --jobs N (children for the mutants whose tests use no Redis, default 2; the others
+run one at a time, because the auth and rate-limit tests share fixed Redis databases that two
+children would empty under each other), --min-score P (exit 1 when a group scores below it;
+default 90), --report-only (score the mutants/ already there), --resume (keep mutants/).
+Tests run on SQLite against the Redis in AURA_TEST_REDIS_URL (default 127.0.0.1:6379), like
+`make test`. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = ROOT / "mutants"
+SURVIVORS = MUTANTS / "survivors.txt"
+LOG = MUTANTS / "mutmut-run.log"
+
+# Group name -> globs of the source files it holds. Every file mutmut mutates must be in one.
+GROUPS: dict[str, list[str]] = {
+    "metrics-core": [
+        "aura/metrics/values.py",
+        "aura/metrics/archive.py",
+        "aura/metrics/collector.py",
+        "aura/metrics/labels.py",
+    ],
+    "rate-limits": ["aura/api/rate_limits.py"],
+    "tokens": ["aura/auth/service.py", "aura/auth/revocation.py"],
+    "audit-rules": ["aura/workflows/audit/rules/*.py"],
+}
+DETECTED = {"killed", "timeout"}
+
+
+def _group_of(path: str) -> str:
+    for group, globs in GROUPS.items():
+        if any(fnmatch.fnmatch(path, pattern) for pattern in globs):
+            return group
+    raise SystemExit(f"{path} is mutated but in no group of scripts/mutate.py: add it to GROUPS")
+
+
+def _check_config() -> None:
+    """The groups and pyproject's only_mutate must name the same files."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    mutated = {str(p.relative_to(ROOT)) for pattern in config["only_mutate"] for p in ROOT.glob(pattern)}
+    grouped = {str(p.relative_to(ROOT)) for globs in GROUPS.values() for pattern in globs for p in ROOT.glob(pattern)}
+    if mutated != grouped:
+        raise SystemExit(
+            "pyproject's [tool.mutmut] only_mutate and scripts/mutate.py's GROUPS differ: "
+            f"only in only_mutate {sorted(mutated - grouped)}, only in GROUPS {sorted(grouped - mutated)}"
+        )
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"Redis is not reachable at {url} ({exc}); `make mutate` starts it, or see README") from exc
+
+
+# Mutants whose tests use no Redis run two at a time (the machine's two cores); the others
+# (auth, rate limits, and metrics code the API tests reach) one at a time, because those tests
+# share Redis databases 12 and 13 and empty them after each test.
+PARALLEL_MUTANTS = ["aura.metrics.archive.*", "aura.metrics.collector.*", "aura.workflows.*"]
+
+
+def _run_mutmut(jobs: int, fresh: bool = True) -> None:
+    if fresh:
+        shutil.rmtree(MUTANTS, ignore_errors=True)  # results of an earlier run would stand uncontested
+    MUTANTS.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    # SQLite: each mutant's pytest session drops and re-creates a PostgreSQL schema otherwise.
+    env.pop("AURA_TEST_DATABASE_URL", None)
+    started = time.monotonic()
+    # First the Redis-free mutants (named: mutmut runs exactly these), then every mutant not
+    # yet decided, one at a time.
+    _mutmut(env, ["--max-children", str(jobs), *PARALLEL_MUTANTS])
+    _mutmut(env, ["--max-children", "1"])
+    print(f"mutmut finished in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _mutmut(env: dict, args: list[str]) -> None:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    print(f"mutmut run {' '.join(args)} (output in {LOG.relative_to(ROOT)})", flush=True)
+    with open(LOG, "a") as log:
+        # A session of its own: when a mutant hangs a process that its test forked, mutmut's
+        # timeout ends the test run but not that process; whatever is left is ended below.
+        proc = subprocess.Popen(
+            [str(mutmut), "run", *args], cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        try:
+            code = proc.wait()
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if code != 0:
+        tail = LOG.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
+        raise SystemExit(f"mutmut failed (exit {code}):\n" + "\n".join(tail))
+
+
+def _verdicts() -> dict[str, list[tuple[str, str, str]]]:
+    """Group -> [(source path, mutant name, status)] from mutmut's meta files."""
+    from mutmut.stats import status_by_exit_code
+
+    by_group: dict[str, list[tuple[str, str, str]]] = {group: [] for group in GROUPS}
+    for meta in sorted(MUTANTS.rglob("*.py.meta")):
+        source = str(meta.relative_to(MUTANTS))[: -len(".meta")]
+        exit_codes = json.loads(meta.read_text())["exit_code_by_key"]
+        for name, code in sorted(exit_codes.items()):
+            by_group[_group_of(source)].append((source, name, status_by_exit_code[code]))
+    return by_group
+
+
+def _diff(name: str, source: str) -> str:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    try:
+        return get_diff_for_mutant(name, path=source)
+    except Exception as exc:  # noqa: BLE001 - a missing diff must not lose the list
+        return f"(no diff: {exc})"
+
+
+def _report(min_score: float) -> bool:
+    by_group = _verdicts()
+    lines, ok = [], True
+    os.chdir(ROOT)  # mutmut's helpers read mutants/ relative to the working directory
+    with open(SURVIVORS, "w") as out:
+        for group, mutants in by_group.items():
+            killed = sum(status in DETECTED for _, _, status in mutants)
+            total = len(mutants)
+            score = 100.0 * killed / total if total else 0.0
+            ok &= total > 0 and score >= min_score
+            lines.append(f"mutation score {group}: {killed}/{total} killed ({score:.0f}%)")
+            for source, name, status in mutants:
+                if status not in DETECTED:
+                    out.write(f"## {group} {status}: {name}\n{_diff(name, source)}\n\n")
+    print()
+    for line in lines:
+        print(line)
+    print(f"surviving mutants: {SURVIVORS.relative_to(ROOT)}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="children for the Redis-free mutants (default 2)")
+    parser.add_argument("--resume", action="store_true", help="keep mutants/ and test only what is undecided")
+    parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score in any group")
+    parser.add_argument("--report-only", action="store_true", help="score the existing mutants/ without running")
+    args = parser.parse_args()
+    _check_config()
+    if not args.report_only:
+        _check_redis(os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
+        _run_mutmut(args.jobs, fresh=not args.resume)
+    elif not MUTANTS.is_dir():
+        raise SystemExit("no mutants/ to report on: run without --report-only first")
+    return 0 if _report(args.min_score) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
