@@ -47,7 +47,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/metrics/labels.py",
     ],
     "rate-limits": ["aura/api/rate_limits.py"],
-    "tokens": ["aura/auth/service.py", "aura/auth/revocation.py"],
+    "tokens": ["aura/auth/service.py", "aura/auth/revocation.py", "aura/auth/tokens.py"],
     "audit-rules": ["aura/workflows/audit/rules/*.py"],
 }
 DETECTED = {"killed", "timeout"}
