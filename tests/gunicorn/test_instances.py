@@ -185,6 +185,7 @@ def test_metrics_content_negotiation(gunicorn):
     for response in (off, on):
         vary = {v.strip().lower() for v in response.headers["Vary"].split(",")}
         assert {"accept", "accept-encoding"} <= vary
+        response.close()  # streamed and unread: else its socket is left to the garbage collector
 
 
 def test_an_untested_prometheus_client_runs_on_its_stock_value_class(gunicorn):
