@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.support.auth import AuthActions
+from tests.support.errors import assert_error
 
 LOGIN = "/api/v1/auth/login"
 WRONG = {"email": "nobody@example.com", "password": "wrong-password"}
@@ -33,7 +34,12 @@ def test_429_of_the_per_account_login_limit(make_app):
     answers = [client.post(LOGIN, json=WRONG) for _ in range(3)]
     # One failure reaches the account's limit; then this address has its one try at the account.
     assert [r.status_code for r in answers] == [401, 401, 429]
-    assert answers[-1].get_json()["details"] == {"limit": "1 per 1 hour", "per": "account"}
+    body = assert_error(answers[-1], 429, "rate_limited")
+    assert body["details"] == {"limit": "1 per 1 hour", "per": "account"}
+    assert body["message"] == (
+        "Too many requests: the limit of 1 per 1 hour failed logins per account was reached, and this "
+        "client address has had its one try at the account; retry after the seconds in Retry-After."
+    )
 
 
 def test_429_of_the_per_user_workflow_limit(make_app):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import jwt as pyjwt
+import pytest
 import redis
 
 from tests.conftest import REDIS_URL, TEST_RATE_LIMIT_DB
@@ -348,3 +351,90 @@ def test_one_address_has_one_try_at_each_locked_account(make_app):
     for account in ("a@example.com", "b@example.com"):  # one address: its try at each of them
         assert client.post(LOGIN, json=dict(WRONG, email=account), headers=_from("192.0.2.9")).status_code == 401
     assert client.post(LOGIN, json=dict(WRONG, email="a@example.com"), headers=_from("192.0.2.9")).status_code == 429
+
+
+# --------------------------------------------------------------------------- the account limit's 429
+
+
+def _failures_from(client, address: str, times: int) -> list:
+    """`times` wrong-password logins at the same account from `address`."""
+    return [client.post(LOGIN, json=WRONG, headers=_from(address)) for _ in range(times)]
+
+
+def test_an_account_limit_429_is_counted_as_a_hit_of_the_login_route_from_that_address(make_app):
+    client = _limited_app(
+        make_app, trusted_proxy_count=1, rate_limit_login="100 per hour", rate_limit_login_account="1 per hour"
+    ).test_client()
+    before = registry_samples()
+    answers = _failures_from(client, "192.0.2.20", 3)  # the failure, this address's one try, refused
+    assert [r.status_code for r in answers] == [401, 401, 429]
+    assert answers[-1].get_json()["details"]["per"] == "account"
+    labels = {"endpoint": LOGIN, "client_id": "192.0.2.20"}
+    after = registry_samples()
+    assert value(after, "rate_limit_hits_total", **labels) - value(before, "rate_limit_hits_total", **labels) == 1
+
+
+def test_a_window_of_several_units_locks_the_address_out_for_all_of_it(make_app):
+    client = _limited_app(
+        make_app, trusted_proxy_count=1, rate_limit_login="100 per hour", rate_limit_login_account="1 per 2 hours"
+    ).test_client()
+    *admitted, refused = _failures_from(client, "192.0.2.20", 3)
+    assert [r.status_code for r in admitted] == [401, 401] and refused.status_code == 429
+    assert refused.get_json()["details"] == {"limit": "1 per 2 hour", "per": "account"}
+    # The address's one try lasts the account window, two hours: longer than the per-address
+    # login window (one hour), whose reset Flask-Limiter would otherwise report.
+    assert 3600 < int(refused.headers["Retry-After"]) <= 7200
+
+
+def test_the_longest_account_window_applies_even_in_a_smaller_unit(make_app):
+    client = _limited_app(
+        make_app,
+        trusted_proxy_count=1,
+        rate_limit_login="100 per hour",
+        rate_limit_login_account="2 per hour; 3 per 90 minutes",
+    ).test_client()
+    # Two failures reach the hourly limit; the third is this address's one try; the fourth is refused.
+    *admitted, refused = _failures_from(client, "192.0.2.20", 4)
+    assert [r.status_code for r in admitted] == [401, 401, 401] and refused.status_code == 429
+    # 90 minutes is longer than an hour although a minute is a smaller unit than an hour.
+    assert refused.get_json()["details"] == {"limit": "3 per 90 minute", "per": "account"}
+    assert 3600 < int(refused.headers["Retry-After"]) <= 5400
+
+
+# --------------------------------------------------------------------------- where the limits come from
+
+
+def test_limits_are_read_from_the_settings_of_the_app_serving_the_request(make_app):
+    from aura.api.rate_limits import _setting
+
+    # The limit decorators call `_setting` once, at import; what they keep must read the setting
+    # of whichever app serves the request, when it does.
+    app = _limited_app(make_app, rate_limit_login="7 per hour", rate_limit_workflows="9 per minute")
+    with app.app_context():
+        assert _setting("rate_limit_login")() == "7 per hour"
+        assert _setting("rate_limit_workflows")() == "9 per minute"
+
+
+@pytest.fixture
+def redis_user_url():
+    """The test Redis as an ACL user whose name contains "redis" (like a host named `redis`)."""
+    admin = redis.Redis.from_url(REDIS_URL)
+    name, password = "aura-redis-test", "redis-test-password"
+    admin.acl_setuser(
+        name, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], categories=["+@all"], reset=True
+    )
+    parts = urlsplit(REDIS_URL)
+    yield urlunsplit(parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port or 6379}"))
+    admin.acl_deluser(name)
+
+
+def test_a_redis_url_naming_redis_beyond_its_scheme_still_shares_the_limits(make_app, redis_user_url):
+    from aura.api.rate_limits import limiter
+
+    app = _limited_app(make_app, redis_url=redis_user_url, rate_limit_login="2 per hour")
+    assert app.config["RATELIMIT_STORAGE_URI"].startswith("aura+redis://aura-redis-test:")
+    client = app.test_client()
+    assert [client.post(LOGIN, json=WRONG).status_code for _ in range(3)] == [401, 401, 429]
+    assert not limiter._storage.degraded  # counted in Redis, not per process
+    keys = redis.Redis.from_url(REDIS_URL, db=TEST_RATE_LIMIT_DB).keys("*auth.login*")
+    assert keys, keys
