@@ -34,6 +34,15 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
+def _alive(pids: list[int]) -> dict[int, str]:
+    """The command lines of those of `pids` still running (what a hung stop waits for)."""
+    alive = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            alive[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    return alive
+
+
 def _wait_for(path: Path, pattern: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,7 +83,14 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
         # its own Redis, Gunicorn, the alert sink, Alertmanager, Prometheus, the load generator
         assert len(started) == 6
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal's foreground group
-        assert proc.wait(timeout=90) == 0
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the demo did not end within 90 s of Ctrl-C; still running: {_alive(started)}; "
+                f"its output ends:\n{output.read_text(errors='replace')[-3000:]}"
+            ) from None
+        assert code == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
