@@ -94,10 +94,24 @@ class Load:
         self.tally: Counter = Counter()
         self.run_id = uuid.uuid4().hex[:8]
         self.users: list[str] = []
-        self.stopped = threading.Event()  # set by Ctrl-C / SIGTERM, or when the run is over
+        self.stopped = threading.Event()  # set by the main thread when the run is over or interrupted
+        # The signal that interrupted the run, set by its handler. A plain attribute, not the
+        # Event: a handler runs in the main thread between any two bytecodes, even inside
+        # Event.set() or inside another handler, and would deadlock on the Event's lock.
+        self.signal: int | None = None
+
+    def interrupt(self, signum: int, _frame: object) -> None:
+        """The SIGINT and SIGTERM handler: the first signal ends the run. It takes no lock."""
+        if self.signal is None:
+            self.signal = signum
 
     def budget_left(self) -> bool:
-        return not self.stopped.is_set() and self.sent < self.args.requests and time.monotonic() < self.deadline
+        return (
+            self.signal is None
+            and not self.stopped.is_set()
+            and self.sent < self.args.requests
+            and time.monotonic() < self.deadline
+        )
 
     def call(self, action: str, method: str, path: str, *, pin: bool = False, **kwargs) -> requests.Response | None:
         """One request, tallied by action and status; None when out of budget or cut.
@@ -270,14 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     load = Load(args)
     load.started = time.monotonic()
-    interrupted: list[int] = []
-
-    def stop(signum, _frame):
-        interrupted.append(signum)
-        load.stopped.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, load.interrupt)
+    signal.signal(signal.SIGTERM, load.interrupt)
     bar = None if args.quiet else threading.Thread(target=load.progress, daemon=True)
     if bar:
         bar.start()
@@ -293,11 +301,12 @@ def main(argv: list[str] | None = None) -> dict:
         t.daemon = True  # a request in flight when interrupted must not hold up the exit
         t.start()
     for t in threads:
-        while t.is_alive() and not load.stopped.is_set():
+        while t.is_alive() and load.signal is None:
             t.join(0.2)
-    load.stopped.set()
+    load.stopped.set()  # wakes the bar at once
     if bar:
         bar.join(2)
+    interrupted = load.signal
     if interrupted:  # threads in a request get 2 s in all to finish it; then they are left behind
         deadline = time.monotonic() + 2
         for t in threads:
@@ -321,8 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
     if interrupted and __name__ == "__main__":
         # Die of the signal, so the calling shell (make demo) knows it was interrupted.
         sys.stdout.flush()
-        signal.signal(interrupted[0], signal.SIG_DFL)
-        os.kill(os.getpid(), interrupted[0])
+        signal.signal(interrupted, signal.SIG_DFL)
+        os.kill(os.getpid(), interrupted)
     return table
 
 
