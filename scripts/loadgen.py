@@ -251,7 +251,7 @@ def worker(load: Load, seed: int, early_token: str | None) -> None:
             session_story(load, rng)
         elif roll < 0.9:
             failures(load, rng)
-        elif early_token and time.monotonic() - load.started > load.args.token_ttl:
+        elif early_token and time.monotonic() - load.early_at > load.args.token_ttl:
             load.call("me_expired_token", "GET", "/api/v1/auth/me", headers=bearer(early_token))
         else:
             load.call("healthz", "GET", "/healthz")
@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     if bar:
         bar.start()
     early = setup(load)
+    load.early_at = time.monotonic()  # the early token was issued before this: it expires within token_ttl
     victim = f"victim-{load.run_id}@loadgen.example"
     per_thread = max(1, args.burst // args.burst_threads)
     threads = [

@@ -74,8 +74,16 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
     output = tmp_path / "demo.out"
     started: list[int] = []
     with open(output, "wb") as out:
+        # A terminal starts its foreground job with SIGINT at its default action. A test run started
+        # in the background (`&`, nohup) passes SIGINT on ignored, and a shell cannot trap a signal
+        # that was ignored when it started: the demo's Ctrl-C trap would silently not be set.
         proc = subprocess.Popen(
-            ["bash", "scripts/demo.sh"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            ["env", "--default-signal=INT", "bash", "scripts/demo.sh"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         _wait_for(output, r"\] [1-9]\d{2,}/100000 requests", proc, timeout=180)  # load is flowing
