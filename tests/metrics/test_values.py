@@ -365,6 +365,41 @@ def test_request_recorder_without_the_busy_metrics(worker):
     assert [b.get() for b in hist._buckets] == [1, 1]
 
 
+def _request_metrics():
+    registry = CollectorRegistry()
+    count = Counter("rq", "Help.", registry=registry)
+    hist = Histogram("rq_s", "Help.", buckets=(1.0,), registry=registry)
+    return count, hist
+
+
+def test_a_request_recorder_made_before_the_identity_writes_to_the_files_named_after_it(worker):
+    count, hist = _request_metrics()
+    record = values.request_recorder(count, hist)  # bound once per label set, then reused
+    values.set_identifier("4242-13")
+    record(0.5)
+    values.set_identifier("4242-14")  # a new identity: the recorder moves on to its files
+    record(2.0)
+    assert _stored(worker / "counter_4242-13.db") == [1.0] and _stored(worker / "counter_4242-14.db") == [1.0]
+    assert sorted(_stored(worker / "histogram_4242-14.db")) == [0.0, 1.0, 2.0]  # le=1, +Inf, sum
+
+
+def test_requests_recorded_while_storage_fails_are_written_once_it_recovers(tmp_path, worker, monkeypatch):
+    missing = tmp_path / "not-mounted-yet"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    monkeypatch.setattr(values, "RETRY_SECONDS", 3600.0)
+    values.set_identifier("4242-15")
+    count, hist = _request_metrics()
+    record = values.request_recorder(count, hist)
+    record(0.5)  # no file: every value of the request still counts, in memory
+    record(2.0)
+    assert count._value.get() == 2 and hist._sum.get() == 2.5 and [b.get() for b in hist._buckets] == [1, 1]
+    missing.mkdir()
+    P.retry_at = 0.0  # the retry interval has passed
+    record(0.25)
+    assert _stored(missing / "counter_4242-15.db") == [3.0]
+    assert sorted(_stored(missing / "histogram_4242-15.db")) == [1.0, 2.0, 2.75]  # le=1, +Inf, sum
+
+
 def test_request_recorder_of_stock_values_uses_the_public_methods(monkeypatch):
     monkeypatch.setattr(stock_values, "ValueClass", stock_values.MutexValue)
     registry = CollectorRegistry()
