@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt as pyjwt
@@ -161,12 +162,18 @@ def test_the_account_limit_key_is_the_normalised_address(make_app):
         assert LoginAccountGuard("victim@example.com").account == "victim@example.com"
 
 
-def test_the_owner_still_gets_in_once_the_account_is_under_attack(make_app):
+def _registered_owner(make_app) -> tuple[Any, AuthActions]:
+    """A client of an app allowing 2 failed logins per account an hour, and an account's owner."""
     client = _limited_app(
         make_app, trusted_proxy_count=1, rate_limit_login="100 per hour", rate_limit_login_account="2 per hour"
     ).test_client()
     owner = AuthActions(client, email="owner@example.com")
     assert owner.register().status_code == 201
+    return client, owner
+
+
+def test_the_owner_still_gets_in_once_the_account_is_under_attack(make_app):
+    client, owner = _registered_owner(make_app)
     for i in range(4):  # guesses from many addresses use up the account's budget
         client.post(LOGIN, json=dict(WRONG, email="owner@example.com"), headers=_from(f"198.51.100.{i}"))
     right = client.post(LOGIN, json={"email": owner.email, "password": owner.password}, headers=_from("192.0.2.10"))
@@ -176,11 +183,7 @@ def test_the_owner_still_gets_in_once_the_account_is_under_attack(make_app):
 
 
 def test_successful_logins_do_not_use_the_account_budget(make_app):
-    client = _limited_app(
-        make_app, trusted_proxy_count=1, rate_limit_login="100 per hour", rate_limit_login_account="2 per hour"
-    ).test_client()
-    owner = AuthActions(client, email="owner@example.com")
-    assert owner.register().status_code == 201
+    client, owner = _registered_owner(make_app)
     for i in range(5):
         assert owner.login().status_code == 200, i
     codes = [

@@ -256,6 +256,20 @@ def _moved(action):
     return dict(counters_moved(before, registry_samples()))
 
 
+def _refused_refresh(app, claims) -> tuple[dict, Exception]:
+    """A refresh the service refuses: the counters it moved, and the AuthError it raised."""
+    from aura.auth import service
+
+    raised = []
+
+    def refuse():
+        with pytest.raises(service.AuthError) as refused:
+            _service_call(app, service.refresh, claims)
+        raised.append(refused.value)
+
+    return _moved(refuse), raised[0]
+
+
 def test_the_loser_of_a_rotation_race_is_counted_as_a_reused_token(app, signed_in):
     from aura.auth import service
 
@@ -267,20 +281,14 @@ def test_the_loser_of_a_rotation_race_is_counted_as_a_reused_token(app, signed_i
         'tokens_issued_total{token_type="refresh"}': 1,
         'tokens_revoked_total{token_type="refresh"}': 1,
     }
-    raised = []
-
-    def lose():
-        with pytest.raises(service.AuthError) as lost:
-            _service_call(app, service.refresh, claims)
-        raised.append(lost.value)
-
-    assert _moved(lose) == {
+    moved, lost = _refused_refresh(app, claims)
+    assert moved == {
         'auth_requests_total{endpoint="refresh",status="failure"}': 1,
         'auth_token_refreshes_total{status="failure"}': 1,
         'auth_failures_total{reason="revoked_token"}': 1,
         'tokens_revoked_total{token_type="refresh"}': 1,  # the family
     }
-    assert (STATUS_OF_CODE[raised[0].code], raised[0].code, raised[0].message) == (
+    assert (STATUS_OF_CODE[lost.code], lost.code, lost.message) == (
         401,
         "revoked_token",
         "This token has been revoked.",
@@ -298,20 +306,14 @@ def test_a_deactivated_account_refreshing_is_counted_and_refused(app, signed_in)
     with app.app_context():
         service.find_user(signed_in.email).is_active = False
         db.session.commit()
-    raised = []
-
-    def refuse():
-        with pytest.raises(service.AuthError) as refused:
-            _service_call(app, service.refresh, claims)
-        raised.append(refused.value)
-
-    assert _moved(refuse) == {
+    moved, refused = _refused_refresh(app, claims)
+    assert moved == {
         'auth_requests_total{endpoint="refresh",status="failure"}': 1,
         'auth_token_refreshes_total{status="failure"}': 1,
         'auth_failures_total{reason="inactive_user"}': 1,
     }
-    assert str(raised[0]) == raised[0].message
-    assert (STATUS_OF_CODE[raised[0].code], raised[0].code, raised[0].message) == (
+    assert str(refused) == refused.message
+    assert (STATUS_OF_CODE[refused.code], refused.code, refused.message) == (
         403,
         "inactive_user",
         "This account cannot refresh.",
