@@ -120,7 +120,10 @@ def init_jwt(app: Flask) -> None:
         if not well_formed(payload):
             raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(REQUIRED_CLAIMS - payload.keys())}")
         family = payload.get("fam")
-        return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str) and family else None)
+        # A refresh also asks the database (rare, and what a forgetful Redis must not decide).
+        return revocation_store().is_revoked(
+            payload["jti"], family if isinstance(family, str) and family else None, durable=payload["type"] == "refresh"
+        )
 
     @jwt.user_lookup_loader
     def _account(_header, payload):
