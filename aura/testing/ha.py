@@ -27,8 +27,18 @@ class SentinelCluster:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.password = password
-        self.primary = RedisServer(password=password)
-        self.replica = RedisServer("--replicaof", "127.0.0.1", str(self.primary.port), *replica_args, password=password)
+        for name in ("primary", "replica"):  # a full sync writes an RDB file there
+            (root / name).mkdir(exist_ok=True)
+        self.primary = RedisServer("--dir", str(root / "primary"), password=password)
+        self.replica = RedisServer(
+            "--dir",
+            str(root / "replica"),
+            "--replicaof",
+            "127.0.0.1",
+            str(self.primary.port),
+            *replica_args,
+            password=password,
+        )
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen] = []
 
