@@ -365,7 +365,9 @@ def redis_target(url: str) -> RedisTarget:
         raise ConfigError(f"REDIS_URL={shown!r}: names no Sentinel host; expected {SENTINEL_FORM}")
     service = parts.path.strip("/")
     if not service or "/" in service:
-        raise ConfigError(f"REDIS_URL={shown!r}: names no Sentinel service (one path segment); expected {SENTINEL_FORM}")
+        raise ConfigError(
+            f"REDIS_URL={shown!r}: names no Sentinel service (one path segment); expected {SENTINEL_FORM}"
+        )
     if parts.query:
         raise ConfigError(
             f"REDIS_URL={shown!r}: takes no query; set REDIS_AUTH_DB and REDIS_RATE_LIMIT_DB for the databases"

@@ -1,14 +1,18 @@
-"""Database instrumentation: statement durations by operation, and the pool's gauges."""
+"""The database engine: statement durations by operation, the pool's gauges, and following the
+primary through a failover (connections to a server that is gone or read-only are dropped)."""
 
 from __future__ import annotations
 
+import logging
 from time import perf_counter
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aura.instrumentation import recorder
+
+log = logging.getLogger("aura.database")
 
 _OPERATIONS = ("select", "insert", "update", "delete")
 
@@ -76,3 +80,26 @@ def follow_the_primary(engine: Engine) -> None:
         context.is_disconnect = True
         error = context.sqlalchemy_exception
         return OperationalError(context.statement, context.parameters, context.original_exception) if error else None
+
+
+def release_sessions_quietly(app, db) -> None:
+    """End each request's session without letting a connection that died meanwhile turn a
+    finished request into a 500.
+
+    Flask-SQLAlchemy removes the session when the app context ends, which rolls back on the
+    connection; when the server went away after the view's last statement (a primary stopped
+    for a failover), that rollback raises, after the view has answered. Nothing is lost (what
+    was committed is committed), so this teardown - registered after Flask-SQLAlchemy's, so it
+    runs first - removes the session, logs a dropped connection, and removes it again (the
+    connection is invalidated by then; the pool will not hand it out again).
+    """
+
+    @app.teardown_appcontext
+    def _remove_session(exc):
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.warning("database connection lost after the request: %s", error.orig.__class__.__name__)
+            db.session.remove()

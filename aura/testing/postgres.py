@@ -133,21 +133,29 @@ class PostgresPair:
     target_session_attrs=read-write), so clients follow whichever one is the primary."""
 
     def __init__(self, synchronous: bool = True, name: str = "aura"):
-        self.primary = PrivatePostgres(SYNCHRONOUS if synchronous else {}, name=name)
+        self.primary = PrivatePostgres(name=name)
         self.standby: PrivatePostgres | None = None
-        self.name = name
+        self.synchronous, self.name = synchronous, name
 
     def start(self) -> PostgresPair:
         self.primary.start()
         self.primary.create_database(self.name)
-        # The standby's application_name is its cluster_name; it runs without a synchronous
-        # standby of its own, so that once promoted, alone, it still commits.
+        # The standby's application_name is its cluster_name. It is copied before the primary
+        # turns synchronous (ALTER SYSTEM, in postgresql.auto.conf), so that once promoted, alone,
+        # it still commits (with no standby to wait for, a synchronous primary would hang).
         self.standby = PrivatePostgres({"cluster_name": "standby", "hot_standby": "on"}, standby_of=self.primary)
         self.standby.start()
         deadline = time.monotonic() + 30
         while not self.primary.execute("SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'"):
             assert time.monotonic() < deadline, "the standby never streamed"
             time.sleep(0.1)
+        if self.synchronous:
+            for setting, value in SYNCHRONOUS.items():
+                self.primary.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+            self.primary.execute("SELECT pg_reload_conf()")
+            while self.primary.execute("SELECT sync_state FROM pg_stat_replication") != [("sync",)]:
+                assert time.monotonic() < deadline, "the standby never became synchronous"
+                time.sleep(0.1)
         return self
 
     @property
