@@ -270,6 +270,13 @@ class Traffic:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def finish(self, timeout: float = 120) -> None:
+        """Wait for every thread to reach its cap or time limit."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.stop()
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
