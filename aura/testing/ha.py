@@ -14,10 +14,34 @@ from pathlib import Path
 
 import redis
 
-from aura.testing.servers import Gunicorn, RedisServer, free_port
+from aura.testing.servers import Gunicorn, RedisServer, app_env, free_port
 
 SERVICE = "aura"  # the Sentinel service name the tests use
 DOWN_AFTER_MS = 1000  # Sentinel: a primary silent this long is down (the tests' failover speed)
+BREAKER_SECONDS = 2.0  # REDIS_CIRCUIT_OPEN_SECONDS of the HA tests and the soak
+
+
+def production_env(tmp_path: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """An instance's environment: production (fails closed on Redis), cheap hashing, rate limits
+    on but generous (the tests that measure one set it lower)."""
+    env = app_env(
+        tmp_path,
+        database_url,
+        AURA_ENV="production",
+        REDIS_URL=redis_url,
+        REDIS_AUTH_DB="0",
+        REDIS_RATE_LIMIT_DB="1",
+        REDIS_CIRCUIT_OPEN_SECONDS=str(BREAKER_SECONDS),
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_DEFAULT="100000 per minute",
+        RATE_LIMIT_LOGIN="100000 per minute",
+        RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour",
+        RATE_LIMIT_REGISTER="100000 per minute",
+        RATE_LIMIT_WORKFLOWS="100000 per minute",
+        WORKFLOW_MAX_CONCURRENT_PER_USER="8",
+    )
+    env.update(extra)
+    return env
 
 
 class SentinelCluster:

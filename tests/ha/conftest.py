@@ -13,10 +13,9 @@ import requests
 
 from aura.testing.ha import HAProxy, SentinelCluster, instance
 from aura.testing.postgres import PostgresPair, PrivatePostgres
-from aura.testing.servers import Gunicorn, app_env, migrate
+from aura.testing.servers import Gunicorn, migrate
 
 TIMEOUT = 20  # seconds: a request that takes longer has hung
-BREAKER_SECONDS = 2.0  # REDIS_CIRCUIT_OPEN_SECONDS in these tests
 PASSWORD = "long-enough-password"
 
 
@@ -56,28 +55,6 @@ def sentinels(tmp_path):
         yield cluster.start()
     finally:
         cluster.stop()
-
-
-def production_env(tmp_path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    """Production settings (fail closed on Redis), cheap hashing, generous rate limits."""
-    env = app_env(
-        tmp_path,
-        database_url,
-        AURA_ENV="production",
-        REDIS_URL=redis_url,
-        REDIS_AUTH_DB="0",
-        REDIS_RATE_LIMIT_DB="1",
-        REDIS_CIRCUIT_OPEN_SECONDS=str(BREAKER_SECONDS),
-        RATE_LIMIT_ENABLED="true",
-        RATE_LIMIT_DEFAULT="100000 per minute",
-        RATE_LIMIT_LOGIN="100000 per minute",
-        RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour",
-        RATE_LIMIT_REGISTER="100000 per minute",
-        RATE_LIMIT_WORKFLOWS="100000 per minute",
-        WORKFLOW_MAX_CONCURRENT_PER_USER="8",
-    )
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from datetime import datetime
 import pytest
 import requests
 
-from aura.testing.ha import Traffic
+from aura.testing.ha import Traffic, production_env
 from aura.testing.servers import RedisServer
-from tests.ha.conftest import TIMEOUT, Account, bearer, production_env
-from tests.support.metrics import parse_exposition, value
+from tests.ha.conftest import TIMEOUT, Account, bearer
+from tests.support.metrics import parse_exposition
 from tests.support.prometheus import Prometheus
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.ha]

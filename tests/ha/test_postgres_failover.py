@@ -14,9 +14,9 @@ import uuid
 import pytest
 import requests
 
-from aura.testing.ha import Traffic
+from aura.testing.ha import Traffic, production_env
 from aura.testing.servers import RedisServer
-from tests.ha.conftest import PASSWORD, TIMEOUT, Account, bearer, production_env
+from tests.ha.conftest import PASSWORD, TIMEOUT, Account, bearer
 from tests.resilience.conftest import scrape
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.ha]

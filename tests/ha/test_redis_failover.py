@@ -11,8 +11,8 @@ import time
 import pytest
 import requests
 
-from aura.testing.ha import Traffic
-from tests.ha.conftest import BREAKER_SECONDS, TIMEOUT, Account, assert_revoked, bearer, production_env
+from aura.testing.ha import BREAKER_SECONDS, Traffic, production_env
+from tests.ha.conftest import TIMEOUT, Account, assert_revoked, bearer
 from tests.resilience.conftest import scrape
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.ha]

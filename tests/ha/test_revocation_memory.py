@@ -13,8 +13,9 @@ import pytest
 import redis
 import requests
 
+from aura.testing.ha import production_env
 from aura.testing.servers import RedisServer
-from tests.ha.conftest import TIMEOUT, Account, assert_revoked, bearer, production_env
+from tests.ha.conftest import TIMEOUT, Account, assert_revoked, bearer
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.ha]
 
