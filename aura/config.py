@@ -313,8 +313,8 @@ def _check_database_url(url: str) -> None:
             f"DATABASE_URL={redact_url(url)!r}: not a SQLAlchemy URL; expected e.g. "
             "postgresql+psycopg://user:pass@host:5432/db or sqlite:////path/aura.db"
         ) from None
-    hosts = parsed.query.get("host", ())
-    hosts = [hosts] if isinstance(hosts, str) else list(hosts)
+    given = parsed.query.get("host", ())
+    hosts = [given] if isinstance(given, str) else list(given)
     if len(hosts) == 1 and "," in hosts[0] and ":" in hosts[0] and "port" not in parsed.query:
         raise ConfigError(
             f"DATABASE_URL={redact_url(url)!r}: several hosts with ports in one host= parameter; "

@@ -129,7 +129,7 @@ class RedisClients:
         self.sentinel: Sentinel | None = None
         if self.target.sentinel:
             self.sentinel = sentinel_for(self.target, settings.redis_socket_timeout)
-            self.auth: GuardedRedis = self.sentinel.master_for(  # type: ignore[assignment]  # returns redis_class
+            self.auth: GuardedRedis = self.sentinel.master_for(
                 self.target.service, redis_class=GuardedRedis, db=settings.redis_auth_db, **self.options
             )
         else:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import cast
 
 import redis
 
@@ -114,21 +115,12 @@ class SentinelCluster:
     def _settled(self) -> bool:
         for index in range(3):
             try:
-                state = self.sentinel(index).sentinel_master(SERVICE)
+                state = cast(dict, self.sentinel(index).sentinel_master(SERVICE))
             except redis.RedisError:
                 return False
             if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < 2:
                 return False
         return True
-
-    def primary_port(self) -> int | None:
-        """The primary's port as the first Sentinel that answers sees it."""
-        for index in range(3):
-            try:
-                return int(self.sentinel(index).sentinel_get_master_addr_by_name(SERVICE)[1])
-            except (redis.RedisError, TypeError):
-                continue
-        return None
 
     def wait_for_failover(self, old_port: int, timeout: float = 60) -> float:
         """Wait until every Sentinel names a primary other than `old_port` that answers as a
@@ -138,7 +130,8 @@ class SentinelCluster:
             ports = set()
             for index in range(3):
                 try:
-                    ports.add(int(self.sentinel(index).sentinel_get_master_addr_by_name(SERVICE)[1]))
+                    address = cast(tuple, self.sentinel(index).sentinel_get_master_addr_by_name(SERVICE))
+                    ports.add(int(address[1]))
                 except (redis.RedisError, TypeError):
                     ports.add(-1)
             if len(ports) == 1 and (port := ports.pop()) not in (old_port, -1):
@@ -244,14 +237,8 @@ def instance(tmp_path: Path, env: dict[str, str], name: str, workers: int = 2, *
     """An Aura instance of its own: Gunicorn, metrics directory and metrics listener (not started)."""
     metrics_dir = tmp_path / f"metrics-{name}"
     metrics_dir.mkdir(exist_ok=True)
-    server = Gunicorn(
-        tmp_path,
-        env,
-        workers=workers,
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        METRICS_PORT=str(free_port()),
-        **settings,
-    )
+    own = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_PORT": str(free_port())}
+    server = Gunicorn(tmp_path, {**env, **own, **settings}, workers=workers)
     server.name = name  # type: ignore[attr-defined]
     return server
 

@@ -103,7 +103,7 @@ class PrivatePostgres:
         with psycopg.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True, connect_timeout=5
         ) as conn:
-            cursor = conn.execute(sql)  # type: ignore[arg-type]  # test-owned SQL
+            cursor = conn.execute(sql)
             return cursor.fetchall() if cursor.description else []
 
     def create_database(self, name: str = "aura") -> None:
