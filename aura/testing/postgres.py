@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 import time
 import unittest
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aura.testing.servers import free_port
@@ -126,6 +128,17 @@ class PrivatePostgres:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def running(server: PrivatePostgres, database: str = "aura") -> Iterator[PrivatePostgres]:
+    """Start `server` with an empty `database`; remove it (data and all) afterwards."""
+    try:
+        server.start()
+        server.create_database(database)
+        yield server
+    finally:
+        server.remove()
 
 
 class PostgresPair:

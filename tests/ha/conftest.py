@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from aura.testing.ha import HAProxy, SentinelCluster, instance
-from aura.testing.postgres import PostgresPair, PrivatePostgres
+from aura.testing.postgres import PostgresPair, PrivatePostgres, running
 from aura.testing.servers import Gunicorn, migrate
 
 TIMEOUT = 20  # seconds: a request that takes longer has hung
@@ -30,13 +30,8 @@ def _required(factory):
 @pytest.fixture(scope="module")
 def postgres():
     """One private PostgreSQL shared by the instances of a module (the failover test has its own pair)."""
-    server = _required(PrivatePostgres)
-    try:
-        server.start()
-        server.create_database()
+    with running(_required(PrivatePostgres)) as server:
         yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture

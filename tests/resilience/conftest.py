@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import requests
 
-from aura.testing.postgres import PrivatePostgres
+from aura.testing.postgres import PrivatePostgres, running
 from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.metrics import parse_exposition
@@ -129,10 +129,5 @@ class Load:
 
 @pytest.fixture
 def private_postgres():
-    server = PrivatePostgres()
-    try:
-        server.start()
-        server.create_database()
+    with running(PrivatePostgres()) as server:
         yield server
-    finally:
-        server.remove()
