@@ -67,16 +67,16 @@ def failed(outcome) -> bool:
     return not (isinstance(outcome.result, int) and outcome.result < 500)
 
 
-def window(outcomes, since: float, until: float) -> dict:
+def window(outcomes, event: float, since: float, until: float) -> dict:
     """The failed answers of requests begun between since and until, with when the first began
-    and the last ended, in seconds after `since`."""
+    and the last ended, in seconds after `event`."""
     failed_ = [o for o in outcomes if since <= o.started < until and failed(o)]
     if not failed_:
         return {"failed": 0}
     return {
         "failed": len(failed_),
-        "from_s": round(min(o.started for o in failed_) - since, 2),
-        "to_s": round(max(o.ended for o in failed_) - since, 2),
+        "from_s": round(min(o.started for o in failed_) - event, 2),
+        "to_s": round(max(o.ended for o in failed_) - event, 2),
         "by_result": dict(Counter(str(o.result) for o in failed_)),
     }
 
@@ -170,14 +170,13 @@ def main() -> int:
         outcomes = traffic.snapshot()
         report["requests"] = len(outcomes)
         report["by_status"] = {str(k): v for k, v in sorted(Counter(o.result for o in outcomes).items(), key=str)}
-        # Each failover's window: failures of requests begun in the minute after it.
-        report["failovers"]["redis"].update(window(outcomes, redis_killed, redis_killed + 60))
-        report["failovers"]["postgres"].update(window(outcomes, pg_stopped, pg_stopped + 60))
+        # Each failover's window: failures of requests begun from 2 s before it (in flight when it
+        # happened) to a minute after; times in seconds after the event.
+        events = (redis_killed, pg_stopped)
+        report["failovers"]["redis"].update(window(outcomes, redis_killed, redis_killed - 2, redis_killed + 60))
+        report["failovers"]["postgres"].update(window(outcomes, pg_stopped, pg_stopped - 2, pg_stopped + 60))
         report["failed_outside_failovers"] = sum(
-            1
-            for o in outcomes
-            if failed(o)
-            and not (redis_killed <= o.started < redis_killed + 60 or pg_stopped <= o.started < pg_stopped + 60)
+            1 for o in outcomes if failed(o) and not any(e - 2 <= o.started < e + 60 for e in events)
         )
         checks = {}
         for name in start:
