@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from aura.auth.emails import invisible_characters, normalise
+from aura.services.workflow_runs import CURSOR_LENGTH, CURSOR_PATTERN
 
 
 class UtcDateTime(ma.fields.DateTime):
@@ -76,7 +77,11 @@ class LoginSchema(CredentialsSchema):
 class UserSchema(ma.Schema):
     """A user as the API shows it."""
 
-    id = ma.fields.Integer(required=True)
+    id = ma.fields.String(
+        required=True,
+        attribute="public_id",
+        metadata={"description": "The account's public id (random, never reused; not the row id)"},
+    )
     email = ma.fields.String(required=True)
     created_at = UtcDateTime(required=True)
 
@@ -214,7 +219,8 @@ class RunListQuerySchema(ma.Schema):
     status = ma.fields.String(validate=validate.OneOf(RUN_STATUSES))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = ma.fields.String(
-        validate=validate.Length(min=1, max=200), metadata={"description": "next_cursor of the previous page"}
+        validate=[validate.Length(equal=CURSOR_LENGTH), validate.Regexp(CURSOR_PATTERN)],
+        metadata={"description": "next_cursor of the previous page (a position: any string of this shape is one)"},
     )
 
 

@@ -9,13 +9,11 @@ wrong (422/413) is rejected before the run starts and counts nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
 from sqlalchemy import and_, or_, select
@@ -165,27 +163,38 @@ class RunPage:
     next_cursor: str | None
 
 
-def _encode_cursor(run: WorkflowRun) -> str:
-    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A cursor is a position in the listing: the creation time (microseconds since 1970, 16 digits)
+# and id of the last run of the page. Every string of this shape is a position, so the OpenAPI
+# pattern (`aura.api.schemas`) states exactly what is accepted.
+CURSOR_PATTERN = r"^[0-9]{16}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CURSOR_LENGTH = 53
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def _encode_cursor(created_at: datetime, run_id: str) -> str:
+    if created_at.tzinfo is None:  # SQLite hands back naive UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    elapsed = created_at - _EPOCH
+    micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
+    return f"{micros:016d}.{run_id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, run_id = raw.partition("|")
-        if not _RUN_ID.fullmatch(run_id):  # never a NUL byte or any other text into a query
-            raise ValueError(raw)
-        return datetime.fromisoformat(created_at), run_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
+    if len(cursor) != CURSOR_LENGTH or not _CURSOR.match(cursor):  # never other text into a query
+        raise InvalidCursor(cursor)
+    micros, _, run_id = cursor.partition(".")
+    return _EPOCH + timedelta(microseconds=int(micros)), run_id
 
 
 def list_runs(
     user_id: int, *, limit: int, cursor: str | None = None, workflow_type: str | None = None, status: str | None = None
 ) -> RunPage:
     """The user's runs, newest first (ties by id), after `cursor`; filtered by type and status."""
-    query = select(WorkflowRun).where(WorkflowRun.user_id == user_id)
+    # The listed columns only: a run's result (up to hundreds of KB) is read by `load`, never here.
+    query = select(WorkflowRun.id, WorkflowRun.workflow_type, WorkflowRun.status, WorkflowRun.created_at).where(
+        WorkflowRun.user_id == user_id
+    )
     if workflow_type:
         query = query.where(WorkflowRun.workflow_type == workflow_type)
     if status:
@@ -198,10 +207,10 @@ def list_runs(
             )
         )
     query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit + 1)
-    rows = list(db.session.scalars(query))
+    rows = db.session.execute(query).all()
     page, more = rows[:limit], len(rows) > limit
     runs = [{"id": r.id, "type": r.workflow_type, "status": r.status, "created_at": r.created_at} for r in page]
-    return RunPage(runs, _encode_cursor(page[-1]) if more else None)
+    return RunPage(runs, _encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
 
 class WorkflowRunFailed(Exception):
