@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
@@ -45,7 +45,9 @@ def _result_url(workflow_type: str, run_id: str) -> str:
 
 def _run(workflow_type: str, body: dict):
     try:
-        result = workflow_runs.execute(workflow_type, body, current_user_id(), current_app.config["AURA"])
+        result = workflow_runs.execute(
+            workflow_type, body, current_user_id(), current_app.config["AURA"], len(request.get_data(cache=True))
+        )
         return result, 201, {"Location": _result_url(workflow_type, result["id"])}
     except WorkflowInputError as exc:
         return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})

@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aura.config import Settings
 from aura.errors import ServiceUnavailable
-from aura.extensions import db
+from aura.extensions import db, json_text
 from aura.instrumentation import recorder
 from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun, utcnow
@@ -90,10 +90,45 @@ def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datet
     return created_at
 
 
-def execute(workflow_type: str, data: dict, user_id: int | None, settings: Settings) -> dict:
+# A stored run (and the answer that returns it) holds at most this many bytes of JSON (UTF-8,
+# compact), plus RESULT_BYTES_PER_INPUT_BYTE for each byte of the request: findings repeat their
+# file's path, so 200 of them could return a small request 92 times over. An audit over it lists
+# fewer findings (`truncated`; `violation_counts` still counts them all). A struggle result is
+# its input's strings plus a few hundred bytes, always within it.
+RESULT_BASE_BYTES = 32 * 1024
+RESULT_BYTES_PER_INPUT_BYTE = 2
+
+
+def result_budget(input_bytes: int) -> int:
+    """The most bytes a run's stored result may take, for a request of `input_bytes`."""
+    return RESULT_BASE_BYTES + RESULT_BYTES_PER_INPUT_BYTE * input_bytes
+
+
+def _within(result: dict, budget: int) -> dict:
+    """The audit result with as many of its findings, in order, as fit in `budget` bytes."""
+    size = len(json_text(result).encode())
+    if size <= budget:
+        return result
+    kept: list[dict] = []
+    used = len(json_text({**result, "violations": [], "truncated": True}).encode())
+    for violation in result["violations"]:
+        used += len(json_text(violation).encode()) + 1  # and its comma
+        if used > budget:
+            break
+        kept.append(violation)
+    return {**result, "violations": kept, "truncated": True}
+
+
+def execute(
+    workflow_type: str, data: dict, user_id: int | None, settings: Settings, input_bytes: int | None = None
+) -> dict:
     """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body.
 
-    `user_id` None: the account could not be looked up (database down) - a counted 503."""
+    `user_id` None: the account could not be looked up (database down) - a counted 503.
+    `input_bytes`: the request body's size, which bounds the result's (`result_budget`); by
+    default the size of `data` as JSON."""
+    if input_bytes is None:
+        input_bytes = len(json_text(data).encode())
     run_id = str(uuid.uuid4())
     stored: dict = {}
     if user_id is None:
@@ -103,6 +138,8 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
 
     def record(result: StruggleResult | AuditResult) -> None:
         stored.update(result.to_dict(), id=run_id)
+        if workflow_type == "audit":
+            stored.update(_within(stored, result_budget(input_bytes)))
         created.append(_store(run_id, workflow_type, user_id, stored))
 
     started = perf_counter()
