@@ -7,7 +7,7 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import validate
 
-from aura.auth.emails import invisible_characters, normalise
+from aura.auth.emails import domain_error, invisible_characters, mailbox, normalise
 from aura.services.workflow_runs import CURSOR_LENGTH, CURSOR_PATTERN
 
 
@@ -51,12 +51,18 @@ PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 1
 def _plain_address(email: str) -> None:
     """Refuse new addresses that could impersonate another, or that no mail server accepts:
     invisible characters (zero-width, bidi overrides, the Hangul filler...) before or after
-    NFKC normalisation. Look-alikes of existing accounts are refused at registration (409)."""
-    hidden = invisible_characters(email) or invisible_characters(normalise(email))
+    NFKC normalisation, and domains that are not valid IDNA names (a braille blank U+2800).
+    Look-alikes of existing accounts are refused at registration (409)."""
+    hidden = (
+        invisible_characters(email) or invisible_characters(normalise(email)) or invisible_characters(mailbox(email))
+    )
     if hidden:
         raise ma.ValidationError(f"Email contains invisible or control characters ({', '.join(hidden[:5])}).")
     if len(normalise(email).rpartition("@")[0].encode()) > 64:
         raise ma.ValidationError("The part before @ is longer than 64 bytes.")
+    bad_domain = domain_error(normalise(email).rpartition("@")[2])
+    if bad_domain:
+        raise ma.ValidationError(f"The domain is not a valid domain name (IDNA UTS #46): {bad_domain}.")
 
 
 class CredentialsSchema(ma.Schema):
