@@ -69,3 +69,32 @@ def test_a_run_keeps_as_many_findings_as_fit_its_budget(app):
         assert len(json_text(db.session.get(WorkflowRun, struggle["id"]).result).encode()) <= result_budget(
             len(json_text(largest).encode())
         )
+
+
+def test_every_connection_enforces_foreign_keys(app):
+    """SQLite ignored them (`PRAGMA foreign_keys` = 0): a run could name no account, and
+    deleting an account left its runs to whoever got its row id next."""
+    import pytest
+    from sqlalchemy import delete, select, text
+    from sqlalchemy.exc import IntegrityError
+
+    from aura.extensions import db
+    from aura.models import User, WorkflowRun
+    from tests.support.auth import AuthActions
+
+    AuthActions(app.test_client(), "keys@example.com").signed_in()
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            for _connection in range(3):  # a new connection each time: each one asks for them
+                with db.engine.connect() as conn:
+                    assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        user_id = db.session.scalar(select(User.id).where(User.email == "keys@example.com"))
+        db.session.add(WorkflowRun(id="no-such-account", workflow_type="audit", user_id=user_id + 1000, result={}))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+        db.session.add(WorkflowRun(id="of-keys", workflow_type="audit", user_id=user_id, result={}))
+        db.session.commit()
+        db.session.execute(delete(User).where(User.id == user_id))  # plain SQL, as any script
+        db.session.commit()
+        assert db.session.execute(text("SELECT count(*) FROM workflow_runs")).scalar() == 0
