@@ -78,6 +78,15 @@ class LoginSchema(CredentialsSchema):
 
     email = ma.fields.Email(required=True, validate=validate.Length(max=320))
     password = ma.fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+    device_token = ma.fields.String(
+        load_only=True,
+        validate=validate.Length(max=1024),
+        metadata={
+            "description": "The device_token of an earlier successful login of this account, if the client "
+            "has one: its failed logins then count against this device's own allowance, so guessing "
+            "from elsewhere cannot lock it out"
+        },
+    )
 
 
 class UserSchema(ma.Schema):
@@ -99,6 +108,12 @@ class TokenPairSchema(ma.Schema):
     refresh_token = ma.fields.String(required=True)
     token_type = ma.fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = ma.fields.Integer(required=True, metadata={"description": "Access token lifetime (s)"})
+    device_token = ma.fields.String(
+        metadata={
+            "description": "Login only: keep it and send it with this account's next logins "
+            "(valid LOGIN_DEVICE_TOKEN_EXPIRES seconds, 30 days by default)"
+        }
+    )
 
 
 class LogoutSchema(ma.Schema):

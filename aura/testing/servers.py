@@ -56,6 +56,8 @@ def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
         JWT_SECRET_KEY="gunicorn-test-secret-key-0123456789abcdef",
         PASSWORD_HASH_TIME_COST="1",
         PASSWORD_HASH_MEMORY_COST="8",
+        # Concurrent test clients may hash at once; the tests of the budget set their own.
+        PASSWORD_HASH_MAX_CONCURRENT="64",
         RATE_LIMIT_ENABLED="false",
         LOG_LEVEL="WARNING",
     )

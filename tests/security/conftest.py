@@ -36,8 +36,10 @@ HARDENED = dict(
     RATE_LIMIT_ENABLED="true",
     RATE_LIMIT_DEFAULT="10000 per hour",
     RATE_LIMIT_REGISTER="1000 per hour",
+    RATE_LIMIT_REGISTER_ALL="100000 per hour",
     RATE_LIMIT_LOGIN="5 per hour",
     RATE_LIMIT_LOGIN_ACCOUNT="8 per hour",
+    RATE_LIMIT_LOGIN_DEVICE="3 per hour",
     RATE_LIMIT_WORKFLOWS="1000 per hour",
 )
 
