@@ -9,7 +9,14 @@ from flask_smorest import Blueprint
 from aura.api.errors import aura_error_response, error_response
 from aura.api.jwt import current_account, revocation_store, tokens
 from aura.api.openapi import BEARER, document_errors
-from aura.api.rate_limits import LoginAccountGuard, client_address, login_limit, register_all_limit, register_limit
+from aura.api.rate_limits import (
+    LoginAccountGuard,
+    client_address,
+    keep_own_retry_after,
+    login_limit,
+    register_all_limit,
+    register_limit,
+)
 from aura.api.schemas import (
     CredentialsSchema,
     LoginSchema,
@@ -49,6 +56,7 @@ def _errors(*codes: int):
 def _hashing_busy(exc: HashingBusy):
     """429 at once: every password-hashing slot of the instance is taken (a flood), retry soon."""
     recorder.rate_limit_hit(request.url_rule.rule, client_address())
+    keep_own_retry_after()
     return error_response(
         429, exc.code, exc.message, {"limit": f"{exc.slots} at once", "per": "instance"}, headers={"Retry-After": "1"}
     )

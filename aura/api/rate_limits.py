@@ -76,6 +76,13 @@ def _exempt() -> bool:
     return not _is_limited()
 
 
+def keep_own_retry_after() -> None:
+    """This request's answer says when to retry itself (a 429 that is not a limit's): stop
+    Flask-Limiter from replacing its Retry-After with the end of the route's windows, up to an
+    hour away, and from adding their X-RateLimit headers."""
+    limiter.context.view_rate_limit = None
+
+
 class LoginAccountGuard:
     """Stops guessing one account from many addresses without locking its owner out.
 
