@@ -67,7 +67,10 @@ limiter = Limiter(key_func=client_address, headers_enabled=True, strategy="fixed
 login_limit = limiter.limit(_setting("rate_limit_login"))
 register_limit = limiter.limit(_setting("rate_limit_register"))
 # Mass registration from many addresses (each under its own limit) made 200 accounts in 36 s.
-register_all_limit = limiter.limit(_setting("rate_limit_register_all"), key_func=all_clients)
+# Accounts made count, not attempts: refusals (a 429 for the hashing budget, a 409) cost nothing.
+register_all_limit = limiter.limit(
+    _setting("rate_limit_register_all"), key_func=all_clients, deduct_when=lambda response: response.status_code == 201
+)
 workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_key)
 
 
