@@ -55,7 +55,8 @@ def _errors(*codes: int):
 
 def _hashing_busy(exc: HashingBusy):
     """429 at once: every password-hashing slot of the instance is taken (a flood), retry soon."""
-    recorder.rate_limit_hit(request.url_rule.rule, client_address())
+    rule = request.url_rule  # the view's own route, always matched here
+    recorder.rate_limit_hit(rule.rule if rule is not None else request.path, client_address())
     keep_own_retry_after()
     return error_response(
         429, exc.code, exc.message, {"limit": f"{exc.slots} at once", "per": "instance"}, headers={"Retry-After": "1"}

@@ -3,7 +3,7 @@ instance's budget of hashes in flight (`aura.auth.hash_slots`)."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,7 +23,7 @@ class Passwords:
         # Verifying against this for an unknown email makes both failures take the same time.
         self._dummy_hash = self._hasher.hash("not-a-real-password-for-timing")
 
-    def _slot(self):
+    def _slot(self) -> AbstractContextManager[None]:
         return self._slots.slot() if self._slots is not None else nullcontext()
 
     def hash(self, password: str) -> str:

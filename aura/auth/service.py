@@ -157,7 +157,10 @@ def delete_account(user: User) -> DeletedAccount:
     (SQLite AUTOINCREMENT, PostgreSQL's sequence), so nothing left behind can name a newer account.
     """
     runs = db.session.scalar(select(func.count()).select_from(WorkflowRun).where(WorkflowRun.user_id == user.id))
-    revocations = db.session.execute(delete(RevokedToken).where(RevokedToken.user_id == user.id)).rowcount
+    revocations = db.session.scalar(
+        select(func.count()).select_from(RevokedToken).where(RevokedToken.user_id == user.id)
+    )
+    db.session.execute(delete(RevokedToken).where(RevokedToken.user_id == user.id))
     db.session.execute(delete(WorkflowRun).where(WorkflowRun.user_id == user.id))  # ON DELETE CASCADE too
     db.session.delete(user)
     db.session.commit()
