@@ -33,12 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate  # noqa: E402
+from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate, session_from  # noqa: E402
 
 PASSWORD = "long-enough-password-1"
 
@@ -161,23 +160,6 @@ def listing(app, runs: int) -> None:
     )
 
 
-class _From(HTTPAdapter):
-    def __init__(self, address: str):
-        self._address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self._address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def _session(address: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", _From(address))
-    session.headers["Connection"] = "close"
-    return session
-
-
 def flood(tmp: Path) -> None:
     redis = RedisServer().start()
     try:
@@ -200,7 +182,7 @@ def flood(tmp: Path) -> None:
             probes: list[float] = []
 
             def probe() -> None:
-                session = _session("127.0.2.1")
+                session = session_from("127.0.2.1")
                 for _ in range(3000):
                     if over.wait(0.1):
                         return
@@ -214,7 +196,7 @@ def flood(tmp: Path) -> None:
             def register(n: int) -> list:
                 # Six registrations per address; a 429 for the hashing budget is retried after its
                 # Retry-After (up to 60 times), as a client would, so the flood lasts.
-                session = _session(f"127.0.3.{n + 1}")
+                session = session_from(f"127.0.3.{n + 1}")
                 statuses = []
                 for i in range(6):
                     body = {"email": f"flood-{n}-{i}-{uuid.uuid4().hex[:6]}@example.com", "password": PASSWORD}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,6 +41,27 @@ def wait_ready(proc: subprocess.Popen, url: str, log_path: Path, name: str, time
             break
         time.sleep(0.2)
     raise RuntimeError(f"{name} did not become ready: " + log_path.read_text(errors="replace")[-3000:])
+
+
+class _SourceAddressAdapter(HTTPAdapter):
+    """Connect from a given local address (the server sees it as the client address)."""
+
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """An HTTP session that connects from a loopback `address` (127.x.y.z stand in for distinct
+    clients), one connection per request, so any request may land on any worker."""
+    session = requests.Session()
+    session.mount("http://", _SourceAddressAdapter(address))
+    session.headers["Connection"] = "close"
+    return session
 
 
 def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
