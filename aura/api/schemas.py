@@ -131,7 +131,15 @@ class MessageSchema(ma.Schema):
 class StruggleInputSchema(ma.Schema):
     """What the editor reports about a learner's recent activity on one exercise."""
 
-    exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
+    # Blank ids are refused by the workflow (it strips them): the document says so with a pattern,
+    # in Python's sense of whitespace (\x1c-\x1f count), which is what the validator applies.
+    exercise_id = ma.fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^\s*\S", error="must be a non-empty string"),
+        ],
+    )
     edit_frequency = StrictFloat(
         required=True,
         allow_nan=False,
