@@ -39,6 +39,9 @@ def production_env(tmp_path: Path, database_url: str, redis_url: str, **extra: s
         RATE_LIMIT_LOGIN_ACCOUNT="100000 per hour",
         RATE_LIMIT_REGISTER="100000 per minute",
         RATE_LIMIT_WORKFLOWS="100000 per minute",
+        RATE_LIMIT_REGISTER_ALL="100000 per minute",
+        RATE_LIMIT_LOGIN_DEVICE="100000 per hour",
+        PASSWORD_HASH_MAX_CONCURRENT="16",  # more than the workers: never refused for hashing
         WORKFLOW_MAX_CONCURRENT_PER_USER="8",
     )
     env.update(extra)

@@ -300,3 +300,29 @@ def test_no_row_is_written_while_the_breaker_is_open(app, store):
         store._redis.breaker.reset()
     assert db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is None
     assert store.revoke(jti, "access", user, _expires_in(600)) is True  # the retry does it all
+
+
+def test_a_logout_cut_short_by_redis_ends_the_session_or_leaves_it_for_the_retry(app, monkeypatch):
+    """The first Redis write of a logout fails (a failover moment): 503. The session must not be
+    left half-ended - access token refused but its refresh token alive, so that the client's
+    retry is refused too (found by make test-ha). The family is revoked first, so whatever got
+    through ends the whole session."""
+    from tests.support.auth import AuthActions
+
+    client = app.test_client()
+    learner = AuthActions(client).signed_in()
+    assert learner.me().status_code == 200  # Redis loaded: the marker is in place
+    store = app.extensions["aura.revocation"]
+    real_set, calls = store._redis.set, []
+
+    def set_failing_first(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise redis.ConnectionError("a failover moment")
+        return real_set(*args, **kwargs)
+
+    monkeypatch.setattr(store._redis, "set", set_failing_first)
+    assert learner.logout().status_code == 503
+    assert calls[0].startswith(KEY_PREFIX)  # it was a revocation's write that failed
+    assert learner.me().status_code == 401
+    assert learner.refresh().status_code == 401  # the session is over, not just its access token
