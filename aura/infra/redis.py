@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from aura.config import Settings, redis_target
+from aura.config import RedisTarget, Settings, redis_target
 from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.redis")
@@ -176,7 +176,7 @@ def client_options(socket_timeout: float) -> dict:
     )
 
 
-def sentinel_for(target, socket_timeout: float) -> Sentinel:
+def sentinel_for(target: RedisTarget, socket_timeout: float) -> Sentinel:
     """A Sentinel client for REDIS_URL's Sentinels, with the same timeouts (the password, as in
     flask-limiter's storage, authenticates to the Sentinels and to Redis)."""
     auth = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
