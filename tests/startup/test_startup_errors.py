@@ -51,6 +51,8 @@ CASES = [
     ("AUDIT_MAX_FUNCTION_LINES", {"AUDIT_MAX_FUNCTION_LINES": "-1"}),
     ("STRUGGLE_SCORE_THRESHOLD", {"STRUGGLE_SCORE_THRESHOLD": "2"}),
     ("GUNICORN_BIND", {"GUNICORN_BIND": "nowhere"}),
+    ("GUNICORN_WORKERS", {"GUNICORN_WORKERS": "abc"}),
+    ("GUNICORN_WORKERS", {"GUNICORN_WORKERS": "0"}),
     ("WEB_CONCURRENCY", {"WEB_CONCURRENCY": "abc"}),
     ("WEB_CONCURRENCY", {"WEB_CONCURRENCY": "0"}),
     ("GUNICORN_THREADS", {"GUNICORN_THREADS": "abc"}),
@@ -60,6 +62,8 @@ CASES = [
     ("GUNICORN_MAX_REQUESTS_JITTER", {"GUNICORN_MAX_REQUESTS_JITTER": "1.5"}),
     ("GUNICORN_PRELOAD", {"GUNICORN_PRELOAD": "perhaps"}),
     ("GUNICORN_WORKER_TMP_DIR", {"GUNICORN_WORKER_TMP_DIR": "{file}"}),
+    ("METRICS_PORT", {"METRICS_PORT": "nine"}),
+    ("METRICS_HOST", {"METRICS_HOST": "host:9100"}),
 ]
 # The issue's own list, also run through Gunicorn (the rest are the same code path).
 GUNICORN_CASES = [
@@ -67,6 +71,7 @@ GUNICORN_CASES = [
     "JWT_SECRET_KEY",
     "RATE_LIMIT_DEFAULT",
     "WEB_CONCURRENCY",
+    "GUNICORN_WORKERS",  # the documented name: unlike WEB_CONCURRENCY, refused in one line
     "GUNICORN_TIMEOUT",
     "LOG_LEVEL",
     "AURA_INSTANCE_PATH",
