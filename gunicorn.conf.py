@@ -8,6 +8,7 @@ import os
 import tempfile
 
 from aura.config import ConfigError, check_environment, environment_warnings, exit_on_config_error, redact_url
+from aura.workflows import warm_up
 
 # Every setting (the app's and these) is validated before Gunicorn starts anything: a bad value
 # stops it with one line naming the variable. (Gunicorn itself reads WEB_CONCURRENCY while it is
@@ -90,6 +91,8 @@ def when_ready(server):
     """The master's sockets are bound: start the metrics listener (METRICS_PORT), and compose the
     ready line the last of the first workers prints once it has loaded the app."""
     global _ready_line
+    if server.cfg.preload_app:  # the app is loaded here: compile the workflows once, for every worker
+        warm_up()
     if _metrics is not None:
         _metrics.when_ready(server)
     _ready_line = _compose_ready_line(server)
@@ -144,6 +147,8 @@ def post_worker_init(worker):
     """In the worker, with the app loaded: start its pool-gauge sampling thread (threads do not
     survive fork, so this is where a worker's thread can start); the last of the first workers
     prints the ready line, after Gunicorn's own start-up lines."""
+    if not worker.cfg.preload_app:
+        warm_up()  # LangGraph and the compiled graphs, before this worker takes a request
     extensions = getattr(worker.wsgi, "extensions", {})
     sampler = extensions.get("aura.pool_sampler")
     if sampler is not None:

@@ -222,3 +222,18 @@ def test_access_lines_never_carry_query_strings(tmp_path, server_env, log_format
     assert not [line for line in access if "secret-cursor-value" in line or "secret-referer-token" in line], access
     if log_format == "text":  # still Gunicorn's familiar line, the path and the referrer without their query
         assert '"GET /api/v1/workflows HTTP/1.1" 401' in access[0] and '"https://app.example.com/page"' in access[0]
+
+
+def test_flask_commands_do_not_import_langgraph(tmp_path):
+    """`flask --app wsgi ...` loads the app; LangGraph (~0.7 s of its ~2 s) loads only where a
+    workflow runs - Gunicorn's master compiles both graphs before it forks (aura.workflows.warm_up)."""
+    probe = "import sys, wsgi; print(sorted({m.split('.')[0] for m in sys.modules} & {'langgraph', 'langsmith'}))"
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", probe],
+        cwd=ROOT,
+        env=app_env(tmp_path, f"sqlite:///{tmp_path / 'aura.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
