@@ -70,3 +70,19 @@ def test_the_walkthrough_runs_verbatim_against_a_live_server(gunicorn, server_en
     for (command, expected), output in zip(steps, outputs, strict=True):
         for text in expected:
             assert text in output, f"README: {command!r}\nprinted {output[:800]!r}\nwithout {text!r}"
+
+
+def test_the_configuration_table_lists_every_variable_aura_reads():
+    """The table is where the typo warnings send people: every variable Aura reads has its row,
+    and no row names one it does not read (`GUNICORN_MAX_REQUESTS / ..._JITTER` share a row)."""
+    from aura.config import OTHER_KNOWN_VARIABLES, known_variables
+
+    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        name
+        for line in table.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z_]+)`", line.split("|")[1])
+    }
+    read = set(known_variables()) - set(OTHER_KNOWN_VARIABLES) - {"WEB_CONCURRENCY"}  # named in GUNICORN_WORKERS's row
+    assert rows == read, (sorted(read - rows), sorted(rows - read))
