@@ -17,19 +17,9 @@ import pytest
 import requests
 
 from aura.testing.servers import BIN, ROOT, Gunicorn, app_env, free_port
+from tests.startup.test_startup_errors import flask_upgrade
 
 pytestmark = pytest.mark.gunicorn
-
-
-def _upgrade(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
@@ -50,7 +40,7 @@ def _one_line(result: subprocess.CompletedProcess) -> str:
 )
 def test_an_unreachable_database_is_one_line_naming_database_url(tmp_path, url, cause):
     url = url.format(port=free_port(), tmp=tmp_path)
-    line = _one_line(_upgrade(app_env(tmp_path, url)))
+    line = _one_line(flask_upgrade(app_env(tmp_path, url)))
     assert line.startswith("aura: configuration error: DATABASE_URL=")
     assert cause in line and "hunter2-secret" not in line
     if "hunter2" in url:
@@ -141,17 +131,8 @@ def test_the_listener_binds_metrics_host_or_loopback_for_a_unix_bind(tmp_path, s
     port = free_port()
     sock = tmp_path / "aura.sock"
     server = Gunicorn(tmp_path, server_env, workers=1, GUNICORN_BIND=f"unix:{sock}", METRICS_PORT=str(port))
-    with open(server.log_path, "ab") as log:  # started by hand: Gunicorn.start() polls a TCP port
-        server.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), *server.argv, server.app],
-            cwd=ROOT,
-            env=server.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server.start(ready_url=f"http://127.0.0.1:{port}/healthz")  # the app listens on the socket only
     try:
-        _wait(lambda: _listener_answers("127.0.0.1", port), server)
         assert f"metrics listener on 127.0.0.1:{port}" in server.log()
         assert "unix" not in re.findall(r"metrics listener.*", server.log())[0].split(" on ")[1]
     finally:
