@@ -67,7 +67,7 @@ def _set_active(email: str, active: bool) -> None:
     user.is_active = active
     db.session.commit()
     if active:
-        click.echo(f"{user.email} activated: it can log in again")
+        click.echo(f"{user.email} activated: it can log in again, and its unexpired tokens work again")
         return
     # Every protected route looks the account up, so its tokens stop working at once too.
     click.echo(f"{user.email} deactivated: logins, refreshes and its tokens are refused from the next request on")
@@ -108,5 +108,5 @@ def deactivate(email: str) -> None:
 @user_cli.command("activate")
 @click.argument("email")
 def activate(email: str) -> None:
-    """Allow a deactivated account to log in again."""
+    """Allow a deactivated account to log in again (its unexpired tokens work again too)."""
     _set_active(email, True)
