@@ -341,18 +341,6 @@ class GunicornSettings:
     metrics_port: int  # the master's metrics listener (0: none)
     metrics_host: str  # where the listener binds: METRICS_HOST, else the bind's host (loopback for unix:)
 
-    @property
-    def bind_host(self) -> str | None:
-        """The host of a TCP bind, without IPv6 brackets; None for a unix socket."""
-        if self.bind.startswith("unix:"):
-            return None
-        return self.bind.rpartition(":")[0].strip("[]")
-
-    @property
-    def bind_port(self) -> int | None:
-        """The port of a TCP bind; None for a unix socket."""
-        return None if self.bind.startswith("unix:") else int(self.bind.rpartition(":")[2])
-
 
 # Gunicorn's own name for the worker count, read by Gunicorn too; GUNICORN_WORKERS wins over it.
 WORKERS_VARIABLES = ("GUNICORN_WORKERS", "WEB_CONCURRENCY")
@@ -388,9 +376,8 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSetti
             f"GUNICORN_WORKER_TMP_DIR={requested_tmp_dir!r}: not a directory; expected an "
             "existing writable directory (tmpfs preferred)"
         )
-    workers = 2 * (os.cpu_count() or 1)
-    for name in reversed(WORKERS_VARIABLES):  # the first one set wins
-        workers = integer(name, workers, 1)
+    # GUNICORN_WORKERS wins over WEB_CONCURRENCY (each validated when set), else two per core.
+    workers = integer("GUNICORN_WORKERS", integer("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1), 1)
     metrics_port = integer("METRICS_PORT", 0, 0)
     metrics_host = _metrics_host(env.get("METRICS_HOST", ""), bind)
     if metrics_port and not bind.startswith("unix:") and metrics_port == int(bind.rpartition(":")[2]):
