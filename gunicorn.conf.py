@@ -117,7 +117,10 @@ def _compose_ready_line(server) -> str:
         )
     else:
         listener_part = "listener not started (see above)" if _g.metrics_port else "no listener (METRICS_PORT=0)"
-    docs = f"docs {url}/api/v1/docs" if _settings.api_docs_enabled and url.startswith("http") else "no docs page"
+    if not _settings.api_docs_enabled:
+        docs = "no docs page (API_DOCS_ENABLED=false)"
+    else:
+        docs = f"docs {url}/api/v1/docs" if url.startswith("http") else f"docs at /api/v1/docs on {url}"
     database = _settings.database_url.split(":", 1)[0].split("+", 1)[0]
     parts = [
         f"{server.cfg.workers} workers",
