@@ -15,6 +15,8 @@ from aura.api.edge import EdgeMiddleware, RoutedRequest
 from aura.api.errors import register_errorhandlers as install_errorhandlers
 from aura.api.jwt import init_jwt
 from aura.api.rate_limits import init_rate_limiting
+from aura.auth.devices import DeviceTokens
+from aura.auth.hash_slots import HashSlots
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import DurableRevocationStore, SqlRevocationStore
 from aura.auth.tokens import Tokens
@@ -120,9 +122,15 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_services(app: Flask) -> None:
-    """Create the per-process services: password hasher, token issuer, Redis, revocation store."""
+    """Create the per-process services: password hasher (within the instance's hashing slots),
+    token issuers, Redis, revocation store."""
     settings: Settings = app.config["AURA"]
-    app.extensions["aura.passwords"] = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_cost)
+    app.extensions["aura.passwords"] = Passwords(
+        settings.password_hash_time_cost,
+        settings.password_hash_memory_cost,
+        HashSlots(settings.instance_path / "password-hash-slots", settings.password_hash_max_concurrent),
+    )
+    app.extensions["aura.devices"] = DeviceTokens(settings.jwt_secret_key, settings.login_device_token_expires)
     app.extensions["aura.tokens"] = Tokens(
         settings.jwt_secret_key, settings.access_token_expires, settings.refresh_token_expires
     )

@@ -1,5 +1,5 @@
-"""Operator commands: `flask --app wsgi user list|activate|deactivate`, and `db` (flask-migrate's)
-with one-line errors when the database cannot be reached."""
+"""Operator commands: `flask --app wsgi user list|activate|deactivate|delete`, and `db`
+(flask-migrate's) with one-line errors when the database cannot be reached."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from aura.auth.service import find_user
+from aura.auth.service import delete_account, find_user
 from aura.config import ConfigError, exit_on_config_error, redact_url
 from aura.extensions import db
 from aura.models import User
@@ -110,3 +110,20 @@ def deactivate(email: str) -> None:
 def activate(email: str) -> None:
     """Allow a deactivated account to log in again (its unexpired tokens work again too)."""
     _set_active(email, True)
+
+
+@user_cli.command("delete")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+def delete(email: str, yes: bool) -> None:
+    """Delete an account, its workflow runs and its revocation records; its tokens stop working."""
+    user = find_user(email)
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    if not yes:
+        click.confirm(f"Delete {user.email} and every workflow run it stored?", abort=True)
+    gone = delete_account(user)
+    click.echo(
+        f"{gone.email} deleted with {gone.runs} workflow run(s) and {gone.revocations} revocation record(s); "
+        "its tokens are refused from the next request on, and its id is never given to another account"
+    )

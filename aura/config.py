@@ -73,14 +73,18 @@ class Settings:
     jwt_secret_key: str = field(default="", repr=False)
     access_token_expires: int = 15 * 60
     refresh_token_expires: int = 14 * 24 * 3600
+    login_device_token_expires: int = 30 * 24 * 3600  # a known client's device token (aura.auth.devices)
     max_content_length: int = 1024 * 1024
     password_hash_time_cost: int = 3
     password_hash_memory_cost: int = 64 * 1024  # KiB
+    password_hash_max_concurrent: int = 2  # hashes in flight per instance (all workers)
     rate_limit_enabled: bool = True
     rate_limit_default: str = "300 per minute"
     rate_limit_login: str = "10 per minute;100 per hour"
     rate_limit_login_account: str = "20 per hour"
+    rate_limit_login_device: str = "5 per hour"
     rate_limit_register: str = "5 per minute;50 per hour"
+    rate_limit_register_all: str = "60 per minute;1000 per hour"
     rate_limit_workflows: str = "60 per minute"
     rate_limit_max_client_ids: int = 1000
     trusted_proxy_count: int = 0
@@ -156,6 +160,8 @@ class Settings:
             "audit_max_function_lines",
             "password_hash_time_cost",
             "workflow_max_concurrent_per_user",
+            "login_device_token_expires",
+            "password_hash_max_concurrent",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: {name.upper()} must be a positive integer")
@@ -176,6 +182,8 @@ class Settings:
             "rate_limit_login_account",
             "rate_limit_register",
             "rate_limit_workflows",
+            "rate_limit_login_device",
+            "rate_limit_register_all",
         ):
             _check_limit(name.upper(), getattr(self, name))
         return _replace(self, **updates)

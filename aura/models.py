@@ -31,9 +31,16 @@ def new_public_id() -> str:
 
 class User(Model):
     """An account. Emails are stored normalised (NFKC, case-folded: `aura.auth.emails`), and
-    their confusable skeleton is unique, so no account can look like another."""
+    their confusable skeleton is unique, so no account can look like another.
+
+    Row ids are never reused: SQLite's AUTOINCREMENT (PostgreSQL's sequence never goes back), so
+    rows left by a deleted account - runs, revocations - never name a newer one. Deleting an
+    account deletes its runs (ON DELETE CASCADE; `flask user delete` also removes its revocation
+    rows), and its tokens open nothing from the next request on (their `sub` is gone for good).
+    """
 
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
@@ -46,7 +53,9 @@ class User(Model):
 
 
 class RevokedToken(Model):
-    """A revoked JWT, for standalone mode (no Redis). Rows past `expires_at` may be purged."""
+    """A revoked JWT, for standalone mode (no Redis). Rows past `expires_at` may be purged.
+    `user_id` is a plain column, not a foreign key: `flask user delete` removes an account's rows,
+    and since ids are never reused a row left by a plain SQL delete names no other account."""
 
     __tablename__ = "revoked_tokens"
 
@@ -75,7 +84,9 @@ class WorkflowRun(Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workflow_type: Mapped[str] = mapped_column(String(16), index=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE", name="fk_workflow_runs_user_id_users"), index=True
+    )
     result: Mapped[dict] = mapped_column(JSON)
     # The verdict (audit: pass/fail/remediation_required; struggle: struggling/not_struggling),
     # a column so that listings can filter on it.

@@ -11,6 +11,8 @@ from aura.api.openapi import api, register_docs_page
 
 def register_blueprints(app: Flask) -> None:
     """Mount every blueprint; /api/v1 routes go through flask-smorest for the OpenAPI document."""
+    # Answers in UTF-8, not \u escapes: an escaped character took 6 bytes (12 outside the BMP).
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     init_body_rules(app)
     api.init_app(app)
     api.register_blueprint(auth.blp)

@@ -1,9 +1,9 @@
 """Rules for request bodies on /api/v1, applied before any view parses them.
 
 A JSON view must see either a well-formed JSON document or nothing: malformed JSON is 400,
-another media type 415, too large 413 (Flask's MAX_CONTENT_LENGTH, chunked bodies too), and
-nesting deep enough to exhaust the parser or text that cannot be encoded (lone surrogates) 400 -
-never a 500.
+another media type 415, too large 413 (Flask's MAX_CONTENT_LENGTH, chunked bodies too), a
+body that cannot be read (malformed chunked encoding), nesting deep enough to exhaust the parser
+or text that cannot be encoded (lone surrogates) 400 - never a 500.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from flask import Flask, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
 
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
@@ -23,8 +23,7 @@ def _check_json_body() -> None:
         return  # no body: the view's schema decides whether one was required
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
-    if request.content_length is None:
-        _refuse_oversized_stream()
+    _read_body()
     try:
         document = request.get_json()
     except RecursionError:
@@ -39,11 +38,30 @@ def _check_json_body() -> None:
         raise BadRequest("The JSON document is nested too deeply.") from None
 
 
-def _refuse_oversized_stream() -> None:
-    # A body without Content-Length (chunked) is cut at MAX_CONTENT_LENGTH by Werkzeug without
-    # an error; parsing the prefix would answer 400 - or act on a truncated document. Say 413.
-    limit = request.max_content_length
-    if limit is not None and len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+def _read_body() -> None:
+    """Read the whole body once (kept for the parser), refusing one that cannot be read.
+
+    The WSGI server decodes `Transfer-Encoding: chunked` while the body is read, and raises its
+    own exceptions for a malformed one (Gunicorn: InvalidChunkSize, ChunkMissingTerminator,
+    NoMoreData...). Whatever their class, the client sent a body that is not HTTP: 400, not an
+    unhandled 500 with a traceback.
+    """
+    try:
+        data = request.get_data(cache=True)
+        # A body without Content-Length (chunked) is cut at MAX_CONTENT_LENGTH by Werkzeug without
+        # an error; parsing the prefix would answer 400 - or act on a truncated document. Say 413.
+        limit = request.max_content_length
+        more = (
+            request.content_length is None
+            and limit is not None
+            and len(data) >= limit
+            and request.environ["wsgi.input"].read(1)
+        )
+    except HTTPException:
+        raise  # Werkzeug's own answers: 413 over Content-Length, 400 when the client went away
+    except Exception:  # noqa: BLE001 - the server's parse errors, see above
+        raise BadRequest("The body could not be read: malformed chunked encoding, or it ended early.") from None
+    if more:
         raise RequestEntityTooLarge()
 
 

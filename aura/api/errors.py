@@ -46,7 +46,12 @@ STATUS_OF_CODE = {
 }
 
 # Which key a Flask-Limiter limit counts by, named by its key function (aura.api.rate_limits).
-LIMIT_SCOPES = {"client_address": "client address", "account_key": "account", "user_key": "user"}
+LIMIT_SCOPES = {
+    "client_address": "client address",
+    "account_key": "account",
+    "user_key": "user",
+    "all_clients": "service",
+}
 
 
 def error_response(

@@ -1,8 +1,10 @@
 """Rate limiting: Flask-Limiter on shared Redis, keyed by client address (and user or account).
 
 Limits, from the settings: RATE_LIMIT_DEFAULT on every /api/v1 route per client address;
-RATE_LIMIT_LOGIN per address; RATE_LIMIT_LOGIN_ACCOUNT failed logins per target account (see
-`LoginAccountGuard`); RATE_LIMIT_REGISTER per address; RATE_LIMIT_WORKFLOWS per signed-in user.
+RATE_LIMIT_LOGIN per address; RATE_LIMIT_LOGIN_ACCOUNT failed logins per target account and
+RATE_LIMIT_LOGIN_DEVICE per known device (see `LoginAccountGuard`); RATE_LIMIT_REGISTER per
+address and RATE_LIMIT_REGISTER_ALL for all clients together; RATE_LIMIT_WORKFLOWS per signed-in
+user.
 The client address honours X-Forwarded-For only through TRUSTED_PROXY_COUNT proxies (ProxyFix).
 """
 
@@ -42,6 +44,11 @@ def user_key() -> str:
     return f"addr:{client_address()}"
 
 
+def all_clients() -> str:
+    """One key for every client: a limit on the service as a whole."""
+    return "all"
+
+
 def _is_limited() -> bool:
     """Only /api/v1 routes are limited; probes, /metrics and the OpenAPI document and docs are not."""
     return (
@@ -59,6 +66,11 @@ def _setting(name: str):
 limiter = Limiter(key_func=client_address, headers_enabled=True, strategy="fixed-window")
 login_limit = limiter.limit(_setting("rate_limit_login"))
 register_limit = limiter.limit(_setting("rate_limit_register"))
+# Mass registration from many addresses (each under its own limit) made 200 accounts in 36 s.
+# Accounts made count, not attempts: refusals (a 429 for the hashing budget, a 409) cost nothing.
+register_all_limit = limiter.limit(
+    _setting("rate_limit_register_all"), key_func=all_clients, deduct_when=lambda response: response.status_code == 201
+)
 workflow_limit = limiter.limit(_setting("rate_limit_workflows"), key_func=user_key)
 
 
@@ -67,20 +79,34 @@ def _exempt() -> bool:
     return not _is_limited()
 
 
+def keep_own_retry_after() -> None:
+    """This request's answer says when to retry itself (a 429 that is not a limit's): stop
+    Flask-Limiter from replacing its Retry-After with the end of the route's windows, up to an
+    hour away, and from adding their X-RateLimit headers."""
+    limiter.context.view_rate_limit = None
+
+
 class LoginAccountGuard:
     """Stops guessing one account from many addresses without locking its owner out.
 
-    Only failed logins count toward RATE_LIMIT_LOGIN_ACCOUNT (per target account, normalised
-    address). Once an account has reached it, each client address gets one attempt at that
-    account per window: the owner, from their own address, still gets in with the right
-    password, while guessing goes on at one try per address per window (each address also
-    under RATE_LIMIT_LOGIN). Counted in the limiter's storage: shared Redis, per process while
-    it is down (the same failover as every limit).
+    A known client - one that presents a device token of this account, handed out by an earlier
+    successful login (`aura.auth.devices`, OWASP's device cookies) - has its own allowance of
+    failures, RATE_LIMIT_LOGIN_DEVICE per device, and nothing others do touches it. Every other
+    attempt is an unknown client's: only failed logins count toward RATE_LIMIT_LOGIN_ACCOUNT
+    (per target account, normalised address), and once an account has reached it each client
+    address gets one attempt at that account per window, so guessing goes on at one try per
+    address per window (each address also under RATE_LIMIT_LOGIN). A device that spent its own
+    allowance is an unknown client again until its window ends. Counted in the limiter's
+    storage: shared Redis, per process while it is down (the same failover as every limit).
     """
 
-    def __init__(self, email: str):
+    def __init__(self, email: str, device_token: str | None = None):
+        settings = current_app.config["AURA"]
         self.account = normalise(email)
-        self.items = parse_many(current_app.config["AURA"].rate_limit_login_account)
+        self.items = parse_many(settings.rate_limit_login_account)
+        self.device = current_app.extensions["aura.devices"].device(device_token, self.account)
+        self.device_items = parse_many(settings.rate_limit_login_device)
+        self._taken: list = []
 
     @staticmethod
     def enabled() -> bool:
@@ -96,7 +122,15 @@ class LoginAccountGuard:
         if not self.enabled():
             return None
         strategy = limiter.limiter
-        taken = [item for item in self.items if strategy.hit(item, "login-failures", self.account)]
+        if self.device is not None:
+            keys = ("login-device-failures", self.device)
+            taken = [(item, keys) for item in self.device_items if strategy.hit(item, *keys)]
+            if len(taken) == len(self.device_items):
+                self._taken = taken  # the device's own allowance, not the account's
+                return None
+            self._give_back(taken)  # this device spent its allowance: an unknown client again
+        keys = ("login-failures", self.account)
+        taken = [(item, keys) for item in self.items if strategy.hit(item, *keys)]
         if len(taken) == len(self.items):
             self._taken = taken
             return None
@@ -122,12 +156,12 @@ class LoginAccountGuard:
     def not_a_failure(self) -> None:
         """Not a failure after all (right password, or an answer other than a wrong password):
         give back what `admits` took."""
-        self._give_back(getattr(self, "_taken", []))
+        self._give_back(self._taken)
         self._taken = []
 
-    def _give_back(self, items) -> None:
-        for item in items:
-            limiter.limiter.hit(item, "login-failures", self.account, cost=-1)
+    def _give_back(self, taken) -> None:
+        for item, keys in taken:
+            limiter.limiter.hit(item, *keys, cost=-1)
 
 
 def init_rate_limiting(app: Flask) -> None:

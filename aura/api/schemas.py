@@ -7,7 +7,8 @@ from datetime import UTC
 import marshmallow as ma
 from marshmallow import validate
 
-from aura.auth.emails import invisible_characters, normalise
+from aura.auth.emails import domain_error, invisible_characters, mailbox, normalise
+from aura.services.workflow_runs import CURSOR_LENGTH, CURSOR_PATTERN
 
 
 class UtcDateTime(ma.fields.DateTime):
@@ -50,12 +51,18 @@ PASSWORD_LENGTH = validate.Length(min=8, max=128, error="Password must be 8 to 1
 def _plain_address(email: str) -> None:
     """Refuse new addresses that could impersonate another, or that no mail server accepts:
     invisible characters (zero-width, bidi overrides, the Hangul filler...) before or after
-    NFKC normalisation. Look-alikes of existing accounts are refused at registration (409)."""
-    hidden = invisible_characters(email) or invisible_characters(normalise(email))
+    NFKC normalisation, and domains that are not valid IDNA names (a braille blank U+2800).
+    Look-alikes of existing accounts are refused at registration (409)."""
+    hidden = (
+        invisible_characters(email) or invisible_characters(normalise(email)) or invisible_characters(mailbox(email))
+    )
     if hidden:
         raise ma.ValidationError(f"Email contains invisible or control characters ({', '.join(hidden[:5])}).")
     if len(normalise(email).rpartition("@")[0].encode()) > 64:
         raise ma.ValidationError("The part before @ is longer than 64 bytes.")
+    bad_domain = domain_error(normalise(email).rpartition("@")[2])
+    if bad_domain:
+        raise ma.ValidationError(f"The domain is not a valid domain name (IDNA UTS #46): {bad_domain}.")
 
 
 class CredentialsSchema(ma.Schema):
@@ -71,12 +78,25 @@ class LoginSchema(CredentialsSchema):
 
     email = ma.fields.Email(required=True, validate=validate.Length(max=320))
     password = ma.fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+    device_token = ma.fields.String(
+        load_only=True,
+        validate=validate.Length(max=1024),
+        metadata={
+            "description": "The device_token of an earlier successful login of this account, if the client "
+            "has one: its failed logins then count against this device's own allowance, so guessing "
+            "from elsewhere cannot lock it out"
+        },
+    )
 
 
 class UserSchema(ma.Schema):
     """A user as the API shows it."""
 
-    id = ma.fields.Integer(required=True)
+    id = ma.fields.String(
+        required=True,
+        attribute="public_id",
+        metadata={"description": "The account's public id (random, never reused; not the row id)"},
+    )
     email = ma.fields.String(required=True)
     created_at = UtcDateTime(required=True)
 
@@ -88,6 +108,12 @@ class TokenPairSchema(ma.Schema):
     refresh_token = ma.fields.String(required=True)
     token_type = ma.fields.String(required=True, metadata={"example": "Bearer"})
     expires_in = ma.fields.Integer(required=True, metadata={"description": "Access token lifetime (s)"})
+    device_token = ma.fields.String(
+        metadata={
+            "description": "Login only: keep it and send it with this account's next logins "
+            "(valid LOGIN_DEVICE_TOKEN_EXPIRES seconds, 30 days by default)"
+        }
+    )
 
 
 class LogoutSchema(ma.Schema):
@@ -105,7 +131,15 @@ class MessageSchema(ma.Schema):
 class StruggleInputSchema(ma.Schema):
     """What the editor reports about a learner's recent activity on one exercise."""
 
-    exercise_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=100))
+    # Blank ids are refused by the workflow (it strips them): the document says so with a pattern,
+    # in Python's sense of whitespace (\x1c-\x1f count), which is what the validator applies.
+    exercise_id = ma.fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(r"^\s*\S", error="must be a non-empty string"),
+        ],
+    )
     edit_frequency = StrictFloat(
         required=True,
         allow_nan=False,
@@ -214,7 +248,8 @@ class RunListQuerySchema(ma.Schema):
     status = ma.fields.String(validate=validate.OneOf(RUN_STATUSES))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = ma.fields.String(
-        validate=validate.Length(min=1, max=200), metadata={"description": "next_cursor of the previous page"}
+        validate=[validate.Length(equal=CURSOR_LENGTH), validate.Regexp(CURSOR_PATTERN)],
+        metadata={"description": "next_cursor of the previous page (a position: any string of this shape is one)"},
     )
 
 

@@ -1,17 +1,23 @@
 """Email addresses as accounts see them: one normal form, and a look-alike key.
 
 `normalise` is what is stored and compared: NFKC (fullwidth and mathematical letters, the `ﬁ`
-ligature become plain letters) then case folding. `skeleton` is the Unicode TS #39 confusable
-skeleton (disarm's `skeleton_key`, TR39 digit classes included): two addresses with the same
-skeleton look alike, so registration refuses the second. `invisible_characters` finds the code
+ligature become plain letters) then case folding. `mailbox` is the mailbox an address names,
+whatever its spelling: the local part unquoted (`"ann"` is `ann`, RFC 5321) and the domain in
+its Unicode form under IDNA UTS #46 (`xn--bcher-kva.de` is `bücher.de`; the `idna` package).
+`skeleton` is the Unicode TS #39 confusable skeleton of the mailbox (disarm's `skeleton_key`, TR39
+digit classes included): two addresses with the same skeleton look alike, so registration
+refuses the second. `domain_error` says why a domain is not a valid IDNA name (a braille blank
+U+2800, an underscore), or None. `invisible_characters` finds the code
 points that render as nothing (Default_Ignorable_Code_Point, e.g. the Hangul filler U+3164,
 which is a letter to `unicodedata` and passes a control-character filter) and control characters.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
+import idna
 from disarm import skeleton_key
 
 # Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt (stable since 6.x).
@@ -61,6 +67,32 @@ def legacy_normalise(email: str) -> str:
     return email.strip().lower()
 
 
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def domain_error(domain: str) -> str | None:
+    """Why `domain` is not a valid domain name under IDNA UTS #46 (nontransitional), or None."""
+    try:
+        idna.encode(domain, uts46=True)
+    except idna.IDNAError as exc:
+        return str(exc)
+    return None
+
+
+def mailbox(email: str) -> str:
+    """The normal form with the local part unquoted and the domain's Unicode (U-label) form."""
+    local, at, domain = normalise(email).rpartition("@")
+    if not at:
+        return normalise(email)
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        local = _QUOTED_PAIR.sub(r"\1", local[1:-1])  # a quoted pair stands for its character
+    try:
+        domain = idna.decode(idna.encode(domain, uts46=True))
+    except idna.IDNAError:
+        pass  # not a valid name: registration refuses it (`domain_error`), login finds no account
+    return f"{local}@{domain}"
+
+
 def skeleton(email: str) -> str:
-    """The TS #39 skeleton of the normal form: equal skeletons look alike."""
-    return skeleton_key(normalise(email), digit_policy="tr39")
+    """The TS #39 skeleton of the mailbox: equal skeletons look alike."""
+    return skeleton_key(mailbox(email), digit_policy="tr39")

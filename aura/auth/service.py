@@ -13,10 +13,11 @@ loses the session too (OAuth 2.0 Security BCP, refresh token rotation). Logout e
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from aura.auth import emails
@@ -26,7 +27,7 @@ from aura.auth.tokens import Claims, TokenPair, Tokens
 from aura.errors import AuraError
 from aura.extensions import db
 from aura.instrumentation import recorder
-from aura.models import User
+from aura.models import RevokedToken, User, WorkflowRun
 
 FAMILY = "family"  # token_type of a revoked family in the store
 
@@ -137,6 +138,33 @@ def logout(store: RevocationStore, tokens: Tokens, user: User, claims: Claims, r
         elif refresh_claims["fam"] != claims.get("fam"):  # another session of the same user
             revoke_family(store, user.id, refresh_claims, family_lifetime)
     recorder.auth_request("logout", True)
+
+
+@dataclass(frozen=True)
+class DeletedAccount:
+    """What deleting an account removed."""
+
+    email: str
+    runs: int
+    revocations: int
+
+
+def delete_account(user: User) -> DeletedAccount:
+    """Delete an account with its workflow runs and its revocation rows, in one transaction.
+
+    Its tokens open nothing from the next request on: every protected route looks up the
+    token's `sub`, a public id that no account will have again. Its row id is never reused
+    (SQLite AUTOINCREMENT, PostgreSQL's sequence), so nothing left behind can name a newer account.
+    """
+    runs = db.session.scalar(select(func.count()).select_from(WorkflowRun).where(WorkflowRun.user_id == user.id))
+    revocations = db.session.scalar(
+        select(func.count()).select_from(RevokedToken).where(RevokedToken.user_id == user.id)
+    )
+    db.session.execute(delete(RevokedToken).where(RevokedToken.user_id == user.id))
+    db.session.execute(delete(WorkflowRun).where(WorkflowRun.user_id == user.id))  # ON DELETE CASCADE too
+    db.session.delete(user)
+    db.session.commit()
+    return DeletedAccount(user.email, runs or 0, revocations or 0)
 
 
 def _decode_refresh(tokens: Tokens, token: str) -> Claims:

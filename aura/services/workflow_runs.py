@@ -9,13 +9,11 @@ wrong (422/413) is rejected before the run starts and counts nothing.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
 from sqlalchemy import and_, or_, select
@@ -24,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aura.config import Settings
 from aura.errors import ServiceUnavailable
-from aura.extensions import db
+from aura.extensions import db, json_text
 from aura.instrumentation import recorder
 from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun, utcnow
@@ -92,10 +90,45 @@ def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datet
     return created_at
 
 
-def execute(workflow_type: str, data: dict, user_id: int | None, settings: Settings) -> dict:
+# A stored run (and the answer that returns it) holds at most this many bytes of JSON (UTF-8,
+# compact), plus RESULT_BYTES_PER_INPUT_BYTE for each byte of the request: findings repeat their
+# file's path, so 200 of them could return a small request 92 times over. An audit over it lists
+# fewer findings (`truncated`; `violation_counts` still counts them all). A struggle result is
+# its input's strings plus a few hundred bytes, always within it.
+RESULT_BASE_BYTES = 32 * 1024
+RESULT_BYTES_PER_INPUT_BYTE = 2
+
+
+def result_budget(input_bytes: int) -> int:
+    """The most bytes a run's stored result may take, for a request of `input_bytes`."""
+    return RESULT_BASE_BYTES + RESULT_BYTES_PER_INPUT_BYTE * input_bytes
+
+
+def _within(result: dict, budget: int) -> dict:
+    """The audit result with as many of its findings, in order, as fit in `budget` bytes."""
+    size = len(json_text(result).encode())
+    if size <= budget:
+        return result
+    kept: list[dict] = []
+    used = len(json_text({**result, "violations": [], "truncated": True}).encode())
+    for violation in result["violations"]:
+        used += len(json_text(violation).encode()) + 1  # and its comma
+        if used > budget:
+            break
+        kept.append(violation)
+    return {**result, "violations": kept, "truncated": True}
+
+
+def execute(
+    workflow_type: str, data: dict, user_id: int | None, settings: Settings, input_bytes: int | None = None
+) -> dict:
     """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body.
 
-    `user_id` None: the account could not be looked up (database down) - a counted 503."""
+    `user_id` None: the account could not be looked up (database down) - a counted 503.
+    `input_bytes`: the request body's size, which bounds the result's (`result_budget`); by
+    default the size of `data` as JSON."""
+    if input_bytes is None:
+        input_bytes = len(json_text(data).encode())
     run_id = str(uuid.uuid4())
     stored: dict = {}
     if user_id is None:
@@ -105,6 +138,8 @@ def execute(workflow_type: str, data: dict, user_id: int | None, settings: Setti
 
     def record(result: StruggleResult | AuditResult) -> None:
         stored.update(result.to_dict(), id=run_id)
+        if workflow_type == "audit":
+            stored.update(_within(stored, result_budget(input_bytes)))
         created.append(_store(run_id, workflow_type, user_id, stored))
 
     started = perf_counter()
@@ -165,27 +200,38 @@ class RunPage:
     next_cursor: str | None
 
 
-def _encode_cursor(run: WorkflowRun) -> str:
-    raw = f"{run.created_at.isoformat()}|{run.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A cursor is a position in the listing: the creation time (microseconds since 1970, 16 digits)
+# and id of the last run of the page. Every string of this shape is a position, so the OpenAPI
+# pattern (`aura.api.schemas`) states exactly what is accepted.
+CURSOR_PATTERN = r"^[0-9]{16}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CURSOR_LENGTH = 53
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def _encode_cursor(created_at: datetime, run_id: str) -> str:
+    if created_at.tzinfo is None:  # SQLite hands back naive UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    elapsed = created_at - _EPOCH
+    micros = (elapsed.days * 86_400 + elapsed.seconds) * 1_000_000 + elapsed.microseconds
+    return f"{micros:016d}.{run_id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, _, run_id = raw.partition("|")
-        if not _RUN_ID.fullmatch(run_id):  # never a NUL byte or any other text into a query
-            raise ValueError(raw)
-        return datetime.fromisoformat(created_at), run_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(cursor) from None
+    if len(cursor) != CURSOR_LENGTH or not _CURSOR.match(cursor):  # never other text into a query
+        raise InvalidCursor(cursor)
+    micros, _, run_id = cursor.partition(".")
+    return _EPOCH + timedelta(microseconds=int(micros)), run_id
 
 
 def list_runs(
     user_id: int, *, limit: int, cursor: str | None = None, workflow_type: str | None = None, status: str | None = None
 ) -> RunPage:
     """The user's runs, newest first (ties by id), after `cursor`; filtered by type and status."""
-    query = select(WorkflowRun).where(WorkflowRun.user_id == user_id)
+    # The listed columns only: a run's result (up to hundreds of KB) is read by `load`, never here.
+    query = select(WorkflowRun.id, WorkflowRun.workflow_type, WorkflowRun.status, WorkflowRun.created_at).where(
+        WorkflowRun.user_id == user_id
+    )
     if workflow_type:
         query = query.where(WorkflowRun.workflow_type == workflow_type)
     if status:
@@ -198,10 +244,10 @@ def list_runs(
             )
         )
     query = query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id.desc()).limit(limit + 1)
-    rows = list(db.session.scalars(query))
+    rows = db.session.execute(query).all()
     page, more = rows[:limit], len(rows) > limit
     runs = [{"id": r.id, "type": r.workflow_type, "status": r.status, "created_at": r.created_at} for r in page]
-    return RunPage(runs, _encode_cursor(page[-1]) if more else None)
+    return RunPage(runs, _encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
 
 class WorkflowRunFailed(Exception):

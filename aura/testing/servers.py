@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,6 +43,27 @@ def wait_ready(proc: subprocess.Popen, url: str, log_path: Path, name: str, time
     raise RuntimeError(f"{name} did not become ready: " + log_path.read_text(errors="replace")[-3000:])
 
 
+class _SourceAddressAdapter(HTTPAdapter):
+    """Connect from a given local address (the server sees it as the client address)."""
+
+    def __init__(self, address: str):
+        self._address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self._address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session_from(address: str) -> requests.Session:
+    """An HTTP session that connects from a loopback `address` (127.x.y.z stand in for distinct
+    clients), one connection per request, so any request may land on any worker."""
+    session = requests.Session()
+    session.mount("http://", _SourceAddressAdapter(address))
+    session.headers["Connection"] = "close"
+    return session
+
+
 def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
     """Environment for an Aura process under test (real Redis, test logical databases)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AURA_", "GUNICORN_"))}
@@ -56,6 +78,8 @@ def app_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
         JWT_SECRET_KEY="gunicorn-test-secret-key-0123456789abcdef",
         PASSWORD_HASH_TIME_COST="1",
         PASSWORD_HASH_MEMORY_COST="8",
+        # Concurrent test clients may hash at once; the tests of the budget set their own.
+        PASSWORD_HASH_MAX_CONCURRENT="64",
         RATE_LIMIT_ENABLED="false",
         LOG_LEVEL="WARNING",
     )

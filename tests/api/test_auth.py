@@ -18,6 +18,8 @@ def test_register_login_me_refresh_logout(auth):
     body = created.get_json()
     assert set(body) == {"id", "email", "created_at"} and body["email"] == auth.email
     assert body["created_at"].endswith("+00:00")  # explicit UTC, on SQLite and PostgreSQL
+    subject = pyjwt.decode(auth.login().get_json()["access_token"], options={"verify_signature": False})["sub"]
+    assert body["id"] == subject == auth.me().get_json()["id"]  # the public id, not the row id
 
     login = auth.login()
     assert login.status_code == 200

@@ -99,6 +99,10 @@ def test_each_caller_sees_only_their_own_runs(client, learner):
         {"status": "meh"},
         {"cursor": "not-a-cursor"},
         {"cursor": "bm8tYmFy"},
+        {"cursor": "0"},
+        {"cursor": "0000000000000000.12345678-1234-1234-1234-12345678901"},  # one character short
+        {"cursor": "0000000000000000.12345678-1234-1234-1234-123456789012x"},
+        {"cursor": "0000000000000000.12345678-1234-1234-1234-12345678901G"},
     ],
 )
 def test_bad_queries_are_422_in_the_error_shape(client, learner, query):
@@ -111,3 +115,55 @@ def test_bad_queries_are_422_in_the_error_shape(client, learner, query):
 def test_listing_needs_a_token(client):
     response = client.get("/api/v1/workflows")
     assert response.status_code == 401 and response.get_json()["error"] == "missing_token"
+
+
+def test_the_listing_reads_only_the_columns_it_lists(app, client, learner):
+    """100 large runs cost 311-350 ms to list when every result was read; only four columns are."""
+    from sqlalchemy import event
+
+    from aura.extensions import db
+
+    _run(client, learner, "audit", FAILING)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            assert _list(client, learner).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+    listing = [s for s in statements if "FROM workflow_runs" in s]
+    assert len(listing) == 1, statements
+    assert "workflow_runs.result" not in listing[0], listing[0]
+
+
+def test_every_cursor_the_document_allows_is_a_position(client, learner):
+    """The document's pattern describes exactly what is accepted (Schemathesis ST202): any cursor
+    of that shape is a position - before everything, after everything, or between runs."""
+    import re
+
+    made = [_run(client, learner, "audit", CLEAN) for _ in range(3)]
+    document = client.get("/api/v1/openapi.json").get_json()
+    (cursor_rules,) = [
+        p["schema"] for p in document["paths"]["/api/v1/workflows"]["get"]["parameters"] if p["name"] == "cursor"
+    ]
+    first = _list(client, learner, limit=1).get_json()
+    handed_out = first["next_cursor"]
+    earliest = "0" * 16 + "." + "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    latest = "9" * 16 + ".ffffffff-ffff-ffff-ffff-ffffffffffff"
+    for cursor in (handed_out, earliest, latest):
+        assert re.search(cursor_rules["pattern"], cursor)
+        assert cursor_rules["minLength"] <= len(cursor) <= cursor_rules["maxLength"]
+    assert _list(client, learner, cursor=earliest).get_json() == {"runs": [], "next_cursor": None}
+    assert [r["id"] for r in _list(client, learner, cursor=latest).get_json()["runs"]] == [
+        m["id"] for m in reversed(made)
+    ]
+    assert [r["id"] for r in _list(client, learner, cursor=handed_out).get_json()["runs"]] == [
+        made[1]["id"],
+        made[0]["id"],
+    ]
+    # "0" is outside the document's rules, and refused by them.
+    assert not (cursor_rules["minLength"] <= 1 and re.search(cursor_rules["pattern"], "0"))

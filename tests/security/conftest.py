@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate
+from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate, session_from
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.auth import AuthActions
 
@@ -36,8 +35,10 @@ HARDENED = dict(
     RATE_LIMIT_ENABLED="true",
     RATE_LIMIT_DEFAULT="10000 per hour",
     RATE_LIMIT_REGISTER="1000 per hour",
+    RATE_LIMIT_REGISTER_ALL="100000 per hour",
     RATE_LIMIT_LOGIN="5 per hour",
     RATE_LIMIT_LOGIN_ACCOUNT="8 per hour",
+    RATE_LIMIT_LOGIN_DEVICE="3 per hour",
     RATE_LIMIT_WORKFLOWS="1000 per hour",
 )
 
@@ -49,27 +50,13 @@ def new_address() -> str:
     return next(_addresses)
 
 
-class _SourceAddressAdapter(HTTPAdapter):
-    """Connect from a given local address (the server sees it as the client address)."""
-
-    def __init__(self, address: str):
-        self._address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self._address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
 class Client:
     """HTTP client of one server, from its own loopback address, one connection per request."""
 
     def __init__(self, base_url: str, address: str | None = None):
         self.url = base_url
         self.address = address or new_address()
-        self.session = requests.Session()
-        self.session.mount("http://", _SourceAddressAdapter(self.address))
-        self.session.headers["Connection"] = "close"  # any request may land on any worker
+        self.session = session_from(self.address)
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)

@@ -1,5 +1,6 @@
 """Who may do what, over a real socket: /metrics behind its token, login guessing limited per client
-and per target account (X-Forwarded-For from an untrusted client changes nothing)."""
+and per target account (X-Forwarded-For from an untrusted client changes nothing), and a client
+that logged in before keeping its own tries (device tokens) whatever others guess."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.gunicorn
 LOGIN = "/api/v1/auth/login"
 PER_CLIENT = int(HARDENED["RATE_LIMIT_LOGIN"].split()[0])
 PER_ACCOUNT = int(HARDENED["RATE_LIMIT_LOGIN_ACCOUNT"].split()[0])
+PER_DEVICE = int(HARDENED["RATE_LIMIT_LOGIN_DEVICE"].split()[0])
 
 
 @pytest.mark.parametrize(
@@ -113,3 +115,61 @@ def test_the_owner_is_not_locked_out_by_guessing_from_many_addresses(hardened):
         assert response.status_code in (401, 429), response.text
     assert owner.login().status_code == 200  # from the owner's own address
     assert AuthActions(hardened.client(), owner.email).login(password=owner.password).status_code == 200  # a new one
+
+
+def _login(client, email: str, password: str, device_token: str | None = None):
+    body = {"email": email, "password": password}
+    if device_token is not None:
+        body["device_token"] = device_token
+    return client.post(LOGIN, json=body)
+
+
+def _lock_out_unknown_clients(server, email: str, password: str) -> None:
+    """Guess the account from many addresses until any client it does not know gets one try, then 429."""
+    for attempt in range(PER_ACCOUNT * 2 + 4):
+        response = _login(server.client(), email, f"guess-{attempt}")
+        assert response.status_code in (401, 429), response.text
+    unknown = server.client()
+    assert_error(_login(unknown, email, "guess-x"), 401, "invalid_credentials")
+    assert_error(_login(unknown, email, password), 429, "rate_limited")  # the lockout the owner met
+
+
+def test_a_client_that_logged_in_before_keeps_its_own_tries(hardened):
+    """The owner who mistyped once after guessing from many addresses got 429 (Retry-After about
+    an hour) even from the address they always log in from. Their device token keeps them their
+    own allowance (RATE_LIMIT_LOGIN_DEVICE), from that address or any other."""
+    home = hardened.client()
+    owner = AuthActions(home).signed_in()
+    device = owner.tokens["device_token"]
+    _lock_out_unknown_clients(hardened, owner.email, owner.password)
+
+    assert_error(_login(home, owner.email, "typo-one", device), 401, "invalid_credentials")
+    assert_error(_login(home, owner.email, "typo-two", device), 401, "invalid_credentials")
+    back = _login(home, owner.email, owner.password, device)
+    assert back.status_code == 200, back.text
+    renewed = back.json()["device_token"]
+    away = hardened.client()  # a phone on another network: an address never seen
+    assert_error(_login(away, owner.email, "typo-three", renewed), 401, "invalid_credentials")
+    assert _login(away, owner.email, owner.password, renewed).status_code == 200
+    # A device token opens nothing by itself: it is not an access token.
+    assert_error(home.get("/api/v1/auth/me", headers=bearer(device)), 401, "invalid_token")
+
+
+def test_a_device_token_is_worth_its_own_allowance_for_its_own_account_only(hardened):
+    owner = AuthActions(hardened.client()).signed_in()
+    device = owner.tokens["device_token"]
+    stranger = AuthActions(hardened.client()).signed_in()
+    _lock_out_unknown_clients(hardened, owner.email, owner.password)
+
+    # Another account's device token, or a forged one, makes an unknown client: one try, then 429.
+    forged = device[:-4] + ("AAAA" if not device.endswith("AAAA") else "BBBB")
+    for token in (stranger.tokens["device_token"], forged, owner.access):
+        client = hardened.client()
+        assert_error(_login(client, owner.email, "guess-y", token), 401, "invalid_credentials")
+        assert_error(_login(client, owner.email, owner.password, token), 429, "rate_limited")
+    # Whoever holds the owner's device token (a thief too) gets its allowance and no more:
+    for attempt in range(PER_DEVICE):
+        assert_error(_login(hardened.client(), owner.email, f"stolen-{attempt}", device), 401, "invalid_credentials")
+    spent = hardened.client()
+    assert_error(_login(spent, owner.email, "stolen-x", device), 401, "invalid_credentials")  # its address's try
+    assert_error(_login(spent, owner.email, owner.password, device), 429, "rate_limited")

@@ -54,6 +54,43 @@ def test_audit_output_and_stored_row_are_bounded(learner):
     assert stored.json() == body
 
 
+def test_a_small_request_cannot_make_a_large_answer(hardened, learner):
+    """6.5 KB of UTF-8 (three files, 251 astral characters in each path, 80 findings each) was
+    answered with 627 KB: \\u escapes took 12 bytes per character, and each of 200 findings
+    repeats its path. Answers are UTF-8 now, and a run stores and returns at most 32 KiB plus
+    twice its request (`aura.services.workflow_runs.result_budget`)."""
+    import json
+
+    noisy = "print(1)\n" * 20 + "breakpoint()\n" * 20 + "eval(x)\n" * 20 + "try:\n    f()\nexcept:\n    pass\n" * 20
+    paths = [f"{chr(0x1D54F + i) * 251}.py" for i in range(3)]  # 𝕏, 𝕐, 𝕑 ... 255 characters
+    sent = json.dumps({"files": [{"path": p, "content": noisy} for p in paths]}, ensure_ascii=False).encode()
+    headers = {**bearer(learner.access), "Content-Type": "application/json"}
+    response = learner.client.post("/api/v1/workflows/audit", headers=headers, data=sent)
+    assert response.status_code == 201, response.text[:300]
+    body = response.json()
+    stored_bound = 32 * 1024 + 2 * len(sent)  # the documented bound (docs/security.md)
+    bound = stored_bound + 64  # the answer adds created_at to what is stored
+    assert len(response.content) <= bound, (len(sent), len(response.content), bound)
+    assert paths[0].encode() in response.content and b"\\ud835" not in response.content  # UTF-8
+    assert body["truncated"] is True and sum(body["violation_counts"].values()) == 3 * 4 * 20
+    assert 0 < len(body["violations"]) < 200 and body["status"] == "fail"
+    (stored_text,) = hardened.sql("SELECT CAST(result AS TEXT) FROM workflow_runs WHERE id = :id", id=body["id"])[0]
+    assert len(stored_text.encode()) <= stored_bound, len(stored_text.encode())
+    again = learner.client.get(f"/api/v1/workflows/audit/{body['id']}", headers=bearer(learner.access))
+    assert again.status_code == 200 and again.json() == body and len(again.content) <= bound
+
+
+def test_too_many_files_are_refused_before_each_is_validated(learner):
+    """A 1 MiB body of 30,000+ tiny file objects cost 0.5-0.9 s of CPU: every entry was validated
+    before the file-count check refused the request. The count comes first now - an invalid
+    entry at the end is never looked at (it used to be the answer, a 422 naming it)."""
+    files = [{"path": "a.py", "content": ""}] * 30_000 + [{"path": ""}]
+    response = learner.client.post("/api/v1/workflows/audit", headers=bearer(learner.access), json={"files": files})
+    body = assert_error(response, 422, "audit_limit_exceeded")
+    assert body["message"] == "max_files: 30001 is over the limit of 50.", body
+    assert len(response.content) < 1000  # no per-entry details either
+
+
 def test_an_audit_over_its_cpu_budget_is_a_422(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     server = Server(tmp, "budget", workers=2, AUDIT_MAX_CPU_SECONDS="0.2", MAX_CONTENT_LENGTH=str(4 * 1024 * 1024))

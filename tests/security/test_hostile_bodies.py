@@ -3,6 +3,7 @@ live on (no worker is replaced, /healthz answers and a normal sign-in works afte
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -262,6 +263,69 @@ def test_malformed_http_is_refused_by_gunicorn(hardened, workers, payload, statu
     """Protocol-level junk never reaches the app; Gunicorn answers it (in HTML - see docs/security.md)."""
     answer = _raw(hardened.gunicorn.port, payload)
     assert answer.split(b" ", 2)[1] == status, answer[:200]
+
+
+CHUNKED_HEAD = (
+    b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+BAD_CHUNKED = {
+    "chunk size not hex": (b"zz\r\n{}\r\n0\r\n\r\n", False),
+    "negative chunk size": (b"-2\r\n{}\r\n0\r\n\r\n", False),
+    "empty chunk size": (b"\r\n{}\r\n0\r\n\r\n", False),
+    "chunk without its CRLF": (b"2\r\n{}XX0\r\n\r\n", False),
+    "control character in a chunk extension": (b"2;\x01\r\n{}\r\n0\r\n\r\n", False),
+    "chunk size line of 20 kB": (b"1" * 20_000 + b"\r\n", False),
+    "malformed trailer": (b"2\r\n{}\r\n0\r\nno colon here\r\n\r\n", False),
+    "body ends inside a chunk": (b"ff\r\n{}", True),
+}
+
+
+def _answer(address: str, port: int, payload: bytes, half_close: bool) -> bytes:
+    """Send a raw request from `address`; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT, source_address=(address, 0)) as conn:
+        conn.sendall(payload)
+        if half_close:
+            conn.shutdown(socket.SHUT_WR)  # the client has sent all it will
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+            if len(answer) > 1_000_000:
+                break
+    return answer
+
+
+def _server_errors(hardened) -> float:
+    from tests.security.conftest import METRICS_TOKEN
+    from tests.support.metrics import parse_exposition
+
+    samples = parse_exposition(hardened.client().get("/metrics", headers=bearer(METRICS_TOKEN)).text)
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "http_requests_total" and dict(labels)["status_code"].startswith("5")
+    )
+
+
+@pytest.mark.parametrize("name", list(BAD_CHUNKED))
+def test_a_malformed_chunked_body_is_a_400(hardened, workers, name):
+    """Gunicorn raised its parse error from inside the app's read of the body: a 500, a
+    traceback in the log and a count in the 5xx rate the SLO pages on."""
+    from tests.security.conftest import new_address
+
+    body, half_close = BAD_CHUNKED[name]
+    log_before = len(hardened.log_text())
+    errors_before = _server_errors(hardened)
+    answer = _answer(new_address(), hardened.gunicorn.port, CHUNKED_HEAD + body, half_close)
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:300]
+    headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:])
+    assert headers["Content-Type"] == "application/json" and headers["X-Content-Type-Options"] == "nosniff"
+    document = json.loads(content)
+    assert document["error"] == "bad_request" and set(document) == {"error", "message"}, document
+    assert _server_errors(hardened) == errors_before
+    logged = hardened.log_text()[log_before:]
+    assert "Traceback" not in logged and "unhandled error" not in logged, logged[-2000:]
 
 
 def test_workers_survived_the_battery(hardened, workers):

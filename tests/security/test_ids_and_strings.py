@@ -122,3 +122,21 @@ def test_odd_listing_cursors_are_422(hardened, learner, raw):
     response = learner.client.get("/api/v1/workflows", params={"cursor": cursor}, headers=bearer(learner.access))
     body = assert_error(response, 422, "validation_error")
     assert set(body["details"]) == {"cursor"}
+
+
+def test_accounts_show_no_row_id(hardened):
+    """`/me` (and registration) gave the sequential row id: two sign-ups a moment apart told how
+    many accounts were made between them. The id shown is the account's random public id."""
+    first, second = AuthActions(hardened.client()), AuthActions(hardened.client())
+    ids = [first.register().json()["id"], second.register().json()["id"]]
+    for account, shown in zip((first, second), ids, strict=True):
+        assert account.login().status_code == 200
+        assert (
+            account.me().json()["id"]
+            == shown
+            == pyjwt.decode(account.access, options={"verify_signature": False})["sub"]
+        )
+        assert isinstance(shown, str) and len(shown) == 32 and not shown.isdigit()
+    assert ids[0] != ids[1]
+    rows = hardened.sql("SELECT id FROM users WHERE public_id IN (:a, :b)", a=ids[0], b=ids[1])
+    assert {str(row.id) for row in rows}.isdisjoint(ids)

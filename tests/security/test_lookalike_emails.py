@@ -3,7 +3,9 @@
 Addresses are stored NFKC-normalised and case-folded; code points that render as nothing
 (Default_Ignorable_Code_Point, such as the Hangul filler U+3164, a "letter" that passed the
 control-character filter) are refused; and an address whose Unicode TS #39 confusable skeleton
-matches an existing account's is refused with 409.
+matches an existing account's is refused with 409. The skeleton is taken of the mailbox, not of
+the spelling: the domain through IDNA UTS #46 (punycode and Unicode are one domain), the local
+part unquoted; a domain that is not a valid IDNA name (a braille blank) is refused with 422.
 """
 
 from __future__ import annotations
@@ -68,3 +70,31 @@ def test_fullwidth_login_reaches_the_same_account(hardened):
     wide = AuthActions(hardened.client(), "".join(chr(ord(c) + 0xFEE0) for c in local) + "@example.com")
     assert wide.login(password=owner.password).status_code == 200  # NFKC: the same address
     assert wide.me().json()["email"] == owner.email
+
+
+SPELLINGS = {
+    "punycode after Unicode": ("{local}@b\u00fccher.de", "{local}@xn--bcher-kva.de"),
+    "Unicode after punycode": ("{local}@xn--bcher-kva.de", "{local}@B\u00dcCHER.de"),
+    "quoted after plain": ("{local}@example.com", '"{local}"@example.com'),
+    "plain after quoted": ('"{local}"@example.com', "{local}@example.com"),
+}
+
+
+@pytest.mark.parametrize("name", SPELLINGS)
+def test_another_spelling_of_an_accounts_mailbox_is_refused(hardened, name):
+    local = _local()
+    first, second = (spelling.format(local=local) for spelling in SPELLINGS[name])
+    owner = AuthActions(hardened.client(), first).signed_in()
+    response = hardened.client().post(REGISTER, json={"email": second, "password": PASSWORD})
+    assert_error(response, 409, "email_taken")
+    assert owner.login().status_code == 200
+
+
+def test_a_braille_blank_in_the_domain_is_refused(hardened):
+    local = _local()
+    AuthActions(hardened.client(), f"{local}@example.com").signed_in()
+    for email in (f"{local}@exa\u2800mple.com", f"{_local()}@exa\u2800mple.com"):
+        body = assert_error(
+            hardened.client().post(REGISTER, json={"email": email, "password": PASSWORD}), 422, "validation_error"
+        )
+        assert set(body["details"]) == {"email"} and "U+2800" in body["details"]["email"][0], body

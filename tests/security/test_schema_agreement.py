@@ -7,6 +7,8 @@ was accepted where the document says `number`. /readyz, which is public, named e
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.support.auth import AuthActions, bearer
@@ -85,3 +87,15 @@ def test_readyz_names_no_exception_class(hardened):
     assert all(state in ("ok", "unavailable") or state.startswith("not used") for state in body["checks"].values()), (
         body
     )
+
+
+@pytest.mark.parametrize("blank", [" ", "\x1f", "\x1c\x1d", "\u3000", "\u2028"])
+def test_a_blank_exercise_id_is_refused_by_the_document_too(learner, document, blank):
+    """Schemathesis found `exercise_id: "\\x1f"` (a character str.strip() removes) allowed by the
+    document and refused by the workflow; the document now publishes the rule it is held to."""
+    rules = document["components"]["schemas"]["StruggleInput"]["properties"]["exercise_id"]
+    assert re.search(rules["pattern"], blank) is None and re.search(rules["pattern"], " loops-1 ")
+    response = learner.client.post(
+        "/api/v1/workflows/struggle", headers=bearer(learner.access), json={**STRUGGLE, "exercise_id": blank}
+    )
+    assert_error(response, 422, "validation_error")
