@@ -12,7 +12,9 @@ RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura
 
 ## List the targets with what each does (the default goal).
 help:
-	@awk '/^## /{doc=substr($$0,4); next} /^[a-z][a-z-]*:/ && doc {split($$0,t,":"); printf "  %-14s %s\n", t[1], doc} {doc=""}' $(MAKEFILE_LIST)
+	@awk '/^## /{doc=substr($$0,4); next} /^[a-z][a-z-]*:/ && doc {split($$0,t,":"); n++; name[n]=t[1]; text[n]=doc; \
+	  if (length(t[1]) > w) w = length(t[1])} {doc=""} \
+	  END {for (i = 1; i <= n; i++) printf "  %-" w "s  %s\n", name[i], text[i]}' $(MAKEFILE_LIST)
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)

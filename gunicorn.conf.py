@@ -7,7 +7,8 @@ directory and /metrics aggregates them; the hooks below are aura.metrics.Gunicor
 import os
 import tempfile
 
-from aura.config import ConfigError, check_environment, exit_on_config_error
+from aura.config import ConfigError, check_environment, environment_warnings, exit_on_config_error, redact_url
+from aura.workflows import warm_up
 
 # Every setting (the app's and these) is validated before Gunicorn starts anything: a bad value
 # stops it with one line naming the variable. (Gunicorn itself reads WEB_CONCURRENCY while it is
@@ -32,11 +33,12 @@ except ModuleNotFoundError as _exc:  # prometheus-client is not installed: serve
     _metrics = None
 else:
     # METRICS_PORT: a listener in the master serving /metrics (and /healthz) while every worker is
-    # busy; 0 turns it off. It binds the host of the first bind.
+    # busy; 0 turns it off. It binds METRICS_HOST (default: the bind's host; 127.0.0.1 for unix:).
     _metrics = GunicornMetrics.start(
         default_root=os.path.join(_tmp_base, f"aura-metrics-{os.getuid()}"),
         metrics_port=_g.metrics_port,
         auth_token=_settings.metrics_auth_token,
+        metrics_host=_g.metrics_host,
     )
 
 # Loopback by default: exposing the service is a deliberate act (k8s sets 0.0.0.0:8000).
@@ -60,9 +62,11 @@ preload_app = _g.preload
 # "-" logs each request to stdout, where container platforms collect logs.
 accesslog = _g.access_log
 # LOG_FORMAT=json: Gunicorn's error and access lines as JSON objects too, with request id and route.
+# Either way the access line names the path without its query string, which may carry secrets.
 if _settings.log_format == "json":
     logger_class = "aura.infra.logs.GunicornLogger"
 else:  # Gunicorn's default access line, plus the request id the app put in the response header
+    logger_class = "aura.infra.logs.TextAccessLogger"
     access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 # Keep the control socket out of $HOME (read-only in containers) and per instance (master pid).
 control_socket = _g.control_socket or (
@@ -73,7 +77,10 @@ worker_tmp_dir = _g.worker_tmp_dir
 
 
 def on_starting(server):
-    """Before any worker forks: say where metrics go, or that they are off or degraded."""
+    """Before any worker forks: variables that do nothing (typos), where metrics go, or that they
+    are off or degraded."""
+    for warning in environment_warnings():
+        server.log.warning("%s", warning)
     if _metrics is None:
         server.log.warning("metrics are off: prometheus-client is not installed; /metrics answers 404")
     else:
@@ -81,9 +88,49 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """The master's sockets are bound: start the metrics listener (METRICS_PORT)."""
+    """The master's sockets are bound: start the metrics listener (METRICS_PORT), and compose the
+    ready line the last of the first workers prints once it has loaded the app."""
+    global _ready_line
+    if server.cfg.preload_app:  # the app is loaded here: compile the workflows once, for every worker
+        warm_up()
     if _metrics is not None:
         _metrics.when_ready(server)
+    _ready_line = _compose_ready_line(server)
+
+
+_ready_line = ""  # composed in the master (when_ready), printed by a worker (post_worker_init)
+
+
+def _compose_ready_line(server) -> str:
+    """URL, workers, database, {redis} (Redis or standalone: known once a worker has the app),
+    metrics directory, listener URL, docs URL."""
+    url = str(server.LISTENERS[0]).replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+    if _metrics is None:
+        metrics = "metrics off (prometheus-client is not installed)"
+    else:
+        metrics = f"metrics in {_metrics.claim.path}" + (" (DEGRADED: see above)" if _metrics.claim.error else "")
+    listener = _metrics.listener if _metrics is not None else None
+    if listener is not None:
+        host, port = listener.address
+        listener_part = f"listener http://{f'[{host}]' if ':' in host else host}:{port}/metrics".replace(
+            "0.0.0.0", "127.0.0.1"
+        )
+    else:
+        listener_part = "listener not started (see above)" if _g.metrics_port else "no listener (METRICS_PORT=0)"
+    if not _settings.api_docs_enabled:
+        docs = "no docs page (API_DOCS_ENABLED=false)"
+    else:
+        docs = f"docs {url}/api/v1/docs" if url.startswith("http") else f"docs at /api/v1/docs on {url}"
+    database = _settings.database_url.split(":", 1)[0].split("+", 1)[0]
+    parts = [
+        f"{server.cfg.workers} workers",
+        f"database {database} ({redact_url(_settings.database_url)})",
+        "{redis}",
+        metrics,
+        listener_part,
+        docs,
+    ]
+    return f"Aura ready at {url}: " + ", ".join(parts)
 
 
 def post_fork(server, worker):
@@ -101,10 +148,19 @@ def post_fork(server, worker):
 
 def post_worker_init(worker):
     """In the worker, with the app loaded: start its pool-gauge sampling thread (threads do not
-    survive fork, so this is where a worker's thread can start)."""
-    sampler = getattr(worker.wsgi, "extensions", {}).get("aura.pool_sampler")
+    survive fork, so this is where a worker's thread can start); the last of the first workers
+    prints the ready line, after Gunicorn's own start-up lines."""
+    if not worker.cfg.preload_app:
+        warm_up()  # LangGraph and the compiled graphs, before this worker takes a request
+    extensions = getattr(worker.wsgi, "extensions", {})
+    sampler = extensions.get("aura.pool_sampler")
     if sampler is not None:
         sampler.start()
+    if _ready_line and worker.age == worker.cfg.workers:  # ages count spawns: 1..N at start
+        revocation = extensions.get("aura.revocation")
+        redis = redact_url(_settings.redis_url)
+        mode = f"Redis {redis}" if getattr(revocation, "mode", "") == "redis" else f"STANDALONE (no Redis at {redis})"
+        worker.log.info("%s", _ready_line.replace("{redis}", mode))
 
 
 def worker_abort(worker):

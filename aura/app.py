@@ -20,7 +20,7 @@ from aura.auth.hash_slots import HashSlots
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import DurableRevocationStore, SqlRevocationStore
 from aura.auth.tokens import Tokens
-from aura.cli import user_cli
+from aura.cli import guard_database_commands, user_cli
 from aura.config import Settings, redact_url
 from aura.extensions import db
 from aura.infra.database import follow_the_primary, instrument_engine, release_sessions_quietly
@@ -81,9 +81,8 @@ def configure(app: Flask, settings: Settings) -> None:
         OPENAPI_JSON_PATH="openapi.json",
         # Relative: the document is right wherever Aura is served (behind an ingress too).
         API_SPEC_OPTIONS={"servers": [{"url": "/", "description": "This Aura server"}]},
-        # The browsable reference at /api/v1/docs (Swagger UI; assets from API_DOCS_ASSETS_URL).
-        OPENAPI_SWAGGER_UI_PATH="docs" if settings.api_docs_enabled else None,
-        OPENAPI_SWAGGER_UI_URL=settings.api_docs_assets_url,
+        # The browsable reference at /api/v1/docs is Aura's own page (aura/api/openapi.py), whose
+        # Swagger UI assets are served by Aura under a strict Content-Security-Policy.
         # Errors are ours (aura.errors); don't let Flask re-raise them in testing mode.
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,
@@ -170,8 +169,10 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    """Operator commands: `flask --app wsgi user activate|deactivate EMAIL`."""
+    """Operator commands: `flask --app wsgi user activate|deactivate EMAIL`; `db` (flask-migrate's)
+    with one-line errors when the database cannot be reached."""
     app.cli.add_command(user_cli)
+    guard_database_commands(app)
 
 
 def register_instrumentation(app: Flask) -> None:

@@ -7,6 +7,8 @@ here (through `app.config["AURA"]`), never from `os.environ`.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
 import secrets
 import sys
@@ -96,8 +98,6 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line
     api_docs_enabled: bool | None = None  # None: on outside production
-    # Swagger UI's scripts and styles (a swagger-ui-dist directory); self-host by changing it.
-    api_docs_assets_url: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
     audit_max_files: int = 50
     audit_max_file_bytes: int = 256 * 1024
     audit_max_function_lines: int = 50
@@ -116,11 +116,7 @@ class Settings:
         env = os.environ if environ is None else environ
         raw: dict[str, Any] = {}  # each field's own type, checked by _validated()
         for f in fields(cls):
-            name = f.name.upper()
-            if f.name == "env":
-                name = "AURA_ENV"
-            elif f.name == "instance_path":
-                name = "AURA_INSTANCE_PATH"
+            name = _variable_name(f.name)
             if name in env and env[name] != "":
                 raw[f.name] = _coerce(name, env[name], f.type)
         raw.update(overrides)
@@ -157,11 +153,6 @@ class Settings:
         updates["log_format"] = log_format
         if self.api_docs_enabled is None:
             updates["api_docs_enabled"] = not self.production
-        if not self.api_docs_assets_url.endswith("/"):
-            raise ConfigError(
-                f"API_DOCS_ASSETS_URL={self.api_docs_assets_url!r}: expected a URL or path "
-                "ending in / (the directory holding swagger-ui-bundle.js)"
-            )
         updates["jwt_secret_key"] = self._checked_secret()
         for name in (
             "access_token_expires",
@@ -220,6 +211,11 @@ class Settings:
         if key:
             return key
         return _instance_secret(self.instance_path)
+
+
+def _variable_name(field_name: str) -> str:
+    """The environment variable of a Settings field."""
+    return {"env": "AURA_ENV", "instance_path": "AURA_INSTANCE_PATH"}.get(field_name, field_name.upper())
 
 
 def _replace(settings: Settings, **updates) -> Settings:
@@ -420,10 +416,18 @@ class GunicornSettings:
     control_socket: str | None
     worker_tmp_dir: str | None
     metrics_port: int  # the master's metrics listener (0: none)
+    metrics_host: str  # where the listener binds: METRICS_HOST, else the bind's host (loopback for unix:)
+
+
+# Gunicorn's own name for the worker count, read by Gunicorn too; GUNICORN_WORKERS wins over it.
+WORKERS_VARIABLES = ("GUNICORN_WORKERS", "WEB_CONCURRENCY")
+# The metrics listener's host when Gunicorn listens on a unix socket (no host to follow):
+# loopback, so exposing metrics stays a deliberate act (set METRICS_HOST=0.0.0.0 for that).
+UNIX_BIND_METRICS_HOST = "127.0.0.1"
 
 
 def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSettings:
-    """Read and validate the GUNICORN_* variables and WEB_CONCURRENCY."""
+    """Read and validate the GUNICORN_* variables, GUNICORN_WORKERS/WEB_CONCURRENCY and METRICS_*."""
     env = os.environ if environ is None else environ
 
     def integer(name: str, default: int, minimum: int) -> int:
@@ -449,9 +453,18 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSetti
             f"GUNICORN_WORKER_TMP_DIR={requested_tmp_dir!r}: not a directory; expected an "
             "existing writable directory (tmpfs preferred)"
         )
+    # GUNICORN_WORKERS wins over WEB_CONCURRENCY (each validated when set), else two per core.
+    workers = integer("GUNICORN_WORKERS", integer("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1), 1)
+    metrics_port = integer("METRICS_PORT", 0, 0)
+    metrics_host = _metrics_host(env.get("METRICS_HOST", ""), bind)
+    if metrics_port and not bind.startswith("unix:") and metrics_port == int(bind.rpartition(":")[2]):
+        raise ConfigError(
+            f"METRICS_PORT={metrics_port}: the same port as GUNICORN_BIND={bind!r}; the metrics listener "
+            "needs a port of its own (e.g. 9100), or 0 for none"
+        )
     return GunicornSettings(
         bind=bind,
-        workers=integer("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1), 1),
+        workers=workers,
         threads=integer("GUNICORN_THREADS", 1, 1),
         timeout=integer("GUNICORN_TIMEOUT", 30, 0),
         graceful_timeout=integer("GUNICORN_GRACEFUL_TIMEOUT", 30, 0),
@@ -461,8 +474,26 @@ def gunicorn_settings(environ: Mapping[str, str] | None = None) -> GunicornSetti
         access_log=env.get("GUNICORN_ACCESS_LOG", "-") or None,
         control_socket=env.get("GUNICORN_CONTROL_SOCKET") or None,
         worker_tmp_dir=tmp_dir,
-        metrics_port=integer("METRICS_PORT", 0, 0),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
+
+
+def _metrics_host(requested: str, bind: str) -> str:
+    """METRICS_HOST (an IP address or a host name), else the bind's host, else loopback."""
+    if not requested:
+        return UNIX_BIND_METRICS_HOST if bind.startswith("unix:") else bind.rpartition(":")[0].strip("[]")
+    host = requested.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        if not all(label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels):
+            raise ConfigError(
+                f"METRICS_HOST={requested!r}: expected an IP address or a host name (e.g. 0.0.0.0 or "
+                "127.0.0.1), without a port"
+            ) from None
+    return host
 
 
 def _check_bind(bind: str) -> None:
@@ -477,6 +508,61 @@ def _check_bind(bind: str) -> None:
 def check_environment(environ: Mapping[str, str] | None = None) -> tuple[Settings, GunicornSettings]:
     """Validate every setting of the README table (the app's and Gunicorn's)."""
     return Settings.from_env(environ), gunicorn_settings(environ)
+
+
+# What gunicorn_settings() reads, besides GUNICORN_WORKERS/WEB_CONCURRENCY.
+GUNICORN_VARIABLES = (
+    "GUNICORN_BIND",
+    "GUNICORN_THREADS",
+    "GUNICORN_TIMEOUT",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "GUNICORN_MAX_REQUESTS",
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "GUNICORN_PRELOAD",
+    "GUNICORN_ACCESS_LOG",
+    "GUNICORN_CONTROL_SOCKET",
+    "GUNICORN_WORKER_TMP_DIR",
+    "METRICS_PORT",
+    "METRICS_HOST",
+)
+# Read by others, not by this module: Gunicorn's extra arguments, the metrics root a re-exec'd
+# master inherits (aura/metrics/gunicorn.py), the test suite's services (tests/conftest.py).
+OTHER_KNOWN_VARIABLES = ("GUNICORN_CMD_ARGS", "AURA_METRICS_ROOT", "AURA_TEST_REDIS_URL", "AURA_TEST_DATABASE_URL")
+# Settings that were removed, and what replaced them: set, they are reported, never silently ignored.
+REMOVED_VARIABLES = {
+    "API_DOCS_ASSETS_URL": "the docs page serves Swagger UI from the pinned flask-swagger-ui package itself",
+}
+CHECKED_PREFIXES = ("AURA_", "GUNICORN_", "METRICS_")
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every environment variable Aura reads (the README's configuration table, and a few more)."""
+    settings = tuple(_variable_name(f.name) for f in fields(Settings))
+    return settings + WORKERS_VARIABLES + GUNICORN_VARIABLES + OTHER_KNOWN_VARIABLES
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Set variables that do nothing: AURA_*, GUNICORN_*, METRICS_* ones that look like a typo of
+    a known name (difflib), both worker-count names with different values, removed settings."""
+    env = os.environ if environ is None else environ
+    known = known_variables()
+    warnings = []
+    for name in sorted(env):
+        if name in known or not name.startswith(CHECKED_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} is not a setting Aura reads; did you mean {close[0]}? (it is ignored)")
+    preferred, fallback = (env.get(name, "") for name in WORKERS_VARIABLES)
+    if preferred and fallback and preferred != fallback:
+        warnings.append(
+            f"GUNICORN_WORKERS={preferred!r} and WEB_CONCURRENCY={fallback!r} are both set: "
+            "GUNICORN_WORKERS wins (set one)"
+        )
+    for name, why in REMOVED_VARIABLES.items():
+        if env.get(name):
+            warnings.append(f"{name} is no longer read ({why}); unset it")
+    return warnings
 
 
 def exit_on_config_error(exc: ConfigError) -> None:

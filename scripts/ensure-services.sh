@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the tests need is installed and running: Redis, promtool/Prometheus,
-# Alertmanager/amtool, nginx and (when asked with --postgres) PostgreSQL, (with --ha) Sentinel,
-# haproxy and PostgreSQL's server programs. Installs Debian packages only where missing.
+# Alertmanager/amtool, nginx, Chromium and (when asked with --postgres) PostgreSQL, (with --ha)
+# Sentinel, haproxy and PostgreSQL's server programs. Installs Debian packages only where missing.
 # --install-only: install what is missing, start nothing.
 set -euo pipefail
 
@@ -13,6 +13,9 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 # nginx in front of Gunicorn (tests/resilience/test_slow_clients_nginx.py); /usr/sbin is not on
 # every user's PATH.
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+# A real headless browser for the docs page (tests/e2e/test_docs_browser.py).
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [[ "${1:-}" == "--postgres" ]] && ! command -v pg_ctlcluster >/dev/null; then
   need_apt+=(postgresql)
 fi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aura.config import ConfigError, Settings
+from aura.config import ConfigError, Settings, environment_warnings, gunicorn_settings
 
 GOOD_SECRET = "x9T2k" + "q7Lm3PzR8vWb4NcY1hJd6FgS0aUe5" + "K"
 
@@ -175,3 +175,60 @@ def test_a_multi_host_database_url_reaches_every_host(tmp_path, url):
     _, params = PGDialect_psycopg().create_connect_args(make_url(settings.database_url))
     assert (params["host"], params["port"]) == ("db-a,db-b", "5432,5432")
     assert params["target_session_attrs"] in ("read-write", "primary")
+
+
+def test_the_worker_count_is_gunicorn_workers_then_web_concurrency():
+    assert gunicorn_settings({"GUNICORN_WORKERS": "3", "WEB_CONCURRENCY": "5"}).workers == 3
+    assert gunicorn_settings({"WEB_CONCURRENCY": "5"}).workers == 5
+    assert gunicorn_settings({"GUNICORN_WORKERS": "1"}).workers == 1
+    with pytest.raises(ConfigError, match="GUNICORN_WORKERS='0'"):
+        gunicorn_settings({"GUNICORN_WORKERS": "0"})
+
+
+@pytest.mark.parametrize(
+    "bind, requested, host",
+    [
+        ("127.0.0.1:8000", "", "127.0.0.1"),
+        ("0.0.0.0:8000", "", "0.0.0.0"),
+        ("[::1]:8000", "", "::1"),
+        ("unix:/run/aura.sock", "", "127.0.0.1"),
+        ("unix:/run/aura.sock", "0.0.0.0", "0.0.0.0"),
+        ("127.0.0.1:8000", "[::]", "::"),
+        ("127.0.0.1:8000", "metrics.internal", "metrics.internal"),
+    ],
+)
+def test_the_listener_host_is_metrics_host_else_the_binds(bind, requested, host):
+    settings = gunicorn_settings({"GUNICORN_BIND": bind, "METRICS_HOST": requested, "METRICS_PORT": "9100"})
+    assert settings.metrics_host == host
+
+
+@pytest.mark.parametrize("requested", ["host:9100", "two words", "a..b", "-" * 64, "http://host"])
+def test_a_bad_metrics_host_is_refused(requested):
+    with pytest.raises(ConfigError, match="METRICS_HOST="):
+        gunicorn_settings({"METRICS_HOST": requested})
+
+
+def test_a_metrics_port_equal_to_the_binds_is_refused_and_a_unix_bind_has_no_clash():
+    with pytest.raises(ConfigError, match="METRICS_PORT=8000: the same port as GUNICORN_BIND"):
+        gunicorn_settings({"GUNICORN_BIND": "0.0.0.0:8000", "METRICS_PORT": "8000"})
+    assert gunicorn_settings({"GUNICORN_BIND": "unix:/run/a.sock", "METRICS_PORT": "8000"}).metrics_port == 8000
+
+
+def test_environment_warnings_name_likely_typos_only():
+    warnings = environment_warnings(
+        {
+            "GUNICORN_WORKER": "3",  # a typo
+            "METRICS_PROT": "9100",  # a typo
+            "AURA_ENVIRONMENT_NAME": "x",  # not close to anything
+            "DATABSE_URL": "x",  # not a checked prefix
+            "AURA_ENV": "testing",  # known
+            "AURA_TEST_REDIS_URL": "redis://x",  # the test suite's, known
+        }
+    )
+    assert warnings == [
+        "GUNICORN_WORKER is not a setting Aura reads; did you mean GUNICORN_WORKERS? (it is ignored)",
+        "METRICS_PROT is not a setting Aura reads; did you mean METRICS_PORT? (it is ignored)",
+    ]
+    assert environment_warnings({"GUNICORN_WORKERS": "2", "WEB_CONCURRENCY": "2"}) == []
+    assert "GUNICORN_WORKERS wins" in environment_warnings({"GUNICORN_WORKERS": "2", "WEB_CONCURRENCY": "3"})[0]
+    assert "no longer read" in environment_warnings({"API_DOCS_ASSETS_URL": "https://cdn/"})[0]

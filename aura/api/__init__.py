@@ -6,7 +6,7 @@ from flask import Flask
 
 from aura.api import auth, health, metrics_endpoint, workflows
 from aura.api.body import init_body_rules
-from aura.api.openapi import api
+from aura.api.openapi import api, register_docs_page
 
 
 def register_blueprints(app: Flask) -> None:
@@ -19,3 +19,4 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(workflows.blp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics_endpoint.bp)
+    register_docs_page(app)

@@ -37,12 +37,11 @@ def scrape():
         body, headers = render(
             settings.prometheus_multiproc_dir, request.headers.get("Accept"), request.headers.get("Accept-Encoding")
         )
-    except (MetricsDirectoryError, MetricsLockTimeout) as exc:  # the directory, not this request
+    # The directory, not this request: unusable since start, locked too long, gone or replaced
+    # (the collectors raise ValueError for a path that is no longer a directory). Never a 500.
+    except (MetricsDirectoryError, MetricsLockTimeout, OSError, ValueError) as exc:
         log.warning("metrics are degraded: cannot read the metrics directory: %s", exc)
         return error_response(
-            503,
-            "service_unavailable",
-            "Metrics are unavailable: the metrics directory cannot be read.",
-            headers={"Retry-After": "15"},
+            503, "service_unavailable", f"Metrics are unavailable: {exc}", headers={"Retry-After": "15"}
         )
     return Response(body, headers=headers)

@@ -6,13 +6,18 @@ OpenAPI document, so the document cannot drift from what the API enforces.
 
 from __future__ import annotations
 
+import html
 import re
+from importlib.metadata import version
+from importlib.resources import files
+from pathlib import Path
 
 import marshmallow as ma
 from apispec import BasePlugin
+from flask import Blueprint, Flask, Response, send_from_directory, url_for
 from flask_smorest import Api
 
-from aura.api.errors import http_exception_response
+from aura.api.errors import error_response, http_exception_response
 
 
 class ErrorSchema(ma.Schema):
@@ -72,3 +77,81 @@ def document_errors(blp, *codes: int):
 
 
 api = AuraApi()  # bound to the app by `aura.api.register_blueprints`
+
+
+# --- The docs page: Swagger UI at /api/v1/docs, every asset served by Aura itself ----------------
+#
+# The assets come from the pinned flask-swagger-ui package (its `dist/` is Swagger UI's own build;
+# the package's blueprint is not used: its page configures Swagger UI in an inline script, which a
+# strict Content-Security-Policy would have to allow). The page loads only files named below,
+# from this server, under a policy that allows nothing else: it works offline, and a compromised
+# CDN or an injected script has nothing to load from.
+
+SWAGGER_UI_DIST = Path(str(files("flask_swagger_ui") / "dist"))
+SWAGGER_UI_VERSION = version("flask-swagger-ui")  # the package follows Swagger UI's own version
+DOCS_DIR = Path(__file__).resolve().parent / "docs_ui"
+DOCS_ASSETS = {  # URL name -> directory it is served from
+    "swagger-ui-bundle.js": SWAGGER_UI_DIST,
+    "swagger-ui.css": SWAGGER_UI_DIST,
+    "favicon-32x32.png": SWAGGER_UI_DIST,
+    "init.js": DOCS_DIR,
+}
+# data: images are the icons inside swagger-ui.css; connect-src 'self' is what "Try it out" calls.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+docs_bp = Blueprint("docs-ui", __name__, url_prefix="/api/v1")
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="swagger-ui-version" content="{version}">
+  <title>Aura API</title>
+  <link rel="stylesheet" href="{css}">
+  <link rel="icon" type="image/png" href="{icon}">
+</head>
+<body data-openapi-url="{spec}">
+  <div id="swagger-ui"></div>
+  <script src="{bundle}"></script>
+  <script src="{init}"></script>
+</body>
+</html>
+"""
+
+
+@docs_bp.get("/docs")
+def docs_page() -> Response:
+    """The browsable API reference."""
+
+    def asset(name: str) -> str:
+        return html.escape(url_for("docs-ui.docs_asset", name=name, v=SWAGGER_UI_VERSION))
+
+    page = _PAGE.format(
+        version=html.escape(SWAGGER_UI_VERSION),
+        css=asset("swagger-ui.css"),
+        icon=asset("favicon-32x32.png"),
+        spec=html.escape(url_for("api-docs.openapi_json")),
+        bundle=asset("swagger-ui-bundle.js"),
+        init=asset("init.js"),
+    )
+    return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP})
+
+
+@docs_bp.get("/docs/<name>")
+def docs_asset(name: str) -> Response:
+    """One of the page's assets (the list above); anything else is 404."""
+    directory = DOCS_ASSETS.get(name)
+    if directory is None:
+        return error_response(404, "not_found", "No such docs asset.")
+    response = send_from_directory(directory, name, max_age=3600)
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
+
+
+def register_docs_page(app: Flask) -> None:
+    """Serve the docs page when API_DOCS_ENABLED (the OpenAPI document is always served)."""
+    if app.config["AURA"].api_docs_enabled:
+        app.register_blueprint(docs_bp)

@@ -139,6 +139,27 @@ except ImportError:  # pragma: no cover
     _GunicornBase = object  # type: ignore[assignment,misc]
 
 
+class TextAccessLogger(_GunicornBase):
+    """Gunicorn's logger and its familiar access line (LOG_FORMAT=text), minus query strings.
+
+    A query string may carry secrets (a cursor, a token someone put in a URL), so the request
+    line keeps only the path and the referrer loses its query, as in the JSON access line.
+    """
+
+    def atoms(self, resp, req, environ, request_time):
+        """Gunicorn's atoms, with `r`, `f` and `q` free of query strings."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        method, protocol = environ.get("REQUEST_METHOD", "-"), environ.get("SERVER_PROTOCOL", "-")
+        atoms["r"] = f"{method} {_without_query(environ.get('RAW_URI') or environ.get('PATH_INFO', ''))} {protocol}"
+        atoms["f"] = _without_query(atoms.get("f", "-"))
+        atoms["q"] = "-"
+        return atoms
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
 class GunicornLogger(_GunicornBase):
     """Gunicorn's logger with JSON lines (gunicorn.conf.py selects it when LOG_FORMAT=json).
 

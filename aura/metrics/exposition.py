@@ -7,6 +7,8 @@ import gzip
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from .locking import MetricsDirectoryError
+
 
 def _registry(multiproc_dir: str) -> CollectorRegistry:
     """A fresh registry per scrape over all workers' files, or this process's registry."""
@@ -16,10 +18,16 @@ def _registry(multiproc_dir: str) -> CollectorRegistry:
     from . import register_collector  # the package's choice: Aura's collector or, if untested, stock
     from .gunicorn import GunicornMetrics
 
+    instance = GunicornMetrics.current
+    own = instance is not None and instance.claim.path == multiproc_dir  # a process of that instance
+    if own and instance is not None and instance.claim.error:
+        # The directory was unusable at start (full, read-only, not a directory, a bad name):
+        # workers count in memory only, and what the directory holds was never cleaned. A scrape
+        # would be partial or stale - a healthy-looking target with no traffic - so none is served.
+        raise MetricsDirectoryError(f"the metrics directory was unusable at start-up: {instance.claim.error}")
     registry = CollectorRegistry()
     register_collector(registry, multiproc_dir)
-    instance = GunicornMetrics.current
-    if instance is not None and instance.claim.path == multiproc_dir:  # a process of that instance
+    if own and instance is not None:
         for collector in instance.collectors():
             registry.register(collector)
     return registry

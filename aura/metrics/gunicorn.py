@@ -47,11 +47,14 @@ class GunicornMetrics:
 
     current: ClassVar[GunicornMetrics | None] = None
 
-    def __init__(self, claim: Claim, problem: str | None, metrics_port: int = 0, auth_token: str = ""):
+    def __init__(
+        self, claim: Claim, problem: str | None, metrics_port: int = 0, auth_token: str = "", metrics_host: str = ""
+    ):
         self.claim = claim
         self.problem = problem  # why prometheus_client's stock value class and collector are used, if they are
         self.master_pid = os.getpid()
         self.metrics_port = metrics_port
+        self.metrics_host = metrics_host or "127.0.0.1"
         self.auth_token = auth_token
         self.listen_fds: list[int] = []
         self.listener: MetricsListener | None = None
@@ -67,19 +70,21 @@ class GunicornMetrics:
         self._gc_base: list[int] = []
 
     @classmethod
-    def start(cls, default_root: str, metrics_port: int = 0, auth_token: str = "") -> GunicornMetrics:
+    def start(
+        cls, default_root: str, metrics_port: int = 0, auth_token: str = "", metrics_host: str = ""
+    ) -> GunicornMetrics:
         """Claim this instance's directory under the requested root and install the value class.
 
         The root is ``PROMETHEUS_MULTIPROC_DIR`` as the operator set it, else ``default_root``.
         A re-exec'd master (USR2) inherits the old master's choice in that variable, so the
         request is kept in AURA_METRICS_ROOT and wins. ``metrics_port`` (0: none) starts the
-        metrics listener once the server is ready; ``auth_token`` protects its /metrics.
+        metrics listener on ``metrics_host`` once the server is ready; ``auth_token`` protects its /metrics.
         """
         root = os.environ.get(ROOT_VARIABLE) or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or default_root
         claim = claim_directory(root)
         os.environ[ROOT_VARIABLE] = claim.root
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = claim.path
-        cls.current = cls(claim, install_value_class(), metrics_port, auth_token)
+        cls.current = cls(claim, install_value_class(), metrics_port, auth_token, metrics_host)
         return cls.current
 
     def collectors(self) -> list[InstanceCollector]:
@@ -103,13 +108,13 @@ class GunicornMetrics:
             )
 
     def when_ready(self, server: Any) -> None:
-        """Start the metrics listener on the host of the first bind."""
+        """Start the metrics listener on ``metrics_host`` (METRICS_HOST, or the bind's host)."""
         self.listen_fds = [listener.fileno() for listener in server.LISTENERS]
         if not self.metrics_port or self.listener is not None:
             return
         from .exposition import render  # here, not at the top: .exposition imports this module
 
-        host = str(server.cfg.bind[0]).rsplit(":", 1)[0].strip("[]") if ":" in str(server.cfg.bind[0]) else "127.0.0.1"
+        host = self.metrics_host
         try:
             self.listener = MetricsListener(
                 host,

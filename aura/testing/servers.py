@@ -131,8 +131,8 @@ class Gunicorn:
         self.env.update(settings)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60, ready_path: str = "/healthz") -> Gunicorn:
-        """Start and wait until ``ready_path`` answers 200."""
+    def start(self, timeout: float = 60, ready_path: str = "/healthz", ready_url: str | None = None) -> Gunicorn:
+        """Start and wait until ``ready_path`` answers 200 (or ``ready_url``, e.g. for a unix bind)."""
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [str(BIN / "gunicorn"), *self.argv, self.app],
@@ -147,7 +147,7 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log()}")
             try:
-                if requests.get(f"{self.url}{ready_path}", timeout=1).status_code == 200:
+                if requests.get(ready_url or f"{self.url}{ready_path}", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 time.sleep(0.1)

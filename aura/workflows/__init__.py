@@ -43,6 +43,7 @@ from .struggle import (
 )
 
 __all__ = [
+    "warm_up",
     "CATALOG_FILE",
     "DEFAULT_AUDIT_SETTINGS",
     "DEFAULT_SEVERITIES",
@@ -81,3 +82,13 @@ __all__ = [
     "run_audit",
     "run_struggle",
 ]
+
+
+def warm_up() -> None:
+    """Import LangGraph and compile both graphs now rather than on the first workflow request.
+
+    Gunicorn's master calls it before forking (with preload; each worker otherwise), so workers,
+    recycled ones included, serve their first run at once; `flask` commands never pay for it.
+    """
+    get_struggle_graph()
+    get_audit_graph()

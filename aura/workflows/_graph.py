@@ -5,18 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Generic, Protocol, TypeVar
-
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
-from langgraph.typing import ContextT, StateT, StateT_contra
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .errors import WorkflowError, WorkflowExecutionError
 
-try:
-    from langsmith import tracing_context
-except ImportError:  # langsmith comes with langchain-core today; without it nothing can trace anyway
-    tracing_context = None  # type: ignore[assignment]  # the optional-import fallback
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.runtime import Runtime
+    from langgraph.typing import ContextT, StateT, StateT_contra
+else:  # importing LangGraph costs ~0.7 s: only where a graph is built (the web app's workers, warm_up)
+    ContextT, StateT = TypeVar("ContextT"), TypeVar("StateT")
+    StateT_contra = TypeVar("StateT_contra", contravariant=True)
 
 G = TypeVar("G")
 
@@ -69,7 +68,9 @@ class CompileOnce(Generic[G]):
 
 def _no_tracing() -> AbstractContextManager[Any]:
     """A context in which LangSmith tracing is off, whatever LANGSMITH_TRACING says."""
-    if tracing_context is None:
+    try:  # here, not at the top: langsmith's client costs ~0.4 s to import, and only a run needs it
+        from langsmith import tracing_context
+    except ImportError:  # langsmith comes with langchain-core today; without it nothing can trace anyway
         return nullcontext()
     return tracing_context(enabled=False)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def test_every_api_route_is_documented_with_schemas(app, client):
     doc = client.get("/api/v1/openapi.json").get_json()
@@ -9,7 +11,7 @@ def test_every_api_route_is_documented_with_schemas(app, client):
     routes = {
         (rule.rule, method.lower())
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/api/v1/") and not rule.endpoint.startswith("api-docs.")
+        if rule.rule.startswith("/api/v1/") and not rule.endpoint.startswith(("api-docs.", "docs-ui."))
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     documented = {
@@ -98,18 +100,28 @@ def test_creating_operations_document_201_and_location(client):
 
 
 def test_the_docs_ui_serves_a_page_that_loads_the_document(client):
-    # The page's scripts come from API_DOCS_ASSETS_URL (a CDN by default, no internet here):
-    # what is checked is the page Aura serves and that it points at the OpenAPI document.
+    # The page and every asset it names are Aura's own, under a policy that allows nothing else
+    # (tests/e2e/test_docs_browser.py renders it in Chromium).
     page = client.get("/api/v1/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert '"/api/v1/openapi.json"' in html and "swagger-ui-bundle.js" in html
+    assert 'data-openapi-url="/api/v1/openapi.json"' in html
+    assert "<script>" not in html and "style=" not in html  # nothing inline for the policy to allow
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy and "style-src 'self';" in policy
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(assets) == 4
+    for url in assets:
+        with client.get(url) as asset:  # files are streamed: close them
+            assert asset.status_code == 200 and len(asset.data) > 100, url
+            assert "swagger-ui-bundle.js" not in url or b"SwaggerUIBundle" in asset.data
+    assert client.get("/api/v1/docs/oauth2-redirect.html").status_code == 404  # only what the page uses
+    assert client.get("/api/v1/docs/..%2Fconfig.py").status_code == 404
 
 
 def test_the_docs_ui_is_switchable_and_off_in_production(make_app):
     assert make_app(api_docs_enabled=False).test_client().get("/api/v1/docs").status_code == 404
+    assert make_app(api_docs_enabled=False).test_client().get("/api/v1/docs/init.js").status_code == 404
     assert make_app(env="production", api_docs_enabled=None).config["AURA"].api_docs_enabled is False
-    self_hosted = make_app(api_docs_assets_url="/static/swagger-ui/").test_client().get("/api/v1/docs")
-    assert 'src="/static/swagger-ui/swagger-ui-bundle.js"' in self_hosted.get_data(as_text=True)
     # The document itself is always served (clients generate code from it).
     assert make_app(api_docs_enabled=False).test_client().get("/api/v1/openapi.json").status_code == 200

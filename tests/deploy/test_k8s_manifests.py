@@ -290,6 +290,34 @@ def test_pod_template_carries_the_spec_scrape_annotations(app_kustomization):
     assert env["METRICS_PORT"] == "9100"
 
 
+def test_only_the_monitoring_namespace_reaches_the_metrics_port(app_kustomization, rendered, k8s):
+    """Issue 23: the metrics port (and the master's /healthz) was open to every pod in the cluster.
+    One policy selects the Aura pods: the API port for anyone, the port the prometheus.io
+    annotations name only for the namespace Prometheus runs in."""
+    docs = app_kustomization[1]
+    template = aura_pod(docs)
+    labels = template["metadata"]["labels"]
+    [policy] = [
+        p for p in objects(docs, "NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = {p["name"]: p["containerPort"] for p in app_container(template)["ports"]}
+    scraped = int(template["metadata"]["annotations"]["prometheus.io/port"])
+    [prometheus] = [
+        d for d in rendered["monitoring"] if d["kind"] == "StatefulSet" and "prometheus" in d["metadata"]["name"]
+    ]
+    monitoring = prometheus["metadata"]["namespace"]
+    reaching: dict[int, list] = {}
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("ports"), "a rule without ports would open every port"
+        for port in rule["ports"]:
+            reaching.setdefault(ports.get(port["port"], port["port"]), []).append(rule.get("from"))
+    assert set(reaching) == set(ports.values())
+    assert reaching[ports["http"]] == [None]  # the API: every client
+    assert reaching[scraped] == [[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}}]]
+    assert scraped == ports["metrics"] and app_container(template)["livenessProbe"]["httpGet"]["port"] == "metrics"
+
+
 def test_termination_grace_covers_gunicorns_graceful_timeout(app_kustomization, k8s):
     """preStop pause + GUNICORN_GRACEFUL_TIMEOUT + a margin = terminationGracePeriodSeconds."""
     docs = app_kustomization[1]

@@ -26,6 +26,13 @@ def test_make_alone_lists_every_target_with_one_line():
     assert _make("help") == _make()
 
 
+def test_the_descriptions_start_in_one_column():
+    """Aligned to the longest target name (`dashboards-preview` once overflowed its column)."""
+    lines = _make().splitlines()
+    starts = {len(line) - len(line.lstrip()[len(line.split()[0]) :].lstrip()) for line in lines}
+    assert len(starts) == 1, lines
+
+
 def test_clean_removes_what_the_targets_create():
     commands = _make("-n", "clean")
     for created in (

@@ -5,11 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._graph import CompileOnce, guarded, invoke
 from ..errors import AuditLimitError
@@ -19,6 +15,10 @@ from .remediation import advise
 from .rules import check_tree_counted
 from .settings import DEFAULT_AUDIT_SETTINGS, AuditSettings
 from .types import AuditResult, AuditState, Finding, ParsedFile
+
+if TYPE_CHECKING:  # LangGraph itself is imported where the graph is built (a flask command never is)
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.runtime import Runtime
 
 WORKFLOW = "audit"
 OnAuditRecord = Callable[[AuditResult], None]
@@ -32,8 +32,8 @@ class AuditContext:
     on_record: OnAuditRecord | None = None
 
 
-Rt: TypeAlias = Runtime[AuditContext]
-AuditGraph: TypeAlias = CompiledStateGraph[AuditState, AuditContext]
+Rt: TypeAlias = "Runtime[AuditContext]"
+AuditGraph: TypeAlias = "CompiledStateGraph[AuditState, AuditContext]"
 
 
 def _within_budget(state: AuditState, settings: AuditSettings, path: str) -> None:
@@ -138,6 +138,8 @@ def record(state: AuditState, runtime: Rt) -> dict[str, Any]:
 
 def build_audit_graph() -> AuditGraph:
     """Wire and compile the graph (see docs/workflows.md for the diagram)."""
+    from langgraph.graph import END, START, StateGraph
+
     graph = StateGraph(AuditState, context_schema=AuditContext)
     for name, fn in (
         ("load", load),

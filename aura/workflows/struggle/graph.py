@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._graph import CompileOnce, guarded, invoke
 from .catalog import CatalogSource
@@ -17,6 +13,10 @@ from .scoring import compute_signals, score_signals
 from .settings import DEFAULT_STRUGGLE_SETTINGS, StruggleSettings
 from .types import StruggleResult, StruggleState
 from .validate import normalise_request
+
+if TYPE_CHECKING:  # LangGraph itself is imported where the graph is built (a flask command never is)
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.runtime import Runtime
 
 WORKFLOW = "struggle"
 OnStruggleRecord = Callable[[StruggleResult], None]
@@ -31,8 +31,8 @@ class StruggleContext:
     on_record: OnStruggleRecord | None = None
 
 
-Rt: TypeAlias = Runtime[StruggleContext]
-StruggleGraph: TypeAlias = CompiledStateGraph[StruggleState, StruggleContext]
+Rt: TypeAlias = "Runtime[StruggleContext]"
+StruggleGraph: TypeAlias = "CompiledStateGraph[StruggleState, StruggleContext]"
 
 
 def validate(state: StruggleState, runtime: Rt) -> dict[str, Any]:
@@ -81,6 +81,8 @@ def record(state: StruggleState, runtime: Rt) -> dict[str, Any]:
 
 def build_struggle_graph() -> StruggleGraph:
     """Wire and compile the graph: validate -> signals -> score -> [decide] -> recommend? -> record."""
+    from langgraph.graph import END, START, StateGraph
+
     graph = StateGraph(StruggleState, context_schema=StruggleContext)
     for name, fn in (
         ("validate", validate),
