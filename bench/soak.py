@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -204,6 +205,7 @@ def main() -> int:
             thing.stop()
         sentinels.stop()
         pair.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
