@@ -8,7 +8,7 @@ PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura-metrics-$(shell id -u)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres venv dev-venv demo dashboards-preview bench lint mutate clean
+.PHONY: help run test test-postgres test-ha venv dev-venv demo dashboards-preview bench lint mutate clean
 
 ## List the targets with what each does (the default goal).
 help:
@@ -42,6 +42,11 @@ test: dev-venv
 test-postgres: dev-venv
 	scripts/ensure-services.sh --postgres
 	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest
+
+## Failover tests (a few minutes): Redis Sentinel and PostgreSQL standby promotions under traffic, two instances behind haproxy.
+test-ha: dev-venv
+	scripts/ensure-services.sh --ha
+	$(BIN)/pytest tests/ha
 
 ## Gunicorn + Prometheus + Alertmanager + the load generator and a Redis outage: alerts fire; Ctrl-C stops all.
 demo: dev-venv

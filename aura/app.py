@@ -23,7 +23,7 @@ from aura.auth.tokens import Tokens
 from aura.cli import guard_database_commands, user_cli
 from aura.config import Settings, redact_url
 from aura.extensions import db
-from aura.infra.database import instrument_engine
+from aura.infra.database import follow_the_primary, instrument_engine, release_sessions_quietly
 from aura.infra.logs import configure_logging
 from aura.infra.pools import PoolSampler
 from aura.infra.redis import RedisClients
@@ -117,6 +117,10 @@ def _engine_options(url: str) -> dict:
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions."""
     db.init_app(app)
+    release_sessions_quietly(app, db)
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            follow_the_primary(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     init_jwt(app)
 

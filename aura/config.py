@@ -27,6 +27,10 @@ ENVIRONMENTS = ("development", "production", "testing")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 REDIS_SCHEMES = ("redis", "rediss")
+SENTINEL_SCHEME = "redis+sentinel"  # flask-limiter's (limits') form, the contract
+SENTINEL_FORM = "redis+sentinel://[:password@]host1:26379,host2:26379,host3:26379/service_name"
+# libpq's target_session_attrs values that only ever connect to the writable primary.
+PRIMARY_SESSION_ATTRS = ("read-write", "primary")
 MIN_SECRET_BYTES = 32
 # Values that appear in tutorials and templates; a production key must not be one of them.
 WELL_KNOWN_SECRETS = frozenset(
@@ -134,7 +138,7 @@ class Settings:
             updates["database_url"] = f"sqlite:///{self.instance_path / 'aura.db'}"
         else:
             _check_database_url(self.database_url)
-        _check_redis_url(self.redis_url)
+        redis_target(self.redis_url)
         for name in ("redis_auth_db", "redis_rate_limit_db"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: expected a Redis database number, 0 or more")
@@ -307,12 +311,74 @@ def _check_instance_path(path: Path) -> None:
 
 def _check_database_url(url: str) -> None:
     try:
-        make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise ConfigError(
             f"DATABASE_URL={redact_url(url)!r}: not a SQLAlchemy URL; expected e.g. "
             "postgresql+psycopg://user:pass@host:5432/db or sqlite:////path/aura.db"
         ) from None
+    given = parsed.query.get("host", ())
+    hosts = [given] if isinstance(given, str) else list(given)
+    if len(hosts) == 1 and "," in hosts[0] and ":" in hosts[0] and "port" not in parsed.query:
+        raise ConfigError(
+            f"DATABASE_URL={redact_url(url)!r}: several hosts with ports in one host= parameter; "
+            "write host=a,b&port=5432,5432 (libpq's form) or host=a:5432&host=b:5432"
+        )
+    several = len(hosts) > 1 or any("," in h for h in hosts)
+    if several and parsed.query.get("target_session_attrs") not in PRIMARY_SESSION_ATTRS:
+        raise ConfigError(
+            f"DATABASE_URL={redact_url(url)!r}: several hosts need target_session_attrs=read-write "
+            "(or primary), else a connection may land on a read-only standby"
+        )
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where REDIS_URL points: one server (`url`), or a Sentinel service (`sentinels`, `service`)."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str = ""
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def sentinel(self) -> bool:
+        """True for the redis+sentinel:// form."""
+        return bool(self.sentinels)
+
+
+def redis_target(url: str) -> RedisTarget:
+    """Parse REDIS_URL: redis[s]://[:password@]host[:port], or the Sentinel form (SENTINEL_FORM),
+    read as flask-limiter's storage reads it (the password is sent to the Sentinels and to Redis)."""
+    shown = redact_url(url)
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        _check_redis_url(url)
+        return RedisTarget(url=url)
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    sentinels = []
+    for location in netloc.split(","):
+        host, _, port = location.strip().rpartition(":")
+        if not location.strip():
+            continue
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_URL={shown!r}: Sentinel {location!r} is not host:port; expected {SENTINEL_FORM}")
+        sentinels.append((host.strip("[]"), int(port)))
+    if not sentinels:
+        raise ConfigError(f"REDIS_URL={shown!r}: names no Sentinel host; expected {SENTINEL_FORM}")
+    service = parts.path.strip("/")
+    if not service or "/" in service:
+        raise ConfigError(
+            f"REDIS_URL={shown!r}: names no Sentinel service (one path segment); expected {SENTINEL_FORM}"
+        )
+    if parts.query:
+        raise ConfigError(
+            f"REDIS_URL={shown!r}: takes no query; set REDIS_AUTH_DB and REDIS_RATE_LIMIT_DB for the databases"
+        )
+    return RedisTarget(
+        url=url, sentinels=tuple(sentinels), service=service, username=parts.username or None, password=parts.password
+    )
 
 
 def _check_redis_url(url: str) -> None:
@@ -323,7 +389,10 @@ def _check_redis_url(url: str) -> None:
     except ValueError:
         raise ConfigError(f"REDIS_URL={shown!r}: not a URL; expected redis://[:password@]host[:port]") from None
     if parts.scheme not in REDIS_SCHEMES or not parts.hostname:
-        raise ConfigError(f"REDIS_URL={shown!r}: expected redis://[:password@]host[:port] (or rediss:// for TLS)")
+        raise ConfigError(
+            f"REDIS_URL={shown!r}: expected redis://[:password@]host[:port] (or rediss:// for TLS, "
+            f"or {SENTINEL_SCHEME}://... for Sentinel)"
+        )
     if parts.path.strip("/") or "db=" in parts.query:
         raise ConfigError(
             f"REDIS_URL={shown!r}: must not name a database number; set REDIS_AUTH_DB "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure what the tests need is installed and running: Redis, promtool/Prometheus,
-# Alertmanager/amtool, nginx, Chromium and (when asked with --postgres) PostgreSQL. Installs Debian
-# packages only where missing.
+# Alertmanager/amtool, nginx, Chromium and (when asked with --postgres) PostgreSQL, (with --ha)
+# Sentinel, haproxy and PostgreSQL's server programs. Installs Debian packages only where missing.
 # --install-only: install what is missing, start nothing.
 set -euo pipefail
 
@@ -18,6 +18,13 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [[ "${1:-}" == "--postgres" ]] && ! command -v pg_ctlcluster >/dev/null; then
   need_apt+=(postgresql)
+fi
+# --ha (make test-ha): Sentinel, haproxy and the PostgreSQL server programs (initdb,
+# pg_basebackup) for the failover tests, which start their own servers.
+if [[ "${1:-}" == "--ha" ]]; then
+  command -v redis-sentinel >/dev/null || need_apt+=(redis-sentinel)
+  command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need_apt+=(haproxy)
+  compgen -G "/usr/lib/postgresql/*/bin/pg_basebackup" >/dev/null || need_apt+=(postgresql)
 fi
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"

@@ -115,6 +115,68 @@ def test_the_app_refuses_to_start_in_production_without_a_secret(tmp_path, monke
     assert "JWT_SECRET_KEY is required when AURA_ENV=production" in result.stderr
 
 
+def test_redis_url_takes_the_sentinel_form(tmp_path):
+    """flask-limiter's form: the password (for the Sentinels and Redis), hosts, service name."""
+    from aura.config import redis_target
+
+    url = "redis+sentinel://:s3cret@sentinel-0:26379,sentinel-1:26379,10.0.0.7:26380/aura-main"
+    settings = Settings.from_env({"REDIS_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+    target = redis_target(settings.redis_url)
+    assert target.sentinel and target.service == "aura-main" and target.password == "s3cret"
+    assert target.sentinels == (("sentinel-0", 26379), ("sentinel-1", 26379), ("10.0.0.7", 26380))
+    assert not redis_target("redis://cache:6379").sentinel
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("redis+sentinel://s0:26379,s1:26379", "names no Sentinel service"),
+        ("redis+sentinel://s0:26379/", "names no Sentinel service"),
+        ("redis+sentinel://s0:26379/aura/extra", "names no Sentinel service"),
+        ("redis+sentinel:///aura", "names no Sentinel host"),
+        ("redis+sentinel://:pw@/aura", "names no Sentinel host"),
+        ("redis+sentinel://s0/aura", "'s0' is not host:port"),
+        ("redis+sentinel://s0:http/aura", "'s0:http' is not host:port"),
+        ("redis+sentinel://s0:26379/aura?db=3", "takes no query"),
+    ],
+)
+def test_a_bad_sentinel_url_names_the_variable(tmp_path, url, message):
+    with pytest.raises(ConfigError, match=f"^REDIS_URL=.*{message}") as error:
+        Settings.from_env({"REDIS_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert "\n" not in str(error.value) and "pw" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("postgresql+psycopg://u@/aura?host=a,b&port=5432,5432", "need target_session_attrs=read-write"),
+        ("postgresql+psycopg://u@/aura?host=a:5432&host=b:5432&target_session_attrs=any", "need target_session"),
+        ("postgresql+psycopg://u@/aura?host=a:5432,b:5432&target_session_attrs=read-write", "several hosts with ports"),
+    ],
+)
+def test_a_multi_host_database_url_must_reach_only_the_primary(tmp_path, url, message):
+    with pytest.raises(ConfigError, match=f"^DATABASE_URL=.*{message}"):
+        Settings.from_env({"DATABASE_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:p@/aura?host=db-a,db-b&port=5432,5432&target_session_attrs=read-write",
+        "postgresql+psycopg://u:p@/aura?host=db-a:5432&host=db-b:5432&target_session_attrs=primary",
+    ],
+)
+def test_a_multi_host_database_url_reaches_every_host(tmp_path, url):
+    """Both forms reach psycopg as libpq's host=a,b port=p,q with the session attribute."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+    from sqlalchemy.engine import make_url
+
+    settings = Settings.from_env({"DATABASE_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+    _, params = PGDialect_psycopg().create_connect_args(make_url(settings.database_url))
+    assert (params["host"], params["port"]) == ("db-a,db-b", "5432,5432")
+    assert params["target_session_attrs"] in ("read-write", "primary")
+
+
 def test_the_worker_count_is_gunicorn_workers_then_web_concurrency():
     assert gunicorn_settings({"GUNICORN_WORKERS": "3", "WEB_CONCURRENCY": "5"}).workers == 3
     assert gunicorn_settings({"WEB_CONCURRENCY": "5"}).workers == 5

@@ -77,11 +77,19 @@ def _reject(reason: str):
 
 
 def _revoked(_header, payload):
-    """A revoked refresh token presented again is reuse: its whole family (session) ends."""
+    """A revoked refresh token presented again is reuse: its whole family (session) ends. When
+    the database or Redis is down that cannot be recorded: 503, so the client's retry does it
+    (an error raised in this handler would be a 500)."""
     if payload.get("type") == "refresh":
-        user = user_by_subject(payload["sub"])
-        if user is not None:
-            revoke_family(revocation_store(), user.id, payload, current_app.config["AURA"].refresh_token_expires)
+        try:
+            user = user_by_subject(payload["sub"])
+            if user is not None:
+                revoke_family(revocation_store(), user.id, payload, current_app.config["AURA"].refresh_token_expires)
+        except _DATABASE_OUTAGES:
+            db.session.rollback()
+            return current_app.handle_user_exception(ServiceUnavailable("database"))
+        except ServiceUnavailable as exc:
+            return current_app.handle_user_exception(exc)
     return _reject("revoked_token")
 
 
@@ -120,7 +128,10 @@ def init_jwt(app: Flask) -> None:
         if not well_formed(payload):
             raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(REQUIRED_CLAIMS - payload.keys())}")
         family = payload.get("fam")
-        return revocation_store().is_revoked(payload["jti"], family if isinstance(family, str) and family else None)
+        # A refresh also asks the database (rare, and what a forgetful Redis must not decide).
+        return revocation_store().is_revoked(
+            payload["jti"], family if isinstance(family, str) and family else None, durable=payload["type"] == "refresh"
+        )
 
     @jwt.user_lookup_loader
     def _account(_header, payload):

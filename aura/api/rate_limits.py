@@ -179,12 +179,7 @@ def init_rate_limiting(app: Flask) -> None:
     app.config.update(
         RATELIMIT_ENABLED=settings.rate_limit_enabled,
         RATELIMIT_STORAGE_URI=storage_uri,
-        RATELIMIT_STORAGE_OPTIONS={}
-        if standalone
-        else {
-            "socket_timeout": settings.redis_socket_timeout,
-            "socket_connect_timeout": settings.redis_socket_timeout,
-        },
+        RATELIMIT_STORAGE_OPTIONS={} if standalone else redis_clients.rate_limit_options(),
         RATELIMIT_DEFAULT=settings.rate_limit_default,
         RATELIMIT_KEY_PREFIX="aura",
         RATELIMIT_HEADERS_ENABLED=True,

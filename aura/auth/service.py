@@ -126,9 +126,12 @@ def logout(store: RevocationStore, tokens: Tokens, user: User, claims: Claims, r
         if refresh_claims["sub"] != claims["sub"]:
             _fail("logout", "invalid_token")
             raise AuthError("invalid_token", "The refresh token belongs to another user.")
+    # The session first: once its family is revoked every token of it is refused, so a logout
+    # cut short by an outage (503) has either ended the session or left it whole for the retry -
+    # never the access token revoked and the refresh token alive (the retry would be refused).
+    revoke_family(store, user.id, claims, family_lifetime)
     if store.revoke(claims["jti"], "access", user.id, _expiry(claims)):
         recorder.token_revoked("access")
-    revoke_family(store, user.id, claims, family_lifetime)
     if refresh_claims:
         # Counted once per session: a family's revocation stands for its refresh token.
         revoked = store.revoke(refresh_claims["jti"], "refresh", user.id, _expiry(refresh_claims))

@@ -1,13 +1,18 @@
-"""Database instrumentation: statement durations by operation, and the pool's gauges."""
+"""The database engine: statement durations by operation, the pool's gauges, and following the
+primary through a failover (connections to a server that is gone or read-only are dropped)."""
 
 from __future__ import annotations
 
+import logging
 from time import perf_counter
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aura.instrumentation import recorder
+
+log = logging.getLogger("aura.database")
 
 _OPERATIONS = ("select", "insert", "update", "delete")
 
@@ -49,3 +54,52 @@ def pool_counts(engine: Engine) -> tuple[int, int]:
     if checked_out is None or checked_in is None:  # pools without counters (NullPool, StaticPool)
         return 0, 0
     return checked_out(), checked_in()
+
+
+# SQLSTATEs that mean "this server is no longer (or not yet) the writable primary".
+_NOT_THE_PRIMARY = {"25006"}  # read_only_sql_transaction: a demoted primary, or a standby
+
+
+def follow_the_primary(engine: Engine) -> None:
+    """After a failover, never keep a connection to a server that is not the primary.
+
+    pool_pre_ping drops connections that died with the old primary before they are handed out;
+    this handles the other case - the old server still answers but as a read-only standby (a
+    demotion): the error invalidates the connection (and, as any disconnect does, the rest of the
+    pool), and is raised as an OperationalError, which the API answers with 503. New connections
+    go where DATABASE_URL's target_session_attrs=read-write sends them: the current primary.
+    """
+    if getattr(engine, "_aura_follows_primary", False):
+        return
+    engine._aura_follows_primary = True  # type: ignore[attr-defined]  # a marker on the engine itself
+
+    @event.listens_for(engine, "handle_error")
+    def _not_the_primary(context):
+        if getattr(context.original_exception, "sqlstate", None) not in _NOT_THE_PRIMARY:
+            return None
+        context.is_disconnect = True
+        error = context.sqlalchemy_exception
+        return OperationalError(context.statement, context.parameters, context.original_exception) if error else None
+
+
+def release_sessions_quietly(app, db) -> None:
+    """End each request's session without letting a connection that died meanwhile turn a
+    finished request into a 500.
+
+    Flask-SQLAlchemy removes the session when the app context ends, which rolls back on the
+    connection; when the server went away after the view's last statement (a primary stopped
+    for a failover), that rollback raises, after the view has answered. Nothing is lost (what
+    was committed is committed), so this teardown - registered after Flask-SQLAlchemy's, so it
+    runs first - removes the session, logs a dropped connection, and removes it again (the
+    connection is invalidated by then; the pool will not hand it out again).
+    """
+
+    @app.teardown_appcontext
+    def _remove_session(exc):
+        try:
+            db.session.remove()
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.warning("database connection lost after the request: %s", error.orig.__class__.__name__)
+            db.session.remove()

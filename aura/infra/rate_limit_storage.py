@@ -14,7 +14,7 @@ import threading
 import time
 
 import redis
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, Storage
 
 from aura.infra.redis import RATE_LIMIT_DB, record_error
 
@@ -26,12 +26,18 @@ MAX_BACKOFF_SECONDS = 8.0
 class FailoverRedisStorage(Storage):
     """limits Storage: Redis while it answers, in-process memory while it does not."""
 
-    STORAGE_SCHEME = ["aura+redis"]
+    STORAGE_SCHEME = ["aura+redis", "aura+redis+sentinel"]
 
     def __init__(self, uri: str, wrap_exceptions: bool = False, **options):
-        """`uri` is aura+redis://host:port/db; options go to redis-py (socket timeouts...)."""
+        """`uri` is aura+redis://host:port/db, or aura+redis+sentinel://host:port,.../service
+        (flask-limiter's Sentinel storage; the database is then an option); options go to
+        redis-py (socket timeouts...)."""
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
-        self.redis = RedisStorage(uri.replace("aura+redis", "redis", 1), **options)
+        inner = uri.removeprefix("aura+")
+        if inner.startswith("redis+sentinel://"):
+            self.redis: RedisStorage = RedisSentinelStorage(inner, **options)
+        else:
+            self.redis = RedisStorage(inner, **options)
         self.memory = MemoryStorage()
         self._lock = threading.Lock()
         self._down_until = 0.0  # monotonic time before which Redis is not tried again

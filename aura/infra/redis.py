@@ -1,4 +1,9 @@
-"""Redis connections for the two logical databases, and how their failures are classified."""
+"""Redis connections for the two logical databases, and how their failures are classified.
+
+REDIS_URL names one server (redis://, rediss://) or a Sentinel service (redis+sentinel://...):
+then every client asks the Sentinels for the current primary when it connects, and a
+connection to a primary that died or was demoted fails once and reconnects to the new one.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
-from aura.config import Settings
+from aura.config import RedisTarget, Settings, redis_target
 from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.redis")
@@ -114,20 +122,36 @@ class RedisClients:
     """One connection pool per logical database, shared by everything in this process."""
 
     def __init__(self, settings: Settings):
-        common = dict(
-            socket_timeout=settings.redis_socket_timeout,
-            socket_connect_timeout=settings.redis_socket_timeout,
-            health_check_interval=30,
-        )
         self.url = settings.redis_url
+        self.target = redis_target(settings.redis_url)
+        self.options = client_options(settings.redis_socket_timeout)
         self.breaker = CircuitBreaker(settings.redis_circuit_open_seconds)
-        self.auth: GuardedRedis = GuardedRedis.from_url(  # type: ignore[assignment]  # annotated Redis, returns cls
-            settings.redis_url, db=settings.redis_auth_db, **common
-        )
+        self.sentinel: Sentinel | None = None
+        if self.target.sentinel:
+            self.sentinel = sentinel_for(self.target, settings.redis_socket_timeout)
+            self.auth: GuardedRedis = self.sentinel.master_for(
+                self.target.service, redis_class=GuardedRedis, db=settings.redis_auth_db, **self.options
+            )
+        else:
+            self.auth = GuardedRedis.from_url(  # type: ignore[assignment]  # annotated Redis, returns cls
+                settings.redis_url, db=settings.redis_auth_db, **self.options
+            )
         self.auth.breaker = self.breaker
         # The rate limiter's pool, set by init_rate_limiting when it stores limits in Redis.
         self.rate_limit_pool: redis.ConnectionPool | None = None
-        self.rate_limit_uri = _with_db(settings.redis_url, settings.redis_rate_limit_db)
+        self.rate_limit_db = settings.redis_rate_limit_db
+        self.rate_limit_uri = (
+            settings.redis_url if self.target.sentinel else _with_db(settings.redis_url, settings.redis_rate_limit_db)
+        )
+
+    def rate_limit_options(self) -> dict:
+        """The rate-limit storage's redis-py options: this module's timeouts and retry; through
+        Sentinel also the database and the Sentinels' own timeouts, and no reads from replicas
+        (a replica's counter may lag the primary's)."""
+        if not self.target.sentinel:
+            return dict(self.options)
+        sentinel_kwargs = {k: v for k, v in self.options.items() if k.startswith("socket_")}
+        return dict(self.options, db=self.rate_limit_db, sentinel_kwargs=sentinel_kwargs, use_replicas=False)
 
     def ping(self, database: str = AUTH_DB) -> bool:
         """True when Redis answers; a failure is counted and logged, never raised."""
@@ -138,6 +162,26 @@ class RedisClients:
             if not isinstance(exc, CircuitOpen):
                 log.warning("redis %s unreachable: %s", database, exc)
             return False
+
+
+def client_options(socket_timeout: float) -> dict:
+    """redis-py options every Aura client uses: bounded timeouts, and one immediate retry - a
+    pooled connection broken by a restart or a failover fails once, and the retry reconnects
+    (through Sentinel: to the current primary); a Redis that is down fails after two attempts."""
+    return dict(
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def sentinel_for(target: RedisTarget, socket_timeout: float) -> Sentinel:
+    """A Sentinel client for REDIS_URL's Sentinels, with the same timeouts (the password, as in
+    flask-limiter's storage, authenticates to the Sentinels and to Redis)."""
+    auth = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
+    timeouts = dict(socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+    return Sentinel(list(target.sentinels), sentinel_kwargs={**timeouts, **auth}, **auth)
 
 
 def _with_db(url: str, db: int) -> str:

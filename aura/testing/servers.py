@@ -192,11 +192,14 @@ class Gunicorn:
 
 
 class RedisServer:
-    """A private redis-server on a free port, for outage tests; stopped by pid."""
+    """A private redis-server on a free port, for outage tests; stopped by pid. `args` are more
+    redis-server options (persistence, replicaof, ...); `password`: its requirepass and masterauth."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, password: str | None = None) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
+        self.password = password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}"
+        self.args = list(args) + (["--requirepass", password, "--masterauth", password] if password else [])
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> RedisServer:
@@ -204,7 +207,8 @@ class RedisServer:
         import redis
 
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+            + self.args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -316,7 +316,10 @@ def test_limits_live_under_the_aura_prefix_with_redis_socket_timeouts(make_app):
     app = _limited_app(make_app, redis_socket_timeout=0.7)
     assert app.config["RATELIMIT_KEY_PREFIX"] == "aura"
     assert app.config["RATELIMIT_STORAGE_URI"].startswith("aura+redis://")
-    assert app.config["RATELIMIT_STORAGE_OPTIONS"] == {"socket_timeout": 0.7, "socket_connect_timeout": 0.7}
+    options = app.config["RATELIMIT_STORAGE_OPTIONS"]
+    assert (options["socket_timeout"], options["socket_connect_timeout"]) == (0.7, 0.7)
+    assert options["retry"].get_retries() == 1  # the same client options as every Redis client
+    assert options == app.extensions["aura.redis"].options
     assert app.config["RATELIMIT_DEFAULT"] == "1000 per hour"
     assert app.extensions["aura.redis"].rate_limit_pool is limiter._storage.pool
     app.test_client().post(LOGIN, json=WRONG)

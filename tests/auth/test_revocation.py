@@ -218,3 +218,111 @@ def test_once_loaded_checks_read_redis_only(app, store):
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     assert queries == []
+
+
+def test_a_marker_naming_another_server_is_reloaded_like_a_missing_one(app, store):
+    """Issue 23 item 3, in-process: the marker is the loaded server's run_id. A marker copied from
+    another server (an older snapshot, a promoted replica's) does not count as loaded."""
+    user = _user_id(app)
+    revoked, family = _ids(2)
+    store.revoke(revoked, "access", user, _expires_in(600))
+    store.revoke(family, "family", user, _expires_in(600))
+    client = _auth_redis()
+    assert store.is_revoked(revoked)  # loads if needed, and leaves the marker naming this server
+    run_id = client.info("server")["run_id"]
+    assert client.get(MARKER) == run_id.encode()
+    client.delete(KEY_PREFIX + revoked, KEY_PREFIX + family)  # revocations the snapshot lacks
+    client.set(MARKER, "0" * 40)  # ... and the marker it was saved with
+    assert store.is_revoked(revoked)  # from the database, while reloading
+    assert client.get(MARKER) == run_id.encode()
+    assert client.get(KEY_PREFIX + revoked) == b"access" and client.get(KEY_PREFIX + family) == b"family"
+    assert store.is_revoked(uuid.uuid4().hex, family)
+
+
+def test_a_reload_interrupted_by_a_failover_leaves_no_marker(app, store):
+    """The marker is set only on the server the reload began on (its run_id is checked in the
+    same script that sets it)."""
+    from aura.auth.revocation import LOADED_MARKER
+
+    client = _auth_redis()
+    client.delete(LOADED_MARKER)
+    assert store._mark(keys=[LOADED_MARKER], args=["f" * 40]) == 0  # another server's run_id
+    assert client.get(LOADED_MARKER) is None
+    assert store._mark(keys=[LOADED_MARKER], args=[client.info("server")["run_id"]]) == 1
+    assert client.get(LOADED_MARKER) is not None
+
+
+def test_a_refresh_asks_the_database_when_redis_forgot(app, store):
+    user = _user_id(app)
+    (family,) = _ids()
+    store.revoke(family, "family", user, _expires_in(600))
+    assert store.is_revoked(uuid.uuid4().hex, family)  # loaded: the marker is in place
+    _auth_redis().delete(KEY_PREFIX + family)  # then forgotten, the marker still there
+    assert not store.is_revoked(uuid.uuid4().hex, family)  # an access check trusts Redis
+    assert store.is_revoked(uuid.uuid4().hex, family, durable=True)  # a refresh does not
+
+
+def test_a_revocation_whose_redis_write_failed_is_written_at_the_next_call(app, store, monkeypatch):
+    from aura.errors import ServiceUnavailable
+
+    user = _user_id(app)
+    (jti,) = _ids()
+    assert store.is_revoked(uuid.uuid4().hex) is False  # loaded: the marker is in place
+
+    def refuse(*args, **kwargs):
+        raise redis.ConnectionError("a failover moment")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store._redis, "set", refuse)
+        with pytest.raises(ServiceUnavailable):
+            store.revoke(jti, "access", user, _expires_in(600))  # the row is written, the key not
+    store._redis.breaker.reset()
+    assert _auth_redis().get(KEY_PREFIX + jti) is None
+    assert store.is_revoked(uuid.uuid4().hex) is False  # any next call of this process...
+    assert _auth_redis().get(KEY_PREFIX + jti) == b"access"  # ... writes the pending key first
+    assert store.is_revoked(jti)
+
+
+def test_no_row_is_written_while_the_breaker_is_open(app, store):
+    from sqlalchemy import select
+
+    from aura.errors import ServiceUnavailable
+    from aura.extensions import db
+    from aura.models import RevokedToken
+
+    user = _user_id(app)
+    (jti,) = _ids()
+    store._redis.breaker.trip(redis.ConnectionError("down a moment ago"))
+    try:
+        with pytest.raises(ServiceUnavailable):
+            store.revoke(jti, "access", user, _expires_in(600))
+    finally:
+        store._redis.breaker.reset()
+    assert db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is None
+    assert store.revoke(jti, "access", user, _expires_in(600)) is True  # the retry does it all
+
+
+def test_a_logout_cut_short_by_redis_ends_the_session_or_leaves_it_for_the_retry(app, monkeypatch):
+    """The first Redis write of a logout fails (a failover moment): 503. The session must not be
+    left half-ended - access token refused but its refresh token alive, so that the client's
+    retry is refused too (found by make test-ha). The family is revoked first, so whatever got
+    through ends the whole session."""
+    from tests.support.auth import AuthActions
+
+    client = app.test_client()
+    learner = AuthActions(client).signed_in()
+    assert learner.me().status_code == 200  # Redis loaded: the marker is in place
+    store = app.extensions["aura.revocation"]
+    real_set, calls = store._redis.set, []
+
+    def set_failing_first(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise redis.ConnectionError("a failover moment")
+        return real_set(*args, **kwargs)
+
+    monkeypatch.setattr(store._redis, "set", set_failing_first)
+    assert learner.logout().status_code == 503
+    assert calls[0].startswith(KEY_PREFIX)  # it was a revocation's write that failed
+    assert learner.me().status_code == 401
+    assert learner.refresh().status_code == 401  # the session is over, not just its access token

@@ -30,14 +30,17 @@ KUSTOMIZATIONS = (
     "base",
     "datastores/postgres",
     "datastores/redis",
+    "datastores/postgres-ha",
+    "datastores/redis-sentinel",
     "overlays/dev",
     "overlays/production",
+    "overlays/ha",
     "monitoring",
     "monitoring/operator",
     "monitoring/prometheus-adapter",
 )
 # The ones that hold the Aura Deployment.
-APP_KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production")
+APP_KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/production", "overlays/ha")
 # Grafana variables in dashboard queries and what promtool sees in their place.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h"}
 # The rule files prometheus.yml loads, in its order.

@@ -40,6 +40,9 @@ def validate_strictly(doc: dict) -> None:
     if doc["apiVersion"].startswith(CRD_GROUP):
         validate_crd(doc)
         return
+    if doc["apiVersion"].startswith(CNPG_GROUP):
+        validate_cnpg_cluster(doc)
+        return
     for version in KUBERNETES_VERSIONS:
         kubernetes_validate.validate(doc, version, strict=True)
 
@@ -91,6 +94,53 @@ def validate_crd(doc: dict) -> None:
         assert doc["spec"]["selector"]["matchLabels"]
         for endpoint in doc["spec"]["podMetricsEndpoints"]:
             assert set(endpoint) <= fields["endpoint"], sorted(set(endpoint) - fields["endpoint"])
+
+
+CNPG_GROUP = "postgresql.cnpg.io/"
+# The CloudNativePG Cluster fields k8s/datastores/postgres-ha uses, from its API reference
+# (postgresql.cnpg.io/v1); no schema ships for it offline either.
+_CLUSTER_FIELDS = {
+    "spec": {
+        "instances",
+        "imageName",
+        "primaryUpdateStrategy",
+        "postgresql",
+        "bootstrap",
+        "storage",
+        "affinity",
+        "resources",
+        "description",
+        "monitoring",
+    },
+    "postgresql": {"parameters", "synchronous", "pg_hba"},
+    "synchronous": {"method", "number", "dataDurability"},
+    "initdb": {"database", "owner", "secret"},
+    "storage": {"size", "storageClass"},
+    "affinity": {"enablePodAntiAffinity", "topologyKey", "podAntiAffinityType", "nodeSelector", "tolerations"},
+}
+
+
+def validate_cnpg_cluster(doc: dict) -> None:
+    """Strict structural check of a CloudNativePG Cluster: known fields only, and a failover that
+    loses no acknowledged commit (a synchronous standby, and one more instance to fail over to)."""
+    assert doc["apiVersion"] == "postgresql.cnpg.io/v1" and doc["kind"] == "Cluster", doc["kind"]
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}, sorted(doc)
+    assert doc["metadata"]["name"] and doc["metadata"]["namespace"]
+    spec = doc["spec"]
+    for key, fields in (
+        ("spec", spec),
+        ("postgresql", spec.get("postgresql", {})),
+        ("synchronous", spec.get("postgresql", {}).get("synchronous", {})),
+        ("initdb", spec.get("bootstrap", {}).get("initdb", {})),
+        ("storage", spec.get("storage", {})),
+        ("affinity", spec.get("affinity", {})),
+    ):
+        assert set(fields) <= _CLUSTER_FIELDS[key], f"{key}: {sorted(set(fields) - _CLUSTER_FIELDS[key])}"
+    assert set(spec.get("bootstrap", {})) <= {"initdb"}
+    assert spec["instances"] >= 3 and spec["storage"]["size"]
+    synchronous = spec["postgresql"]["synchronous"]
+    assert synchronous["method"] in ("any", "first") and 1 <= synchronous["number"] < spec["instances"]
+    assert spec["postgresql"]["parameters"].get("synchronous_commit", "on") in ("on", "remote_apply")
 
 
 def objects(docs: list[dict], kind: str) -> list[dict]:
@@ -158,6 +208,21 @@ def test_strict_validation_catches_a_misspelt_field(rendered):
     kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=False)  # lenient: passes
     with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
         validate_strictly(deployment)
+
+
+def test_cnpg_check_catches_a_misspelt_field_and_asynchronous_replication(rendered):
+    """The CloudNativePG Cluster of the HA datastores: a typo fails, and so does losing the
+    synchronous standby (a failover could then lose acknowledged commits)."""
+    [cluster] = copy.deepcopy(objects(rendered["datastores/postgres-ha"], "Cluster"))
+    validate_strictly(cluster)
+    typo = copy.deepcopy(cluster)
+    typo["spec"]["storage"]["sise"] = typo["spec"]["storage"].pop("size")
+    with pytest.raises(AssertionError, match="sise"):
+        validate_strictly(typo)
+    asynchronous = copy.deepcopy(cluster)
+    asynchronous["spec"]["postgresql"]["parameters"]["synchronous_commit"] = "local"
+    with pytest.raises(AssertionError):
+        validate_strictly(asynchronous)
 
 
 def test_crd_check_catches_a_misspelt_field(rendered):
@@ -417,3 +482,25 @@ def test_every_manifest_explains_itself(k8s):
     """House style: ops files are commented. Each YAML file under k8s/ opens with a comment."""
     for path in sorted([*k8s.root.rglob("*.yaml"), *k8s.root.rglob("*.yml")]):
         assert path.read_text().lstrip().startswith("#"), f"{path.relative_to(k8s.root)}: no leading comment"
+
+
+def test_ha_overlay_has_no_single_datastore(rendered, k8s):
+    """overlays/ha: Redis with three Sentinels, PostgreSQL as a three-instance Cluster, and the
+    REDIS_URL its comment gives parses and names exactly those pods and that Sentinel service."""
+    from aura.config import redis_target
+
+    docs = rendered["overlays/ha"]
+    [statefulset] = objects(docs, "StatefulSet")
+    assert statefulset["metadata"]["name"] == "redis-ha" and statefulset["spec"]["replicas"] == 3
+    [cluster] = objects(docs, "Cluster")
+    assert cluster["spec"]["instances"] == 3
+    assert {p["metadata"]["name"] for p in objects(docs, "PodDisruptionBudget")} == {"aura", "redis-ha"}
+    comment = (k8s.root / "overlays/ha/kustomization.yaml").read_text()
+    url = re.search(r"REDIS_URL=(\S+)", comment).group(1)
+    target = redis_target(url)
+    assert target.sentinels == tuple((f"redis-ha-{i}.redis-ha", 26379) for i in range(3))
+    sentinel_conf = k8s.config_map_data(docs, "redis-ha-config")["sentinel.conf"]
+    assert f"sentinel monitor {target.service} MASTER 6379 2" in sentinel_conf
+    assert "aura-pg-rw:5432/aura" in comment
+    configure = k8s.config_map_data(docs, "redis-ha-config")["configure.sh"]
+    assert subprocess.run(["sh", "-n"], input=configure, text=True, timeout=10).returncode == 0

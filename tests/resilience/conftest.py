@@ -3,22 +3,15 @@ load threads that record every answer (or failure) by phase."""
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests
 
-from aura.testing.servers import Gunicorn, RedisServer, app_env, free_port, migrate
+from aura.testing.postgres import PrivatePostgres, running
+from aura.testing.servers import Gunicorn, RedisServer, app_env, migrate
 from tests.conftest import TEST_DATABASE_URL
 from tests.support.metrics import parse_exposition
 
@@ -134,112 +127,7 @@ class Load:
 # --------------------------------------------------------------------------- private PostgreSQL
 
 
-def _postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.skip(f"PostgreSQL server binaries ({name}) are not installed")
-    return found[-1]
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of its own (initdb in a temp dir, owned by the `postgres` user), on a
-    free loopback port, started and stopped by pid - the machine's shared cluster is never touched.
-    """
-
-    def __init__(self):
-        try:
-            self.user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("no `postgres` user to run a private PostgreSQL as (root cannot)")
-        self.root = Path(tempfile.mkdtemp(prefix="aura-pg-"))  # /tmp: reachable by that user
-        self.data, self.sockets = self.root / "data", self.root / "sockets"
-        self.sockets.mkdir()
-        os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        os.chown(self.sockets, self.user.pw_uid, self.user.pw_gid)
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/aura"
-        self.proc: subprocess.Popen | None = None
-        self.log = self.root / "postgres.log"
-        subprocess.run(
-            [_postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-            **self._as_postgres(),
-        )
-
-    def _as_postgres(self) -> dict:
-        return dict(
-            user=self.user.pw_uid,
-            group=self.user.pw_gid,
-            extra_groups=[],
-            cwd=self.root,
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-        )
-
-    def start(self, timeout: float = 60) -> PrivatePostgres:
-        """Start (or restart, same port and data) and wait until it accepts connections."""
-        with open(self.log, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [
-                    _postgres_bin("postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-k",
-                    str(self.sockets),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=40",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                **self._as_postgres(),
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            ready = subprocess.run(
-                [_postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True, timeout=10
-            )
-            if ready.returncode == 0:
-                return self
-            time.sleep(0.2)
-        raise RuntimeError("private postgres did not start: " + self.log.read_text()[-2000:])
-
-    def create_database(self, name: str = "aura") -> None:
-        import psycopg
-
-        with psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT to the postmaster): sessions are cut, as in an outage."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture
 def private_postgres():
-    server = PrivatePostgres()
-    try:
-        server.start()
-        server.create_database()
+    with running(PrivatePostgres()) as server:
         yield server
-    finally:
-        server.remove()

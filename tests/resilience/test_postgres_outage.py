@@ -106,3 +106,38 @@ def test_postgres_stopped_and_restarted(start_gunicorn, private_postgres):
         )
         == 0
     )
+
+
+def test_a_spent_refresh_token_while_the_database_is_down_is_a_503(start_gunicorn, private_postgres):
+    """Reuse of a rotated refresh token ends its session - a database write. With the database
+    down that write cannot happen: 503 in the JSON shape (it was a 500: the error handler for a
+    revoked token raised), and once the database is back the retry ends the session."""
+    server = start_gunicorn(workers=1, database_url=private_postgres.url)
+    api = server.url + "/api/v1/auth"
+    creds = {"email": f"{uuid.uuid4().hex}@example.com", "password": "long-enough-password"}
+    assert requests.post(f"{api}/register", json=creds, timeout=TIMEOUT).status_code == 201
+    spent = requests.post(f"{api}/login", json=creds, timeout=TIMEOUT).json()["refresh_token"]
+    current = requests.post(f"{api}/refresh", headers={"Authorization": f"Bearer {spent}"}, timeout=TIMEOUT)
+    assert current.status_code == 200, current.text
+
+    private_postgres.stop()
+    for _ in range(2):
+        answer = requests.post(f"{api}/refresh", headers={"Authorization": f"Bearer {spent}"}, timeout=TIMEOUT)
+        body = assert_error(answer, 503, "service_unavailable", headers=SECURITY_HEADERS)
+        assert "database" in body["message"], body
+    private_postgres.start()
+    deadline = time.monotonic() + 30
+    while True:
+        answer = requests.post(f"{api}/refresh", headers={"Authorization": f"Bearer {spent}"}, timeout=TIMEOUT)
+        if answer.status_code != 503:
+            break
+        assert time.monotonic() < deadline, "no recovery"
+        time.sleep(0.5)
+    assert_error(answer, 401, "revoked_token", headers=SECURITY_HEADERS)
+    rotated = current.json()["refresh_token"]  # the reuse ended the whole session
+    assert_error(
+        requests.post(f"{api}/refresh", headers={"Authorization": f"Bearer {rotated}"}, timeout=TIMEOUT),
+        401,
+        "revoked_token",
+        headers=SECURITY_HEADERS,
+    )

@@ -26,6 +26,9 @@ CASES = [
     ("DATABASE_URL", {"DATABASE_URL": "not a url"}),
     ("REDIS_URL", {"REDIS_URL": "redis://127.0.0.1:6379/3"}),
     ("REDIS_URL", {"REDIS_URL": "http://127.0.0.1:6379"}),
+    ("REDIS_URL", {"REDIS_URL": "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380"}),  # no service name
+    ("REDIS_URL", {"REDIS_URL": "redis+sentinel:///aura"}),  # no Sentinel host
+    ("DATABASE_URL", {"DATABASE_URL": "postgresql+psycopg://u@/aura?host=a,b&port=5432,5432"}),
     ("REDIS_AUTH_DB", {"REDIS_AUTH_DB": "zero"}),
     ("REDIS_RATE_LIMIT_DB", {"REDIS_RATE_LIMIT_DB": "-1"}),
     ("REDIS_SOCKET_TIMEOUT", {"REDIS_SOCKET_TIMEOUT": "soon"}),
