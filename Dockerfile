@@ -31,9 +31,11 @@ ENV PATH=/opt/venv/bin:$PATH
 ENV PYTHONDONTWRITEBYTECODE=1
 # Logs reach the container runtime immediately, not when a buffer fills.
 ENV PYTHONUNBUFFERED=1
-# Listen on every interface inside the container; gunicorn.conf.py defaults to loopback.
+# Listen on every interface inside the container (docker run); gunicorn.conf.py defaults to
+# loopback, and so does the Kubernetes pod, where the nginx sidecar is the way in.
 ENV GUNICORN_BIND=0.0.0.0:8000
-# The master's metrics listener (/metrics and /healthz without a worker): Prometheus scrapes it.
+# The master's metrics listener (/metrics, /healthz and /readyz without a worker): Prometheus
+# scrapes it, the kubelet probes it.
 ENV METRICS_PORT=9100
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv

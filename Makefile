@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+# make test: most tests in TEST_PROCESSES processes (pytest-xdist; each has its own redis-server and
+# PostgreSQL database, tests/support/parallel.py), then the `serial` ones alone.
+TEST_PROCESSES ?= 4
+PARALLEL := -n $(TEST_PROCESSES) --dist worksteal --durations=20
 # Gunicorn's default metrics directory and control socket for `make run` (see gunicorn.conf.py).
 RUN_METRICS_DIR := $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))/aura-metrics-$(shell id -u)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres test-ha venv dev-venv demo dashboards-preview bench lint mutate clean
+.PHONY: help run test test-postgres test-compat test-ha venv dev-venv demo dashboards-preview bench lint mutate clean
 
 ## List the targets with what each does (the default goal).
 help:
@@ -36,12 +40,18 @@ run: venv
 ## Set up and run the whole suite (SQLite, real Redis, real Gunicorn, promtool).
 test: dev-venv
 	scripts/ensure-services.sh
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL) -m "not serial"
+	$(BIN)/pytest -m serial --durations=5
 
 ## The same suite against PostgreSQL.
 test-postgres: dev-venv
 	scripts/ensure-services.sh --postgres
-	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest
+	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest $(PARALLEL) -m "not serial"
+	AURA_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m serial --durations=5
+
+## The metrics core against the oldest and newest supported prometheus-client, in scratch venvs (also in `make test`).
+test-compat: dev-venv
+	$(BIN)/pytest -m compat tests/metrics
 
 ## Failover tests (a few minutes): Redis Sentinel and PostgreSQL standby promotions under traffic, two instances behind haproxy.
 test-ha: dev-venv

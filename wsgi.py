@@ -7,7 +7,7 @@ from aura.config import ConfigError, exit_on_config_error, gunicorn_settings
 
 try:
     gunicorn_settings()  # `make run` and deployment jobs refuse a bad GUNICORN_* before serving
-    from aura import create_app
+    from aura.app import create_app
 
     app = create_app()
 except ConfigError as exc:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from flask.sessions import SessionInterface
 from flask_migrate import Migrate
 
+from aura.api import pipeline
 from aura.api import register_blueprints as mount_api
-from aura.api.edge import EdgeMiddleware, RoutedRequest
+from aura.api.context import Services, services
+from aura.api.edge import RoutedRequest
 from aura.api.errors import register_errorhandlers as install_errorhandlers
 from aura.api.jwt import init_jwt
 from aura.api.rate_limits import init_rate_limiting
@@ -27,26 +29,29 @@ from aura.infra.database import follow_the_primary, instrument_engine, release_s
 from aura.infra.logs import configure_logging
 from aura.infra.pools import PoolSampler
 from aura.infra.redis import RedisClients
-from aura.instrumentation import http as http_metrics
 from aura.instrumentation import recorder
+from aura.services.workflows import Registry
+from aura.services.workflows.registry import WORKFLOWS
 
 log = logging.getLogger("aura")
 migrate = Migrate()  # `flask --app wsgi db upgrade` (Alembic, aura/migrations)
 
 
-def create_app(config: Settings | dict | None = None) -> Flask:
-    """Build the Flask app from validated settings (from the environment when not given)."""
+def create_app(config: Settings | dict[str, Any] | None = None, workflows: Registry = WORKFLOWS) -> Flask:
+    """Build the Flask app from validated settings (from the environment when not given),
+    serving `workflows` (`aura.services.workflows.registry.WORKFLOWS` unless given)."""
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
     app = Flask(__name__, instance_path=str(settings.instance_path))
     configure(app, settings)
     register_edge(app)
     register_extensions(app)
-    register_services(app)
+    register_services(app, workflows)
     register_blueprints(app)
     register_rate_limiting(app)
     register_errorhandlers(app)
     register_commands(app)
-    register_instrumentation(app)
+    metrics = register_instrumentation(app)
+    pipeline.install(app, settings, metrics=metrics)
     return app
 
 
@@ -91,16 +96,12 @@ def configure(app: Flask, settings: Settings) -> None:
 
 
 def register_edge(app: Flask) -> None:
-    """A request id on every response and every log line of the request (X-Request-ID), the
-    matched route in the environ, and the edge's security headers on every response."""
+    """The matched route in the environ, for the logs and the metrics (the edge middleware itself,
+    with the request id and security headers, is in the WSGI stack: aura/api/pipeline.py)."""
     app.request_class = RoutedRequest
-    # Wrapping `wsgi_app` is how Flask takes WSGI middleware (its docs); mypy sees a method.
-    app.wsgi_app = EdgeMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, trust_request_id=app.config["AURA"].trusted_proxy_count >= 1
-    )
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str) -> dict[str, object]:
     if url.startswith("sqlite"):
         # Several Gunicorn workers share one SQLite file: wait for locks instead of failing.
         return {"connect_args": {"timeout": 15}}
@@ -125,24 +126,15 @@ def register_extensions(app: Flask) -> None:
     init_jwt(app)
 
 
-def register_services(app: Flask) -> None:
-    """Create the per-process services: password hasher (within the instance's hashing slots),
-    token issuers, Redis, revocation store."""
+def register_services(app: Flask, workflows: Registry) -> None:
+    """Create the per-process services (`aura.api.context.Services`): the workflows served,
+    password hasher (within the instance's hashing slots), token issuers, Redis, revocation store."""
     settings: Settings = app.config["AURA"]
-    app.extensions["aura.passwords"] = Passwords(
-        settings.password_hash_time_cost,
-        settings.password_hash_memory_cost,
-        HashSlots(settings.instance_path / "password-hash-slots", settings.password_hash_max_concurrent),
-    )
-    app.extensions["aura.devices"] = DeviceTokens(settings.jwt_secret_key, settings.login_device_token_expires)
-    app.extensions["aura.tokens"] = Tokens(
-        settings.jwt_secret_key, settings.access_token_expires, settings.refresh_token_expires
-    )
     clients = RedisClients(settings)
-    app.extensions["aura.redis"] = clients
+    revocation: DurableRevocationStore | SqlRevocationStore
     if settings.production or clients.ping():
         # Production always uses Redis and fails closed (503) while it is down.
-        app.extensions["aura.revocation"] = DurableRevocationStore(clients.auth)
+        revocation = DurableRevocationStore(clients.auth)
     else:
         log.warning(
             "Redis at %s is not reachable: running STANDALONE - token revocations in "
@@ -150,7 +142,19 @@ def register_services(app: Flask) -> None:
             "state.",
             redact_url(settings.redis_url),
         )
-        app.extensions["aura.revocation"] = SqlRevocationStore()
+        revocation = SqlRevocationStore()
+    Services(
+        workflows=workflows,
+        passwords=Passwords(
+            settings.password_hash_time_cost,
+            settings.password_hash_memory_cost,
+            HashSlots(settings.instance_path / "password-hash-slots", settings.password_hash_max_concurrent),
+        ),
+        devices=DeviceTokens(settings.jwt_secret_key, settings.login_device_token_expires),
+        tokens=Tokens(settings.jwt_secret_key, settings.access_token_expires, settings.refresh_token_expires),
+        redis=clients,
+        revocation=revocation,
+    ).install(app)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -175,19 +179,29 @@ def register_commands(app: Flask) -> None:
     guard_database_commands(app)
 
 
-def register_instrumentation(app: Flask) -> None:
-    """HTTP metrics around the whole app, so responses made before any view are counted too;
-    the pool gauges' sampling thread (started here unless Gunicorn serves the app: then each
-    worker starts it, in gunicorn.conf.py's `post_worker_init`, since threads do not survive fork)."""
-    if recorder.enabled and app.config["AURA"].metrics_enabled:
-        with app.app_context():
-            instrument_engine(db.engine)
-            sampler = PoolSampler(db.engine, app.extensions["aura.redis"])
-        app.extensions["aura.pool_sampler"] = sampler
-        if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
-            sampler.start()
-        http_metrics.install(app, trust_request_start=app.config["AURA"].trusted_proxy_count >= 1)
-        recorder.initialize_known_series()
+def register_instrumentation(app: Flask) -> bool:
+    """Database and pool instrumentation, and in each process that serves requests (each Gunicorn
+    worker as it starts: threads do not survive fork) the zero series and the pool gauges'
+    sampling thread. True when HTTP metrics are on (the WSGI stack then counts every request)."""
+    if not (recorder.enabled and app.config["AURA"].metrics_enabled):
+        return False
+    held = services(app)
+    with app.app_context():
+        instrument_engine(db.engine)
+        sampler = held.pool_sampler = PoolSampler(db.engine, held.redis)
+    workflow_types = list(held.workflows)
+
+    def start_serving() -> None:
+        recorder.initialize_known_series(workflow_types)  # in this process's own files
+        sampler.start()
+
+    recorder.on_worker_start(start_serving)
+    return True
+
+
+def uses_redis(app: Flask) -> bool:
+    """Whether ``app`` keeps revocations and limits in Redis (False: standalone)."""
+    return services(app).uses_redis
 
 
 def _migrations_dir() -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import secrets
 import sys
@@ -111,7 +112,7 @@ class Settings:
         return self.env == "production"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read and validate settings from the environment (or a given mapping)."""
         env = os.environ if environ is None else environ
         raw: dict[str, Any] = {}  # each field's own type, checked by _validated()
@@ -142,7 +143,7 @@ class Settings:
         for name in ("redis_auth_db", "redis_rate_limit_db"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: expected a Redis database number, 0 or more")
-        if self.redis_socket_timeout <= 0:
+        if not 0 < self.redis_socket_timeout < math.inf:  # nan and inf too: a hung Redis would hang requests
             raise ConfigError(f"REDIS_SOCKET_TIMEOUT={self.redis_socket_timeout}: expected a number of seconds above 0")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL={self.log_level!r}: not a log level; expected one of {', '.join(LOG_LEVELS)}")
@@ -172,7 +173,7 @@ class Settings:
         if self.password_hash_memory_cost < 8:
             raise ConfigError(f"PASSWORD_HASH_MEMORY_COST={self.password_hash_memory_cost}: must be at least 8 (KiB)")
         for name in ("redis_circuit_open_seconds", "audit_max_cpu_seconds"):
-            if not getattr(self, name) > 0:
+            if not 0 < getattr(self, name) < math.inf:  # nan and inf too: a breaker that never closes
                 raise ConfigError(f"{name.upper()}={getattr(self, name)}: must be a positive number")
         if self.trusted_proxy_count < 0:
             raise ConfigError(f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count}: TRUSTED_PROXY_COUNT must be 0 or more")
@@ -218,7 +219,7 @@ def _variable_name(field_name: str) -> str:
     return {"env": "AURA_ENV", "instance_path": "AURA_INSTANCE_PATH"}.get(field_name, field_name.upper())
 
 
-def _replace(settings: Settings, **updates) -> Settings:
+def _replace(settings: Settings, **updates: object) -> Settings:
     values = {f.name: getattr(settings, f.name) for f in fields(settings)}
     values.update(updates)
     return Settings(**values)
@@ -503,6 +504,16 @@ def _check_bind(bind: str) -> None:
     if sep and host and port.isdigit() and 0 < int(port) < 65536:
         return
     raise ConfigError(f"GUNICORN_BIND={bind!r}: expected HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH")
+
+
+def metrics_directory(environ: Mapping[str, str] | None = None) -> str:
+    """PROMETHEUS_MULTIPROC_DIR ("": single-process metrics), for what must know it before settings exist.
+
+    Metric definitions are made when ``aura.instrumentation`` is imported, before any app or
+    settings object, and must be made with the value class of the mode they run in.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(_variable_name("prometheus_multiproc_dir"), "")
 
 
 def check_environment(environ: Mapping[str, str] | None = None) -> tuple[Settings, GunicornSettings]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -74,7 +74,7 @@ class Lesson(Model):
     lesson_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     topic: Mapped[str] = mapped_column(String(64), index=True)
-    error_types: Mapped[list] = mapped_column(JSON, default=list)
+    error_types: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class WorkflowRun(Model):
@@ -87,7 +87,7 @@ class WorkflowRun(Model):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE", name="fk_workflow_runs_user_id_users"), index=True
     )
-    result: Mapped[dict] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The verdict (audit: pass/fail/remediation_required; struggle: struggling/not_struggling),
     # a column so that listings can filter on it.
     status: Mapped[str | None] = mapped_column(String(32))

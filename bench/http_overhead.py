@@ -8,7 +8,7 @@ Gunicorn). Variants of the same app, all built by `create_app`, and a bare Flask
     instrumented     METRICS_ENABLED=true (what production runs)
     bare flask       a plain Flask app answering the same JSON on the same route: the floor
     cookie session   uninstrumented with Flask's cookie session back on (Aura before it was off)
-    http only        uninstrumented + aura.instrumentation.http.install
+    http only        uninstrumented + aura.instrumentation.http.HttpMetricsMiddleware
     http, no record  the same, with recording replaced by a no-op: the middleware's own cost
 
 Runs of --requests requests alternate between the variants (order reversed every other run),
@@ -96,11 +96,13 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
     """The variants, in a process whose metric files are named like a Gunicorn worker's."""
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "metrics"))
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
-    from aura.metrics import install_value_class, use_worker_identifier
+    from aura.metrics import inflight, install_value_class, use_worker_identifier
 
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     install_value_class()  # as gunicorn.conf.py does in the master
-    use_worker_identifier(f"{os.getpid()}-1")  # as post_fork does in each worker
-    from aura import create_app
+    use_worker_identifier(f"{os.getpid()}-1", directory)  # as post_fork does in each worker, with its in-flight file
+    inflight.open_for_worker(directory, f"{os.getpid()}-1", 1)
+    from aura.app import create_app
 
     common = dict(
         env="testing",
@@ -121,12 +123,11 @@ def build_apps(workdir: Path, breakdown: bool) -> dict:
 
         apps["cookie session"] = create_app(dict(common, metrics_enabled=False))
         apps["cookie session"].session_interface = SecureCookieSessionInterface()
-        from aura.instrumentation.http import install as install_http
+        from aura.instrumentation.http import HttpMetricsMiddleware
 
-        apps["http only"] = create_app(dict(common, metrics_enabled=False))
-        install_http(apps["http only"])
-        apps["http, no record"] = create_app(dict(common, metrics_enabled=False))
-        install_http(apps["http, no record"])
+        for name in ("http only", "http, no record"):  # the metrics layer alone, outermost as in the stack
+            apps[name] = create_app(dict(common, metrics_enabled=False))
+            apps[name].wsgi_app = HttpMetricsMiddleware(apps[name].wsgi_app, apps[name].url_map)
         apps["http, no record"].wsgi_app.recorders = _NoRecording()
     return apps
 
@@ -147,7 +148,7 @@ class _NoRecording(dict):
         return _no_record
 
 
-def _no_record(seconds: float) -> None:
+def _no_record(seconds: float, trace_id: str = "") -> None:
     return None
 
 

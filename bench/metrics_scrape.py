@@ -3,7 +3,8 @@
 For each N in --dead (default 0,100,1000) this builds a metrics directory holding --live live
 workers plus N dead ones. Each worker has an HTTP-service-like label set: the counter
 http_requests_total{method,endpoint,status_code} over 4x10x3 = 120 label sets and the histogram
-http_request_duration_seconds{method,endpoint} over 40 label sets with 12 buckets. Files are
+http_request_duration_seconds{method,endpoint} over 40 label sets with 12 buckets, each bucket and
+each 5xx counter with an exemplar (the exemplar file Aura's workers keep). Files are
 written directly with prometheus_client's MmapedDict in this one process (no worker processes).
 
 It then measures a scrape - generate_latest() over a fresh CollectorRegistry, as /metrics does -
@@ -35,6 +36,7 @@ from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 from prometheus_client.utils import floatToGoString  # noqa: E402
 
 import aura.metrics as multiproc  # noqa: E402
+from aura.metrics import exemplars  # noqa: E402
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
 ENDPOINTS = tuple(f"/api/v1/resource{i}" for i in range(10))
@@ -77,10 +79,12 @@ def _keys():
 
 
 COUNTER_KEYS, HISTOGRAM_KEYS = _keys()
+EXEMPLAR_KEYS = [k for k in COUNTER_KEYS if '"500"' in k] + [k for k in HISTOGRAM_KEYS if "_bucket" in k]
 
 
 def write_worker(directory: str, identifier: str, rnd: random.Random) -> None:
-    """One worker's counter and histogram files, written with MmapedDict as a worker would."""
+    """One worker's counter and histogram files, written with MmapedDict as a worker would, and its
+    exemplar file: every bucket and every 5xx counter with a request of its own."""
     for typ, keys in (("counter", COUNTER_KEYS), ("histogram", HISTOGRAM_KEYS)):
         d = MmapedDict(os.path.join(directory, f"{typ}_{identifier}.db"))
         try:
@@ -88,6 +92,12 @@ def write_worker(directory: str, identifier: str, rnd: random.Random) -> None:
                 d.write_value(key, float(rnd.randint(0, 50)), 0.0)
         finally:
             d.close()
+    kept = exemplars.ExemplarFile(os.path.join(directory, exemplars.file_name(identifier)))
+    try:
+        for key in EXEMPLAR_KEYS:
+            kept.write(kept.position(key), rnd.randbytes(16).hex().encode(), rnd.random(), time.time())
+    finally:
+        kept.close()
 
 
 def scrape_seconds(registry_factory, runs: int) -> tuple[float, list[float]]:

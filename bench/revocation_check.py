@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from aura import create_app
+    from aura.api.context import services
+    from aura.app import create_app
     from aura.auth.revocation import KEY_PREFIX, LOADED_MARKER
 
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
@@ -38,7 +39,7 @@ def main() -> None:
             "metrics_enabled": False,
         }
     )
-    store, client = app.extensions["aura.revocation"], app.extensions["aura.redis"].auth
+    store, client = services(app).revocation, services(app).redis.auth
     with app.app_context():
         from aura.extensions import db
 

@@ -45,7 +45,7 @@ PASSWORD = "long-enough-password-1"
 def _app(tmp: Path, database_url: str | None, redis_url: str):
     from flask_migrate import upgrade
 
-    from aura import create_app
+    from aura.app import create_app
     from aura.extensions import db
 
     settings = {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dashboards-preview`: run `make demo`'s stack (Gunicorn, Prometheus, Alertmanager, the
-# load generator and its Redis outage) on free ports under .demo/preview, then draw every
+# load generator and its Redis outage; not its saturation phase) on free ports under .demo/preview, then draw every
 # dashboard's panels from that Prometheus (dashboards/preview.py) into
 # docs/images/dashboards/*.png, and stop the stack (by pid). About 4 minutes.
 # PREVIEW_SECONDS (150): how long the load runs; PREVIEW_OUT (docs/images/dashboards).
@@ -14,12 +14,13 @@ rm -rf "$DIR"
 mkdir -p "$DIR"
 ports=($($BIN/python -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))'))
 start=$(date +%s)
 DEMO_DIR="$DIR/demo" DEMO_PORT=${ports[0]} DEMO_PROMETHEUS_PORT=${ports[1]} DEMO_REDIS_PORT=${ports[2]} \
-  DEMO_ALERTMANAGER_PORT=${ports[3]} DEMO_ALERT_SINK_PORT=${ports[4]} DEMO_SECONDS=$SECONDS_OF_LOAD \
+  DEMO_ALERTMANAGER_PORT=${ports[3]} DEMO_ALERT_SINK_PORT=${ports[4]} DEMO_METRICS_PORT=${ports[5]} \
+  DEMO_SECONDS=$SECONDS_OF_LOAD DEMO_SATURATION_MAX=0 \
   bash scripts/demo.sh > "$DIR/demo.log" 2>&1 &
 demo=$!
 stop_demo() { kill -TERM "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; }

@@ -208,7 +208,8 @@ def session_story(load: Load, rng: random.Random) -> None:
     if response is None or response.status_code != 200:
         return
     tokens = response.json()
-    load.call("refresh_reuse_revoked", "POST", "/api/v1/auth/refresh", headers=bearer(old_refresh))
+    # Log out before reusing the rotated refresh token: a reuse ends the whole session (the
+    # new tokens too), which would make every logout a 401 and a false authentication alert.
     load.call(
         "logout",
         "POST",
@@ -216,6 +217,7 @@ def session_story(load: Load, rng: random.Random) -> None:
         headers=bearer(tokens["access_token"]),
         json={"refresh_token": tokens["refresh_token"]},
     )
+    load.call("refresh_reuse_revoked", "POST", "/api/v1/auth/refresh", headers=bearer(old_refresh))
     load.call("me_revoked", "GET", "/api/v1/auth/me", headers=bearer(tokens["access_token"]))
 
 

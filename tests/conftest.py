@@ -7,13 +7,29 @@ same suite on PostgreSQL; by default each session uses a fresh SQLite file.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from aura.testing.servers import Gunicorn, app_env, migrate
+from aura.testing.servers import Gunicorn, Nginx, app_env, migrate
 from tests.support.auth import AuthActions
+from tests.support.parallel import isolate_this_worker, slow_tests_first
+
+isolate_this_worker()  # under pytest-xdist: this worker's own redis-server and database
+
+
+@pytest.hookimpl(trylast=True)  # after -m has deselected
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist worksteal`` (make test), each process starts with its share of the `slow`
+    tests, longest first, instead of one process meeting them all in collection order. Every
+    process computes the same order, as pytest-xdist requires."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1 and config.getoption("dist", None) == "worksteal":
+        items[:] = slow_tests_first(items, workers)
+
 
 TEST_DATABASE_URL = os.environ.get("AURA_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -64,7 +80,7 @@ def base_settings(database_url, tmp_path_factory) -> dict:
 def _migrated(base_settings):
     from flask_migrate import upgrade
 
-    from aura import create_app
+    from aura.app import create_app
     from aura.extensions import db
 
     app = create_app(dict(base_settings))
@@ -77,14 +93,14 @@ def _migrated(base_settings):
 
 @pytest.fixture
 def make_app(base_settings, _migrated):
-    """Build an app with overrides; its data is emptied after the test."""
-    from aura import create_app
+    """Build an app with overrides (and other workflows); its data is emptied after the test."""
+    from aura.app import create_app
     from aura.extensions import db
 
     apps = []
 
-    def factory(**overrides):
-        app = create_app({**base_settings, **overrides})
+    def factory(workflows=None, **overrides):
+        app = create_app({**base_settings, **overrides}, **({"workflows": workflows} if workflows else {}))
         apps.append(app)
         return app
 
@@ -119,13 +135,30 @@ def auth(client):
     return AuthActions(client)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """migrated_sqlite(path) -> a fresh SQLite database at `path`, at the current schema: a copy of
+    one file `flask db upgrade` (the Alembic migrations, as a deployment runs them) brought there
+    once per session - the same bytes a migration of its own would leave, without each Gunicorn
+    test paying a `flask db upgrade` process of its own (~2 s of CPU)."""
+    template = tmp_path_factory.mktemp("migrated") / "template.db"
+    migrate(app_env(template.parent, f"sqlite:///{template}"))
+
+    def copy(path: Path) -> Path:
+        shutil.copyfile(template, path)
+        return path
+
+    return copy
+
+
 @pytest.fixture
-def server_env(tmp_path):
+def server_env(tmp_path, migrated_sqlite):
     """Environment of a migrated database (a fresh SQLite file, or the test PostgreSQL)."""
-    url = TEST_DATABASE_URL or f"sqlite:///{tmp_path / 'served.db'}"
-    env = app_env(tmp_path, url)
-    migrate(env)
-    return env
+    if TEST_DATABASE_URL:
+        env = app_env(tmp_path, TEST_DATABASE_URL)
+        migrate(env)
+        return env
+    return app_env(tmp_path, f"sqlite:///{migrated_sqlite(tmp_path / 'served.db')}")
 
 
 @pytest.fixture
@@ -144,6 +177,22 @@ def gunicorn(tmp_path, server_env):
         server = Gunicorn(tmp_path, {**server_env, **(env or {})}, workers=workers, cli=cli, app=app, **settings)
         started.append(server)
         return server.start(ready_path=ready_path)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def nginx():
+    """nginx(upstream) -> the pod's nginx sidecar (k8s/nginx/nginx.conf) in front of `upstream`
+    ("127.0.0.1:PORT"); each is stopped after the test."""
+    started: list[Nginx] = []
+
+    def start(upstream: str) -> Nginx:
+        server = Nginx(upstream)
+        started.append(server)
+        return server.start()
 
     yield start
     for server in started:

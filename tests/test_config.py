@@ -37,6 +37,8 @@ def test_development_key_is_generated_once_and_reused(tmp_path):
         ("changeme", "at least 32"),
         ("a" * 40, "well-known or trivially guessable"),
         ("please-change-me-to-a-long-random-string", "well-known"),
+        ("Please-Change-Me-To-A-Long-Random-String", "well-known"),  # in any letter case
+        ("REPLACE-ME-WITH-A-RANDOM-32-BYTE-SECRET", "well-known"),
     ],
 )
 def test_production_refuses_a_weak_secret(tmp_path, secret, message):
@@ -232,3 +234,21 @@ def test_environment_warnings_name_likely_typos_only():
     assert environment_warnings({"GUNICORN_WORKERS": "2", "WEB_CONCURRENCY": "2"}) == []
     assert "GUNICORN_WORKERS wins" in environment_warnings({"GUNICORN_WORKERS": "2", "WEB_CONCURRENCY": "3"})[0]
     assert "no longer read" in environment_warnings({"API_DOCS_ASSETS_URL": "https://cdn/"})[0]
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [  # boundaries a mutant moved without any test noticing (issue 25's independent sample)
+        ("REDIS_SOCKET_TIMEOUT", "0", "above 0"),
+        ("REDIS_SOCKET_TIMEOUT", "inf", "above 0"),  # a hung Redis would hang every request
+        ("REDIS_SOCKET_TIMEOUT", "nan", "above 0"),
+        ("REDIS_CIRCUIT_OPEN_SECONDS", "0", "positive"),
+        ("REDIS_CIRCUIT_OPEN_SECONDS", "inf", "positive"),  # Redis would never be tried again
+        ("AUDIT_MAX_CPU_SECONDS", "nan", "positive"),
+        ("AUDIT_MAX_CPU_SECONDS", "inf", "positive"),  # no CPU budget at all
+        ("WORKFLOW_MAX_CONCURRENT_PER_USER", "0", "positive integer"),
+    ],
+)
+def test_zero_and_non_finite_limits_are_refused(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=f"^{name}=.*{message}"):
+        Settings.from_env({name: value, "AURA_INSTANCE_PATH": str(tmp_path)})

@@ -79,3 +79,89 @@ def test_metrics_and_workflows_load_no_flask_at_all():
 
 def test_the_loaded_modules_check_sees_flask():
     assert "flask" in _loaded_flask_modules("aura.api")
+
+
+# What each lower layer must not import: the layers above it. The metrics core imports nothing
+# else of Aura (tests/metrics/test_core_shape.py); instrumentation records for every layer.
+UPWARD = {
+    "metrics": ("aura.api", "aura.app", "aura.cli", "aura.services", "aura.workflows", "aura.instrumentation"),
+    "instrumentation": ("aura.api", "aura.app", "aura.cli", "aura.services", "aura.infra"),
+}
+
+
+def _package_files(package: str) -> list[tuple[Path, str]]:
+    files = sorted((ROOT / "aura" / package).rglob("*.py"))
+    assert files
+    return [(path, ".".join(path.relative_to(ROOT).parent.parts)) for path in files]
+
+
+@pytest.mark.parametrize("package", sorted(UPWARD))
+def test_no_lower_layer_imports_a_layer_above_it(package):
+    found = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, dotted in _package_files(package)
+        for name in _imports(path, dotted)
+        if any(name == above or name.startswith(above + ".") for above in UPWARD[package])
+    }
+    assert not found, sorted(found)
+
+
+def _function_level_imports(path: Path) -> list[int]:
+    """Lines of the imports inside functions of one file."""
+    tree = ast.parse(path.read_text(), str(path))
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return sorted(
+        node.lineno
+        for function in functions
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    )
+
+
+@pytest.mark.parametrize("package", sorted(UPWARD))
+def test_the_metrics_layers_import_at_the_top_only(package):
+    # An import inside a function hides a dependency (or a cycle) until that function runs.
+    found = {
+        f"{path.relative_to(ROOT)}:{line}"
+        for path, _ in _package_files(package)
+        for line in _function_level_imports(path)
+    }
+    assert not found, sorted(found)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of a module graph (first module repeated at the end), or []."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return []
+        for dep in sorted(graph.get(name, ())):
+            cycle = visit(dep, [*path, name])
+            if cycle:
+                return cycle
+        done.add(name)
+        return []
+
+    return next((cycle for cycle in (visit(name, []) for name in sorted(graph)) if cycle), [])
+
+
+def test_the_metrics_core_has_no_import_cycle():
+    modules = {path.stem: path for path, _ in _package_files("metrics") if path.stem != "__init__"}
+    graph = {
+        name: {dep.rsplit(".", 1)[-1] for dep in _imports(path, "aura.metrics") if dep.startswith("aura.metrics.")}
+        & set(modules)
+        for name, path in modules.items()
+    }
+    assert "exposition" in graph["gunicorn"]  # the graph sees relative imports
+    assert _cycle(graph) == []
+
+
+def test_the_checks_see_a_function_level_import_and_a_cycle(tmp_path):
+    module = tmp_path / "probe.py"
+    module.write_text("import os\n\n\ndef f():\n    from . import exposition\n")
+    assert _function_level_imports(module) == [5]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []

@@ -55,6 +55,7 @@ def test_the_walkthrough_parser_sees_every_command_and_claim():
     assert "from the next request on" in readme and "reactivation lets the same tokens work again" in readme
 
 
+@pytest.mark.slow(20)
 def test_the_walkthrough_runs_verbatim_against_a_live_server(gunicorn, server_env):
     server = gunicorn(workers=2)
     steps = [step for block in walkthrough_blocks((ROOT / "README.md").read_text()) for step in commands(block)]

@@ -6,6 +6,7 @@ from flask import Flask
 
 from aura.api import auth, health, metrics_endpoint, workflows
 from aura.api.body import init_body_rules
+from aura.api.context import services
 from aura.api.openapi import api, register_docs_page
 
 
@@ -16,7 +17,7 @@ def register_blueprints(app: Flask) -> None:
     init_body_rules(app)
     api.init_app(app)
     api.register_blueprint(auth.blp)
-    api.register_blueprint(workflows.blp)
+    api.register_blueprint(workflows.blueprint(services(app).workflows))
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics_endpoint.bp)
     register_docs_page(app)

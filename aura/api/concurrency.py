@@ -22,15 +22,16 @@ import functools
 import logging
 import time
 import uuid
+from typing import Any
 
 import redis
-from flask import current_app, request
+from flask import current_app
 
-from aura.api.errors import error_response
+from aura.api.context import services
 from aura.api.jwt import current_user_id
-from aura.api.rate_limits import client_address
+from aura.api.openapi import View
+from aura.errors import ErrorCode, TooManyRequests
 from aura.infra.redis import AUTH_DB, record_error
-from aura.instrumentation import recorder
 
 log = logging.getLogger("aura.concurrency")
 
@@ -45,20 +46,20 @@ return 1
 """
 
 
-def _acquire(client, key: str, token: str, limit: int) -> bool:
+def _acquire(client: redis.Redis, key: str, token: str, limit: int) -> bool:
     now = time.time()
     return bool(client.eval(_ACQUIRE, 1, key, now, now - STALE_SECONDS, token, limit, STALE_SECONDS))
 
 
-def per_user_concurrency(view):
+def per_user_concurrency(view: View) -> View:
     """Decorator (inside jwt_required): refuse a user's request while they have the cap running."""
 
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         user_id = current_user_id()
-        if user_id is None or current_app.extensions["aura.revocation"].mode != "redis":
+        if user_id is None or not services().uses_redis:
             return view(*args, **kwargs)
-        client = current_app.extensions["aura.redis"].auth
+        client = services().redis.auth
         limit = current_app.config["AURA"].workflow_max_concurrent_per_user
         key, token = f"{KEY_PREFIX}{user_id}", uuid.uuid4().hex
         try:
@@ -67,13 +68,12 @@ def per_user_concurrency(view):
             record_error(AUTH_DB, exc)
             return view(*args, **kwargs)  # fail open, see the module docstring
         if not acquired:
-            recorder.rate_limit_hit(request.url_rule.rule, client_address())
-            return error_response(
-                429,
-                "too_many_concurrent_requests",
+            raise TooManyRequests(
+                ErrorCode.TOO_MANY_CONCURRENT_REQUESTS,
                 f"At most {limit} workflow requests of one user run at once; retry when one has finished.",
-                {"limit": f"{limit} at once", "per": "user"},
-                headers={"Retry-After": "1"},
+                limit=f"{limit} at once",
+                per="user",
+                retry_after=1,
             )
         try:
             return view(*args, **kwargs)

@@ -8,17 +8,27 @@ responses. Done here rather than in Flask hooks, which cost several times more p
 (bench/http_overhead.py).
 
 `RoutedRequest` is Flask's request class, writing the matched route (or routing error) into
-the WSGI environ as Flask routes, for log records, the access log and the HTTP metrics.
+the WSGI environ as Flask routes, for log records, the access log and the HTTP metrics (and the
+route into the request's in-flight slot, for a worker that dies before it answers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Request
 
-from aura.infra.logs import REQUEST_ID_HEADER, ROUTE_KEY, ROUTING_ERROR_KEY, assign_request_id, handling
+from aura.infra.logs import REQUEST_ID_HEADER, assign_request_id, handling
+from aura.instrumentation import recorder
+from aura.instrumentation.environ import (
+    INFLIGHT_SLOT_KEY,
+    ROUTE_KEY,
+    ROUTING_ERROR_KEY,
+    Environ,
+    StartResponse,
+    WSGIApp,
+)
 
 AUTH_PREFIX = "/api/v1/auth/"
 _ALWAYS_SET = frozenset(("x-request-id", "x-content-type-options"))
@@ -40,6 +50,8 @@ class RoutedRequest(Request):
         self._rule = rule
         if rule is not None:
             self.environ[ROUTE_KEY] = rule.rule
+            # Known to the master from now on, should the worker die in this request.
+            recorder.request_routed(self.environ.get(INFLIGHT_SLOT_KEY, -1), rule.rule)
 
     @property
     def routing_exception(self) -> Any:
@@ -51,7 +63,7 @@ class RoutedRequest(Request):
         self.environ[ROUTING_ERROR_KEY] = exc
 
 
-def response_headers(status: str, headers: list[tuple[str, str]], request_id: str, auth: bool) -> list:
+def response_headers(status: str, headers: list[tuple[str, str]], request_id: str, auth: bool) -> list[tuple[str, str]]:
     """The response's headers with the edge's own set, replaced or added in one pass."""
     code = status[:3]
     replaced = _ALWAYS_SET
@@ -83,16 +95,16 @@ def response_headers(status: str, headers: list[tuple[str, str]], request_id: st
 class EdgeMiddleware:
     """WSGI middleware: request id and log context in, the edge's response headers out."""
 
-    def __init__(self, wsgi_app: Callable, trust_request_id: bool):
+    def __init__(self, wsgi_app: WSGIApp, trust_request_id: bool):
         self.wsgi_app = wsgi_app
         self.trust_request_id = trust_request_id
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Run the app as this request; rewrite the headers when the status line is known."""
         request_id = assign_request_id(environ, self.trust_request_id)
         auth = environ.get("PATH_INFO", "").startswith(AUTH_PREFIX)
 
-        def edge_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+        def edge_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             return start_response(status, response_headers(status, headers, request_id, auth), exc_info)
 
         return handling(self.wsgi_app, environ, edge_start_response)

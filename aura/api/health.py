@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from aura.api.context import services
 from aura.extensions import db
 
 bp = Blueprint("health", __name__)
@@ -14,7 +15,7 @@ log = logging.getLogger("aura.health")
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     """Liveness: the process answers. No dependency is checked, so a Redis outage never restarts pods."""
     return jsonify(status="ok")
 
@@ -30,9 +31,9 @@ def readyz() -> tuple[Response, int]:
         db.session.rollback()
         log.warning("readiness: database unavailable: %s", exc.__class__.__name__)
         checks["database"] = "unavailable"  # public: the class name stays in the log
-    mode = current_app.extensions["aura.revocation"].mode
+    mode = services().revocation.mode
     if mode == "redis":
-        redis_ok = current_app.extensions["aura.redis"].ping()
+        redis_ok = services().redis.ping()
         checks["redis"] = "ok" if redis_ok else "unavailable"
     else:
         checks["redis"] = "not used (standalone mode: revocations in the database, limits per process)"

@@ -11,16 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 import jwt as pyjwt
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
+from flask.typing import ResponseReturnValue
 from flask_jwt_extended import JWTManager, get_current_user
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
-from aura.api.errors import STATUS_OF_CODE, error_response
+from aura.api.context import services
+from aura.api.errors import aura_error_response
 from aura.auth.revocation import RevocationStore
 from aura.auth.service import revoke_family, user_by_subject
 from aura.auth.tokens import ALGORITHM, REQUIRED_CLAIMS, Tokens, well_formed
-from aura.errors import ServiceUnavailable
+from aura.errors import AuraError, AuthCode, ServiceUnavailable
 from aura.extensions import db
 from aura.instrumentation import recorder
 from aura.models import User
@@ -34,20 +37,21 @@ _DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 _UNCHECKED = object()  # the account could not be looked up (database down)
 
 _MESSAGES = {
-    "missing_token": "A Bearer token is required.",
-    "invalid_token": "The token is not valid.",
-    "expired_token": "The token has expired.",
-    "revoked_token": "The token has been revoked.",
-    "inactive_user": "This account is deactivated.",
+    AuthCode.MISSING_TOKEN: "A Bearer token is required.",
+    AuthCode.INVALID_TOKEN: "The token is not valid.",
+    AuthCode.EXPIRED_TOKEN: "The token has expired.",
+    AuthCode.REVOKED_TOKEN: "The token has been revoked.",
+    AuthCode.INACTIVE_USER: "This account is deactivated.",
 }
 
 
 def current_account() -> User:
     """The signed-in account of this request (looked up once, by the JWT callbacks)."""
-    user = get_current_user()
+    user = get_current_user()  # what `_account` looked up (flask-jwt-extended types it Any)
     if user is _UNCHECKED:
         raise ServiceUnavailable("database")
-    return user
+    account: User = user  # a guarded route runs only with one (else user_lookup_error_loader: 401)
+    return account
 
 
 def current_user_id() -> int | None:
@@ -58,25 +62,25 @@ def current_user_id() -> int | None:
 
 def revocation_store() -> RevocationStore:
     """The process's revocation store (chosen at start-up)."""
-    return current_app.extensions["aura.revocation"]
+    return services().revocation
 
 
 def tokens() -> Tokens:
     """The process's token issuer (secret and lifetimes from the settings)."""
-    return current_app.extensions["aura.tokens"]
+    return services().tokens
 
 
-def _reject(reason: str):
+def _reject(reason: AuthCode) -> Response:
     recorder.auth_failure(reason)
     endpoint = _AUTH_ENDPOINTS.get(request.endpoint or "")
     if endpoint:
         recorder.auth_request(endpoint, False)
         if endpoint == "refresh":
             recorder.token_refresh(False)
-    return error_response(STATUS_OF_CODE[reason], reason, _MESSAGES[reason])
+    return aura_error_response(AuraError(reason, _MESSAGES[reason]))
 
 
-def _revoked(_header, payload):
+def _revoked(_header: dict[str, Any], payload: dict[str, Any]) -> ResponseReturnValue | HTTPException:
     """A revoked refresh token presented again is reuse: its whole family (session) ends. When
     the database or Redis is down that cannot be recorded: 503, so the client's retry does it
     (an error raised in this handler would be a 500)."""
@@ -90,13 +94,13 @@ def _revoked(_header, payload):
             return current_app.handle_user_exception(ServiceUnavailable("database"))
         except ServiceUnavailable as exc:
             return current_app.handle_user_exception(exc)
-    return _reject("revoked_token")
+    return _reject(AuthCode.REVOKED_TOKEN)
 
 
-def _lookup_failed(_header, _payload):
+def _lookup_failed(_header: dict[str, Any], _payload: dict[str, Any]) -> Response:
     if g.get("aura_inactive_user"):
-        return _reject("inactive_user")
-    return _reject("invalid_token")
+        return _reject(AuthCode.INACTIVE_USER)
+    return _reject(AuthCode.INVALID_TOKEN)
 
 
 def init_jwt(app: Flask) -> None:
@@ -120,7 +124,8 @@ def init_jwt(app: Flask) -> None:
         missing = REQUIRED_CLAIMS - unverified_claims.keys()
         if missing:
             raise pyjwt.InvalidTokenError(f"missing claims: {sorted(missing)}")
-        return current_app.config["JWT_SECRET_KEY"]
+        key: str = current_app.config["JWT_SECRET_KEY"]
+        return key
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: Any, payload: dict[str, Any]) -> bool:
@@ -134,7 +139,7 @@ def init_jwt(app: Flask) -> None:
         )
 
     @jwt.user_lookup_loader
-    def _account(_header, payload):
+    def _account(_header: dict[str, Any], payload: dict[str, Any]) -> User | object | None:
         # Every protected route: a genuine token of an account that no longer exists opens
         # nothing (user_lookup_error_loader answers 401), nor one of a deactivated account (403,
         # from the next request on). While the database is down the check is left to the route,
@@ -149,9 +154,9 @@ def init_jwt(app: Flask) -> None:
             return None
         return user
 
-    jwt.unauthorized_loader(lambda _msg: _reject("missing_token"))
-    jwt.invalid_token_loader(lambda _msg: _reject("invalid_token"))
-    jwt.expired_token_loader(lambda _h, _p: _reject("expired_token"))
+    jwt.unauthorized_loader(lambda _msg: _reject(AuthCode.MISSING_TOKEN))
+    jwt.invalid_token_loader(lambda _msg: _reject(AuthCode.INVALID_TOKEN))
+    jwt.expired_token_loader(lambda _h, _p: _reject(AuthCode.EXPIRED_TOKEN))
     jwt.revoked_token_loader(_revoked)
     jwt.user_lookup_error_loader(_lookup_failed)
-    jwt.token_verification_failed_loader(lambda _h, _p: _reject("invalid_token"))
+    jwt.token_verification_failed_loader(lambda _h, _p: _reject(AuthCode.INVALID_TOKEN))

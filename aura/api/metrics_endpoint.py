@@ -15,7 +15,7 @@ log = logging.getLogger("aura.metrics")
 
 
 @bp.get("/metrics")
-def scrape():
+def scrape() -> Response:
     """Every worker's metrics, aggregated per scrape; 404 when prometheus-client is absent."""
     if not recorder.enabled:
         return error_response(404, "not_found", "Metrics are disabled: prometheus-client is not installed.")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
+from typing import Any, Protocol
 
 import marshmallow as ma
 from apispec import BasePlugin
 from flask import Blueprint, Flask, Response, send_from_directory, url_for
 from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
 
 from aura.api.errors import error_response, http_exception_response
 
@@ -41,7 +44,9 @@ BEARER_SCHEME = {
 class OperationIdPlugin(BasePlugin):
     """Give every operation an `operationId` (method + path), which generated clients name methods by."""
 
-    def operation_helper(self, path=None, operations=None, **kwargs):
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, dict[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
         """e.g. GET /api/v1/workflows/audit/{run_id} -> get_workflows_audit_by_run_id."""
         words = [
             ("by_" + w[1:-1]) if w.startswith("{") else w for w in (path or "").removeprefix("/api/v1").split("/") if w
@@ -50,25 +55,49 @@ class OperationIdPlugin(BasePlugin):
             operation.setdefault("operationId", re.sub(r"\W", "_", "_".join([method, *words])))
 
 
-class AuraApi(Api):
+class AuraApi(Api):  # type: ignore[misc]  # flask-smorest ships no types: Api is Any to mypy
     """Api whose HTTP errors are rendered by `aura.api.errors`."""
 
     ERROR_SCHEMA = ErrorSchema
 
-    def handle_http_exception(self, error):
+    def handle_http_exception(self, error: HTTPException) -> Response:
         """Render an HTTPException in the project's error shape."""
         return http_exception_response(error)
 
-    def init_app(self, app, *, spec_kwargs=None):
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         """Bind to the app; the document defines the bearer scheme its operations name."""
         super().init_app(app, spec_kwargs={"extra_plugins": [OperationIdPlugin()], **(spec_kwargs or {})})
         self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
 
 
-def document_errors(blp, *codes: int):
+View = Callable[..., Any]  # a Flask view: its arguments come from the URL and flask-smorest
+Decorator = Callable[[View], View]
+
+
+class ApiBlueprint(Protocol):
+    """What Aura uses of a flask-smorest Blueprint, typed (the library ships no types, so mypy
+    sees its Blueprint as Any): each method makes a decorator that registers or documents a view
+    and returns it, or a wrapper of it."""
+
+    def route(self, rule: str, *, parameters: list[Any] | None = None, **options: Any) -> Decorator: ...
+
+    def arguments(
+        self, schema: type[ma.Schema] | ma.Schema, *, location: str = "json", required: bool = True, **kwargs: Any
+    ) -> Decorator: ...
+
+    def response(
+        self, status_code: int, schema: type[ma.Schema] | ma.Schema | None = None, **kwargs: Any
+    ) -> Decorator: ...
+
+    def alt_response(self, status_code: int, **kwargs: Any) -> Decorator: ...
+
+    def doc(self, **kwargs: Any) -> Decorator: ...
+
+
+def document_errors(blp: ApiBlueprint, *codes: int) -> Decorator:
     """Decorator: document the error responses a route can give, all with ErrorSchema."""
 
-    def decorate(fn):
+    def decorate(fn: View) -> View:
         for code in codes:
             fn = blp.alt_response(code, schema=ErrorSchema, description="Error")(fn)
         return fn

@@ -5,25 +5,27 @@ RATE_LIMIT_LOGIN per address; RATE_LIMIT_LOGIN_ACCOUNT failed logins per target 
 RATE_LIMIT_LOGIN_DEVICE per known device (see `LoginAccountGuard`); RATE_LIMIT_REGISTER per
 address and RATE_LIMIT_REGISTER_ALL for all clients together; RATE_LIMIT_WORKFLOWS per signed-in
 user.
-The client address honours X-Forwarded-For only through TRUSTED_PROXY_COUNT proxies (ProxyFix).
+The client address honours X-Forwarded-For only through TRUSTED_PROXY_COUNT proxies (ProxyFix, in
+the WSGI stack: aura/api/pipeline.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import Flask, current_app, request
 from flask_jwt_extended import decode_token
-from flask_limiter import Limiter
-from limits import parse_many
-from werkzeug.middleware.proxy_fix import ProxyFix
+from flask_limiter import Limiter, RequestLimit
+from limits import RateLimitItem, parse_many
 
-from aura.api.errors import error_response
+from aura.api.context import services
 from aura.auth.emails import normalise
-from aura.infra.logs import UNMATCHED
+from aura.errors import ErrorCode, TooManyRequests
 from aura.infra.rate_limit_storage import FailoverRedisStorage
 from aura.instrumentation import recorder
+from aura.instrumentation.environ import UNMATCHED
 
 log = logging.getLogger("aura.rate_limit")
 
@@ -59,7 +61,11 @@ def _is_limited() -> bool:
     )
 
 
-def _setting(name: str):
+# What a login attempt took from the limits: each item with the keys it was hit with.
+Taken = list[tuple[RateLimitItem, tuple[str, ...]]]
+
+
+def _setting(name: str) -> Callable[[], str]:
     return lambda: getattr(current_app.config["AURA"], name)
 
 
@@ -104,53 +110,52 @@ class LoginAccountGuard:
         settings = current_app.config["AURA"]
         self.account = normalise(email)
         self.items = parse_many(settings.rate_limit_login_account)
-        self.device = current_app.extensions["aura.devices"].device(device_token, self.account)
+        self.device = services().devices.device(device_token, self.account)
         self.device_items = parse_many(settings.rate_limit_login_device)
-        self._taken: list = []
+        self._taken: Taken = []
 
     @staticmethod
     def enabled() -> bool:
         """Off with rate limiting (RATE_LIMIT_ENABLED=false)."""
         return limiter.enabled and getattr(limiter, "_storage", None) is not None
 
-    def admits(self):
-        """None to go on, or the 429 to answer.
+    def admits(self) -> None:
+        """Go on, or refuse with a 429 (`TooManyRequests`).
 
         Every attempt first takes a failure from the account's allowance (one atomic INCR per
         limit, so concurrent guesses cannot all slip under it); `not_a_failure` gives it back.
         """
         if not self.enabled():
-            return None
+            return
         strategy = limiter.limiter
         if self.device is not None:
             keys = ("login-device-failures", self.device)
-            taken = [(item, keys) for item in self.device_items if strategy.hit(item, *keys)]
+            taken: Taken = [(item, keys) for item in self.device_items if strategy.hit(item, *keys)]
             if len(taken) == len(self.device_items):
                 self._taken = taken  # the device's own allowance, not the account's
-                return None
+                return
             self._give_back(taken)  # this device spent its allowance: an unknown client again
         keys = ("login-failures", self.account)
         taken = [(item, keys) for item in self.items if strategy.hit(item, *keys)]
         if len(taken) == len(self.items):
             self._taken = taken
-            return None
+            return
         self._give_back(taken)  # locked by another limit: this attempt is the probe's, or none
         longest = max(self.items, key=lambda item: item.get_expiry())
         probe = type(longest)(1, longest.multiples)
         if strategy.hit(probe, "login-probe", self.account, client_address()):
             self._taken = []  # a probe's failure does not count again
-            return None
+            return
         reset = strategy.get_window_stats(probe, "login-probe", self.account, client_address()).reset_time
-        recorder.rate_limit_hit(request.url_rule.rule, client_address())
         applied = str(longest)  # e.g. "20 per 1 hour"
-        return error_response(
-            429,
-            "rate_limited",
+        raise TooManyRequests(
+            ErrorCode.RATE_LIMITED,
             f"Too many requests: the limit of {applied} failed "
             "logins per account was reached, and this client address has had its "
             "one try at the account; retry after the seconds in Retry-After.",
-            {"limit": applied, "per": "account"},
-            headers={"Retry-After": str(max(1, int(reset - time.time())))},
+            limit=applied,
+            per="account",
+            retry_after=max(1, int(reset - time.time())),
         )
 
     def not_a_failure(self) -> None:
@@ -159,7 +164,7 @@ class LoginAccountGuard:
         self._give_back(self._taken)
         self._taken = []
 
-    def _give_back(self, taken) -> None:
+    def _give_back(self, taken: Taken) -> None:
         for item, keys in taken:
             limiter.limiter.hit(item, *keys, cost=-1)
 
@@ -167,10 +172,8 @@ class LoginAccountGuard:
 def init_rate_limiting(app: Flask) -> None:
     """Bind the limiter with storage and limits from the settings, and its metrics."""
     settings = app.config["AURA"]
-    if settings.trusted_proxy_count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_count)  # type: ignore[method-assign]
-    standalone = app.extensions["aura.revocation"].mode == "standalone"
-    redis_clients = app.extensions["aura.redis"]
+    standalone = not services(app).uses_redis
+    redis_clients = services(app).redis
     if standalone:
         storage_uri = "memory://"
         log.warning("rate limits are per process (standalone mode: no Redis)")
@@ -184,14 +187,15 @@ def init_rate_limiting(app: Flask) -> None:
         RATELIMIT_KEY_PREFIX="aura",
         RATELIMIT_HEADERS_ENABLED=True,
     )
-    recorder.bound_client_ids(settings.rate_limit_max_client_ids)
+    recorder.bound_client_ids(settings.rate_limit_max_client_ids, settings.prometheus_multiproc_dir)
 
     @app.before_request
-    def _count_evaluated():  # registered before the limiter's own check, so 429s count too
-        if limiter.enabled and _is_limited():
-            recorder.rate_limit_request(request.url_rule.rule)
+    def _count_evaluated() -> None:  # registered before the limiter's own check, so 429s count too
+        rule = request.url_rule
+        if limiter.enabled and _is_limited() and rule is not None:  # (a limited request has a rule)
+            recorder.rate_limit_request(rule.rule)
 
-    def _on_breach(_limit) -> None:
+    def _on_breach(_limit: RequestLimit) -> None:
         rule = request.url_rule  # limits apply to routes: a breach always has one
         recorder.rate_limit_hit(rule.rule if rule is not None else UNMATCHED, client_address())
 

@@ -1,127 +1,122 @@
-"""/api/v1/workflows: struggle detection and code audit. Views parse, call the service, respond."""
+"""/api/v1/workflows: the routes of every served workflow (`aura.services.workflows`), and the
+listing of a user's runs. Views parse, call the service, respond; errors are raised and rendered
+by `aura.api.errors`."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from flask import current_app, request, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from aura.api.concurrency import per_user_concurrency
-from aura.api.errors import error_response
 from aura.api.jwt import current_user_id
-from aura.api.openapi import BEARER, document_errors
+from aura.api.openapi import BEARER, ApiBlueprint, Decorator, View, document_errors
 from aura.api.rate_limits import workflow_limit
-from aura.api.schemas import (
-    AuditInputSchema,
-    AuditResultSchema,
-    RunListQuerySchema,
-    RunListSchema,
-    StruggleInputSchema,
-    StruggleResultSchema,
-)
+from aura.api.schemas import run_listing_schemas
 from aura.errors import ServiceUnavailable
 from aura.services import workflow_runs
-from aura.workflows import AuditLimitError, WorkflowInputError
+from aura.services.workflows import Registry, Workflow
 
-blp = Blueprint(
-    "workflows",
-    __name__,
-    url_prefix="/api/v1/workflows",
-    description="LangGraph workflows: struggle detection and code audit",
-)
-
-_SCHEMAS = {"struggle": StruggleResultSchema, "audit": AuditResultSchema}
-_RESULT_ENDPOINTS = {"struggle": "workflows.struggle_result", "audit": "workflows.audit_result"}
 LOCATION = {"Location": {"description": "Where the stored result can be read again", "schema": {"type": "string"}}}
 
 
-def _errors(*codes: int):
-    return document_errors(blp, *codes)
+def blueprint(workflows: Registry) -> ApiBlueprint:
+    """The blueprint serving `workflows`: POST /<name>, GET /<name>/<run_id> each, and the listing."""
+    blp: ApiBlueprint = Blueprint(
+        "workflows",
+        __name__,
+        url_prefix="/api/v1/workflows",
+        description="LangGraph workflows: " + ", ".join(workflows),
+    )
+    for workflow in workflows.values():
+        _add_workflow_routes(blp, workflows, workflow)
+    _add_listing_route(blp, workflows)
+    return blp
+
+
+def _stacked(view: View, *decorators: Decorator) -> View:
+    """`view` under `decorators`, listed outermost first as they would be stacked with @."""
+    for decorate in reversed(decorators):
+        view = decorate(view)
+    return view
+
+
+def _named(view: View, name: str, doc: str) -> View:
+    """The view as Flask (its endpoint), Flask-Limiter (its limits) and the OpenAPI document
+    (its summary) know it."""
+    view.__name__ = view.__qualname__ = name
+    view.__doc__ = doc
+    return view
 
 
 def _result_url(workflow_type: str, run_id: str) -> str:
-    return url_for(_RESULT_ENDPOINTS[workflow_type], run_id=run_id)
+    return url_for(f"workflows.{workflow_type}_result", run_id=run_id)
 
 
-def _limit_exceeded(exc: AuditLimitError):
-    status = 413 if exc.limit in ("max_file_bytes", "max_total_bytes") else 422
-    where = f" ({exc.path})" if exc.path else ""
-    return error_response(
-        status, "audit_limit_exceeded", f"{exc.limit}: {exc.actual} is over the limit of {exc.maximum}{where}."
+def _checked_first(workflow: Workflow) -> Decorator:
+    """Decorator: the workflow's cheap checks of the raw body, before the schema validates it."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # Parsed once already, by the body rules.
+            workflow.precheck(request.get_json(silent=True), current_app.config["AURA"])
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _add_workflow_routes(blp: ApiBlueprint, workflows: Registry, workflow: Workflow) -> None:
+    name = workflow.name
+
+    def run(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        result = workflow_runs.execute(
+            name,
+            body,
+            current_user_id(),
+            current_app.config["AURA"],
+            len(request.get_data(cache=True)),
+            workflows=workflows,
+        )
+        return result, 201, {"Location": _result_url(name, result["id"])}
+
+    def stored(run_id: str) -> dict[str, Any]:
+        return workflow_runs.load(name, run_id, current_user_id())
+
+    blp.route(f"/{name}", methods=["POST"])(
+        _stacked(
+            _named(run, name, workflow.summary),
+            jwt_required(),
+            per_user_concurrency,
+            workflow_limit,
+            _checked_first(workflow),
+            blp.arguments(workflow.input_schema),
+            blp.response(201, workflow.result_schema, headers=LOCATION),
+            blp.doc(security=BEARER),
+            document_errors(blp, 400, 401, 413, 415, 422, 429, 500, 503),
+        )
+    )
+    blp.route(f"/{name}/<string:run_id>", methods=["GET"])(
+        _stacked(
+            _named(stored, f"{name}_result", f"A stored {name} result; only its owner can read it."),
+            jwt_required(),
+            workflow_limit,
+            blp.response(200, workflow.result_schema),
+            blp.doc(security=BEARER),
+            document_errors(blp, 401, 404, 429, 503),
+        )
     )
 
 
-def files_counted_first(view):
-    """Refuse an audit of too many files before its entries are validated one by one: 30,000 tiny
-    file objects (1 MiB) cost 0.5-0.9 s of CPU to validate and were then refused by the count."""
+def _add_listing_route(blp: ApiBlueprint, workflows: Registry) -> None:
+    query_schema, list_schema = run_listing_schemas(workflows)
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        document = request.get_json(silent=True)  # parsed once already, by the body rules
-        files = document.get("files") if isinstance(document, dict) else None
-        maximum = current_app.config["AURA"].audit_max_files
-        if isinstance(files, list) and len(files) > maximum:
-            return _limit_exceeded(AuditLimitError("max_files", len(files), maximum))
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
-def _run(workflow_type: str, body: dict):
-    try:
-        result = workflow_runs.execute(
-            workflow_type, body, current_user_id(), current_app.config["AURA"], len(request.get_data(cache=True))
-        )
-        return result, 201, {"Location": _result_url(workflow_type, result["id"])}
-    except WorkflowInputError as exc:
-        return error_response(422, "validation_error", exc.message, {exc.field: [exc.message]})
-    except AuditLimitError as exc:
-        return _limit_exceeded(exc)
-    except workflow_runs.WorkflowRunFailed as exc:
-        return error_response(
-            500, "execution_error", f"The workflow failed; quote run id {exc.run_id} when reporting it."
-        )
-
-
-@blp.route("/struggle", methods=["POST"])
-@jwt_required()
-@per_user_concurrency
-@workflow_limit
-@blp.arguments(StruggleInputSchema)
-@blp.response(201, StruggleResultSchema, headers=LOCATION)
-@blp.doc(security=BEARER)
-@_errors(400, 401, 413, 415, 422, 429, 500, 503)
-def struggle(body):
-    """Decide whether a learner is struggling on an exercise, and recommend lessons if so."""
-    return _run("struggle", body)
-
-
-@blp.route("/audit", methods=["POST"])
-@jwt_required()
-@per_user_concurrency
-@workflow_limit
-@files_counted_first
-@blp.arguments(AuditInputSchema)
-@blp.response(201, AuditResultSchema, headers=LOCATION)
-@blp.doc(security=BEARER)
-@_errors(400, 401, 413, 415, 422, 429, 500, 503)
-def audit(body):
-    """Audit Python files for prints, debugger calls, long functions, secrets, bare excepts, eval/exec."""
-    return _run("audit", body)
-
-
-@blp.route("", methods=["GET"])
-@jwt_required()
-@workflow_limit
-@blp.arguments(RunListQuerySchema, location="query")
-@blp.response(200, RunListSchema)
-@blp.doc(security=BEARER)
-@_errors(401, 422, 429, 503)
-def list_runs(query):
-    """The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status."""
-    try:
+    def list_runs(query: dict[str, Any]) -> dict[str, Any]:
         user_id = current_user_id()
         if user_id is None:
             raise ServiceUnavailable("database")
@@ -132,37 +127,21 @@ def list_runs(query):
             workflow_type=query.get("type"),
             status=query.get("status"),
         )
-    except workflow_runs.InvalidCursor:
-        message = "The cursor is not one this API handed out; start again without it."
-        return error_response(422, "validation_error", message, {"cursor": [message]})
-    runs = [{**run, "url": _result_url(run["type"], run["id"])} for run in page.runs]
-    return {"runs": runs, "next_cursor": page.next_cursor}
+        runs = [{**run, "url": _result_url(run["type"], run["id"])} for run in page.runs]
+        return {"runs": runs, "next_cursor": page.next_cursor}
 
-
-def _stored(workflow_type: str, run_id: str):
-    result = workflow_runs.load(workflow_type, run_id, current_user_id())
-    if result is None:
-        return error_response(404, "not_found", f"No {workflow_type} result with this id.")
-    return result
-
-
-@blp.route("/struggle/<string:run_id>", methods=["GET"])
-@jwt_required()
-@workflow_limit
-@blp.response(200, StruggleResultSchema)
-@blp.doc(security=BEARER)
-@_errors(401, 404, 429, 503)
-def struggle_result(run_id):
-    """A stored struggle result; only its owner can read it."""
-    return _stored("struggle", run_id)
-
-
-@blp.route("/audit/<string:run_id>", methods=["GET"])
-@jwt_required()
-@workflow_limit
-@blp.response(200, AuditResultSchema)
-@blp.doc(security=BEARER)
-@_errors(401, 404, 429, 503)
-def audit_result(run_id):
-    """A stored audit result; only its owner can read it."""
-    return _stored("audit", run_id)
+    blp.route("", methods=["GET"])(
+        _stacked(
+            _named(
+                list_runs,
+                "list_runs",
+                "The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status.",
+            ),
+            jwt_required(),
+            workflow_limit,
+            blp.arguments(query_schema, location="query"),
+            blp.response(200, list_schema),
+            blp.doc(security=BEARER),
+            document_errors(blp, 401, 422, 429, 503),
+        )
+    )

@@ -22,16 +22,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aura.errors import AuraError
-
-BUSY = "too_many_concurrent_requests"
+from aura.errors import ErrorCode, TooManyRequests
 
 
-class HashingBusy(AuraError):
+class HashingBusy(TooManyRequests):
     """Every password-hashing slot of the instance is taken: try again in a moment."""
 
     def __init__(self, slots: int):
-        super().__init__(BUSY, f"The server is hashing {slots} passwords at once, its most; retry in a moment.")
+        super().__init__(
+            ErrorCode.TOO_MANY_CONCURRENT_REQUESTS,
+            f"The server is hashing {slots} passwords at once, its most; retry in a moment.",
+            limit=f"{slots} at once",
+            per="instance",
+            retry_after=1,
+        )
         self.slots = slots
 
 

@@ -24,7 +24,7 @@ from aura.auth import emails
 from aura.auth.passwords import Passwords
 from aura.auth.revocation import RevocationStore
 from aura.auth.tokens import Claims, TokenPair, Tokens
-from aura.errors import AuraError
+from aura.errors import AuraError, AuthCode
 from aura.extensions import db
 from aura.instrumentation import recorder
 from aura.models import RevokedToken, User, WorkflowRun
@@ -70,7 +70,7 @@ def register(passwords: Passwords, email: str, password: str) -> User:
             db.session.rollback()
     _fail("register", None)
     recorder.registration(False)
-    raise AuthError("email_taken", "An account with this email (or one that looks the same) already exists.")
+    raise AuthError(AuthCode.EMAIL_TAKEN, "An account with this email (or one that looks the same) already exists.")
 
 
 def login(passwords: Passwords, tokens: Tokens, email: str, password: str) -> TokenPair:
@@ -78,11 +78,11 @@ def login(passwords: Passwords, tokens: Tokens, email: str, password: str) -> To
     user = find_user(email)
     verified = passwords.verify(user.password_hash if user else None, password)  # hashes either way
     if user is None or not verified:
-        _fail("login", "invalid_credentials")
-        raise AuthError("invalid_credentials", "Email or password is incorrect.")
+        _fail("login", AuthCode.INVALID_CREDENTIALS)
+        raise AuthError(AuthCode.INVALID_CREDENTIALS, "Email or password is incorrect.")
     if not user.is_active:
-        _fail("login", "inactive_user")
-        raise AuthError("inactive_user", "This account is deactivated.")
+        _fail("login", AuthCode.INACTIVE_USER)
+        raise AuthError(AuthCode.INACTIVE_USER, "This account is deactivated.")
     recorder.auth_request("login", True)
     return _issue(tokens, user.public_id, uuid.uuid4().hex)
 
@@ -90,15 +90,15 @@ def login(passwords: Passwords, tokens: Tokens, email: str, password: str) -> To
 def refresh(store: RevocationStore, tokens: Tokens, user: User, claims: Claims) -> TokenPair:
     """Rotate a refresh token: revoke the presented one, issue a new pair of the same family."""
     if not user.is_active:
-        _fail("refresh", "inactive_user")
+        _fail("refresh", AuthCode.INACTIVE_USER)
         recorder.token_refresh(False)
-        raise AuthError("inactive_user", "This account cannot refresh.")
+        raise AuthError(AuthCode.INACTIVE_USER, "This account cannot refresh.")
     if not store.revoke(claims["jti"], "refresh", user.id, _expiry(claims)):
         # Another request rotated this token a moment ago: it is spent, and reused.
         revoke_family(store, user.id, claims, tokens.refresh_lifetime)
-        _fail("refresh", "revoked_token")
+        _fail("refresh", AuthCode.REVOKED_TOKEN)
         recorder.token_refresh(False)
-        raise AuthError("revoked_token", "This token has been revoked.")
+        raise AuthError(AuthCode.REVOKED_TOKEN, "This token has been revoked.")
     recorder.token_revoked("refresh")
     recorder.auth_request("refresh", True)
     recorder.token_refresh(True)
@@ -124,8 +124,8 @@ def logout(store: RevocationStore, tokens: Tokens, user: User, claims: Claims, r
     if refresh_token is not None:
         refresh_claims = _decode_refresh(tokens, refresh_token)
         if refresh_claims["sub"] != claims["sub"]:
-            _fail("logout", "invalid_token")
-            raise AuthError("invalid_token", "The refresh token belongs to another user.")
+            _fail("logout", AuthCode.INVALID_TOKEN)
+            raise AuthError(AuthCode.INVALID_TOKEN, "The refresh token belongs to another user.")
     # The session first: once its family is revoked every token of it is refused, so a logout
     # cut short by an outage (503) has either ended the session or left it whole for the retry -
     # never the access token revoked and the refresh token alive (the retry would be refused).
@@ -175,14 +175,14 @@ def _decode_refresh(tokens: Tokens, token: str) -> Claims:
     try:
         claims = tokens.decode(token)
     except jwt.ExpiredSignatureError:
-        _fail("logout", "expired_token")
-        raise AuthError("expired_token", "The refresh token has expired.") from None
+        _fail("logout", AuthCode.EXPIRED_TOKEN)
+        raise AuthError(AuthCode.EXPIRED_TOKEN, "The refresh token has expired.") from None
     except (jwt.PyJWTError, ValueError):
-        _fail("logout", "invalid_token")
-        raise AuthError("invalid_token", "The refresh token is not valid.") from None
+        _fail("logout", AuthCode.INVALID_TOKEN)
+        raise AuthError(AuthCode.INVALID_TOKEN, "The refresh token is not valid.") from None
     if claims.get("type") != "refresh":
-        _fail("logout", "invalid_token")
-        raise AuthError("invalid_token", "refresh_token must be a refresh token.")
+        _fail("logout", AuthCode.INVALID_TOKEN)
+        raise AuthError(AuthCode.INVALID_TOKEN, "refresh_token must be a refresh token.")
     return claims
 
 
@@ -197,7 +197,7 @@ def _expiry(claims: Claims) -> datetime:
     return datetime.fromtimestamp(claims["exp"], UTC)
 
 
-def _fail(endpoint: str, reason: str | None) -> None:
+def _fail(endpoint: str, reason: AuthCode | None) -> None:
     """Count a failed auth call, and its reason when it is an authentication failure."""
     recorder.auth_request(endpoint, False)
     if reason:

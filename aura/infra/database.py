@@ -4,10 +4,13 @@ primary through a failover (connections to a server that is gone or read-only ar
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext, ExecutionContext
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aura.instrumentation import recorder
@@ -30,16 +33,30 @@ def instrument_engine(engine: Engine) -> None:
     engine._aura_instrumented = True  # type: ignore[attr-defined]  # a marker on the engine itself
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _start(conn, cursor, statement, parameters, context, executemany):
+    def _start(
+        conn: Connection,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> None:
         conn.info.setdefault("aura_query_start", []).append(perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _stop(conn, cursor, statement, parameters, context, executemany):
+    def _stop(
+        conn: Connection,
+        cursor: DBAPICursor,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> None:
         started = conn.info["aura_query_start"].pop()
         recorder.database_query(operation_of(statement), perf_counter() - started)
 
     @event.listens_for(engine, "handle_error")
-    def _failed(context):
+    def _failed(context: ExceptionContext) -> None:
         # A failed statement still took time; drop its start so the stack stays balanced.
         stack = context.connection.info.get("aura_query_start") if context.connection else None
         if stack:
@@ -74,7 +91,7 @@ def follow_the_primary(engine: Engine) -> None:
     engine._aura_follows_primary = True  # type: ignore[attr-defined]  # a marker on the engine itself
 
     @event.listens_for(engine, "handle_error")
-    def _not_the_primary(context):
+    def _not_the_primary(context: ExceptionContext) -> OperationalError | None:
         if getattr(context.original_exception, "sqlstate", None) not in _NOT_THE_PRIMARY:
             return None
         context.is_disconnect = True
@@ -82,7 +99,27 @@ def follow_the_primary(engine: Engine) -> None:
         return OperationalError(context.statement, context.parameters, context.original_exception) if error else None
 
 
-def release_sessions_quietly(app, db) -> None:
+Teardown = TypeVar("Teardown", bound=Callable[[BaseException | None], None])
+
+
+class _App(Protocol):
+    """What `release_sessions_quietly` uses of a Flask app (this layer does not import Flask)."""
+
+    def teardown_appcontext(self, f: Teardown) -> Teardown: ...
+
+
+class _RemovableSession(Protocol):
+    def remove(self) -> None: ...
+
+
+class _Database(Protocol):
+    """What it uses of Flask-SQLAlchemy's extension: the scoped session."""
+
+    @property
+    def session(self) -> _RemovableSession: ...
+
+
+def release_sessions_quietly(app: _App, db: _Database) -> None:
     """End each request's session without letting a connection that died meanwhile turn a
     finished request into a 500.
 
@@ -95,7 +132,7 @@ def release_sessions_quietly(app, db) -> None:
     """
 
     @app.teardown_appcontext
-    def _remove_session(exc):
+    def _remove_session(exc: BaseException | None) -> None:
         try:
             db.session.remove()
         except DBAPIError as error:

@@ -1,11 +1,13 @@
 """Log lines that can be joined with metrics: a request id on every line, as text or JSON.
 
 Every request gets an id: the `X-Request-ID` a trusted proxy sent (TRUSTED_PROXY_COUNT >= 1),
-or a fresh one. It is returned in the response header and attached, with the method and the
-route template (the metrics' `endpoint` label), to every log record made while the request is
-handled (the middleware keeps the request's WSGI environ in a context variable for the length of
-the call, so no web framework is needed to read it). With LOG_FORMAT=json each line is one JSON
-object (python-json-logger), for Aura's logs and - through `GunicornLogger` - Gunicorn's error and access logs.
+or a fresh one. It is returned in the response header and attached, with the trace id (the
+trace of a W3C `traceparent` header a trusted caller sent, else the request id: what the latency
+histogram's exemplars name), the method and the route template (the metrics' `endpoint` label),
+to every log record made while the request is handled (the middleware keeps the request's WSGI
+environ in a context variable for the length of the call, so no web framework is needed to read
+it). With LOG_FORMAT=json each line is one JSON object (python-json-logger), for Aura's logs and
+- through `GunicornLogger` - Gunicorn's error and access logs.
 """
 
 from __future__ import annotations
@@ -13,22 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from aura.instrumentation.environ import ROUTE_KEY, TRACE_ID_KEY, UNMATCHED, Environ, StartResponse, WSGIApp
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = "aura.request_id"
-# The web layer writes the matched route template (and a routing error) into the WSGI environ
-# as it routes; log records, the access log and the HTTP metrics read them from there.
-ROUTE_KEY = "aura.route"
-ROUTING_ERROR_KEY = "aura.routing_error"
-UNMATCHED = "unmatched"  # the metrics' endpoint label for paths that match no route
 # A proxy's id is believed only when it is short and plain: it ends up in every log line.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
-_CONTEXT_FIELDS = ("request_id", "method", "route", "path")
+# W3C Trace Context: version, trace id, parent id, flags; versions after 00 may append fields.
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
+_CONTEXT_FIELDS = ("request_id", "trace_id", "method", "route", "path")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 _environ: ContextVar[dict[str, Any] | None] = ContextVar("aura_request_environ", default=None)
@@ -40,10 +41,27 @@ def assign_request_id(environ: dict[str, Any], trust_header: bool) -> str:
     sent = environ.get("HTTP_X_REQUEST_ID") if trust_header else None
     request_id = sent if sent and _VALID_ID.match(sent) else os.urandom(16).hex()
     environ[REQUEST_ID_KEY] = request_id
+    traced = trace_id_of(environ.get("HTTP_TRACEPARENT")) if trust_header else None
+    environ[TRACE_ID_KEY] = traced or request_id
     return request_id
 
 
-def handling(wsgi_app: Callable, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id of a valid W3C `traceparent` header (https://www.w3.org/TR/trace-context/), else None.
+
+    Invalid: version ff, extra fields after version 00, an all-zero trace or parent id,
+    upper-case hex; a receiver then starts a new trace, as the recommendation says.
+    """
+    match = _TRACEPARENT.match(traceparent.strip(" \t")) if traceparent else None
+    if match is None:
+        return None
+    version, trace_id, parent_id, _, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or not int(trace_id, 16) or not int(parent_id, 16):
+        return None
+    return trace_id
+
+
+def handling(wsgi_app: WSGIApp, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     """Call a WSGI app with `environ` as the request every log record made meanwhile belongs to."""
     token = _environ.set(environ)
     try:
@@ -52,13 +70,14 @@ def handling(wsgi_app: Callable, environ: dict[str, Any], start_response: Callab
         _environ.reset(token)
 
 
-def route_of(environ: dict) -> str:
+def route_of(environ: MutableMapping[str, Any]) -> str:
     """The matched route template, as the metrics label it (`unmatched` when none)."""
-    return environ.get(ROUTE_KEY) or UNMATCHED
+    route: str = environ.get(ROUTE_KEY) or UNMATCHED
+    return route
 
 
 def request_context() -> dict[str, str]:
-    """Request id, method, route and path of the request being handled (empty outside one).
+    """Request id, trace id, method, route and path of the request being handled (empty outside one).
 
     The route is known once the web layer has matched one (it writes it to the environ).
     """
@@ -69,6 +88,7 @@ def request_context() -> dict[str, str]:
     path = environ.get("PATH_INFO", "").encode("latin-1", "replace").decode("utf-8", "replace")
     return {
         "request_id": environ.get(REQUEST_ID_KEY, "-"),
+        "trace_id": environ.get(TRACE_ID_KEY, "-"),
         "method": environ.get("REQUEST_METHOD", "-"),
         "route": route_of(environ),
         "path": "/" + path.lstrip("/"),
@@ -91,7 +111,7 @@ def _install_record_factory() -> None:
     if getattr(base, "_aura", False):
         return
 
-    def factory(*args, **kwargs):
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = base(*args, **kwargs)
         for name, value in request_context().items():
             setattr(record, name, value)
@@ -146,7 +166,7 @@ class TextAccessLogger(_GunicornBase):
     line keeps only the path and the referrer loses its query, as in the JSON access line.
     """
 
-    def atoms(self, resp, req, environ, request_time):
+    def atoms(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> Any:
         """Gunicorn's atoms, with `r`, `f` and `q` free of query strings."""
         atoms = super().atoms(resp, req, environ, request_time)
         method, protocol = environ.get("REQUEST_METHOD", "-"), environ.get("SERVER_PROTOCOL", "-")
@@ -167,14 +187,14 @@ class GunicornLogger(_GunicornBase):
     route template, status and duration, read from the WSGI environ the app filled in.
     """
 
-    def setup(self, cfg):
+    def setup(self, cfg: Any) -> None:
         """Gunicorn's handlers, with the JSON formatter."""
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(json_formatter())
 
-    def access(self, resp, req, environ, request_time):
+    def access(self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any) -> None:
         """One JSON access line per request."""
         if not self.access_log_enabled:
             return
@@ -188,6 +208,7 @@ class GunicornLogger(_GunicornBase):
             status,
             extra={
                 "request_id": environ.get(REQUEST_ID_KEY, "-"),
+                "trace_id": environ.get(TRACE_ID_KEY, "-"),
                 "method": method,
                 "route": route_of(environ),
                 "path": path,

@@ -7,9 +7,10 @@ that request's connections back in the pool (a sync worker would never show one 
 once started the thread keeps the gauges current whether requests come or not. A sample reads a
 few container sizes and writes a gauge only when its count changed.
 
-The thread is started where the serving process starts, since threads do not survive fork:
-by Gunicorn's `post_worker_init` hook in each worker (gunicorn.conf.py), or by the app factory
-when the app is served some other way (`flask run`, tests). It holds the sampler weakly and ends
+The thread is started where the serving process starts, since threads do not survive fork: the
+app factory registers it with the metrics core's `on_worker_start`, which Gunicorn's
+`post_worker_init` runs in each worker, and which runs it at once when the app is served some
+other way (`flask run`, tests). It holds the sampler weakly and ends
 when its app is gone.
 """
 
@@ -19,6 +20,7 @@ import logging
 import threading
 import weakref
 
+import redis
 from sqlalchemy.engine import Engine
 
 from aura.infra.database import pool_counts
@@ -30,7 +32,7 @@ log = logging.getLogger("aura.metrics")
 SAMPLE_INTERVAL = 1.0  # seconds between samples in one worker
 
 
-def redis_pool_counts(pool) -> tuple[int, int]:
+def redis_pool_counts(pool: redis.ConnectionPool) -> tuple[int, int]:
     """(in use, idle) connections of a redis-py pool."""
     # redis-py keeps these as plain containers; reading their sizes takes no lock or I/O.
     return len(pool._in_use_connections), len(pool._available_connections)
@@ -88,7 +90,7 @@ class PoolSampler:
             self._starting.release()
 
 
-def _run(ref: weakref.ref, interval: float) -> None:
+def _run(ref: weakref.ref[PoolSampler], interval: float) -> None:
     stop = threading.Event()  # never set: wait() is an interruptible sleep
     while True:
         sampler = ref()

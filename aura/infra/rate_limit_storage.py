@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import redis
 from limits.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, Storage
@@ -28,7 +29,7 @@ class FailoverRedisStorage(Storage):
 
     STORAGE_SCHEME = ["aura+redis", "aura+redis+sentinel"]
 
-    def __init__(self, uri: str, wrap_exceptions: bool = False, **options):
+    def __init__(self, uri: str, wrap_exceptions: bool = False, **options: Any) -> None:
         """`uri` is aura+redis://host:port/db, or aura+redis+sentinel://host:port,.../service
         (flask-limiter's Sentinel storage; the database is then an option); options go to
         redis-py (socket timeouts...)."""
@@ -46,10 +47,11 @@ class FailoverRedisStorage(Storage):
     @property
     def pool(self) -> redis.ConnectionPool:
         """The Redis connection pool, for the pool gauges."""
-        return self.redis.storage.connection_pool
+        pool: redis.ConnectionPool = self.redis.storage.connection_pool  # limits types `storage` Any
+        return pool
 
     @property
-    def base_exceptions(self):
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
         """Nothing escapes: failures are handled inside `_call`."""
         return ()
 
@@ -58,7 +60,8 @@ class FailoverRedisStorage(Storage):
         """True while limits are counted per process."""
         return self._down_until > 0.0
 
-    def _call(self, name: str, *args, **kwargs):
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """`name` of the Redis storage, or of the memory one while Redis is down (either's result)."""
         now = time.monotonic()
         if now >= self._down_until:
             try:
@@ -86,15 +89,18 @@ class FailoverRedisStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Increment a window counter."""
-        return self._call("incr", key, expiry, amount=amount)
+        count: int = self._call("incr", key, expiry, amount=amount)
+        return count
 
     def get(self, key: str) -> int:
         """Read a window counter."""
-        return self._call("get", key)
+        count: int = self._call("get", key)
+        return count
 
     def get_expiry(self, key: str) -> float:
         """When a window ends."""
-        return self._call("get_expiry", key)
+        expiry: float = self._call("get_expiry", key)
+        return expiry
 
     def check(self) -> bool:
         """Healthy as far as callers are concerned: the fallback always answers."""
@@ -103,7 +109,8 @@ class FailoverRedisStorage(Storage):
     def reset(self) -> int | None:
         """Clear every limit (tests)."""
         self.memory.reset()
-        return self._call("reset")
+        cleared: int | None = self._call("reset")
+        return cleared
 
     def clear(self, key: str) -> None:
         """Clear one limit."""

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -75,10 +75,10 @@ class GuardedRedis(redis.Redis):
 
     breaker: CircuitBreaker
 
-    def execute_command(self, *args, **options):
+    def execute_command(self, *args: Any, **options: Any) -> Any:
         """Refuse at once while the breaker is open; trip it on a timeout or connection error."""
         with self.guarded():
-            return super().execute_command(*args, **options)
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py: untyped
 
     def guarded(self) -> _Guard:
         """Context manager: the breaker's rule around any block of Redis calls."""
@@ -129,7 +129,7 @@ class RedisClients:
         self.sentinel: Sentinel | None = None
         if self.target.sentinel:
             self.sentinel = sentinel_for(self.target, settings.redis_socket_timeout)
-            self.auth: GuardedRedis = self.sentinel.master_for(
+            self.auth: GuardedRedis = self.sentinel.master_for(  # type: ignore[no-untyped-call]  # redis-py: untyped
                 self.target.service, redis_class=GuardedRedis, db=settings.redis_auth_db, **self.options
             )
         else:
@@ -144,7 +144,7 @@ class RedisClients:
             settings.redis_url if self.target.sentinel else _with_db(settings.redis_url, settings.redis_rate_limit_db)
         )
 
-    def rate_limit_options(self) -> dict:
+    def rate_limit_options(self) -> dict[str, Any]:
         """The rate-limit storage's redis-py options: this module's timeouts and retry; through
         Sentinel also the database and the Sentinels' own timeouts, and no reads from replicas
         (a replica's counter may lag the primary's)."""
@@ -164,7 +164,7 @@ class RedisClients:
             return False
 
 
-def client_options(socket_timeout: float) -> dict:
+def client_options(socket_timeout: float) -> dict[str, Any]:
     """redis-py options every Aura client uses: bounded timeouts, and one immediate retry - a
     pooled connection broken by a restart or a failover fails once, and the retry reconnects
     (through Sentinel: to the current primary); a Redis that is down fails after two attempts."""
@@ -181,7 +181,9 @@ def sentinel_for(target: RedisTarget, socket_timeout: float) -> Sentinel:
     flask-limiter's storage, authenticates to the Sentinels and to Redis)."""
     auth = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
     timeouts = dict(socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
-    return Sentinel(list(target.sentinels), sentinel_kwargs={**timeouts, **auth}, **auth)
+    return Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel's __init__ untyped
+        list(target.sentinels), sentinel_kwargs={**timeouts, **auth}, **auth
+    )
 
 
 def _with_db(url: str, db: int) -> str:

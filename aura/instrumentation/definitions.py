@@ -7,13 +7,13 @@ before the first metric is made, whatever imported prometheus_client first.
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import Counter, Gauge, Histogram
 
+from aura.config import metrics_directory
 from aura.metrics import install_value_class
+from aura.metrics.inflight import BUSY_HELP, BUSY_NAME, WORKERS_BUSY_HELP, WORKERS_BUSY_NAME
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if metrics_directory():
     install_value_class()
 
 # Buckets are chosen per value range so that P50/P95/P99 panels resolve where the data lies.
@@ -131,15 +131,10 @@ AUDIT_FILES_PROCESSED = Histogram("audit_files_processed", "Files processed per 
 # --- Gunicorn saturation (recorded by the HTTP middleware; the rest of the gunicorn_* and
 # process_* series are read at scrape time by aura.metrics.instance) ---------------------------
 QUEUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-WORKERS_BUSY = Gauge(
-    "gunicorn_workers_busy",
-    "Workers (threads) handling a request now.",
-    multiprocess_mode="livesum",
-)
-WORKER_BUSY_SECONDS = Counter(
-    "gunicorn_worker_busy_seconds",
-    "Time spent handling requests, summed over workers.",
-)
+# Under Gunicorn both are read from each worker's in-flight file, where busy time accrues while
+# requests run (names and help are the core's, so both write the same series).
+WORKERS_BUSY = Gauge(WORKERS_BUSY_NAME, WORKERS_BUSY_HELP, multiprocess_mode="livesum")
+WORKER_BUSY_SECONDS = Counter(BUSY_NAME, BUSY_HELP)
 HTTP_REQUEST_QUEUE = Histogram(
     "http_request_queue_seconds",
     "Time from the proxy's X-Request-Start to a worker starting the request.",

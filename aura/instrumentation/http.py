@@ -1,4 +1,5 @@
-"""HTTP metrics for every request, as WSGI middleware around the Flask app.
+"""HTTP metrics for every request, as WSGI middleware around the Flask app (the outermost layer of
+the stack aura/api/pipeline.py installs).
 
 Middleware sees every response, including those produced before a view runs (404, 405, 413,
 errors from other hooks). Label values are bounded: `endpoint` is the matched URL rule or one
@@ -14,20 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from time import perf_counter, time
+from typing import Any
 
-from aura.infra.logs import ROUTE_KEY, ROUTING_ERROR_KEY, UNMATCHED
 from aura.instrumentation import recorder
+from aura.instrumentation.environ import (
+    INFLIGHT_SLOT_KEY,
+    ROUTE_KEY,
+    ROUTING_ERROR_KEY,
+    TRACE_ID_KEY,
+    UNMATCHED,
+    Environ,
+    StartResponse,
+    WSGIApp,
+)
+from aura.instrumentation.recorder import OTHER_METHOD
 
-OTHER_METHOD = "OTHER"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
-
-
-def install(app, trust_request_start: bool = False) -> None:
-    """Wrap the app in the middleware.
-
-    `trust_request_start`: a trusted proxy writes X-Request-Start (a client could forge it otherwise).
-    """
-    app.wsgi_app = HttpMetricsMiddleware(app.wsgi_app, app.url_map, trust_request_start)
 
 
 def queue_seconds(header: str, now: float) -> float | None:
@@ -57,47 +60,61 @@ def queue_seconds(header: str, now: float) -> float | None:
 class HttpMetricsMiddleware:
     """Count and time each request by method, matched rule and status code."""
 
-    def __init__(self, wsgi_app: Callable, url_map=None, trust_request_start: bool = False):
+    def __init__(self, wsgi_app: WSGIApp, url_map: Any = None, trust_request_start: bool = False):
         self.wsgi_app = wsgi_app
         self.url_map = url_map
         self.trust_request_start = trust_request_start
-        self.started = recorder.request_started  # bound once: every request calls it
-        self.recorders: dict[tuple[str, str, str], Callable[[float], None]] = {}
+        self.started = recorder.request_started  # bound once: every request calls these
+        self.ended = recorder.request_ended
+        self.recorders: dict[tuple[str, str, str], Callable[[float, str], None]] = {}
 
-    def _label_without_rule(self, environ: dict) -> str:
+    def _label_without_rule(self, environ: Environ) -> str:
         # A 405 matched a path but not its method: name the path's rule (error path only).
         valid = getattr(environ.get(ROUTING_ERROR_KEY), "valid_methods", None)
         if valid and self.url_map is not None:
             try:
-                return self.url_map.bind_to_environ(environ).match(method=valid[0], return_rule=True)[0].rule
+                rule: str = self.url_map.bind_to_environ(environ).match(method=valid[0], return_rule=True)[0].rule
+                return rule
             except Exception:  # noqa: BLE001 - a label must never fail a request
                 pass
         return UNMATCHED
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        """Run the app; record when the status line is known."""
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """Run the app; record when the status line is known.
+
+        A worker aborted (Gunicorn's timeout: ``SystemExit`` raised in the request) records
+        nothing here: its in-flight slot stays taken and the master records the request when it
+        merges the dead worker's files, as for a worker killed outright.
+        """
         start = perf_counter()
-        self.started()
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in _METHODS:
+            method = OTHER_METHOD
+        slot = environ[INFLIGHT_SLOT_KEY] = self.started(start, method)
         if self.trust_request_start and "HTTP_X_REQUEST_START" in environ:
             waited = queue_seconds(environ["HTTP_X_REQUEST_START"], time())
             if waited is not None:
                 recorder.request_queued(waited)
         status_holder: list[str] = []
 
-        def recording_start_response(status: str, headers, exc_info=None):
+        def recording_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status_holder.append(status)
             return start_response(status, headers, exc_info)
 
+        dying = False
         try:
             return self.wsgi_app(environ, recording_start_response)
+        except BaseException as exc:
+            dying = slot >= 0 and not isinstance(exc, Exception)  # SystemExit, KeyboardInterrupt
+            raise
         finally:
-            method = environ.get("REQUEST_METHOD", "")
-            if method not in _METHODS:
-                method = OTHER_METHOD
-            status = status_holder[-1][:3] if status_holder else "500"
-            endpoint = environ.get(ROUTE_KEY) or self._label_without_rule(environ)
-            key = (method, endpoint, status)
-            record = self.recorders.get(key)
-            if record is None:
-                record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
-            record(perf_counter() - start)
+            if not dying:
+                seconds = perf_counter() - start
+                self.ended(slot, seconds)
+                status = status_holder[-1][:3] if status_holder else "500"
+                endpoint = environ.get(ROUTE_KEY) or self._label_without_rule(environ)
+                key = (method, endpoint, status)
+                record = self.recorders.get(key)
+                if record is None:
+                    record = self.recorders[key] = recorder.http_recorder(method, endpoint, status)
+                record(seconds, environ.get(TRACE_ID_KEY, ""))  # the request is its series' exemplar

@@ -9,34 +9,34 @@ which matters on the per-request path.
 
 from __future__ import annotations
 
-import os
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-AUTH_FAILURE_REASONS = (
-    "invalid_credentials",
-    "inactive_user",
-    "invalid_token",
-    "expired_token",
-    "revoked_token",
-    "missing_token",
-)
-VIOLATION_TYPES = (
-    "print_statement",
-    "debugger_call",
-    "long_function",
-    "hardcoded_secret",
-    "bare_except",
-    "eval_exec",
-    "syntax_error",
-)
+from aura.errors import AUTH_FAILURE_REASONS
+from aura.instrumentation.environ import UNMATCHED
+from aura.workflows import AUDIT_STATUSES, RULE_TYPES, STRUGGLE_LABELS  # the workflows' own label values
+
+try:  # prometheus-client is optional: without it, the base Recorder records nothing
+    from aura.instrumentation import definitions
+    from aura.metrics import SharedLabelValues, inflight, request_recorder, sample_rows
+    from aura.metrics.processes import on_worker_start
+    from aura.metrics.values import stored_values
+except ImportError as exc:
+    if not (exc.name or "").startswith("prometheus_client"):
+        raise
+    definitions = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from aura.metrics.archive import Row
+
 OVERFLOW_CLIENT_ID = "other"
+OTHER_METHOD = "OTHER"  # the method label of non-standard methods (aura.instrumentation.http)
 
 
-def _ignore(_seconds: float) -> None:
+def _ignore(_seconds: float, _trace_id: str = "") -> None:
     """Record nothing."""
 
 
@@ -61,8 +61,12 @@ class Recorder:
 
     enabled = False
 
-    def bound_client_ids(self, cap: int) -> None:
-        """Cap the distinct ``client_id`` values per instance (``RATE_LIMIT_MAX_CLIENT_IDS``)."""
+    def bound_client_ids(self, cap: int, directory: str) -> None:
+        """Cap the distinct ``client_id`` values per instance (``RATE_LIMIT_MAX_CLIENT_IDS``).
+
+        ``directory`` is the instance's metrics directory, where the admitted values are shared
+        ("": none, the cap holds per process).
+        """
 
     def auth_request(self, endpoint: str, ok: bool) -> None:
         """Count an auth endpoint call: endpoint in register|login|refresh|logout."""
@@ -100,21 +104,37 @@ class Recorder:
     def rate_limit_hit(self, endpoint: str, client: str) -> None:
         """Count a request the rate limiter rejected; ``client`` is bounded here (bound_client_ids)."""
 
-    def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float], None]:
-        """A function that counts and times one request of this (already bounded) label set.
+    def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float, str], None]:
+        """A function ``(seconds, trace_id)`` that counts and times one request of this (already
+        bounded) label set, keeping it as its duration bucket's exemplar (and, for a 5xx, its count's).
 
-        It also adds the duration to the workers' busy time and ends the ``request_started`` mark.
+        It also ends the ``request_started`` busy mark (and, in a process without an in-flight
+        file, adds the duration to the workers' busy time).
         """
         return _ignore
 
-    def request_started(self) -> None:
-        """Mark a worker (thread) busy with a request, until the request is recorded."""
+    def request_started(self, start: float, method: str) -> int:
+        """Mark a worker (thread) busy with a request that started at ``start`` (``perf_counter``).
+
+        Returns its in-flight slot (-1: none), for ``request_routed`` and ``request_ended``.
+        """
+        return -1
+
+    def request_routed(self, slot: int, endpoint: str) -> None:
+        """Name the running request's endpoint in its in-flight slot."""
+
+    def request_ended(self, slot: int, seconds: float) -> None:
+        """Credit a request's busy time and free its in-flight slot (then record it: ``http_recorder``)."""
+
+    def lost_request_rows(self, method: str, endpoint: str, status_code: str, seconds: float) -> list[tuple[str, Row]]:
+        """What recording a request a dead worker took with it adds to the metric files (the master's)."""
+        return []
 
     def request_queued(self, seconds: float) -> None:
         """Observe how long a request waited between the proxy and a worker."""
 
     def workflow_execution(self, workflow_type: str, ok: bool, seconds: float) -> None:
-        """Count and time a workflow run: workflow_type struggle|audit."""
+        """Count and time a workflow run: workflow_type is a served workflow's name."""
 
     def workflow_failure(self, workflow_type: str, error_type: str) -> None:
         """Count a workflow failure: error_type execution_error|service_unavailable."""
@@ -125,8 +145,21 @@ class Recorder:
     def audit_result(self, status: str, violation_types: list[str], files_processed: int) -> None:
         """Record what one code audit found."""
 
-    def initialize_known_series(self) -> None:
-        """Create every series whose label values are a small fixed set, at zero, in this process."""
+    def on_worker_start(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in each process that serves requests, once it has the app (now, unless a
+        pre-fork server said it will start workers: then in each worker as it starts)."""
+        callback()
+
+    def initialize_known_series(self, workflow_types: Iterable[str]) -> None:
+        """Create every series whose label values are a small fixed set, at zero, in this process
+        (`workflow_types`: the served workflows' names)."""
+
+
+@cache
+def _encoded(label: str) -> bytes:
+    # Bounded like the labels: methods and matched rules. Longer than its field: unmatched.
+    data = label.encode()
+    return data if len(data) <= 112 else b""
 
 
 @cache
@@ -141,22 +174,15 @@ class PrometheusRecorder(Recorder):
     enabled = True
 
     def __init__(self, definitions: Any):
-        # aura.metrics needs prometheus-client, which is optional: it is imported only by this
-        # class, which exists only when `definitions` (prometheus-client) imported.
-        from aura.metrics import request_recorder
-        from aura.metrics.values import stored_values
-
         self.d = definitions
         self.client_ids: Any = None
         self._request_recorder = request_recorder
-        self._busy = stored_values(definitions.WORKERS_BUSY)[0]  # its value object: one lock, one write
+        self._inflight = inflight  # its ``current`` file is opened in each worker after fork
+        busy = stored_values(definitions.WORKERS_BUSY)  # its value object: one lock, one write
+        self._busy = busy[0] if busy else definitions.WORKERS_BUSY  # stock values: the gauge
 
-    def bound_client_ids(self, cap: int) -> None:
-        from aura.metrics import SharedLabelValues
-
-        self.client_ids = SharedLabelValues(
-            "client_id", cap, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None, overflow=OVERFLOW_CLIENT_ID
-        )
+    def bound_client_ids(self, cap: int, directory: str) -> None:
+        self.client_ids = SharedLabelValues("client_id", cap, directory or None, overflow=OVERFLOW_CLIENT_ID)
 
     def auth_request(self, endpoint: str, ok: bool) -> None:
         _child(self.d.AUTH_REQUESTS, endpoint, _status(ok)).inc()
@@ -198,16 +224,38 @@ class PrometheusRecorder(Recorder):
             raise RuntimeError("bound_client_ids() must be called before client ids are recorded")
         _child(self.d.RATE_LIMIT_HITS, endpoint, self.client_ids.label(client)).inc()
 
-    def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float], None]:
+    def http_recorder(self, method: str, endpoint: str, status_code: str) -> Callable[[float, str], None]:
+        # With an in-flight file (a Gunicorn worker) the busy gauge and time are read from it.
         return self._request_recorder(
             _child(self.d.HTTP_REQUESTS, method, endpoint, status_code),
             _child(self.d.HTTP_REQUEST_DURATION, method, endpoint),
-            self.d.WORKER_BUSY_SECONDS,
-            self.d.WORKERS_BUSY,
+            *((self.d.WORKER_BUSY_SECONDS, self.d.WORKERS_BUSY) if self._inflight.current is None else ()),
+            counter_exemplars=status_code.startswith("5"),
         )
 
-    def request_started(self) -> None:
-        self._busy.inc(1.0)
+    def request_started(self, start: float, method: str) -> int:
+        file = self._inflight.current
+        if file is None:
+            self._busy.inc(1.0)
+            return -1
+        return file.begin(start, _encoded(method))
+
+    def request_routed(self, slot: int, endpoint: str) -> None:
+        file = self._inflight.current
+        if file is not None:
+            file.route(slot, _encoded(endpoint))  # a slot of -1 (every slot taken) is ignored there
+
+    def request_ended(self, slot: int, seconds: float) -> None:
+        file = self._inflight.current
+        if file is not None:
+            file.end(slot, seconds)
+
+    def lost_request_rows(self, method: str, endpoint: str, status_code: str, seconds: float) -> list[tuple[str, Row]]:
+        endpoint = endpoint or UNMATCHED
+        return [
+            *sample_rows(self.d.HTTP_REQUESTS, (method or OTHER_METHOD, endpoint, status_code), 1.0),
+            *sample_rows(self.d.HTTP_REQUEST_DURATION, (method or OTHER_METHOD, endpoint), seconds),
+        ]
 
     def request_queued(self, seconds: float) -> None:
         self.d.HTTP_REQUEST_QUEUE.observe(seconds)
@@ -233,18 +281,19 @@ class PrometheusRecorder(Recorder):
         for violation_type in violation_types:
             _child(self.d.AUDIT_VIOLATIONS_BY_TYPE, violation_type).inc()
 
-    def initialize_known_series(self) -> None:
+    def on_worker_start(self, callback: Callable[[], None]) -> None:
+        on_worker_start(callback)  # the metrics core's: Gunicorn's post_worker_init runs it
+
+    def initialize_known_series(self, workflow_types: Iterable[str]) -> None:
         # Dashboards and alerts then see 0 instead of "no data" before the first event, and
         # rate() has a starting point. A value created before a fork (GUNICORN_PRELOAD) writes
         # to this process's files only once touched: adding 0 moves it there, changing nothing.
-        from aura.metrics.values import stored_values
-
-        for child in self._known_children():
+        for child in self._known_children(tuple(workflow_types)):
             for value in stored_values(child):
                 value.inc(0)
         self.d.BUILD_INFO.labels(*build_labels()).set(1)
 
-    def _known_children(self) -> Iterator[Any]:
+    def _known_children(self, workflow_types: tuple[str, ...]) -> Iterator[Any]:
         """Every unlabelled metric, and every child of a metric whose labels come from a fixed set."""
         d = self.d
         yield from (
@@ -276,28 +325,18 @@ class PrometheusRecorder(Recorder):
                 yield _child(d.REDIS_CONNECTION_ERRORS, database, error_type)
         for operation in ("select", "insert", "update", "delete", "other"):
             yield _child(d.DATABASE_QUERY_DURATION, operation)
-        for workflow_type in ("struggle", "audit"):
+        for workflow_type in workflow_types:
             yield _child(d.WORKFLOW_DURATION, workflow_type)
             for ok in status:
                 yield _child(d.WORKFLOW_EXECUTIONS, workflow_type, ok)
             for error_type in ("execution_error", "service_unavailable"):
                 yield _child(d.WORKFLOW_FAILURES, workflow_type, error_type)
-        for result in ("struggling", "not_struggling"):
+        for result in STRUGGLE_LABELS:
             yield _child(d.STRUGGLE_DETECTIONS, result)
-        for audit_status in ("pass", "fail", "remediation_required"):
+        for audit_status in AUDIT_STATUSES:
             yield _child(d.AUDIT_EXECUTIONS, audit_status)
-        for violation_type in VIOLATION_TYPES:
+        for violation_type in RULE_TYPES:
             yield _child(d.AUDIT_VIOLATIONS_BY_TYPE, violation_type)
 
 
-def _make_recorder() -> Recorder:
-    try:
-        from aura.instrumentation import definitions
-    except ImportError as exc:  # prometheus-client is not installed
-        if not (exc.name or "").startswith("prometheus_client"):
-            raise
-        return Recorder()
-    return PrometheusRecorder(definitions)
-
-
-recorder: Recorder = _make_recorder()
+recorder: Recorder = Recorder() if definitions is None else PrometheusRecorder(definitions)

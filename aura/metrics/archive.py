@@ -14,13 +14,14 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
 
+from . import exemplars
+from .exemplars import Stored
 from .fileformat import (
     ARCHIVE_NAME,
     CORRUPT_ARCHIVE_NAME,
@@ -33,10 +34,15 @@ from .fileformat import (
     created_in_place,
     is_temp_name,
     parse_db_name,
+    parse_exemplars_name,
+    parse_inflight_name,
     parse_key,
     read_db_file,
+    unlink,
 )
+from .inflight import BUSY_KEY, Running, busy_at_death, stamp_ended
 from .locking import MetricsLockTimeout, directory_lock
+from .processes import is_worker_identifier, pid_of, pid_running
 
 log = logging.getLogger("aura.metrics")
 
@@ -44,7 +50,6 @@ ARCHIVE_FORMAT = "aura-metrics-archive"
 ARCHIVE_VERSION = 1
 # Merge-duration histogram bounds (seconds); a merge normally takes milliseconds.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, math.inf)
-_WORKER_ID_RE = re.compile(r"^[0-9]+-[0-9]+$")
 
 Row = tuple[str, float, float]
 ParsedRow = tuple[str, str, tuple[tuple[str, str], ...], str, float, float]
@@ -79,6 +84,8 @@ class Archive:
     damaged_files: int = 0
     duration_counts: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_sum: float = 0.0
+    # value-file key -> the newest exemplar of dead workers (aura/metrics/exemplars.py)
+    exemplars: dict[str, Stored] = field(default_factory=dict)
 
     def fold(self, typ: str, mode: str, identifier: str, rows: list[Row]) -> None:
         """Fold one dead worker file's rows in, by the same rules as the stock collector."""
@@ -138,6 +145,8 @@ class Archive:
                 if values
             ],
         }
+        if self.exemplars:  # absent until a worker kept one: archives without stay as they were
+            doc["exemplars"] = [[k, *stored] for k, stored in sorted(self.exemplars.items())]
         return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -163,6 +172,8 @@ class Archive:
                 if typ not in PLAIN_TYPES and not (typ == "gauge" and mode in GAUGE_MODES):
                     raise DamagedFileError(f"unknown group type {typ!r}/{mode!r}")
                 archive.groups[(typ, mode, ident)] = {str(k): [float(v), float(ts)] for k, v, ts in g["values"]}
+            for k, trace_id, value, timestamp in doc.get("exemplars", ()):
+                archive.exemplars[str(k)] = Stored(str(trace_id), float(value), float(timestamp))
             return archive
         except DamagedFileError:
             raise
@@ -272,7 +283,13 @@ def _scan_worker_files(directory: str) -> tuple[dict[str, list[tuple[str, str, s
     temps = []
     for name in os.listdir(directory):
         parsed = parse_db_name(name)
-        if parsed is not None:
+        inflight_ident = parse_inflight_name(name)
+        exemplars_ident = parse_exemplars_name(name)
+        if inflight_ident is not None:
+            by_identifier.setdefault(inflight_ident, []).append((name, INFLIGHT, ""))
+        elif exemplars_ident is not None:
+            by_identifier.setdefault(exemplars_ident, []).append((name, EXEMPLARS, ""))
+        elif parsed is not None:
             typ, mode, ident = parsed
             by_identifier.setdefault(ident, []).append((name, typ, mode))
         elif is_temp_name(name) and name.startswith(TMP_PREFIX):
@@ -280,19 +297,10 @@ def _scan_worker_files(directory: str) -> tuple[dict[str, list[tuple[str, str, s
     return by_identifier, temps
 
 
-def unlink(path: str) -> bool:
-    """Delete a file; True when it is gone (also when it was already), False (logged) otherwise."""
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return True
-    except OSError as e:
-        log.warning("cannot delete metrics file %s: %s", path, e)
-        return False
-
-
-ExtraRows = Callable[[str, list[Row]], list[Row]]
+INFLIGHT = "inflight"  # the type _scan_worker_files gives a worker's in-flight file
+EXEMPLARS = "exemplars"  # ... and its exemplar file
+# extra_rows(identifier, its counter rows, requests it died in) -> (type, row) pairs to fold in
+ExtraRows = Callable[[str, list[Row], list[Running]], list[tuple[str, Row]]]
 
 
 def _remove_leftovers(
@@ -315,16 +323,27 @@ def _remove_leftovers(
 
 
 def _fold_worker(
-    archive: Archive, directory: str, ident: str, files: list[tuple[str, str, str]], extra_counters: ExtraRows | None
+    archive: Archive, directory: str, ident: str, files: list[tuple[str, str, str]], extra_rows: ExtraRows | None
 ) -> int:
     """Fold one dead worker's files into ``archive``; returns how many were damaged (discarded)."""
     damaged = 0
     counter_rows: list[Row] = []
+    running: list[Running] = []
     for name, typ, mode in files:
         if typ == "gauge" and mode in LIVE_GAUGE_MODES:
             continue  # dropped unread: live gauges of a dead worker mean nothing
         path = os.path.join(directory, name)
         try:
+            if typ == INFLIGHT:
+                # Its requests end when the master first found it dead: a merge retried later
+                # (lock timeout) counts the same busy seconds and durations.
+                state = stamp_ended(path)
+                archive.fold("counter", "", ident, [(BUSY_KEY, busy_at_death(ident, state), 0.0)])
+                running = state.running()
+                continue
+            if typ == EXEMPLARS:  # kept, newest per sample: a recycled worker's requests stay findable
+                exemplars.newest(archive.exemplars, exemplars.read(path).items())
+                continue
             rows = read_db_file(path)
             parse_rows(typ, rows)  # same validation as scrapes, so both skip the same files
         except Exception as e:  # noqa: BLE001 - any unreadable file is discarded, never fatal
@@ -334,8 +353,12 @@ def _fold_worker(
         archive.fold(typ, mode, ident, rows)
         if typ == "counter":
             counter_rows = rows
-    if extra_counters is not None:
-        archive.fold("counter", "", ident, extra_counters(ident, counter_rows))
+    if extra_rows is not None:
+        by_type: dict[str, list[Row]] = {}
+        for typ, row in extra_rows(ident, counter_rows, running):
+            by_type.setdefault(typ, []).append(row)
+        for typ, rows in by_type.items():
+            archive.fold(typ, "", ident, rows)
     return damaged
 
 
@@ -343,7 +366,7 @@ def _merge(
     directory: str,
     choose: Callable[[Collection[str]], Iterable[str]],
     lock_timeout: float,
-    extra_counters: ExtraRows | None = None,
+    extra_rows: ExtraRows | None = None,
 ) -> MergeStats:
     started = time.perf_counter()
     try:
@@ -367,7 +390,7 @@ def _merge(
         candidates = {i: f for i, f in by_identifier.items() if i not in archive.absorbed}
         targets = sorted(choose(candidates))
         merged_files = sum(len(candidates[ident]) for ident in targets)
-        damaged = sum(_fold_worker(archive, directory, ident, candidates[ident], extra_counters) for ident in targets)
+        damaged = sum(_fold_worker(archive, directory, ident, candidates[ident], extra_rows) for ident in targets)
 
         if not targets and not pruned:
             return MergeStats(
@@ -399,23 +422,6 @@ def _merge(
         lock.__exit__(None, None, None)
 
 
-def pid_of(identifier: str) -> int | None:
-    """The pid an identifier starts with (``"<pid>-<age>"`` or a bare pid), if any."""
-    head = identifier.split("-", 1)[0].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def pid_running(pid: int) -> bool:
-    """True if a process with this pid exists (possibly another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def merge_dead_worker(directory: str, identifier: str, *, lock_timeout: float = 10.0) -> MergeStats:
     """Fold the dead worker ``identifier``'s files into the archive and delete them.
 
@@ -423,7 +429,7 @@ def merge_dead_worker(directory: str, identifier: str, *, lock_timeout: float = 
     objects created before the worker got its identifier may have written those.
     """
     check_identifier(identifier)
-    pid = pid_of(identifier) if _WORKER_ID_RE.match(identifier) else None
+    pid = pid_of(identifier) if is_worker_identifier(identifier) else None
 
     def choose(candidates: Collection[str]) -> list[str]:
         chosen = [identifier] if identifier in candidates else []
@@ -445,12 +451,14 @@ def merge_all_dead(
     *,
     check_pids: bool = True,
     lock_timeout: float = 10.0,
-    extra_counters: ExtraRows | None = None,
+    extra_rows: ExtraRows | None = None,
 ) -> MergeStats:
     """Fold every worker not in ``live_identifiers`` (and, if ``check_pids``, not running).
 
-    ``extra_counters(identifier, its counter rows)`` may return counter rows to fold in with a
-    dead worker's (what the master knows of its death), in the same atomic archive write.
+    ``extra_rows(identifier, its counter rows, the requests it died in)`` may return
+    ``(type, row)`` pairs to fold in with a dead worker's (what the master knows of its death:
+    why it ended, the requests it took with it), in the same atomic archive write - so a merge
+    that is skipped (lock timeout) and retried counts them once.
     """
     live = set(live_identifiers)
 
@@ -468,4 +476,4 @@ def merge_all_dead(
             chosen.append(ident)
         return chosen
 
-    return _merge(directory, choose, lock_timeout, extra_counters)
+    return _merge(directory, choose, lock_timeout, extra_rows)

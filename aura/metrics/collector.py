@@ -1,5 +1,7 @@
 """The collector: every live worker's files plus the archive, merged as prometheus_client merges them.
 
+Exemplars (``exemplars.py``) ride along: the archive's and the live workers', newest per sample.
+
 A drop-in for ``prometheus_client.multiprocess.MultiProcessCollector`` that also reads the
 archive of dead workers, skips damaged files whole (logged once per file, counted), and exposes
 a few self-metrics (docs/metrics.md, "Self-metrics").
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +23,22 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from . import _compat
+from . import _compat, exemplars
 from .archive import DURATION_BUCKETS, Archive, ParsedRow, Row, parse_rows
-from .fileformat import ARCHIVE_NAME, DamagedFileError, parse_db_name, read_db_file
+from .exemplars import Stored
+from .fileformat import (
+    ARCHIVE_NAME,
+    DamagedFileError,
+    parse_db_name,
+    parse_exemplars_name,
+    parse_inflight_name,
+    read_db_file,
+)
+from .inflight import scrape_files
 from .locking import directory_lock
 
 log = logging.getLogger("aura.metrics")
@@ -117,28 +130,43 @@ def _read_archive_view(directory: str) -> tuple[_ArchiveView, bool]:
     return view, True
 
 
+def register_collector(registry: Any, directory: str) -> None:
+    """Register the collector for ``directory``: Aura's, or the stock one when internals are untested."""
+    if _compat.problem():
+        MultiProcessCollector(registry, directory)
+    else:
+        AuraMultiProcessCollector(registry, directory)
+
+
 class AuraMultiProcessCollector:
     """Drop-in for MultiProcessCollector that also reads the archive and skips damaged files."""
 
-    def __init__(
-        self, registry: Any, path: str | None = None, *, self_metrics: bool = True, lock_timeout: float = 10.0
-    ):
-        if path is None:
-            path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    def __init__(self, registry: Any, path: str, *, self_metrics: bool = True, lock_timeout: float = 10.0):
         if not path or not os.path.isdir(path):
-            raise ValueError("env PROMETHEUS_MULTIPROC_DIR is not set or not a directory")
+            raise ValueError(f"the metrics directory {path!r} is not a directory")
         self._path = path
         self._self_metrics = self_metrics
         self._lock_timeout = lock_timeout
         if registry:
             registry.register(self)
 
-    def _snapshot(self) -> tuple[_ArchiveView, list[tuple[str, tuple[str, str, str], list[Row]]], int]:
+    def _snapshot(
+        self,
+    ) -> tuple[_ArchiveView, list[tuple[str, tuple[str, str, str], list[Row]]], dict[str, Stored], int]:
         files: list[tuple[str, tuple[str, str, str], list[Row]]] = []
         db_files = 0
+        inflight_names = []
         with directory_lock(self._path, exclusive=False, timeout=self._lock_timeout):
+            now = time.perf_counter()  # before the in-flight files are read (inflight.scrape_files)
             view, archive_exists = _read_archive_view(self._path)
+            kept = dict(view.archive.exemplars)
             for name in os.listdir(self._path):
+                ident = parse_inflight_name(name)
+                if ident is not None and ident not in view.absorbed:
+                    inflight_names.append(name)
+                ident = parse_exemplars_name(name)
+                if ident is not None and ident not in view.absorbed:
+                    _read_exemplars(os.path.join(self._path, name), kept)
                 # Same selection as the stock glob("*.db"), which skips dot-files.
                 if not name.endswith(".db") or name.startswith("."):
                     continue
@@ -158,11 +186,12 @@ class AuraMultiProcessCollector:
                     _report_damaged(path, str(e) or type(e).__name__)
                     continue
                 files.append((path, parsed, rows))
-        return view, files, db_files + archive_exists
+            files += scrape_files(self._path, inflight_names, now, _report_damaged)
+        return view, files, kept, db_files + archive_exists
 
     def collect(self) -> Iterator[Metric]:
         """Yield merged metric families (like MultiProcessCollector) plus self-metrics."""
-        view, files, directory_files = self._snapshot()
+        view, files, kept, directory_files = self._snapshot()
         metrics: dict[str, Metric] = {}
         for metric_name, help_text, typ, mode, samples in view.protos:
             metric = metrics.get(metric_name)
@@ -180,9 +209,19 @@ class AuraMultiProcessCollector:
                 if metric is None:
                     metric = metrics[metric_name] = _compat.new_metric(metric_name, help_text, typ, mode)
                 metric.samples.append(sample)
-        yield from _compat.accumulate(metrics)
+        yield from exemplars.attach(_compat.accumulate(metrics), kept)
         if self._self_metrics:
             yield from _self_families(view.archive, directory_files)
+
+
+def _read_exemplars(path: str, into: dict[str, Stored]) -> None:
+    """Merge one worker's exemplars into ``into`` (newest wins); a bad file is skipped like a value file."""
+    try:
+        exemplars.newest(into, exemplars.read(path).items())
+    except FileNotFoundError:
+        pass  # merged into the archive meanwhile (this scrape read the archive before)
+    except Exception as e:  # noqa: BLE001 - a bad file must never fail the scrape
+        _report_damaged(path, str(e) or type(e).__name__)
 
 
 def _self_families(archive: Archive, directory_files: int) -> Iterator[Metric]:

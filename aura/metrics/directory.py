@@ -20,7 +20,6 @@ import stat
 import tempfile
 from dataclasses import dataclass
 
-from .archive import pid_running, unlink
 from .fileformat import (
     GATE_NAME,
     INSTANCE_PREFIX,
@@ -30,8 +29,10 @@ from .fileformat import (
     PROBE_PREFIX,
     TMP_SUFFIX,
     is_owned_name,
+    unlink,
 )
 from .locking import MetricsDirectoryError, directory_lock
+from .processes import pid_running
 
 log = logging.getLogger("aura.metrics")
 

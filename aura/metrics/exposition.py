@@ -3,32 +3,51 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from .collector import register_collector
+from .directory import Claim
 from .locking import MetricsDirectoryError
+
+
+@dataclass(frozen=True)
+class _Instance:
+    claim: Claim
+    collectors: Callable[[], Iterable[Any]]
+
+
+_instance: _Instance | None = None  # the Gunicorn instance this process belongs to (serve_instance)
+
+
+def serve_instance(claim: Claim, collectors: Callable[[], Iterable[Any]]) -> None:
+    """Make this process (and its forks) part of the instance of ``claim`` (``GunicornMetrics.start``).
+
+    Its scrapes of ``claim.path`` then add ``collectors()`` (the whole instance's process
+    metrics), or are refused when the directory was unusable at start-up.
+    """
+    global _instance
+    _instance = _Instance(claim, collectors)
 
 
 def _registry(multiproc_dir: str) -> CollectorRegistry:
     """A fresh registry per scrape over all workers' files, or this process's registry."""
     if not multiproc_dir:
         return REGISTRY
-    # Here, not at the top: the package and .gunicorn import this module (an import cycle).
-    from . import register_collector  # the package's choice: Aura's collector or, if untested, stock
-    from .gunicorn import GunicornMetrics
-
-    instance = GunicornMetrics.current
-    own = instance is not None and instance.claim.path == multiproc_dir  # a process of that instance
-    if own and instance is not None and instance.claim.error:
+    own = _instance if _instance is not None and _instance.claim.path == multiproc_dir else None
+    if own is not None and own.claim.error:
         # The directory was unusable at start (full, read-only, not a directory, a bad name):
         # workers count in memory only, and what the directory holds was never cleaned. A scrape
         # would be partial or stale - a healthy-looking target with no traffic - so none is served.
-        raise MetricsDirectoryError(f"the metrics directory was unusable at start-up: {instance.claim.error}")
+        raise MetricsDirectoryError(f"the metrics directory was unusable at start-up: {own.claim.error}")
     registry = CollectorRegistry()
-    register_collector(registry, multiproc_dir)
-    if own and instance is not None:
-        for collector in instance.collectors():
+    register_collector(registry, multiproc_dir)  # Aura's collector or, if internals are untested, stock
+    if own is not None:
+        for collector in own.collectors():
             registry.register(collector)
     return registry
 

@@ -10,13 +10,17 @@ follow (value, timestamp) are 8-byte aligned. Keys are JSON: ``[metric, sample, 
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import re
 import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger("aura.metrics")
 
 # Files of the directory besides the value files (see docs/metrics.md, "The metrics directory").
 ARCHIVE_NAME = "aura-archive.json"
@@ -26,6 +30,8 @@ GATE_NAME = ".aura-metrics.gate"
 MARKER_NAME = ".aura-metrics-dir"
 OWNER_NAME = ".aura-metrics.owner"  # flock held by the live Gunicorn instance using the directory
 LABELS_PREFIX = ".aura-labels."  # instance-wide admitted label values, one file per label
+INFLIGHT_PREFIX = ".aura-inflight."  # a worker's requests in flight (aura/metrics/inflight.py)
+EXEMPLARS_PREFIX = ".aura-exemplars."  # a worker's exemplars (aura/metrics/exemplars.py)
 INSTANCE_PREFIX = "instance-"  # sub-directory of a second live instance sharing a root
 TMP_PREFIX = ".aura-archive."
 PROBE_PREFIX = ".aura-probe."
@@ -54,6 +60,8 @@ HEADER_SIZE = 8
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
 _TMP_RE = re.compile(r"^\.aura-(?:archive|probe|value)\..+\.tmp$")
 _LABELS_RE = re.compile(r"^\.aura-labels\.[A-Za-z0-9_]+$")
+_INFLIGHT_RE = re.compile(r"^\.aura-inflight\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})$")
+_EXEMPLARS_RE = re.compile(r"^\.aura-exemplars\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})$")
 _INT = struct.Struct("i")
 VALUE = struct.Struct("dd")  # value, timestamp
 _FIRST_READ = 4096
@@ -61,15 +69,6 @@ _FIRST_READ = 4096
 
 class DamagedFileError(Exception):
     """A metric .db file or the archive cannot be parsed."""
-
-
-def worker_identifier(pid: int, age: int) -> str:
-    """The identifier of one worker lifetime, ``"<pid>-<age>"`` (Gunicorn's worker age)."""
-    if isinstance(pid, bool) or isinstance(age, bool) or not isinstance(pid, int) or not isinstance(age, int):
-        raise TypeError("pid and age must be int")
-    if pid <= 0 or age < 0:
-        raise ValueError(f"invalid pid/age: {pid}/{age}")
-    return f"{pid}-{age}"
 
 
 def check_identifier(identifier: str) -> None:
@@ -95,6 +94,18 @@ def parse_db_name(name: str) -> tuple[str, str, str] | None:
     return None
 
 
+def parse_inflight_name(name: str) -> str | None:
+    """The worker identifier of an in-flight file name, else None."""
+    match = _INFLIGHT_RE.match(name)
+    return match.group(1) if match else None
+
+
+def parse_exemplars_name(name: str) -> str | None:
+    """The worker identifier of an exemplar file name, else None."""
+    match = _EXEMPLARS_RE.match(name)
+    return match.group(1) if match else None
+
+
 def is_temp_name(name: str) -> bool:
     """True for temporary files this package creates (archive writes, write probes)."""
     return bool(_TMP_RE.match(name))
@@ -102,13 +113,42 @@ def is_temp_name(name: str) -> bool:
 
 def is_owned_name(name: str) -> bool:
     """True for every file name this package (or prometheus_client) creates in the directory."""
-    return parse_db_name(name) is not None or name in FIXED_NAMES or is_temp_name(name) or bool(_LABELS_RE.match(name))
+    return (
+        parse_db_name(name) is not None
+        or name in FIXED_NAMES
+        or is_temp_name(name)
+        or bool(_LABELS_RE.match(name))
+        or parse_inflight_name(name) is not None
+        or parse_exemplars_name(name) is not None
+    )
 
 
 def entry_size(key: str) -> int:
     """Bytes one entry takes: length, key padded to 8-byte alignment, value and timestamp."""
     encoded = len(key.encode("utf-8"))
     return 4 + encoded + (8 - (encoded + 4) % 8) + VALUE.size
+
+
+def allocate(fd: int, size: int) -> None:
+    """Reserve the blocks of a file up to ``size`` bytes (extending it), where the filesystem can.
+
+    A file extended with ftruncate is sparse: on a full filesystem (typically a size-limited
+    tmpfs) the first write to a new page of its mapping kills the process with SIGBUS.
+    posix_fallocate reserves the blocks first and fails with ENOSPC instead; on a filesystem
+    that cannot reserve, the caller extends the file the old way.
+    """
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise  # ENOSPC, EFBIG...: no room
+
+
+def extend(fd: int, size: int) -> None:
+    """Make a file at least ``size`` bytes: blocks reserved where the filesystem can, else sparse."""
+    allocate(fd, size)
+    if os.fstat(fd).st_size < size:
+        os.ftruncate(fd, size)
 
 
 @contextmanager
@@ -190,3 +230,15 @@ def parse_key(key: str) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
     ):
         raise DamagedFileError(f"malformed key {key[:80]!r}")
     return metric_name, name, tuple(sorted(labels.items())), help_text
+
+
+def unlink(path: str) -> bool:
+    """Delete a file; True when it is gone (also when it was already), False (logged) otherwise."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        log.warning("cannot delete metrics file %s: %s", path, e)
+        return False

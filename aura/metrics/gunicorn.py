@@ -15,18 +15,21 @@ import os
 import sys
 import threading
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import Counter
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.multiprocess import mark_process_dead
 
-from ._compat import counter_value
+from . import inflight
 from .archive import Row, merge_all_dead
 from .directory import Claim, claim_directory
-from .fileformat import worker_identifier
+from .exposition import render, serve_instance
+from .fileformat import parse_key
 from .instance import InstanceCollector
 from .listener import MetricsListener
+from .processes import run_worker_start, serve_in_workers, worker_identifier
 from .values import install_value_class, use_worker_identifier
 
 log = logging.getLogger("aura.metrics")
@@ -35,6 +38,8 @@ ROOT_VARIABLE = "AURA_METRICS_ROOT"  # the requested root, kept for a USR2 re-ex
 EXIT_REASONS = ("max_requests", "timeout", "crash", "shutdown")
 GC_SAMPLE_SECONDS = 1.0
 _EXITS = ("gunicorn_worker_exits", "Workers that ended, by reason.")
+# (method, endpoint, status, seconds) -> the (type, row) pairs recording one request
+RequestRows = Callable[[str, str, str, float], list[tuple[str, Row]]]
 
 
 def _exit_key(reason: str) -> str:
@@ -43,9 +48,7 @@ def _exit_key(reason: str) -> str:
 
 
 class GunicornMetrics:
-    """One Gunicorn instance's multiprocess metrics; ``current`` is this process's instance."""
-
-    current: ClassVar[GunicornMetrics | None] = None
+    """One Gunicorn instance's multiprocess metrics."""
 
     def __init__(
         self, claim: Claim, problem: str | None, metrics_port: int = 0, auth_token: str = "", metrics_host: str = ""
@@ -68,24 +71,33 @@ class GunicornMetrics:
             registry=None,
         )
         self._gc_base: list[int] = []
+        self._gc_counted: list[int] = []
 
     @classmethod
     def start(
-        cls, default_root: str, metrics_port: int = 0, auth_token: str = "", metrics_host: str = ""
+        cls,
+        default_root: str,
+        metrics_port: int = 0,
+        auth_token: str = "",
+        metrics_host: str = "",
+        requested_root: str = "",
     ) -> GunicornMetrics:
         """Claim this instance's directory under the requested root and install the value class.
 
-        The root is ``PROMETHEUS_MULTIPROC_DIR`` as the operator set it, else ``default_root``.
-        A re-exec'd master (USR2) inherits the old master's choice in that variable, so the
-        request is kept in AURA_METRICS_ROOT and wins. ``metrics_port`` (0: none) starts the
+        The root is ``requested_root`` (``PROMETHEUS_MULTIPROC_DIR`` as the operator set it, read
+        by the settings), else ``default_root``. The claimed directory is then written to
+        ``PROMETHEUS_MULTIPROC_DIR`` for the workers (their settings, and prometheus_client). A
+        re-exec'd master (USR2) inherits the old master's choice in that variable, so the request
+        is kept in AURA_METRICS_ROOT and wins. ``metrics_port`` (0: none) starts the
         metrics listener on ``metrics_host`` once the server is ready; ``auth_token`` protects its /metrics.
         """
-        root = os.environ.get(ROOT_VARIABLE) or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or default_root
-        claim = claim_directory(root)
+        claim = claim_directory(os.environ.get(ROOT_VARIABLE) or requested_root or default_root)
         os.environ[ROOT_VARIABLE] = claim.root
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = claim.path
-        cls.current = cls(claim, install_value_class(), metrics_port, auth_token, metrics_host)
-        return cls.current
+        metrics = cls(claim, install_value_class(), metrics_port, auth_token, metrics_host)
+        serve_instance(claim, metrics.collectors)  # this process's (and its workers') scrapes are the instance's
+        serve_in_workers()  # what the app asks to run on_worker_start waits for post_worker_init
+        return metrics
 
     def collectors(self) -> list[InstanceCollector]:
         """Scrape-time collectors of the whole instance (process metrics, workers, backlog)."""
@@ -112,8 +124,6 @@ class GunicornMetrics:
         self.listen_fds = [listener.fileno() for listener in server.LISTENERS]
         if not self.metrics_port or self.listener is not None:
             return
-        from .exposition import render  # here, not at the top: .exposition imports this module
-
         host = self.metrics_host
         try:
             self.listener = MetricsListener(
@@ -127,13 +137,15 @@ class GunicornMetrics:
             return
         server.log.info("metrics listener on %s:%s", *self.listener.address)
 
-    def child_exit(self, server: Any, worker: Any) -> None:
+    def child_exit(self, server: Any, worker: Any, request_rows: RequestRows | None = None) -> None:
         """In the master, after a worker died: fold every dead worker's files into the archive.
 
         All dead ones, not just this one: Gunicorn reaps some workers without calling
         child_exit, and a merge that timed out on the lock leaves files for the next one. A
         worker that could not count its own exit (killed) is counted here: ``timeout`` if the
-        master aborted it, else ``crash``.
+        master aborted it, else ``crash``. The requests it was running when it died are
+        recorded here too, by ``request_rows(method, endpoint, status, seconds)``: status 504
+        after a timeout, else 502 (what a proxy in front answered), ending now.
         """
         try:
             if self.problem:
@@ -142,18 +154,43 @@ class GunicornMetrics:
             identifier = worker_identifier(worker.pid, worker.age)
             if worker.aborted:
                 self.timed_out.add(identifier)
+            self._stamp_death(identifier)
             live = [worker_identifier(pid, w.age) for pid, w in list(server.WORKERS.items())]
-            stats = merge_all_dead(self.claim.path, live, extra_counters=self._unrecorded_exit)
+            stats = merge_all_dead(
+                self.claim.path,
+                live,
+                extra_rows=lambda i, rows, running: self._death_rows(i, rows, running, request_rows),
+            )
             server.log.debug("metrics merge after worker %s: %s", worker.pid, stats)
         except Exception:  # the master must survive any metrics failure
             server.log.exception("could not merge metrics of worker %s", worker.pid)
 
-    def _unrecorded_exit(self, identifier: str, counter_rows: list[Row]) -> list[Row]:
-        if any(value > 0 and key.startswith(f'["{_EXITS[0]}"') for key, value, _ in counter_rows):
-            return []  # the worker counted its own exit (its zero-initialised series do not count)
-        reason = "timeout" if identifier in self.timed_out else "crash"
+    def _stamp_death(self, identifier: str) -> None:
+        try:
+            inflight.stamp_ended(os.path.join(self.claim.path, inflight.file_name(identifier)))
+        except FileNotFoundError:
+            pass  # no in-flight file (it could not be created): nothing was running that we know of
+        except Exception:  # noqa: BLE001 - damaged: the merge discards it, logged; merge anyway
+            log.debug("cannot stamp the in-flight file of worker %s", identifier, exc_info=True)
+
+    def _death_rows(
+        self,
+        identifier: str,
+        counter_rows: list[Row],
+        running: list[inflight.Running],
+        request_rows: RequestRows | None,
+    ) -> list[tuple[str, Row]]:
+        timed_out = identifier in self.timed_out
         self.timed_out.discard(identifier)
-        return [(_exit_key(reason), 1.0, 0.0)]
+        rows: list[tuple[str, Row]] = []
+        if request_rows is not None:
+            status = "504" if timed_out else "502"
+            for request in running:
+                rows += request_rows(request.method, request.endpoint, status, request.seconds)
+        if not any(value > 0 and parse_key(key)[0] == _EXITS[0] for key, value, _ in counter_rows):
+            # the worker did not count its own exit (its zero-initialised series do not count)
+            rows.append(("counter", (_exit_key("timeout" if timed_out else "crash"), 1.0, 0.0)))
+        return rows
 
     # ------------------------------------------------------------------ worker
 
@@ -165,12 +202,23 @@ class GunicornMetrics:
         self.listen_fds = [s.fileno() for s in worker.sockets]
         if self.problem:
             return
-        use_worker_identifier(worker_identifier(worker.pid, worker.age))
+        identifier = worker_identifier(worker.pid, worker.age)
+        use_worker_identifier(identifier, self.claim.path)
+        try:
+            if not self.claim.error:
+                inflight.open_for_worker(self.claim.path, identifier, worker.cfg.threads)
+        except OSError as exc:  # busy time is then credited when each request ends
+            log.error("cannot create the in-flight file of worker %s: %s", identifier, exc)
         for reason in EXIT_REASONS:
             self.exits.labels(reason).inc(0)
         self._gc_base = [s["collections"] for s in gc.get_stats()]
+        self._gc_counted = [0] * len(self._gc_base)
         self.sync_gc()
         threading.Thread(target=self._gc_loop, name="aura-gc-sampler", daemon=True).start()
+
+    def post_worker_init(self, worker: Any) -> None:
+        """In the worker, with the app loaded: run what the app asked to run ``on_worker_start``."""
+        run_worker_start()
 
     def worker_abort(self, worker: Any) -> None:
         """In a worker the master aborts (timeout): its exit is a timeout."""
@@ -196,11 +244,10 @@ class GunicornMetrics:
     def sync_gc(self) -> None:
         """Write this worker's garbage collections since fork into its counters."""
         for generation, (stats, base) in enumerate(zip(gc.get_stats(), self._gc_base, strict=False)):
-            child = self.gc_collections.labels(str(generation))
             done = stats["collections"] - base
-            seen = counter_value(child).get()
-            if done > seen:
-                child.inc(done - seen)
+            if done > self._gc_counted[generation]:
+                self.gc_collections.labels(str(generation)).inc(done - self._gc_counted[generation])
+                self._gc_counted[generation] = done
 
     def _gc_loop(self) -> None:
         pid = os.getpid()

@@ -68,6 +68,33 @@ def _open_fds(pid: int) -> int | None:
         return None
 
 
+def _max_fds(pid: int) -> int | None:
+    """The process's soft limit on open files (RLIMIT_NOFILE); None when unlimited or unreadable."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    soft = line[len("Max open files") :].split()[0]
+                    return int(soft) if soft.isdigit() else None
+    except OSError:
+        pass
+    return None
+
+
+def _listen_overflows(path: str = "/proc/net/netstat") -> int | None:
+    """The network namespace's TcpExt ListenOverflows: connections dropped with the accept queue full."""
+    try:
+        with open(path) as f:
+            lines = [line.split() for line in f if line.startswith("TcpExt:")]
+    except OSError:
+        return None
+    if len(lines) < 2:
+        return None
+    values = dict(zip(lines[0][1:], lines[1][1:], strict=False))
+    overflows = values.get("ListenOverflows", "")
+    return int(overflows) if overflows.isdigit() else None
+
+
 def _boot_time() -> float | None:
     try:
         with open("/proc/stat") as f:
@@ -109,18 +136,7 @@ class InstanceCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the families; each only when it could be read."""
-        master = self.master_pid
-        cpu = None
-        for _ in range(5):  # a worker reaped while we read would count twice or not at all: retry
-            before = _stat(master)
-            workers = _children(master)
-            worker_stats = [s for s in (_stat(pid) for pid in workers) if s is not None]
-            after = _stat(master)
-            if before is None or after is None:
-                break
-            if before[13:15] == after[13:15]:
-                cpu = (_cpu_ticks(after, True) + sum(_cpu_ticks(s, False) for s in worker_stats)) / _TICKS
-                break
+        workers, cpu, master_stat = _processes(self.master_pid)
         yield GaugeMetricFamily("gunicorn_workers", "Workers alive in this instance.", value=len(workers))
         if cpu is not None:
             yield CounterMetricFamily(
@@ -128,41 +144,86 @@ class InstanceCollector:
                 "CPU time of the instance: master and every worker, dead ones included.",
                 value=cpu,
             )
-        memory = [m for m in (_memory(pid) for pid in (master, *workers)) if m is not None]
-        if memory:
-            yield GaugeMetricFamily(
-                "process_resident_memory_bytes",
-                "The instance's memory: the sum of its processes' proportional set sizes (PSS).",
-                value=sum(p for p, _ in memory),
-            )
-        worker_memory = [m for m in (_memory(pid) for pid in workers) if m is not None]
-        if worker_memory:
-            yield GaugeMetricFamily(
-                "aura_worker_unique_memory_bytes_max",
-                "The largest live worker's unique memory (USS: private pages).",
-                value=max(u for _, u in worker_memory),
-            )
-        fds = [n for n in (_open_fds(pid) for pid in (master, *workers)) if n is not None]
-        if fds:
-            yield GaugeMetricFamily(
-                "process_open_fds", "Open file descriptors of the instance's processes.", value=sum(fds)
-            )
+        yield from _memory_families(self.master_pid, workers)
+        yield from _fd_families([self.master_pid, *workers])
         boot = _boot_time()
-        if boot is not None and after is not None:
+        if boot is not None and master_stat is not None:
             yield GaugeMetricFamily(
                 "process_start_time_seconds",
                 "Start time of the Gunicorn master, since the epoch.",
-                value=boot + int(after[19]) / _TICKS,
+                value=boot + int(master_stat[19]) / _TICKS,
             )
-        queues = [q for q in (_tcp_queue(fd) for fd in self.listen_fds) if q is not None]
-        if queues:
-            yield GaugeMetricFamily(
-                "gunicorn_listen_backlog",
-                "Connections accepted by the kernel, waiting for a worker.",
-                value=sum(q for q, _ in queues),
-            )
-            yield GaugeMetricFamily(
-                "gunicorn_listen_backlog_limit",
-                "Configured size of the listen backlog.",
-                value=sum(limit for _, limit in queues),
-            )
+        yield from _queue_families(self.listen_fds)
+
+
+def _processes(master: int) -> tuple[list[int], float | None, list[str] | None]:
+    """(live workers, CPU seconds of the instance, the master's stat fields)."""
+    workers: list[int] = []
+    after = None
+    for _ in range(5):  # a worker reaped while we read would count twice or not at all: retry
+        before = _stat(master)
+        workers = _children(master)
+        worker_stats = [s for s in (_stat(pid) for pid in workers) if s is not None]
+        after = _stat(master)
+        if before is None or after is None:
+            break
+        if before[13:15] == after[13:15]:
+            return workers, (_cpu_ticks(after, True) + sum(_cpu_ticks(s, False) for s in worker_stats)) / _TICKS, after
+    return workers, None, after
+
+
+def _memory_families(master: int, workers: list[int]) -> Iterator[Metric]:
+    worker_memory = [m for m in (_memory(pid) for pid in workers) if m is not None]
+    memory = [m for m in (_memory(master),) if m is not None] + worker_memory
+    if memory:
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes",
+            "The instance's memory: the sum of its processes' proportional set sizes (PSS).",
+            value=sum(p for p, _ in memory),
+        )
+    if worker_memory:
+        yield GaugeMetricFamily(
+            "aura_worker_unique_memory_bytes_max",
+            "The largest live worker's unique memory (USS: private pages).",
+            value=max(u for _, u in worker_memory),
+        )
+
+
+def _fd_families(pids: list[int]) -> Iterator[Metric]:
+    fds = [n for n in (_open_fds(pid) for pid in pids) if n is not None]
+    if fds:
+        yield GaugeMetricFamily(
+            "process_open_fds", "Open file descriptors of the instance's processes.", value=sum(fds)
+        )
+    # The lowest soft limit of the same processes (each inherits the master's): the instance's
+    # sum against one process's limit overstates the risk, on purpose (docs/metrics.md).
+    limits = [n for n in (_max_fds(pid) for pid in pids) if n is not None]
+    if limits:
+        yield GaugeMetricFamily(
+            "process_max_fds",
+            "The lowest soft limit on open file descriptors (RLIMIT_NOFILE) of the instance's processes.",
+            value=min(limits),
+        )
+
+
+def _queue_families(listen_fds: list[int]) -> Iterator[Metric]:
+    queues = [q for q in (_tcp_queue(fd) for fd in listen_fds) if q is not None]
+    if queues:
+        yield GaugeMetricFamily(
+            "gunicorn_listen_backlog",
+            "Connections accepted by the kernel, waiting for a worker.",
+            value=sum(q for q, _ in queues),
+        )
+        yield GaugeMetricFamily(
+            "gunicorn_listen_backlog_limit",
+            "Configured size of the listen backlog.",
+            value=sum(limit for _, limit in queues),
+        )
+    overflows = _listen_overflows()
+    if overflows is not None:
+        yield CounterMetricFamily(
+            "gunicorn_listen_overflows",
+            "Connections the kernel dropped because a listen queue was full (TcpExt ListenOverflows), "
+            "counted for the whole network namespace, not only this instance's sockets.",
+            value=overflows,
+        )

@@ -4,7 +4,9 @@
 scrape waits in the same listen backlog as the requests it should report on. This listener is a
 thread of the master (it dies with it and leaves no process behind) serving the same exposition
 from the same directory, plus ``/healthz``, which tells that the instance is alive without a
-worker (busy is not dead) - the Kubernetes liveness probe.
+worker (busy is not dead) - the Kubernetes liveness probe - and ``/readyz``, which asks the
+``readiness`` callable the server gave it whether this instance can serve (gunicorn.conf.py: a
+live worker that has loaded the app) - the readiness probe. Neither asks a dependency.
 
 It lives in the master, so nothing a client does may grow the master or starve the probe:
 
@@ -29,7 +31,9 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +42,8 @@ from http import HTTPStatus
 log = logging.getLogger("aura.metrics")
 
 Render = Callable[[str | None, str | None], tuple[bytes, dict[str, str]]]
+# () -> (ready, details for the answer); cheap and non-blocking: it runs on the loop's thread.
+Readiness = Callable[[], tuple[bool, dict[str, object]]]
 
 MAX_CONNECTIONS = 128  # open at once; more than one accept batch (asyncio accepts 100 at a time)
 HEADER_TIMEOUT = 5.0  # seconds for a whole request head, from connect or from the previous answer
@@ -49,13 +55,14 @@ _WRITE_BUFFER = 16384  # bytes queued per connection before the answer waits for
 
 
 class MetricsListener:
-    """``GET /metrics`` and ``GET /healthz`` on their own port, served by one asyncio thread."""
+    """``GET /metrics``, ``/healthz`` and ``/readyz`` on their own port, served by one asyncio thread."""
 
     def __init__(self, host: str, port: int, render: Render, auth_token: str = ""):
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         self.sock = socket.create_server(address[:2], family=family, backlog=128)
         self.sock.setblocking(False)
         self._render = render
+        self.readiness: Readiness | None = None  # set by the server; /readyz is 404 until then
         self._expected = f"Bearer {auth_token}".encode() if auth_token else None
         self._alive: set[asyncio.StreamWriter] = set()  # open connections
         self._waiting: dict[asyncio.StreamWriter, None] = {}  # of which sending a head, oldest first
@@ -76,8 +83,25 @@ class MetricsListener:
         return self
 
     def close_inherited(self) -> None:
-        """In a forked worker: drop the copy of the listening socket (the threads did not fork)."""
-        self.sock.close()
+        """In a forked worker: let go of the listener's sockets (the threads did not fork, the
+        descriptors did).
+
+        Fork copies every descriptor, so a worker forked while a probe or scrape is connected
+        holds that connection too: when the master closes it (header timeout, eviction, an
+        answer with ``Connection: close``) the peer sees nothing, because the worker's copy keeps
+        it open for the worker's lifetime. Each socket bound to the listener's port - the
+        listening one and every accepted one, registered with the loop yet or not - is pointed at
+        /dev/null: the copy is released, and the descriptor number stays taken, so the asyncio
+        objects copied with it can never close a number the worker has reused since.
+        """
+        port = self.address[1]
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for fd in _open_descriptors():
+                if fd != null and _local_port(fd) == port:
+                    os.dup2(null, fd)
+        finally:
+            os.close(null)
 
     # ------------------------------------------------------------------ the loop's thread
 
@@ -139,8 +163,10 @@ class MetricsListener:
             await self._send(writer, method, 405, body, {"Allow": "GET, HEAD"}, keep_alive)
         elif path == "/healthz":
             await self._send(writer, method, 200, (json.dumps({"status": "alive"}).encode(), {}), keep_alive=keep_alive)
+        elif path == "/readyz" and self.readiness is not None:
+            await self._send(writer, method, *self._ready(), keep_alive=keep_alive)
         elif path != "/metrics":
-            body = _error("not_found", "Only /metrics and /healthz are served here.")
+            body = _error("not_found", "Only /metrics, /healthz and /readyz are served here.")
             await self._send(writer, method, 404, body, keep_alive=keep_alive)
         elif self._expected and not hmac.compare_digest(headers.get("authorization", "").encode(), self._expected):
             body = _error("unauthorized", "A valid Bearer token is required.")
@@ -154,6 +180,18 @@ class MetricsListener:
                 await self._scrape(writer, method, headers, keep_alive)
             finally:
                 self._scrapes -= 1
+
+    def _ready(self) -> tuple[int, tuple[bytes, dict[str, str]]]:
+        assert self.readiness is not None
+        try:
+            ready, details = self.readiness()
+        except Exception as exc:  # noqa: BLE001 - a failing check means not ready, never a dead loop
+            log.warning("readiness check failed: %s", exc)
+            ready, details = False, {"message": f"The readiness check failed: {exc.__class__.__name__}."}
+        if ready:
+            return 200, (json.dumps({"status": "ready", **details}).encode(), {"Content-Type": "application/json"})
+        body = {"error": "service_unavailable", "message": "This instance cannot serve yet.", **details}
+        return 503, (json.dumps(body).encode(), {"Content-Type": "application/json", "Retry-After": "1"})
 
     async def _scrape(
         self, writer: asyncio.StreamWriter, method: str, headers: dict[str, str], keep_alive: bool
@@ -211,3 +249,30 @@ def _parse(head: bytes) -> tuple[str, str, dict[str, str], bool] | None:
     has_body = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
     keep_alive = version == "HTTP/1.1" and connection != "close" and not has_body  # bodies are never read
     return method, target.split("?", 1)[0], headers, keep_alive
+
+
+def _open_descriptors() -> list[int]:
+    """This process's open descriptors (Linux: /proc/self/fd; BSD and macOS: /dev/fd)."""
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return [int(name) for name in os.listdir(directory)]
+        except OSError:
+            continue
+    return []
+
+
+def _local_port(fd: int) -> int | None:
+    """The local port of an internet socket ``fd``; None for anything else (or a closed fd)."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        address = sock.getsockname() if sock.family in (socket.AF_INET, socket.AF_INET6) else None
+    except OSError:
+        address = None
+    finally:
+        sock.detach()  # the descriptor is not ours to close
+    return int(address[1]) if address else None

@@ -10,6 +10,9 @@ same files and names, so the stock collector reads them too, and these differenc
   dead worker's file; a process forked from a worker is named by its own pid.
 * A write compares one counter (bumped after fork and on an identity change) and copies 16
   bytes into the mapping; ``request_recorder`` does a request's three writes under one lock.
+* ``request_recorder`` also keeps the request's exemplars (its trace id, duration and end time)
+  for its histogram bucket, and for its counter when asked, in the worker's exemplar file
+  (``exemplars.py``); best effort, like every write here.
 * Storage failures never reach the code that records: values count in memory, the files are
   tried again every ``RETRY_SECONDS``, and the counts kept meanwhile are written once they open.
 * The child of a fork gets a fresh lock.
@@ -28,7 +31,8 @@ from typing import Any
 from prometheus_client import values as stock_values
 from prometheus_client.mmap_dict import mmap_key
 
-from . import _compat
+from . import _compat, exemplars
+from .exemplars import ExemplarFile
 from .fileformat import VALUE, check_identifier, value_file_name
 from .locking import MetricsDirectoryError
 
@@ -46,8 +50,12 @@ class _Process:
     synced = -1  # the generation the open files were last checked at
     identity: tuple[str, int] | None = None  # (identifier, pid it was set in)
     identifier: str | None = None  # what the open files are named by; None: no files
+    directory = ""  # where they are (the instance's metrics directory)
     files: dict[str, Any] = {}
     values: list[AuraValue] = []
+    exemplars: ExemplarFile | None = None  # opened on the first exemplar, per identity
+    exemplars_retry_at = 0.0  # after a failure: monotonic time before which no exemplar is kept
+    exemplars_failed_logged = False
     degraded_logged = False
     retry_at = 0.0  # monotonic time of the next attempt to open the files that failed
 
@@ -56,6 +64,7 @@ def _forked() -> None:
     _Process.lock = threading.Lock()
     _Process.generation += 1
     _Process.degraded_logged = False  # each process says once that its own metrics are degraded
+    _Process.exemplars_failed_logged = False
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -73,19 +82,22 @@ def install_value_class() -> str | None:
     return problem
 
 
-def use_worker_identifier(identifier: str) -> None:
-    """Make this process a worker whose files are named after ``identifier`` (call right after fork)."""
+def use_worker_identifier(identifier: str, directory: str) -> None:
+    """Make this process a worker writing files named after ``identifier`` into ``directory`` (right after fork)."""
     check_identifier(identifier)
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        raise MetricsDirectoryError("PROMETHEUS_MULTIPROC_DIR is not set; set it to the instance's metrics directory")
+    if not directory:
+        raise MetricsDirectoryError(
+            "no metrics directory; set PROMETHEUS_MULTIPROC_DIR to the instance's metrics directory"
+        )
     install_value_class()
-    set_identifier(identifier)
+    set_identifier(identifier, directory)
 
 
-def set_identifier(identifier: str) -> None:
-    """Name this process's files after ``identifier`` from the next write on."""
+def set_identifier(identifier: str, directory: str) -> None:
+    """Name this process's files after ``identifier``, in ``directory``, from the next write on."""
     with _Process.lock:
         _Process.identity = (identifier, os.getpid())
+        _Process.directory = directory
         _Process.generation += 1
 
 
@@ -108,6 +120,7 @@ def _sync() -> None:
             except Exception as exc:  # noqa: BLE001 - never into the code that records a value
                 _storage_failed(exc)
         _Process.files.clear()
+        _close_exemplars()
         _Process.identifier = identifier
         for value in _Process.values:
             value._open()
@@ -116,13 +129,80 @@ def _sync() -> None:
             value._generation = _Process.generation
 
 
+def _close_exemplars() -> None:
+    file, _Process.exemplars, _Process.exemplars_retry_at = _Process.exemplars, None, 0.0
+    if file is not None:
+        try:
+            file.close()
+        except Exception as exc:  # noqa: BLE001 - never into the code that records a value
+            _exemplars_failed(exc)
+
+
+def _exemplars_failed(exc: BaseException) -> None:
+    """Keep no exemplars for RETRY_SECONDS; say so once (values are not concerned)."""
+    _Process.exemplars_retry_at = time.monotonic() + RETRY_SECONDS
+    if not _Process.exemplars_failed_logged:
+        _Process.exemplars_failed_logged = True
+        log.error(
+            "exemplars are degraded: cannot keep this process's exemplars in %s (%s); requests and "
+            "metric values are not affected; trying again every %.0f s",
+            _Process.directory,
+            exc,
+            RETRY_SECONDS,
+        )
+    else:
+        log.debug("exemplar dropped: %s", exc)
+
+
+class _ExemplarSlots:
+    """A recorder's exemplar keys (histogram buckets, then the counter's) and their records' positions."""
+
+    __slots__ = ("file", "keys", "positions")
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        self.file: ExemplarFile | None = None  # the file the positions are in
+        self.positions: list[int] = []
+
+    def write(self, index: int, trace_id: bytes, value: float, now: float) -> None:
+        """Keep one exemplar in this worker's file (under the value lock); failures pause exemplars."""
+        if _Process.degraded_logged:
+            return  # the values themselves cannot reach the files: no exemplar to show them with
+        if _Process.exemplars_retry_at:
+            if time.monotonic() < _Process.exemplars_retry_at:
+                return
+            _Process.exemplars_retry_at = 0.0
+        try:
+            file = _Process.exemplars
+            if file is None:  # the recorder calls this in a worker only (an identifier is set)
+                path = os.path.join(_Process.directory, exemplars.file_name(str(_Process.identifier)))
+                file = _Process.exemplars = ExemplarFile(path)
+            if self.file is not file:
+                self.file, self.positions = file, [-1] * len(self.keys)
+            position = self.positions[index]
+            if position < 0:
+                position = self.positions[index] = file.position(self.keys[index])
+            file.mapping[position : position + exemplars.RECORD.size] = exemplars.encode_record(trace_id, value, now)
+        except Exception as exc:  # noqa: BLE001 - no room, no file: exemplars wait, values go on
+            _exemplars_failed(exc)
+            return
+        if _Process.exemplars_failed_logged:
+            _Process.exemplars_failed_logged = False
+            log.warning("exemplars recovered: this process keeps its exemplars in %s again", _Process.directory)
+
+
+def _value_key(value: AuraValue) -> str:
+    _, metric_name, name, labelnames, labelvalues, help_text, _ = value._params
+    return mmap_key(metric_name, name, labelnames, labelvalues, help_text)
+
+
 def _storage_failed(exc: BaseException) -> None:
     if not _Process.degraded_logged:
         _Process.degraded_logged = True
         log.error(
             "metrics are degraded: cannot write this process's metric files in %s (%s); requests "
             "are served, but this process's metrics are incomplete",
-            os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+            _Process.directory,
             exc,
         )
     else:
@@ -170,9 +250,7 @@ class AuraValue:
         try:
             file = _Process.files.get(typ + mode)
             if file is None:
-                path = os.path.join(
-                    os.environ["PROMETHEUS_MULTIPROC_DIR"], value_file_name(typ, mode, _Process.identifier)
-                )
+                path = os.path.join(_Process.directory, value_file_name(typ, mode, _Process.identifier))
                 file = _Process.files[typ + mode] = _compat.ReservingMmapedDict(path)
             _, position, stored = _compat.slot(file, mmap_key(metric_name, name, labelnames, labelvalues, help_text))
         except Exception as exc:  # noqa: BLE001 - any storage failure
@@ -243,14 +321,14 @@ def _retry_failed() -> None:
         _Process.degraded_logged = False  # a later failure is reported again
         log.warning(
             "metrics recovered: this process's metric files in %s are written again, with what was counted meanwhile",
-            os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+            _Process.directory,
         )
 
 
 def request_recorder(
-    counter: Any, histogram: Any, busy_seconds: Any = None, busy: Any = None
-) -> Callable[[float], None]:
-    """``record(seconds)`` for one request label set, in one locked step.
+    counter: Any, histogram: Any, busy_seconds: Any = None, busy: Any = None, *, counter_exemplars: bool = False
+) -> Callable[[float, str], None]:
+    """``record(seconds, trace_id="")`` for one request label set, in one locked step.
 
     ``record`` does ``counter.inc()``, ``histogram.observe(seconds)``,
     ``busy_seconds.inc(seconds)`` and ``busy.dec()`` (the caller incremented ``busy`` when the
@@ -258,24 +336,30 @@ def request_recorder(
     unlabelled metrics (optional); ``seconds`` is a duration (a difference of ``perf_counter``
     readings, never NaN, which ``observe`` would put in no bucket). Values of another class
     (single-process mode) get the same effect through the public methods.
+
+    With a ``trace_id`` (ASCII, at most ``exemplars.MAX_TRACE_ID`` bytes; longer ones are left
+    out) the request becomes the exemplar of its histogram bucket and, with
+    ``counter_exemplars``, of the counter (value 1, as prometheus_client's ``inc`` keeps it).
     """
-    count = _compat.counter_value(counter)
-    total, buckets, bounds = _compat.histogram_parts(histogram)  # bounds end with +Inf
-    seconds_value = _compat.counter_value(busy_seconds) if busy_seconds is not None else None
-    busy_value = _compat.counter_value(busy) if busy is not None else None
-    optional = [v for v in (seconds_value, busy_value) if v is not None]
-    if not all(isinstance(v, AuraValue) for v in (count, total, *buckets, *optional)):
-        return _public_recorder(counter, histogram, busy_seconds, busy)
+    # Each metric given, with what one request adds to its (first) value: None for the duration.
+    given = [
+        (m, add) for m, add in ((counter, 1.0), (histogram, None), (busy_seconds, None), (busy, -1.0)) if m is not None
+    ]
+    stored = [_compat.stored_values(m) for m, _ in given]
+    if not all(values and all(isinstance(v, AuraValue) for v in values) for values in stored):
+        return _public_recorder(counter, histogram, busy_seconds, busy, counter_exemplars)  # stock or single-process
+    count, buckets = stored[0][0], list(stored[1][1:])  # the histogram stores its sum, then its buckets
+    bounds = _compat.upper_bounds(histogram)  # ends with +Inf
+    writes: tuple[tuple[AuraValue, float | None], ...] = tuple(
+        (values[0], add) for values, (_, add) in zip(stored, given, strict=True)
+    )
 
-    writes: tuple[tuple[AuraValue, float | None], ...] = (
-        (count, 1.0),
-        (total, None),
-        *(((seconds_value, None),) if seconds_value else ()),
-        *(((busy_value, -1.0),) if busy_value else ()),
-    )  # None: add the duration
+    slots = _ExemplarSlots([_value_key(b) for b in buckets] + ([_value_key(count)] if counter_exemplars else []))
+    counted = len(buckets) if counter_exemplars else -1
 
-    def record(seconds: float) -> None:
-        bucket = buckets[bisect_left(bounds, seconds)]  # the first bound >= seconds, as observe()
+    def record(seconds: float, trace_id: str = "") -> None:
+        index = bisect_left(bounds, seconds)  # the first bound >= seconds, as observe()
+        bucket = buckets[index]
         with _Process.lock:
             if count._generation != _Process.generation:
                 _sync()  # updates every value's generation: checking one is enough
@@ -290,16 +374,25 @@ def request_recorder(
                     file.mapping[value._position : value._position + 16] = _pack(value._value, 0.0)
                 except Exception as exc:  # noqa: BLE001 - e.g. the mapping was closed under us
                     _storage_failed(exc)
+            if trace_id and len(trace_id) <= exemplars.MAX_TRACE_ID and _Process.identifier is not None:
+                encoded, now = trace_id.encode("ascii", "replace"), time.time()
+                slots.write(index, encoded, seconds, now)
+                if counted >= 0:
+                    slots.write(counted, encoded, 1.0, now)
 
     return record
 
 
-def _public_recorder(counter: Any, histogram: Any, busy_seconds: Any, busy: Any) -> Callable[[float], None]:
+def _public_recorder(
+    counter: Any, histogram: Any, busy_seconds: Any, busy: Any, counter_exemplars: bool
+) -> Callable[[float, str], None]:
+    """The recorder over prometheus_client's public methods (exemplars where its values keep them)."""
     inc, observe = counter.inc, histogram.observe
 
-    def record(seconds: float) -> None:
-        inc()
-        observe(seconds)
+    def record(seconds: float, trace_id: str = "") -> None:
+        exemplar = {exemplars.LABEL: trace_id} if trace_id and len(trace_id) <= exemplars.MAX_TRACE_ID else None
+        inc(1, exemplar if counter_exemplars else None)
+        observe(seconds, exemplar)
         if busy_seconds is not None:
             busy_seconds.inc(seconds)
         if busy is not None:
@@ -309,5 +402,9 @@ def _public_recorder(counter: Any, histogram: Any, busy_seconds: Any, busy: Any)
 
 
 def stored_values(child: Any) -> tuple[Any, ...]:
-    """The value objects a metric child stores: a counter's or gauge's one, a histogram's sum and buckets."""
-    return _compat.child_values(child)
+    """The value objects a metric child stores: a counter's or gauge's one, a histogram's sum and buckets.
+
+    Empty with prometheus_client's stock value class (``install_value_class``), whose values are
+    in the files from the moment a child is made.
+    """
+    return _compat.stored_values(child)

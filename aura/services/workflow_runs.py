@@ -1,5 +1,5 @@
-"""Run a workflow for a user: settings from config, lessons from the database, the result stored,
-and every outcome counted exactly once.
+"""Run a workflow (one of a `Registry`, `aura.services.workflows`) for a user: the result stored,
+its verdict as the run's status, and every outcome counted exactly once.
 
 Outcomes: a run that finishes counts `workflow_executions_total{status="success"}` and its own
 workflow metrics; a fault inside a node counts `failure` + `execution_error` (HTTP 500); the
@@ -12,30 +12,26 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from aura.config import Settings
-from aura.errors import ServiceUnavailable
+from aura.errors import AuraError, ErrorCode, ServiceUnavailable
 from aura.extensions import db, json_text
 from aura.instrumentation import recorder
-from aura.models import Lesson as LessonRow
 from aura.models import WorkflowRun, utcnow
-from aura.workflows import (
-    AuditResult,
-    AuditSettings,
-    Lesson,
-    StruggleResult,
-    StruggleSettings,
-    WorkflowExecutionError,
-    run_audit,
-    run_struggle,
-)
+from aura.services.workflows import Registry, Result, Workflow
+from aura.services.workflows.audit import audit_settings as audit_settings  # the workflow's own, re-exported
+from aura.services.workflows.registry import WORKFLOWS
+from aura.services.workflows.struggle import struggle_settings as struggle_settings  # likewise
+from aura.workflows import WorkflowExecutionError
 
 log = logging.getLogger("aura.workflows")
 
@@ -44,45 +40,15 @@ _OUTAGES = (OperationalError, InterfaceError, PoolTimeout, ServiceUnavailable)
 _RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def struggle_settings(settings: Settings) -> StruggleSettings:
-    """Struggle thresholds from the configuration."""
-    return StruggleSettings(score_threshold=settings.struggle_score_threshold)
-
-
-def audit_settings(settings: Settings) -> AuditSettings:
-    """Audit limits from the configuration; the whole body never exceeds MAX_CONTENT_LENGTH."""
-    return AuditSettings(
-        max_files=settings.audit_max_files,
-        max_file_bytes=settings.audit_max_file_bytes,
-        max_total_bytes=settings.max_content_length,
-        max_function_lines=settings.audit_max_function_lines,
-        max_cpu_seconds=settings.audit_max_cpu_seconds,
-    )
-
-
-def _catalog() -> list[Lesson]:
-    rows = db.session.scalars(select(LessonRow).order_by(LessonRow.lesson_id))
-    return [
-        Lesson.from_mapping(
-            {"lesson_id": r.lesson_id, "title": r.title, "topic": r.topic, "error_types": r.error_types}
-        )
-        for r in rows
-    ]
-
-
-def _verdict(workflow_type: str, result: dict) -> str | None:
-    return result.get("status" if workflow_type == "audit" else "result")
-
-
-def _store(run_id: str, workflow_type: str, user_id: int, result: dict) -> datetime:
+def _store(run_id: str, workflow: Workflow, user_id: int, result: dict[str, Any]) -> datetime:
     created_at = utcnow()
     db.session.add(
         WorkflowRun(
             id=run_id,
-            workflow_type=workflow_type,
+            workflow_type=workflow.name,
             user_id=user_id,
             result=result,
-            status=_verdict(workflow_type, result),
+            status=workflow.verdict(result),
             created_at=created_at,
         )
     )
@@ -104,99 +70,92 @@ def result_budget(input_bytes: int) -> int:
     return RESULT_BASE_BYTES + RESULT_BYTES_PER_INPUT_BYTE * input_bytes
 
 
-def _within(result: dict, budget: int) -> dict:
-    """The audit result with as many of its findings, in order, as fit in `budget` bytes."""
-    size = len(json_text(result).encode())
-    if size <= budget:
-        return result
-    kept: list[dict] = []
-    used = len(json_text({**result, "violations": [], "truncated": True}).encode())
-    for violation in result["violations"]:
-        used += len(json_text(violation).encode()) + 1  # and its comma
-        if used > budget:
-            break
-        kept.append(violation)
-    return {**result, "violations": kept, "truncated": True}
-
-
 def execute(
-    workflow_type: str, data: dict, user_id: int | None, settings: Settings, input_bytes: int | None = None
-) -> dict:
-    """Run `struggle` or `audit`, store the result, count the outcome; returns the stored body.
+    workflow_type: str,
+    data: dict[str, Any],
+    user_id: int | None,
+    settings: Settings,
+    input_bytes: int | None = None,
+    *,
+    workflows: Registry = WORKFLOWS,
+) -> dict[str, Any]:
+    """Run the workflow named `workflow_type` (one of `workflows`), store the result, count the
+    outcome; returns the stored body.
 
     `user_id` None: the account could not be looked up (database down) - a counted 503.
     `input_bytes`: the request body's size, which bounds the result's (`result_budget`); by
     default the size of `data` as JSON."""
-    if input_bytes is None:
-        input_bytes = len(json_text(data).encode())
-    run_id = str(uuid.uuid4())
-    stored: dict = {}
+    workflow = workflows[workflow_type]
     if user_id is None:
-        _failed(workflow_type, "service_unavailable", perf_counter())
+        _failed(workflow, "service_unavailable", perf_counter())
         raise ServiceUnavailable("database")
+    budget = result_budget(len(json_text(data).encode()) if input_bytes is None else input_bytes)
+    run_id = str(uuid.uuid4())
+    stored: dict[str, Any] = {}
     created: list[datetime] = []
 
-    def record(result: StruggleResult | AuditResult) -> None:
-        stored.update(result.to_dict(), id=run_id)
-        if workflow_type == "audit":
-            stored.update(_within(stored, result_budget(input_bytes)))
-        created.append(_store(run_id, workflow_type, user_id, stored))
+    def record(result: Result) -> None:
+        stored.update(workflow.within_budget({**result.to_dict(), "id": run_id}, budget))
+        created.append(_store(run_id, workflow, user_id, stored))
 
     started = perf_counter()
-    try:
-        if workflow_type == "struggle":
-            result: StruggleResult | AuditResult = run_struggle(
-                data, catalog=_catalog, settings=struggle_settings(settings), on_record=record
-            )
-        else:
-            result = run_audit(data, settings=audit_settings(settings), on_record=record)
-    except WorkflowExecutionError as exc:
-        db.session.rollback()
-        outage = isinstance(exc.__cause__, _OUTAGES)
-        _failed(workflow_type, "service_unavailable" if outage else "execution_error", started)
-        if outage:
-            raise ServiceUnavailable("database") from exc
-        log.error("workflow %s run %s failed in node %s", workflow_type, run_id, exc.node, exc_info=exc.__cause__)
-        raise WorkflowRunFailed(run_id) from exc
-    except _OUTAGES:
-        db.session.rollback()
-        _failed(workflow_type, "service_unavailable", started)
-        raise
-    recorder.workflow_execution(workflow_type, True, perf_counter() - started)
-    # Dispatch on the result itself: only a StruggleResult has `.result`, only an AuditResult `.status`.
-    if isinstance(result, StruggleResult):
-        recorder.struggle_result(
-            result.result,
-            stored["signals"]["edit_frequency"],
-            stored["signals"]["error_count"],
-            len(stored["recommendations"]),
-        )
-    else:
-        recorder.audit_result(result.status, [v["type"] for v in stored["violations"]], result.files_processed)
+    _run(workflow, run_id, data, settings, record, started)
+    recorder.workflow_execution(workflow.name, True, perf_counter() - started)
+    workflow.record_metrics(stored)
     return {**stored, "created_at": created[0] if created else utcnow()}
 
 
-def load(workflow_type: str, run_id: str, user_id: int | None) -> dict | None:
-    """A stored result, only for its owner; None for an id that is not a run id."""
-    if not _RUN_ID.fullmatch(run_id):
-        return None
-    if user_id is None:
-        raise ServiceUnavailable("database")
-    run = db.session.get(WorkflowRun, run_id)
+def _run(
+    workflow: Workflow,
+    run_id: str,
+    data: dict[str, Any],
+    settings: Settings,
+    record: Callable[[Result], None],
+    started: float,
+) -> None:
+    """Run it; a failure is rolled back, counted, and raised as the client's outcome (500 or 503)."""
+    try:
+        workflow.run(data, settings, record)
+    except WorkflowExecutionError as exc:
+        db.session.rollback()
+        if isinstance(exc.__cause__, _OUTAGES):
+            _failed(workflow, "service_unavailable", started)
+            raise ServiceUnavailable("database") from exc
+        _failed(workflow, WorkflowExecutionError.error_type, started)
+        log.error("workflow %s run %s failed in node %s", workflow.name, run_id, exc.node, exc_info=exc.__cause__)
+        raise WorkflowRunFailed(run_id) from exc
+    except _OUTAGES:
+        db.session.rollback()
+        _failed(workflow, "service_unavailable", started)
+        raise
+
+
+def load(workflow_type: str, run_id: str, user_id: int | None) -> dict[str, Any]:
+    """A stored result, only for its owner; `not_found` (404) for any other id."""
+    run = None
+    if _RUN_ID.fullmatch(run_id):
+        if user_id is None:
+            raise ServiceUnavailable("database")
+        run = db.session.get(WorkflowRun, run_id)
     if run is None or run.user_id != user_id or run.workflow_type != workflow_type:
-        return None
+        raise AuraError(ErrorCode.NOT_FOUND, f"No {workflow_type} result with this id.")
     return {**run.result, "created_at": run.created_at}
 
 
-class InvalidCursor(ValueError):
-    """A listing cursor that this server did not hand out."""
+class InvalidCursor(AuraError):
+    """A listing cursor that this server did not hand out: `validation_error` (422)."""
+
+    MESSAGE = "The cursor is not one this API handed out; start again without it."
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.VALIDATION_ERROR, self.MESSAGE, {"cursor": [self.MESSAGE]})
 
 
 @dataclass(frozen=True)
 class RunPage:
     """One page of a user's runs, newest first, and the cursor of the next page (None at the end)."""
 
-    runs: list[dict]
+    runs: list[dict[str, Any]]
     next_cursor: str | None
 
 
@@ -219,7 +178,7 @@ def _encode_cursor(created_at: datetime, run_id: str) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     if len(cursor) != CURSOR_LENGTH or not _CURSOR.match(cursor):  # never other text into a query
-        raise InvalidCursor(cursor)
+        raise InvalidCursor()
     micros, _, run_id = cursor.partition(".")
     return _EPOCH + timedelta(microseconds=int(micros)), run_id
 
@@ -250,14 +209,14 @@ def list_runs(
     return RunPage(runs, _encode_cursor(page[-1].created_at, page[-1].id) if more else None)
 
 
-class WorkflowRunFailed(Exception):
-    """A node failed; the run id is in the log and in the 500 answer."""
+class WorkflowRunFailed(AuraError):
+    """A node failed: `execution_error` (500); the run id is in the log and in the answer."""
 
     def __init__(self, run_id: str):
-        super().__init__(run_id)
+        super().__init__(ErrorCode.EXECUTION_ERROR, f"The workflow failed; quote run id {run_id} when reporting it.")
         self.run_id = run_id
 
 
-def _failed(workflow_type: str, error_type: str, started: float) -> None:
-    recorder.workflow_execution(workflow_type, False, perf_counter() - started)
-    recorder.workflow_failure(workflow_type, error_type)
+def _failed(workflow: Workflow, error_type: str, started: float) -> None:
+    recorder.workflow_execution(workflow.name, False, perf_counter() - started)
+    recorder.workflow_failure(workflow.name, error_type)

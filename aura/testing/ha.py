@@ -10,12 +10,19 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
 from aura.testing.servers import Gunicorn, RedisServer, app_env, free_port
+
+if TYPE_CHECKING:
+    import requests
+
+    # One client request: step(session, thread, n) sends it and returns (its name, the response).
+    Step = Callable[[requests.Session, int, int], tuple[str, requests.Response]]
 
 SERVICE = "aura"  # the Sentinel service name the tests use
 DOWN_AFTER_MS = 1000  # Sentinel: a primary silent this long is down (the tests' failover speed)
@@ -68,7 +75,7 @@ class SentinelCluster:
             password=password,
         )
         self.sentinel_ports = [free_port() for _ in range(3)]
-        self.sentinels: list[subprocess.Popen] = []
+        self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -118,7 +125,7 @@ class SentinelCluster:
     def _settled(self) -> bool:
         for index in range(3):
             try:
-                state = cast(dict, self.sentinel(index).sentinel_master(SERVICE))
+                state = cast(dict[str, Any], self.sentinel(index).sentinel_master(SERVICE))
             except redis.RedisError:
                 return False
             if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < 2:
@@ -133,7 +140,7 @@ class SentinelCluster:
             ports = set()
             for index in range(3):
                 try:
-                    address = cast(tuple, self.sentinel(index).sentinel_get_master_addr_by_name(SERVICE))
+                    address = cast(tuple[str, int], self.sentinel(index).sentinel_get_master_addr_by_name(SERVICE))
                     ports.add(int(address[1]))
                 except (redis.RedisError, TypeError):
                     ports.add(-1)
@@ -204,7 +211,7 @@ backend instances
 {servers}
 """
         )
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15) -> HAProxy:
         check = subprocess.run([self.binary, "-c", "-f", str(self.config)], capture_output=True, text=True)
@@ -252,7 +259,7 @@ class Outcome:
 
     __slots__ = ("started", "ended", "name", "result", "instance", "code")
 
-    def __init__(self, started: float, ended: float, name: str, result, instance: str, code: str):
+    def __init__(self, started: float, ended: float, name: str, result: int | str, instance: str, code: str) -> None:
         self.started, self.ended, self.name = started, ended, name
         self.result, self.instance, self.code = result, instance, code
 
@@ -266,7 +273,7 @@ class Traffic:
     returns (name, response)) until stopped, `cap` requests or `seconds` - whichever comes
     first. Every answer is kept as an Outcome."""
 
-    def __init__(self, step, threads: int = 4, cap: int = 100_000, seconds: float = 600, pause: float = 0.0):
+    def __init__(self, step: Step, threads: int = 4, cap: int = 100_000, seconds: float = 600, pause: float = 0.0):
         import threading
 
         self.step, self.cap, self.seconds, self.pause = step, cap, seconds, pause
@@ -281,7 +288,7 @@ class Traffic:
             thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def finish(self, timeout: float = 120) -> None:
@@ -307,6 +314,7 @@ class Traffic:
                 return
             started = time.monotonic()
             instance = code = ""
+            result: int | str  # the status, or the exception's name
             try:
                 name, response = self.step(session, thread, n)
                 result = response.status_code
@@ -327,8 +335,8 @@ class Traffic:
         with self._lock:
             return list(self.outcomes)
 
-    def by_result(self) -> dict:
-        counts: dict = {}
+    def by_result(self) -> dict[int | str, int]:
+        counts: dict[int | str, int] = {}
         for outcome in self.snapshot():
             counts[outcome.result] = counts.get(outcome.result, 0) + 1
         return counts

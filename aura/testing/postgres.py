@@ -20,6 +20,7 @@ import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from aura.testing.servers import free_port
 
@@ -56,7 +57,7 @@ class PrivatePostgres:
         self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
         self.settings = dict(settings or {})
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.root / "postgres.log"
         if standby_of is None:
             command = [postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
@@ -66,7 +67,7 @@ class PrivatePostgres:
             command += ["-D", str(self.data), "-R", "-c", "fast", "-X", "stream", "--no-sync"]
         subprocess.run(command, check=True, capture_output=True, timeout=120, **self._as_postgres())
 
-    def _as_postgres(self) -> dict:
+    def _as_postgres(self) -> dict[str, Any]:
         return dict(
             user=self.user.pw_uid,
             group=self.user.pw_gid,
@@ -98,7 +99,7 @@ class PrivatePostgres:
             time.sleep(0.2)
         raise RuntimeError("private postgres did not start: " + self.log.read_text()[-2000:])
 
-    def execute(self, sql: str, dbname: str = "postgres") -> list[tuple]:
+    def execute(self, sql: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
         """Run one statement (autocommit) and return its rows."""
         import psycopg
 

@@ -1,5 +1,5 @@
-"""Aura's processes for tests and benchmarks: Gunicorn and a private redis-server on free loopback
-ports, stopped by pid; the environment and migration they start from.
+"""Aura's processes for tests and benchmarks: Gunicorn, a private redis-server and the pod's nginx
+sidecar on free loopback ports, stopped by pid; the environment and migration they start from.
 
 Not imported by the service (see ``aura.testing``): the one launcher ``tests/`` and ``bench/`` share.
 """
@@ -7,12 +7,15 @@ Not imported by the service (see ``aura.testing``): the one launcher ``tests/`` 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,10 +28,11 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (host, port) for AF_INET; typeshed: Any
+        return port
 
 
-def wait_ready(proc: subprocess.Popen, url: str, log_path: Path, name: str, timeout: float = 30) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, name: str, timeout: float = 30) -> None:
     """Poll ``url`` until it answers 200; fail with the log's tail if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,7 +54,7 @@ class _SourceAddressAdapter(HTTPAdapter):
         self._address = address
         super().__init__()
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["source_address"] = (self._address, 0)
         super().init_poolmanager(*args, **kwargs)
 
@@ -129,7 +133,7 @@ class Gunicorn:
             )
         self.env.update(GUNICORN_ACCESS_LOG="")
         self.env.update(settings)
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60, ready_path: str = "/healthz", ready_url: str | None = None) -> Gunicorn:
         """Start and wait until ``ready_path`` answers 200 (or ``ready_url``, e.g. for a unix bind)."""
@@ -187,7 +191,7 @@ class Gunicorn:
     def __enter__(self) -> Gunicorn:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -200,7 +204,7 @@ class RedisServer:
         self.password = password
         self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}"
         self.args = list(args) + (["--requirepass", password, "--masterauth", password] if password else [])
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10) -> RedisServer:
         """Start (or restart on the same port) and wait until it answers PING."""
@@ -226,3 +230,82 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+NGINX_CONFIG = ROOT / "k8s" / "nginx" / "nginx.conf"
+_NOBODY = 65534  # nobody/nogroup: nginx runs unprivileged, as in the pod
+
+
+def nginx_binary() -> str:
+    """Debian's nginx (nginx-light), which scripts/ensure-services.sh installs."""
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not found:
+        raise RuntimeError("nginx is missing: apt-get install -y nginx-light (scripts/ensure-services.sh does this)")
+    return found
+
+
+class Nginx:
+    """The shipped sidecar configuration (k8s/nginx/nginx.conf) on a free loopback port in front of
+    ``upstream``, with only its listen port, upstream and /tmp paths rewritten; a non-root process
+    with its own prefix directory, stopped by pid."""
+
+    def __init__(self, upstream: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # Its own prefix under the system's temp directory, which an unprivileged user can reach
+        # (pytest's tmp_path is root's alone); removed by stop().
+        self.dir = Path(tempfile.mkdtemp(prefix=f"aura-nginx-{self.port}-"))
+        text = NGINX_CONFIG.read_text()
+        for fixed in ("listen 8080;", "server 127.0.0.1:8000;", "/tmp/nginx/"):
+            if fixed not in text:
+                raise RuntimeError(f"{NGINX_CONFIG} no longer has {fixed!r}: update aura.testing.servers.Nginx")
+        text = (
+            text.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+            .replace("server 127.0.0.1:8000;", f"server {upstream};")
+            .replace("/tmp/nginx/", f"{self.dir}/")
+        )
+        self.config = self.dir / "nginx.conf"
+        self.config.write_text(text)
+        self.log_path = self.dir / "nginx.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        # As root (CI), run as nobody, like the pod's non-root nginx.
+        self.user = _NOBODY if os.getuid() == 0 else None
+        if self.user is not None:
+            os.chown(self.dir, self.user, self.user)
+            self.dir.chmod(0o755)
+
+    def argv(self, *extra: str) -> list[str]:
+        return [nginx_binary(), "-e", "stderr", "-p", str(self.dir), "-c", str(self.config), *extra]
+
+    def start(self, timeout: float = 20) -> Nginx:
+        """Check the configuration (nginx -t), start, and wait until /healthz answers through it."""
+        check = subprocess.run(self.argv("-t"), capture_output=True, text=True, timeout=30, user=self.user)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {check.stderr}")
+        with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.argv("-g", "daemon off;"), stdout=log, stderr=subprocess.STDOUT, user=self.user
+            )
+        wait_ready(self.proc, self.url + "/healthz", self.log_path, "nginx", timeout)
+        return self
+
+    def log(self) -> str:
+        """What nginx printed so far (tail)."""
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Fast shutdown of the master and its workers, by pid; then remove its prefix."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

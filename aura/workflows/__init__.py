@@ -4,6 +4,7 @@ The web layer calls run_struggle / run_audit; everything else here is types, set
 """
 
 from .audit import (
+    AUDIT_STATUSES,
     DEFAULT_AUDIT_SETTINGS,
     DEFAULT_SEVERITIES,
     RULE_TYPES,
@@ -26,6 +27,7 @@ from .errors import AuditLimitError, WorkflowError, WorkflowExecutionError, Work
 from .struggle import (
     CATALOG_FILE,
     DEFAULT_STRUGGLE_SETTINGS,
+    STRUGGLE_LABELS,
     CatalogSource,
     Lesson,
     LessonDict,
@@ -55,6 +57,7 @@ __all__ = [
     "AuditResultDict",
     "AuditSettings",
     "AuditStatus",
+    "AUDIT_STATUSES",
     "CatalogSource",
     "FileInput",
     "Lesson",
@@ -68,6 +71,7 @@ __all__ = [
     "SignalsDict",
     "StruggleInput",
     "StruggleLabel",
+    "STRUGGLE_LABELS",
     "StruggleResult",
     "StruggleResultDict",
     "StruggleSettings",

@@ -9,6 +9,7 @@ import jwt as pyjwt
 import pytest
 from flask_jwt_extended import create_access_token
 
+from aura.api.context import services
 from tests.support.auth import AuthActions
 
 
@@ -215,7 +216,7 @@ def test_revocation_works_in_both_modes(make_app, mode):
 
     app = make_app()
     if mode == "standalone":
-        app.extensions["aura.revocation"] = SqlRevocationStore()
+        services(app).revocation = SqlRevocationStore()
     auth = AuthActions(app.test_client()).signed_in()
     assert app.test_client().get("/readyz").get_json()["mode"] == mode
     assert auth.logout().status_code == 200
@@ -224,7 +225,7 @@ def test_revocation_works_in_both_modes(make_app, mode):
 
 def test_unreachable_redis_in_development_runs_standalone(make_app, caplog):
     app = make_app(env="development", redis_url="redis://127.0.0.1:1")
-    assert app.extensions["aura.revocation"].mode == "standalone"
+    assert services(app).revocation.mode == "standalone"
     assert "STANDALONE" in caplog.text
     ready = app.test_client().get("/readyz").get_json()
     assert ready["mode"] == "standalone"

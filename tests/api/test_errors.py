@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from tests.support.errors import assert_error
@@ -68,6 +70,17 @@ def test_readyz_names_a_failed_database(make_app):
     assert response.status_code == 503
     body = response.get_json()
     assert body["error"] == "service_unavailable" and "database" in body["message"]
+
+
+def test_readyz_answers_503_when_redis_times_out(make_app):
+    """A Redis that accepts connections and never answers (hung, black-holed): a timeout, not a
+    refused connection - still the documented 503 naming Redis, never a 500."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody reads
+        port = silent.getsockname()[1]
+        app = make_app(env="production", redis_url=f"redis://127.0.0.1:{port}", redis_socket_timeout=0.2)
+        response = app.test_client().get("/readyz")
+    body = assert_error(response, 503, "service_unavailable", extra={"status", "mode", "checks"})
+    assert body["checks"] == {"database": "ok", "redis": "unavailable"} and "redis" in body["message"]
 
 
 def test_database_outage_is_503_not_500(make_app):

@@ -125,3 +125,31 @@ def test_the_docs_ui_is_switchable_and_off_in_production(make_app):
     assert make_app(env="production", api_docs_enabled=None).config["AURA"].api_docs_enabled is False
     # The document itself is always served (clients generate code from it).
     assert make_app(api_docs_enabled=False).test_client().get("/api/v1/openapi.json").status_code == 200
+
+
+def test_patterns_mean_the_same_to_clients_and_to_the_validator(client, auth):
+    """JSON Schema's \\s is ECMAScript's, the validator's is Python's: they differ on \\x1c-\\x1f,
+    \\x85 and \\ufeff (Schemathesis found `"\\x1e"` schema-valid and refused). The document's
+    patterns spell whitespace out, and the class is exactly Python's whitespace."""
+    from aura.fields import NOT_BLANK, WHITESPACE_CLASS
+
+    spelled = re.compile(f"[{WHITESPACE_CLASS}]")
+    assert [hex(c) for c in range(0x110000) if bool(spelled.fullmatch(chr(c))) != chr(c).isspace()] == []
+    patterns = list(_patterns(_doc(client)))
+    assert NOT_BLANK in patterns and not any(re.search(r"(?<!\\)\\[sS]", p) for p in patterns), patterns
+    auth.signed_in()
+    for exercise_id, status in (("\x1e", 422), ("\x85 \u3000", 422), ("\ufeff", 201), (" a ", 201)):
+        body = {"exercise_id": exercise_id, "edit_frequency": 1.0, "error_count": 0}
+        response = client.post("/api/v1/workflows/struggle", json=body, headers=auth.bearer())
+        assert response.status_code == status, repr(exercise_id)
+
+
+def _patterns(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for child in node.values():
+            yield from _patterns(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _patterns(child)

@@ -9,6 +9,7 @@ import jwt as pyjwt
 import pytest
 import redis
 
+from aura.api.context import services
 from tests.conftest import REDIS_URL, TEST_RATE_LIMIT_DB
 from tests.support.auth import AuthActions
 from tests.support.metrics import registry_samples, value
@@ -319,9 +320,9 @@ def test_limits_live_under_the_aura_prefix_with_redis_socket_timeouts(make_app):
     options = app.config["RATELIMIT_STORAGE_OPTIONS"]
     assert (options["socket_timeout"], options["socket_connect_timeout"]) == (0.7, 0.7)
     assert options["retry"].get_retries() == 1  # the same client options as every Redis client
-    assert options == app.extensions["aura.redis"].options
+    assert options == services(app).redis.options
     assert app.config["RATELIMIT_DEFAULT"] == "1000 per hour"
-    assert app.extensions["aura.redis"].rate_limit_pool is limiter._storage.pool
+    assert services(app).redis.rate_limit_pool is limiter._storage.pool
     app.test_client().post(LOGIN, json=WRONG)
     keys = redis.Redis.from_url(REDIS_URL, db=TEST_RATE_LIMIT_DB).keys("*")
     assert any(b"/aura/127.0.0.1/auth.login/" in key for key in keys), keys

@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from aura.infra.logs import REQUEST_ID_HEADER
+from aura.infra.logs import REQUEST_ID_HEADER, trace_id_of
 
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
 
@@ -71,6 +71,45 @@ def test_every_log_line_of_a_request_has_its_id_and_route(make_app, caplog):
     assert lines[-1].exc_info is not None
 
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    ("header", "trace_id"),
+    [
+        (TRACEPARENT, TRACE),
+        (f" 00-{TRACE}-00f067aa0ba902b7-00\t", TRACE),  # surrounding blanks, not sampled
+        (f"cc-{TRACE}-00f067aa0ba902b7-01-future-field", TRACE),  # a later version may add fields
+        (f"00-{TRACE}-00f067aa0ba902b7-01-extra", None),  # version 00 has exactly four fields
+        (f"ff-{TRACE}-00f067aa0ba902b7-01", None),  # version ff is invalid
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),  # all-zero trace id
+        (f"00-{TRACE}-{'0' * 16}-01", None),  # all-zero parent id
+        (f"00-{TRACE.upper()}-00f067aa0ba902b7-01", None),  # lower-case hex only
+        (f"00-{TRACE[:-1]}-00f067aa0ba902b7-01", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_trace_ids_are_read_from_valid_traceparent_headers_only(header, trace_id):
+    assert trace_id_of(header) == trace_id
+
+
+def test_log_lines_carry_a_trusted_callers_trace_id_else_the_request_id(make_app, caplog):
+    caplog.set_level(logging.WARNING)
+    for trusted, header, expected in (
+        (1, TRACEPARENT, TRACE),  # a trusted proxy's trace: logs and exemplars join the caller's trace
+        (0, TRACEPARENT, None),  # anyone else's is ignored, as X-Request-ID is
+        (1, "00-not-a-trace", None),  # an invalid header starts afresh
+    ):
+        caplog.clear()
+        client = _boom_app(make_app, trusted_proxy_count=trusted).test_client()
+        response = client.get("/api/v1/boom/1", headers={"traceparent": header})
+        lines = [r for r in caplog.records if r.name.startswith("aura")]
+        assert len(lines) == 3
+        assert {r.trace_id for r in lines} == {expected or response.headers[REQUEST_ID_HEADER]}
+
+
 @pytest.mark.gunicorn
 def test_json_lines_join_app_logs_and_access_log_by_request_id(gunicorn, tmp_path):
     # A database without tables: login fails with a database error, which Aura logs (twice)
@@ -96,6 +135,7 @@ def test_json_lines_join_app_logs_and_access_log_by_request_id(gunicorn, tmp_pat
     app_lines = [r for r in ours if r["logger"] == "aura"]
     access = [r for r in ours if r["logger"] == "gunicorn.access"]
     assert len(app_lines) == 2 and len(access) == 1, ours
+    assert all(r["trace_id"] == request_id for r in ours)  # no trusted traceparent: the request id
     for record in app_lines:
         assert (record["method"], record["route"], record["path"]) == (
             "POST",

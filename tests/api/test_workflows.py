@@ -195,3 +195,14 @@ def test_database_outage_is_503_and_counted(make_app):
     assert (
         moved[("workflow_failures_total", (("error_type", "service_unavailable"), ("workflow_type", "struggle")))] == 1
     )
+
+
+def test_a_capped_run_that_fails_gives_its_slot_back(make_app):
+    """Each refused body is rejected inside the per-user cap (the cap is taken first): more
+    failures than slots, and the user still has every slot."""
+    app = make_app(workflow_max_concurrent_per_user=1)
+    client = app.test_client()
+    learner = AuthActions(client).signed_in()
+    for _ in range(3):
+        assert _post(client, learner, "struggle", {"exercise_id": "loops-1"}).status_code == 422
+    assert _post(client, learner, "struggle", CALM).status_code == 201

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from aura.api.context import services
 from tests.conftest import REDIS_URL, TEST_AUTH_DB
 
 KEY_PREFIX = "aura:revoked:"
@@ -50,7 +51,7 @@ def _unreachable_store():
 def store(app):
     """The app's durable store, in an app context."""
     with app.app_context():
-        yield app.extensions["aura.revocation"]
+        yield services(app).revocation
 
 
 def _expires_in(seconds: float) -> datetime:
@@ -312,7 +313,7 @@ def test_a_logout_cut_short_by_redis_ends_the_session_or_leaves_it_for_the_retry
     client = app.test_client()
     learner = AuthActions(client).signed_in()
     assert learner.me().status_code == 200  # Redis loaded: the marker is in place
-    store = app.extensions["aura.revocation"]
+    store = services(app).revocation
     real_set, calls = store._redis.set, []
 
     def set_failing_first(*args, **kwargs):

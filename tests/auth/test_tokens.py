@@ -14,6 +14,7 @@ import jwt as pyjwt
 import pytest
 import redis
 
+from aura.api.context import services
 from aura.api.errors import STATUS_OF_CODE
 from tests.conftest import REDIS_URL, TEST_AUTH_DB
 from tests.support.auth import AuthActions
@@ -52,7 +53,7 @@ def _service_call(app, function, *args, access_lifetime: int = 900, family_lifet
     from aura.auth.tokens import Tokens
 
     with app.test_request_context():
-        store = app.extensions["aura.revocation"]
+        store = services(app).revocation
         tokens = Tokens(app.config["JWT_SECRET_KEY"], access_lifetime, family_lifetime)
         user = service.find_user(LEARNER)
         return function(store, tokens, user, *args)
@@ -82,7 +83,7 @@ def test_a_refresh_token_can_be_rotated_only_once_even_when_both_requests_passed
 @pytest.mark.parametrize("store_mode", ["redis", "standalone"])
 def test_concurrent_refreshes_with_one_token_exactly_one_succeeds(make_app, store_mode):
     app = make_app() if store_mode == "redis" else make_app(redis_url="redis://127.0.0.1:1", redis_socket_timeout=0.2)
-    assert app.extensions["aura.revocation"].mode == store_mode
+    assert services(app).revocation.mode == store_mode
     auth = AuthActions(app.test_client(), LEARNER).signed_in()
     token = auth.tokens["refresh_token"]
     start = threading.Barrier(4)
@@ -334,7 +335,7 @@ def test_revoking_a_family_twice_counts_once(app, signed_in):
     from aura.auth import service
 
     claims = _claims(signed_in.tokens["access_token"])
-    store = app.extensions["aura.revocation"]
+    store = services(app).revocation
     with app.app_context():
         user_id = service.find_user(signed_in.email).id
         results = []

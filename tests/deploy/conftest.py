@@ -27,6 +27,7 @@ K8S = REPO / "k8s"
 MONITORING = K8S / "monitoring"
 # Every kustomization a user may apply (or that one of them includes), rendered and validated.
 KUSTOMIZATIONS = (
+    "nginx",
     "base",
     "datastores/postgres",
     "datastores/redis",
@@ -439,7 +440,8 @@ def run_promtool(promtool):
     """run_promtool(*args, cwd=None) -> CompletedProcess; fails the test with promtool's output."""
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+        # A bound, not a speed check: the 30-day SLO rule tests can take minutes on a loaded machine.
+        result = subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
         return result
 
@@ -467,12 +469,20 @@ def alerts(alert_rules) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def build_module():
-    """dashboards/build.py, imported (it is a script, not a package)."""
+    """dashboards/build.py, imported (it is a script, not a package) as running it imports it:
+    with dashboards/ on sys.path, where its package aura_monitoring is."""
+    sys.path.insert(0, str(REPO / "dashboards"))
     spec = importlib.util.spec_from_file_location("aura_dashboards_build", REPO / "dashboards" / "build.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def monitoring(build_module):
+    """dashboards/aura_monitoring, the package build.py runs: monitoring.slo.SLOS and so on."""
+    return importlib.import_module("aura_monitoring")
 
 
 @pytest.fixture(scope="session")

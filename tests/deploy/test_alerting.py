@@ -47,16 +47,32 @@ def anchors(markdown: str) -> set[str]:
 # --- Scope ----------------------------------------------------------------------------------
 
 
+# The alerting pipeline's own alerts read Prometheus's and Alertmanager's jobs (prometheus.yml).
+PIPELINE_JOBS = {"prometheus_": 'job="prometheus"', "alertmanager_": 'job="alertmanager"'}
+
+
 def test_every_rule_selects_only_auras_job(alert_rules, promql):
-    """Every selector of every alert and recording rule carries job="aura"."""
+    """Every selector of every alert and recording rule carries job="aura", except the
+    pipeline group's, which carry Prometheus's or Alertmanager's own job."""
     unscoped = []
-    for rule in rules(alert_rules):
-        metrics, _ = promql.references(rule["expr"])
-        for name in metrics:
-            for matchers in occurrences(rule["expr"], name):
-                if 'job="aura"' not in matchers:
-                    unscoped.append((rule.get("alert") or rule["record"], name, matchers))
+    for group in alert_rules["groups"]:
+        for rule in group["rules"]:
+            metrics, _ = promql.references(rule["expr"])
+            for name in metrics:
+                needed = 'job="aura"'
+                if group["name"] == "aura-pipeline":
+                    needed = next(job for prefix, job in PIPELINE_JOBS.items() if name.startswith(prefix))
+                for matchers in occurrences(rule["expr"], name):
+                    if needed not in matchers:
+                        unscoped.append((rule.get("alert") or rule["record"], name, matchers))
     assert not unscoped, unscoped
+
+
+def test_prometheus_scrapes_the_pipelines_jobs(k8s):
+    """The pipeline alerts read series that exist only if Prometheus scrapes both."""
+    config = yaml.safe_load((k8s.monitoring / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert {"prometheus", "alertmanager"} <= jobs
 
 
 def test_every_aggregation_in_a_rule_keeps_namespace(alert_rules):
@@ -129,7 +145,10 @@ def test_recording_rules_follow_the_naming_convention(alert_rules):
 def test_every_recording_rule_is_unit_tested(alert_rules, k8s):
     tests = yaml.safe_load((k8s.monitoring / "prometheus" / "slo-rules.test.yml").read_text())["tests"]
     tested = {
-        re.search(r"\(([\w:]+)", case["expr"]).group(1) for test in tests for case in test.get("promql_expr_test", [])
+        name
+        for test in tests
+        for case in test.get("promql_expr_test", [])
+        for name in RECORD_NAME.findall(case["expr"])
     }
     recorded = {rule["record"] for rule in rules(alert_rules) if "record" in rule}
     assert recorded <= tested, sorted(recorded - tested)
@@ -153,67 +172,143 @@ def test_alerts_and_panels_use_the_recording_rules(alert_rules, dashboards):
 # --- SLOs -----------------------------------------------------------------------------------
 
 
-def test_slo_rules_come_from_the_generator(build_module):
-    """Targets and thresholds live in dashboards/build.py; the rule files are its output."""
+def test_slo_rules_come_from_the_generator(build_module, monitoring):
+    """Targets and thresholds live in dashboards/aura_monitoring/slo.py; the rule files are
+    dashboards/build.py's output."""
     outputs = build_module.outputs()
     for path in (build_module.SLO_RULES_FILE, build_module.DEMO_RULES_FILE):
         assert path.read_text() == outputs[path], "run: python dashboards/build.py"
-    assert {slo.name for slo in build_module.SLOS} == {"availability", "latency"}
-    for slo in build_module.SLOS:
+    assert {slo.name for slo in monitoring.slo.SLOS} == {"availability", "latency"}
+    for slo in monitoring.slo.SLOS:
         assert 0.9 <= slo.objective < 1
 
 
-def test_latency_threshold_is_a_histogram_bucket(build_module):
+def test_rule_files_read_back_as_the_rules_generated(monitoring):
+    """The rule files' YAML dumper only chooses styles (quotes, literal blocks, layout): what it
+    writes loads back as the rules it was given, the demo's included."""
+    for profile in (None, monitoring.slo.DEMO_WINDOWS):
+        groups = monitoring.slo_rules.slo_rule_groups(profile)
+        assert yaml.safe_load(monitoring.rule_yaml.dump_rules(groups)) == {"groups": groups}
+    awkward = [{"name": "g", "rules": [{"record": "it's", "expr": "a\n  b\n", "labels": {"n": "1"}}]}]
+    assert yaml.safe_load(monitoring.rule_yaml.dump_rules(awkward)) == {"groups": awkward}
+
+
+def test_latency_threshold_is_a_histogram_bucket(monitoring):
     """The latency SLI counts the bucket at the threshold: it must be one of the buckets."""
     source = (ROOT / "aura" / "instrumentation" / "definitions.py").read_text()
     buckets = re.search(r"HTTP_BUCKETS = \(([^)]*)\)", source).group(1)
-    assert float(build_module.LATENCY_THRESHOLD_SECONDS) in {float(b) for b in buckets.split(",")}
+    assert float(monitoring.slo.LATENCY_THRESHOLD_SECONDS) in {float(b) for b in buckets.split(",")}
 
 
-def test_burn_rate_alerts_have_both_speeds_short_windows_and_a_floor(alerts, build_module):
-    for slo in build_module.SLOS:
+def test_burn_rate_alerts_have_both_speeds_short_windows_and_a_floor(alerts, monitoring):
+    for slo in monitoring.slo.SLOS:
         fast, slow = alerts[f"{slo.alert}FastBurn"], alerts[f"{slo.alert}SlowBurn"]
         assert fast["labels"]["severity"] == "critical" and slow["labels"]["severity"] == "warning"
         for rule, windows in ((fast, ("1h", "5m", "6h", "30m")), (slow, ("1d", "2h", "3d", "6h"))):
             for window in windows:
                 assert f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate{window}" in rule["expr"]
             assert rule["expr"].count("namespace_job:aura_api_requests:rate") == 2
-            assert f">= {build_module.MIN_REQUESTS_PER_SECOND}" in rule["expr"]
+            assert f">= {monitoring.slo.MIN_REQUESTS_PER_SECOND}" in rule["expr"]
             assert rule["labels"]["slo"] == slo.name
 
 
-def test_error_budget_panel_per_slo(dashboards, build_module):
+def test_error_budget_panel_per_slo(dashboards, monitoring):
+    """The budget reads the period's counts (traffic-weighted), never an average of ratios,
+    and shows a full budget for a period without any request."""
     titles = {p["title"]: p for p in dashboards["service.json"]["panels"]}
-    for slo in build_module.SLOS:
+    for slo in monitoring.slo.SLOS:
         panel = titles[f"{slo.name.capitalize()} SLO Error Budget Remaining"]
         [target] = panel["targets"]
-        assert f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate5m" in target["expr"]
+        assert f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate30d" in target["expr"]
         assert f"/ {slo.budget})" in target["expr"]
+        assert "avg_over_time" not in target["expr"]
+        assert "+ 1)" in target["expr"]
+        assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 0
+
+
+def test_period_ratios_are_counts_over_counts(alert_rules):
+    """ratio_rate30d divides two recorded averages of 5m rates (sums of counts), with the
+    denominator filtered to > 0: a number, or absent, never NaN."""
+    recorded = {r["record"]: r["expr"] for r in rules(alert_rules) if "record" in r}
+    for name in ("requests", "server_errors", "timed_requests", "slow_requests"):
+        expr = recorded[f"namespace_job:aura_api_{name}:rate30d"]
+        assert expr == f'avg_over_time(namespace_job:aura_api_{name}:rate5m{{job="aura"}}[30d])'
+    for record, expr in recorded.items():
+        if ":ratio_rate" in record:
+            assert re.search(r"/ \(namespace_job:aura_api_\w+:rate\w+\{job=\"aura\"\} > 0\)$", expr), record
+
+
+def test_burn_rate_panels_show_both_fast_window_pairs_and_their_factors(dashboards, monitoring):
+    titles = {p["title"]: p for p in dashboards["service.json"]["panels"]}
+    for title, (long, short, factor) in zip(
+        ("SLO Burn Rate", "SLO Burn Rate 6h/30m"), monitoring.slo.BURN_ALERTS[0].pairs, strict=True
+    ):
+        panel = titles[title]
+        exprs = " ".join(t["expr"] for t in panel["targets"])
+        for slo in monitoring.slo.SLOS:
+            for window in (long, short):
+                assert f"namespace_job:aura_slo_{slo.name}_errors:ratio_rate{window}{{" in exprs, (title, window)
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [s["value"] for s in steps[1:]] == [factor], title
+        assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
+
+
+def test_threshold_lines_are_the_alerts_and_hpas_numbers(dashboards, alerts, monitoring, rendered):
+    """Latency panels mark the SLO's threshold, utilisation the HPA target and the
+    saturation alert's threshold - the numbers those read, not copies that drift."""
+    titles = {p["title"]: p for p in dashboards["service.json"]["panels"]}
+    service = monitoring.service_dashboard
+
+    def lines(title):
+        return [s["value"] for s in titles[title]["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
+
+    latency = float(monitoring.slo.LATENCY_THRESHOLD_SECONDS)
+    assert lines("Request Latency") == lines("Request Latency p95 by Endpoint") == [latency]
+    assert lines("Worker Utilisation") == [service.HPA_TARGET_UTILISATION, service.SATURATED_UTILISATION]
+    assert f"> {service.SATURATED_UTILISATION}" in alerts["AuraWorkersSaturated"]["expr"]
+    [hpa] = [d for d in rendered["base"] if d["kind"] == "HorizontalPodAutoscaler"]
+    [metric] = [m for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert metric["pods"]["metric"]["name"] == "gunicorn_worker_utilisation"
+    assert metric["pods"]["target"]["averageValue"] == f"{round(service.HPA_TARGET_UTILISATION * 1000)}m"
+
+
+def test_listen_backlog_limit_is_a_note_not_a_line(dashboards):
+    """The limit (hundreds) would flatten a backlog of a few: listed in the legend, not drawn."""
+    panel = next(p for p in dashboards["service.json"]["panels"] if p["title"] == "Listen Backlog")
+    [override] = panel["fieldConfig"]["overrides"]
+    assert override["matcher"] == {"id": "byName", "options": "limit"}
+    assert override["properties"][0]["value"]["viz"] is True
+    assert panel["options"]["legend"]["calcs"] == ["lastNotNull"]
 
 
 # --- Runbooks -------------------------------------------------------------------------------
 
 
-def test_every_alert_links_its_runbook_section(alerts, build_module):
+def test_every_alert_links_its_runbook_section(alerts, monitoring):
     text = RUNBOOKS.read_text()
     sections = anchors(text)
     for name, rule in alerts.items():
         url = rule["annotations"].get("runbook_url")
         assert url, f"{name} has no runbook_url"
         base, _, anchor = url.partition("#")
-        assert base == build_module.RUNBOOK_BASE, name
+        assert base == monitoring.burn_alerts.RUNBOOK_BASE, name
         assert anchor == name.lower() and anchor in sections, f"docs/runbooks.md has no section {name}"
 
 
-def test_every_runbook_section_says_what_where_and_what_to_do(alerts):
+def test_every_runbook_section_says_what_where_and_what_to_do(alerts, alert_rules):
     text = RUNBOOKS.read_text()
+    pipeline = {r["alert"] for g in alert_rules["groups"] if g["name"] == "aura-pipeline" for r in g["rules"]}
     for name in alerts:
         section = text.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
         for part in ("**Means**", "**Look first**", "**Do**"):
             assert part in section, (name, part)
-        # The exact panel and query to look at.
+        # The exact panel and query to look at. The pipeline's alerts are about Prometheus and
+        # Alertmanager, which no Aura dashboard shows: their own pages instead.
         assert "```promql" in section, name
-        assert re.search(r"panel\s+\*[^*]+\*", section), name
+        if name in pipeline:
+            assert re.search(r"(Prometheus|Alertmanager)'s (Status|log)", section), name
+        else:
+            assert re.search(r"panel\s+\*[^*]+\*", section), name
 
 
 def test_runbook_panels_exist(dashboards):
@@ -256,12 +351,21 @@ def test_alertmanager_routes_by_severity(amtool, alerts):
     receivers = {"critical": "page", "warning": "ticket"}
     for name, rule in alerts.items():
         severity = rule["labels"]["severity"]
-        assert (
-            routes_to(amtool, f"alertname={name}", f"severity={severity}", "namespace=aura") == receivers[severity]
-        ), name
+        expected = "deadmansswitch" if name == "Watchdog" else receivers[severity]
+        assert routes_to(amtool, f"alertname={name}", f"severity={severity}", "namespace=aura") == expected, name
 
 
-def test_alertmanager_groups_by_namespace_and_alert_and_inhibits_tickets_for_a_page(build_module):
+def test_watchdog_always_fires_and_reaches_the_dead_mans_switch_often(alerts):
+    assert alerts["Watchdog"]["expr"] == "vector(1)" and "for" not in alerts["Watchdog"]
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    [route] = [r for r in config["route"]["routes"] if r["receiver"] == "deadmansswitch"]
+    assert route["matchers"] == ['alertname="Watchdog"']
+    # The switch hears it at least every 5 minutes (repeat_interval), whatever else happens.
+    assert route["repeat_interval"] == "5m"
+    assert config["route"]["routes"][0] is route, "first: no other route may catch it"
+
+
+def test_alertmanager_groups_by_namespace_and_alert_and_inhibits_tickets_for_a_page():
     config = yaml.safe_load(ALERTMANAGER.read_text())
     assert config["route"]["group_by"] == ["namespace", "alertname"]
     [slo_rule] = [r for r in config["inhibit_rules"] if "slo" in r["equal"]]
@@ -270,6 +374,46 @@ def test_alertmanager_groups_by_namespace_and_alert_and_inhibits_tickets_for_a_p
     assert set(slo_rule["equal"]) == {"namespace", "job", "slo"}
     # Only alerts that have an slo label take part: an absent label would equal an absent one.
     assert 'slo=~".+"' in slo_rule["source_matchers"] and 'slo=~".+"' in slo_rule["target_matchers"]
+
+
+def test_pages_of_one_service_share_a_group_and_symptoms_are_inhibited_by_their_cause(alerts):
+    """One page per cause: the critical route groups a service's alerts into one incident, and
+    a Redis outage's symptoms (the availability burns, AuraHighErrorRate) are inhibited by it;
+    the fast burn inhibits the error-rate alert it duplicates. tests/e2e/test_live_alertmanager.py
+    runs this on a real Alertmanager."""
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    [page] = [r for r in config["route"]["routes"] if r["receiver"] == "page"]
+    assert page["group_by"] == ["namespace", "job"]
+    by_source = {tuple(r["source_matchers"]): r for r in config["inhibit_rules"]}
+    redis = by_source[('alertname="AuraRedisConnectionErrors"',)]
+    [targets] = redis["target_matchers"]
+    muted = {name for name in alerts if re.fullmatch(re.fullmatch(r'alertname=~"(.*)"', targets).group(1), name)}
+    assert muted == {"AuraHighErrorRate"} | {
+        f"Aura{s}SLO{b}Burn" for s in ("Availability", "Latency") for b in ("Fast", "Slow")
+    }
+    assert redis["equal"] == ["namespace", "job"]
+    fast = by_source[('alertname="AuraAvailabilitySLOFastBurn"',)]
+    assert fast["target_matchers"] == ['alertname="AuraHighErrorRate"'] and fast["equal"] == ["namespace", "job"]
+    # The cause reaches Alertmanager first: a shorter `for` than the fast burn's.
+    minutes = {name: alerts[name]["for"] for name in ("AuraRedisConnectionErrors", "AuraAvailabilitySLOFastBurn")}
+    assert all(v.endswith("m") for v in minutes.values()), minutes
+    assert int(minutes["AuraRedisConnectionErrors"][:-1]) < int(minutes["AuraAvailabilitySLOFastBurn"][:-1])
+
+
+def test_burn_alerts_stay_quiet_after_the_page_for_their_cause(alerts, monitoring):
+    """No second page or late ticket when an inhibition lifts: a burn alert is quiet while the
+    alert that paged for the cause fires and for its own longest short window after (the time
+    the incident's errors take to leave it). alert-rules.test.yml shows it on a Redis outage."""
+    for slo in monitoring.slo.SLOS:
+        for alert, causes, window in (
+            (f"{slo.alert}FastBurn", "AuraRedisConnectionErrors", "30m"),
+            (f"{slo.alert}SlowBurn", f"AuraRedisConnectionErrors|{slo.alert}FastBurn", "6h"),
+        ):
+            expr = alerts[alert]["expr"]
+            assert expr.endswith(
+                f'unless on (namespace, job)\nmax_over_time(ALERTS{{alertname=~"{causes}", '
+                f'alertstate="firing", job="aura"}}[{window}])'
+            ), alert
 
 
 def test_prometheus_sends_to_the_alertmanager_service(k8s, rendered):
@@ -286,14 +430,14 @@ def test_prometheus_sends_to_the_alertmanager_service(k8s, rendered):
 # --- The demo's override --------------------------------------------------------------------
 
 
-def test_demo_override_has_every_alert_with_short_for_and_windows(alerts, build_module):
+def test_demo_override_has_every_alert_with_short_for_and_windows(alerts, build_module, monitoring):
     """make demo loads dashboards/demo-rules.yml: the same alerts, able to fire in minutes."""
     demo = yaml.safe_load(build_module.DEMO_RULES_FILE.read_text())
     demo_alerts = {r["alert"]: r for g in demo["groups"] for r in g["rules"] if "alert" in r}
     assert set(demo_alerts) == set(alerts)
     for name, rule in demo_alerts.items():
         # Alerts without `for:` (they fire at once) stay without it.
-        assert rule.get("for") == (build_module.DEMO_FOR if "for" in alerts[name] else None), name
+        assert rule.get("for") == (monitoring.slo.DEMO_FOR if "for" in alerts[name] else None), name
         assert rule["labels"] == alerts[name]["labels"], name
     for window in re.findall(r"ratio_rate(\d+[smhd])", " ".join(r["expr"] for r in demo_alerts.values())):
         assert window[-1] in "sm", window

@@ -36,13 +36,18 @@ def test_user_is_the_numeric_uid_the_pods_run_as(dockerfile, rendered, k8s):
 
 def test_port_and_command_match_the_deployment(dockerfile, rendered, k8s):
     pod = k8s.find(rendered["overlays/production"], "Deployment", "aura")["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    assert dockerfile["EXPOSE"][0].split() == [str(port["containerPort"]) for port in container["ports"]]
+    [container] = [c for c in pod["containers"] if c["name"] == "aura"]  # beside it: the nginx sidecar
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # The image alone (docker run) serves both ports on every interface; the pod keeps the same
+    # ports but binds Gunicorn to loopback, behind its nginx sidecar, and exposes the listener only.
+    assert dockerfile["EXPOSE"][0].split() == ["8000", "9100"]
+    assert [port["containerPort"] for port in container["ports"]] == [9100]
     command = json.loads(dockerfile["CMD"][-1])
     assert command == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
     assert "command" not in container, "the pod must run the image's CMD"
     assert any(e == "GUNICORN_BIND=0.0.0.0:8000" for e in dockerfile["ENV"])
-    assert any(e == "METRICS_PORT=9100" for e in dockerfile["ENV"])
+    assert env["GUNICORN_BIND"] == "127.0.0.1:8000"
+    assert any(e == "METRICS_PORT=9100" for e in dockerfile["ENV"]) and env["METRICS_PORT"] == "9100"
 
 
 def test_build_context_admits_what_the_app_needs(k8s):

@@ -57,6 +57,8 @@ SERVICE_PANELS = [
     "Availability SLO Error Budget Remaining",
     "Latency SLO Error Budget Remaining",
     "SLO Burn Rate",
+    # Issue 22: the fast burn's second window pair.
+    "SLO Burn Rate 6h/30m",
 ]
 ALL_PANELS = {**SPEC_PANELS, "service.json": SERVICE_PANELS}
 # "Total ... in the last hour" in the spec.
@@ -121,6 +123,19 @@ def test_percentile_panels_show_p50_p95_p99(dashboards):
         quantiles = [re.match(r"histogram_quantile\(([\d.]+),", e).group(1) for e in exprs]
         assert quantiles == ["0.5", "0.95", "0.99"], title
         assert all(re.search(r"_bucket(\{[^}]*\})?\[", e) and "sum by (le" in e for e in exprs), title
+
+
+def test_the_latency_panels_and_only_they_ask_for_exemplars(dashboards):
+    """http_request_duration_seconds keeps each bucket's latest request (docs/metrics.md, "Exemplars")."""
+    asking = {
+        panel["title"]
+        for board in dashboards.values()
+        for panel in board["panels"]
+        if any(t.get("exemplar") for t in panel["targets"])
+    }
+    assert asking == {"Request Latency", "Request Latency p95 by Endpoint"}
+    for title in asking:
+        assert all("http_request_duration_seconds_bucket" in t["expr"] for t in panels(dashboards)[title]["targets"])
 
 
 def test_service_dashboard_reads_only_the_aura_job(dashboards, promql):

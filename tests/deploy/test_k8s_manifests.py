@@ -158,6 +158,16 @@ def app_container(pod_template: dict) -> dict:
     return container
 
 
+def nginx_container(pod_template: dict) -> dict:
+    [container] = [c for c in pod_template["spec"]["containers"] if c["name"] == "nginx"]
+    return container
+
+
+def pod_ports(pod_template: dict) -> dict[str, int]:
+    """Named container ports of every container of the pod."""
+    return {p["name"]: p["containerPort"] for c in pod_template["spec"]["containers"] for p in c.get("ports", [])}
+
+
 def fail_validation(where: str, doc: dict, error: kubernetes_validate.ValidationError):
     pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']}: {'.'.join(map(str, error.path))}: {error.message}")
 
@@ -285,9 +295,12 @@ def test_pod_template_carries_the_spec_scrape_annotations(app_kustomization):
     assert {k: annotations.get(k) for k in SCRAPE_ANNOTATIONS} == SCRAPE_ANNOTATIONS
     container = app_container(template)
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 8000), ("metrics", 9100)]
-    assert env["GUNICORN_BIND"] == "0.0.0.0:8000"
+    # The app container serves only the master's listener to the pod's network; Gunicorn binds
+    # loopback, behind the nginx sidecar (test_nginx_sidecar_is_the_only_way_in).
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("metrics", 9100)]
+    assert env["GUNICORN_BIND"] == "127.0.0.1:8000"
     assert env["METRICS_PORT"] == "9100"
+    assert env["METRICS_HOST"] == "0.0.0.0"  # not the bind's loopback: Prometheus and the kubelet reach it
 
 
 def test_only_the_monitoring_namespace_reaches_the_metrics_port(app_kustomization, rendered, k8s):
@@ -301,7 +314,7 @@ def test_only_the_monitoring_namespace_reaches_the_metrics_port(app_kustomizatio
         p for p in objects(docs, "NetworkPolicy") if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
     ]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    ports = {p["name"]: p["containerPort"] for p in app_container(template)["ports"]}
+    ports = pod_ports(template)
     scraped = int(template["metadata"]["annotations"]["prometheus.io/port"])
     [prometheus] = [
         d for d in rendered["monitoring"] if d["kind"] == "StatefulSet" and "prometheus" in d["metadata"]["name"]
@@ -313,7 +326,7 @@ def test_only_the_monitoring_namespace_reaches_the_metrics_port(app_kustomizatio
         for port in rule["ports"]:
             reaching.setdefault(ports.get(port["port"], port["port"]), []).append(rule.get("from"))
     assert set(reaching) == set(ports.values())
-    assert reaching[ports["http"]] == [None]  # the API: every client
+    assert reaching[ports["http"]] == [None]  # the API (nginx's port): every client
     assert reaching[scraped] == [[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}}]]
     assert scraped == ports["metrics"] and app_container(template)["livenessProbe"]["httpGet"]["port"] == "metrics"
 
@@ -327,6 +340,9 @@ def test_termination_grace_covers_gunicorns_graceful_timeout(app_kustomization, 
     assert command[0] == "sleep"
     pause = int(command[1])
     assert template["spec"]["terminationGracePeriodSeconds"] - pause - graceful in GRACE_MARGIN
+    # nginx pauses as long, then quits gracefully (finishing what Gunicorn still answers).
+    [script] = nginx_container(template)["lifecycle"]["preStop"]["exec"]["command"][2:]
+    assert script.startswith(f"sleep {pause}; nginx ") and " -s quit;" in script
 
 
 def test_metrics_directory_is_a_per_pod_memory_volume(app_kustomization):
@@ -343,12 +359,57 @@ def test_metrics_directory_is_a_per_pod_memory_volume(app_kustomization):
 
 
 def test_probes_use_healthz_and_readyz(app_kustomization):
+    """Every probe asks the Gunicorn master's listener, never a worker: liveness /healthz (alive,
+    not busy: test_saturation.py), readiness and start-up /readyz (a worker has loaded the app; no
+    dependency asked: tests/gunicorn/test_readiness.py)."""
     container = app_container(aura_pod(app_kustomization[1]))
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    # alive, not busy: the master's listener answers while every worker is busy (test_saturation.py)
-    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    probes = {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe", "startupProbe")}
+    assert probes == {
+        "livenessProbe": {"path": "/healthz", "port": "metrics"},
+        "readinessProbe": {"path": "/readyz", "port": "metrics"},
+        "startupProbe": {"path": "/readyz", "port": "metrics"},
+    }
+
+
+def test_nginx_sidecar_is_the_only_way_in(app_kustomization, k8s):
+    """The Service targets the nginx sidecar, which runs k8s/nginx/nginx.conf (from the generated
+    aura-nginx ConfigMap) and proxies to Gunicorn on the pod's loopback."""
+    docs = app_kustomization[1]
+    template = aura_pod(docs)
+    nginx = nginx_container(template)
+    app_env = {e["name"]: e.get("value") for e in app_container(template)["env"]}
+    # the configuration is the file under k8s/nginx, mounted where the command reads it
+    shipped = (k8s.root / "nginx" / "nginx.conf").read_text()
+    assert k8s.config_map_data(docs, "aura-nginx") == {"nginx.conf": shipped}
+    [mount] = [m for m in nginx["volumeMounts"] if m["mountPath"] == "/etc/aura-nginx"]
+    [volume] = [v for v in template["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert re.fullmatch(r"aura-nginx-[a-z0-9]{10}", volume["configMap"]["name"])
+    assert nginx["command"][:1] == ["nginx"] and nginx["command"][nginx["command"].index("-c") + 1] == (
+        "/etc/aura-nginx/nginx.conf"
+    )
+    # /tmp/nginx (pid, spooled bodies) is writable on the read-only root
+    assert "/tmp/nginx" in {m["mountPath"] for m in nginx["volumeMounts"]}
+    # the Service's port is nginx's, nginx listens there, and its upstream is Gunicorn's loopback bind
+    [service] = [s for s in objects(docs, "Service") if s["metadata"]["name"] == "aura"]
+    [service_port] = service["spec"]["ports"]
+    [nginx_port] = nginx["ports"]
+    assert service_port["targetPort"] == nginx_port["name"] == "http"
+    assert f"listen {nginx_port['containerPort']};" in shipped
+    assert f"server {app_env['GUNICORN_BIND']};" in shipped
+    assert app_env["GUNICORN_BIND"].startswith("127.0.0.1:")
+    # nginx writes the headers Aura trusts, whatever the client sent
+    assert "proxy_set_header X-Request-ID $request_id;" in shipped
+    assert 'proxy_set_header X-Request-Start "t=${msec}";' in shipped
+    assert nginx["readinessProbe"]["tcpSocket"]["port"] == "http"
+
+
+def test_trusted_proxy_count_matches_the_proxies_in_front(app_kustomization, k8s):
+    """Aura believes X-Forwarded-For, X-Request-ID and X-Request-Start from TRUSTED_PROXY_COUNT
+    hops: the nginx sidecar, plus the Ingress where the overlay has one. One too many and clients
+    forge their address; one too few and every client shares the proxy's."""
+    docs = app_kustomization[1]
+    hops = 1 + len(objects(docs, "Ingress"))
+    assert k8s.config_map_data(docs, "aura-config")["TRUSTED_PROXY_COUNT"] == str(hops)
 
 
 def test_migrations_run_before_the_app_with_the_apps_configuration(app_kustomization):
@@ -359,7 +420,7 @@ def test_migrations_run_before_the_app_with_the_apps_configuration(app_kustomiza
     assert migrate["command"] == MIGRATION_COMMAND
     assert migrate["image"] == app["image"]
     assert migrate["envFrom"] == app["envFrom"]
-    tied_to_the_app_container = {"GUNICORN_BIND", "METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR"}
+    tied_to_the_app_container = {"GUNICORN_BIND", "METRICS_PORT", "METRICS_HOST", "PROMETHEUS_MULTIPROC_DIR"}
     assert migrate["env"] == [e for e in app["env"] if e["name"] not in tied_to_the_app_container]
 
 
@@ -404,9 +465,9 @@ def test_overlays_differ_where_intended(rendered, k8s):
     dev, production = rendered["overlays/dev"], rendered["overlays/production"]
     assert {d["metadata"]["name"] for d in objects(dev, "StatefulSet")} == {"postgres", "redis"}
     assert objects(production, "StatefulSet") == []
-    assert k8s.config_map_data(production, "aura-config")["TRUSTED_PROXY_COUNT"] == "1"
+    assert k8s.config_map_data(production, "aura-config")["TRUSTED_PROXY_COUNT"] == "2"  # Ingress + nginx
     assert objects(production, "Ingress")
-    assert k8s.config_map_data(dev, "aura-config")["TRUSTED_PROXY_COUNT"] == "0"
+    assert k8s.config_map_data(dev, "aura-config")["TRUSTED_PROXY_COUNT"] == "1"  # nginx
     assert app_container(aura_pod(dev))["image"] == "aura:dev"
     assert re.fullmatch(r".+/aura:\d+\.\d+\.\d+", app_container(aura_pod(production))["image"])
 

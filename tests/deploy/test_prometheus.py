@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 # The monitoring spec's "Alerting Rules", as written there with one change: the job matcher,
@@ -48,10 +49,25 @@ OPERATOR_ALERTS = {
     "AuraAvailabilitySLOSlowBurn",
     "AuraLatencySLOFastBurn",
     "AuraLatencySLOSlowBurn",
+    # Issue 22: traffic gone, file descriptors, listen-queue overflows, and the pipeline itself.
+    "AuraTrafficStopped",
+    "AuraFileDescriptorsHigh",
+    "AuraListenQueueOverflows",
+    "Watchdog",
+    "AuraPrometheusRuleFailures",
+    "AuraPrometheusNotificationsFailing",
+    "AuraAlertmanagerNotificationsFailing",
 }
 # The per-pod worker alerts: grouped by pod, and scoped to the Aura job (generic metric names).
-WORKER_ALERTS = ("AuraWorkersSaturated", "AuraWorkerTimeouts", "AuraWorkerCrashes", "AuraMemoryGrowth")
-SEVERITIES = {"warning", "critical"}
+WORKER_ALERTS = (
+    "AuraWorkersSaturated",
+    "AuraWorkerTimeouts",
+    "AuraWorkerCrashes",
+    "AuraMemoryGrowth",
+    "AuraFileDescriptorsHigh",
+    "AuraListenQueueOverflows",
+)
+SEVERITIES = {"warning", "critical", "none"}  # none: the Watchdog only
 
 
 def load(path) -> dict:
@@ -97,6 +113,7 @@ def test_promtool_checks_the_rules(k8s, run_promtool, build_module):
     assert result.stdout.count("SUCCESS") == 3
 
 
+@pytest.mark.slow(45)  # promtool evaluates every rule at every step of every test
 def test_promtool_unit_tests_pass(k8s, run_promtool):
     """alert-rules.test.yml: every alert firing where it should, quiet where it should not;
     slo-rules.test.yml: every recording rule's value."""
@@ -294,3 +311,12 @@ def test_scrape_address_is_the_pods_metrics_port(k8s, rendered):
         assert relabel(rules, pod)["__address__"] == f"10.1.2.3:{ports['metrics']}"
     podmonitor = k8s.find(rendered["monitoring/operator"], "PodMonitor", "aura")
     assert [e["port"] for e in podmonitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+
+
+def test_the_cluster_and_the_demo_prometheus_keep_exemplars(k8s):
+    """Without the feature flag Prometheus drops the exemplars Aura exposes (docs/metrics.md, "Exemplars")."""
+    statefulset = yaml.safe_load((k8s.monitoring / "prometheus" / "statefulset.yaml").read_text())
+    [container] = statefulset["spec"]["template"]["spec"]["containers"]
+    assert "--enable-feature=exemplar-storage" in container["args"]
+    demo = (k8s.monitoring.parents[1] / "scripts" / "demo.sh").read_text()
+    assert re.search(r"setsid prometheus [^&]*--enable-feature=exemplar-storage", demo)

@@ -19,7 +19,7 @@ import pytest
 
 from aura.testing.servers import ROOT, free_port
 
-pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
+pytestmark = [pytest.mark.gunicorn, pytest.mark.slow(18)]
 
 
 def _session_members(sid: int) -> list[int]:
@@ -63,6 +63,7 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
     env.update(
         DEMO_DIR=str(tmp_path / "demo"),
         DEMO_PORT=str(free_port()),
+        DEMO_METRICS_PORT=str(free_port()),
         DEMO_PROMETHEUS_PORT=str(free_port()),
         DEMO_REDIS_PORT=str(free_port()),
         DEMO_ALERTMANAGER_PORT=str(free_port()),

@@ -22,7 +22,7 @@ from aura.testing.servers import RedisServer
 from tests.support.metrics import parse_exposition
 from tests.support.prometheus import Prometheus
 
-pytestmark = [pytest.mark.gunicorn, pytest.mark.slow]
+pytestmark = [pytest.mark.gunicorn, pytest.mark.slow(150)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "k8s/monitoring/grafana/dashboards"

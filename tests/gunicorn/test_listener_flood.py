@@ -8,8 +8,10 @@ RSS are read from /proc during the flood, and /healthz and /metrics must answer 
 
 from __future__ import annotations
 
+import http.client
 import os
 import select
+import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import requests
 from aura.metrics.listener import HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES, RENDER_THREADS
 from aura.testing.servers import free_port
 
-pytestmark = pytest.mark.gunicorn
+pytestmark = [pytest.mark.gunicorn, pytest.mark.serial]  # short timeouts: run alone (make test)
 
 FLOOD = 600  # the issue's count
 PROBE_TIMEOUT = 5.0  # the probe's own timeout; the pod's liveness probe allows 2 s
@@ -69,6 +71,7 @@ def _closed_by_server(sock: socket.socket, timeout: float) -> bool:
 def listener(gunicorn):
     port = free_port()
     server = gunicorn(workers=2, METRICS_PORT=str(port))
+    server.wait_for_workers(2)  # ready means one worker answers; the second may still be forking
     url = f"http://127.0.0.1:{port}"
     # This master's listener, not another program that took the free port meanwhile.
     assert f"metrics listener on 127.0.0.1:{port}" in server.log(), server.log()
@@ -125,6 +128,25 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(listener):
     finally:
         silent.close()
         trickling.close()
+
+
+def test_a_worker_forked_while_a_client_is_connected_does_not_keep_it_open(listener):
+    """Fork copies the master's descriptors, the listener's connections included: a worker
+    forked (spawned, recycled) while a scrape or probe connection is open must let go of its
+    copy, or the master's close is never seen by the client (issue found by the test above,
+    which failed whenever the second worker booted after its clients connected)."""
+    server, port, url = listener
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        kept.request("GET", "/healthz")  # answered: the master holds this connection now
+        assert kept.getresponse().read() and kept.sock is not None
+        os.kill(server.proc.pid, signal.SIGTTIN)  # one more worker, forked now
+        server.wait_for_workers(3)
+        # idle keep-alive: the master closes it after HEADER_TIMEOUT; the new worker must not
+        assert _closed_by_server(kept.sock, HEADER_TIMEOUT + 5), "a forked worker kept the connection open"
+    finally:
+        kept.close()
+    assert _probe(url, "/healthz") == 200
 
 
 def test_a_request_head_is_bounded_in_size(listener):

@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.metrics import parse_exposition, value
+from tests.support.metrics import default_metrics_root, parse_exposition, value
 
 pytestmark = pytest.mark.gunicorn
 
@@ -137,8 +136,7 @@ def test_default_multiproc_dir_from_gunicorn_conf(gunicorn):
     samples = _scrape(server)
     served = value(samples, "http_requests_total", method="GET", endpoint="/healthz", status_code="200")
     assert served >= 30  # one worker alone would show only its own share
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()  # as gunicorn.conf.py
-    root = Path(base) / f"aura-metrics-{os.getuid()}"  # the instance has the root or a directory in it
+    root = default_metrics_root()  # the instance has the root or a directory in it
     chosen = Path(re.findall(r"prometheus multiprocess directory: (\S+)", server.log())[0])
     assert chosen in (root, root / f"instance-{server.proc.pid}")
     assert any(chosen.glob("counter_*.db"))

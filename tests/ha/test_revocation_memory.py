@@ -64,9 +64,9 @@ def test_a_promoted_replica_that_missed_the_last_revocations_forgets_none(tmp_pa
     aura = launch.gunicorn(production_env(tmp_path, postgres.url, sentinels.url))
     account = Account(aura.url)
     logged_out, alive = account.login(), account.login()
-    _wait_until_me_answers(aura.url, logged_out["access_token"])  # marker set, and replicated
+    _wait_until_me_answers(aura.url, logged_out["access_token"])  # marker set on the primary
     replica = redis.Redis(port=sentinels.replica.port, password=sentinels.password)
-    assert replica.get("aura:revoked:loaded") is not None
+    _wait_until_replicated(replica, "aura:revoked:loaded")  # replication is asynchronous
 
     # The replica stops, and the primary drops its link (else the stream waits in the socket).
     os.kill(sentinels.replica.proc.pid, signal.SIGSTOP)
@@ -85,6 +85,15 @@ def test_a_promoted_replica_that_missed_the_last_revocations_forgets_none(tmp_pa
     assert replica.get("aura:revoked:" + _jti(logged_out["access_token"])) is None  # never replicated
     _wait_until_me_answers(aura.url, alive["access_token"])
     assert_revoked(aura.url, logged_out)
+
+
+def _wait_until_replicated(replica: redis.Redis, key: str, seconds: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while replica.get(key) is None:
+        assert time.monotonic() < deadline, f"{key} never reached the replica"
+        time.sleep(0.05)
 
 
 def _jti(token: str) -> str:

@@ -6,13 +6,14 @@ import gc
 import threading
 import time
 
+from aura.api.context import services
 from aura.extensions import db
 from aura.infra.pools import PoolSampler
 
 
 def _sampler(app, interval):
     with app.app_context():
-        return PoolSampler(db.engine, app.extensions["aura.redis"], interval=interval)
+        return PoolSampler(db.engine, services(app).redis, interval=interval)
 
 
 def test_one_thread_per_process_that_ends_with_its_app(app):
@@ -42,7 +43,7 @@ def test_a_connection_held_by_a_request_counts_as_in_use(app):
 
 
 def test_the_app_factory_starts_the_thread_outside_gunicorn(app):
-    sampler = app.extensions["aura.pool_sampler"]
+    sampler = services(app).pool_sampler
     thread = sampler.thread
     assert thread is not None and thread.is_alive()
     deadline = time.monotonic() + 5

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import values as stock_values
 
+from aura.metrics import values
 from tests.support import programs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,3 +199,25 @@ def metrics_dir(tmp_path) -> Path:
     d = tmp_path / "prom"
     prepare_directory(str(d))
     return d
+
+
+@pytest.fixture
+def worker(metrics_dir, monkeypatch):
+    """This process as a worker writing into metrics_dir (identity set by the test)."""
+    P = values._Process
+    monkeypatch.setattr(stock_values, "ValueClass", values.AuraValue)
+    names = ("identity", "identifier", "directory", "files", "values", "retry_at", "exemplars", "exemplars_retry_at")
+    saved = {name: getattr(P, name) for name in names}
+    saved["degraded_logged"] = P.degraded_logged
+    saved["exemplars_failed_logged"] = P.exemplars_failed_logged
+    P.identity, P.identifier, P.files, P.values, P.retry_at = None, None, {}, [], 0.0
+    P.exemplars, P.exemplars_retry_at = None, 0.0
+    P.generation += 1
+    yield metrics_dir
+    for file in P.files.values():
+        file.close()
+    if P.exemplars is not None:
+        P.exemplars.close()
+    for name, value in saved.items():
+        setattr(P, name, value)
+    P.generation += 1

@@ -461,17 +461,17 @@ def test_a_merge_that_cannot_get_the_lock_changes_nothing(metrics_dir, mpkit):
     assert merge_all_dead(str(metrics_dir), [], check_pids=False).merged_identifiers == ("1-1",)
 
 
-def test_extra_counters_are_folded_with_the_dead_workers_counters(metrics_dir, mpkit):
+def test_extra_rows_are_folded_with_the_dead_workers_counters(metrics_dir, mpkit):
     _counter(mpkit, metrics_dir, "1-1", 2)
     mpkit.write_db(metrics_dir, "gauge", "2-2", [("g", "g", {}, 1.0)], mode="all")
     seen = []
 
-    def extra(ident, rows):
-        seen.append((ident, [(k, v) for k, v, _ in rows]))
-        return [(_key("deaths", "deaths_total", {"why": "killed"}), 1.0, 0.0)]
+    def extra(ident, rows, running):
+        seen.append((ident, [(k, v) for k, v, _ in rows], running))
+        return [("counter", (_key("deaths", "deaths_total", {"why": "killed"}), 1.0, 0.0))]
 
-    merge_all_dead(str(metrics_dir), [], check_pids=False, extra_counters=extra)
-    assert seen == [("1-1", [(_key(), 2.0)]), ("2-2", [])]
+    merge_all_dead(str(metrics_dir), [], check_pids=False, extra_rows=extra)
+    assert seen == [("1-1", [(_key(), 2.0)], []), ("2-2", [], [])]
     got = mpkit.scrape(metrics_dir)
     assert got[("deaths_total", (("why", "killed"),))] == 2.0 and got[("c_total", (("a", "1"),))] == 2.0
 

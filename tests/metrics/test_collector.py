@@ -310,14 +310,12 @@ def test_an_unreadable_archive_counts_as_a_file_and_as_damage(metrics_dir, mpkit
     assert mpkit.scrape(metrics_dir) == {("c_total", (("a", "1"),)): 2.0}
 
 
-def test_a_collector_needs_a_directory(tmp_path, monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
-        AuraMultiProcessCollector(None)
-    with pytest.raises(ValueError):
+def test_a_collector_needs_a_directory(tmp_path):
+    with pytest.raises(ValueError, match="is not a directory"):
+        AuraMultiProcessCollector(None, "")
+    with pytest.raises(ValueError, match="is not a directory"):
         AuraMultiProcessCollector(None, str(tmp_path / "missing"))
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    assert AuraMultiProcessCollector(None)._path == str(tmp_path)
+    assert AuraMultiProcessCollector(None, str(tmp_path))._path == str(tmp_path)
 
 
 def test_a_collector_registers_itself_only_with_a_registry(metrics_dir):

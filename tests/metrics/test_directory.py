@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 import aura.metrics as multiproc
+from aura.metrics import directory
 from aura.metrics.fileformat import GATE_NAME, LOCK_NAME, MARKER_NAME
 
 
@@ -75,3 +79,43 @@ def test_prepare_directory_existing_unwritable_directory_gives_clear_error():
     with pytest.raises(multiproc.MetricsDirectoryError, match="not writable") as err:
         multiproc.prepare_directory("/proc/self/fd")
     assert "/proc/self/fd" in str(err.value)
+
+
+_FIRST_INSTANCE = """
+import socket, sys
+from aura.metrics.directory import claim_directory
+claim = claim_directory(sys.argv[1])
+control = socket.socket(socket.AF_UNIX)
+control.bind(claim.control_socket)
+control.listen(1)
+print(claim.control_socket, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_starting_instance_removes_only_dead_instances_control_sockets(tmp_path):
+    """A second instance starts beside a live one: the live master's control socket stays (and
+    still answers); a socket left by an instance that has ended is removed."""
+    root = str(tmp_path / "metrics")
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()  # reaped: its pid names no process now
+    with subprocess.Popen(  # on leaving: stdin closed (the first instance ends), then waited for
+        [sys.executable, "-c", _FIRST_INSTANCE, root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as first:
+        assert first.stdout is not None
+        live = first.stdout.readline().strip()
+        stale = os.path.join(root, f".aura-ctl-{ended.pid}.sock")
+        with socket.socket(socket.AF_UNIX) as left:
+            left.bind(stale)
+
+        second = directory.claim_directory(root)
+        try:
+            assert second.path != root and second.error is None  # the live first instance holds root
+            assert not os.path.exists(stale)
+            assert os.path.exists(live) and second.control_socket != live
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(live)
+        finally:
+            directory._claims.pop(second.root, None)
+            if second.owner_fd is not None:
+                os.close(second.owner_fd)

@@ -29,7 +29,7 @@ def test_worker_identifier_is_unique_per_lifetime_and_has_no_underscore():
     with pytest.raises(ValueError):
         multiproc.worker_identifier(0, 1)
     with pytest.raises(ValueError):
-        multiproc.use_worker_identifier("12_3")
+        multiproc.use_worker_identifier("12_3", "/nonexistent")
 
 
 def test_worker_files_are_named_by_identifier(metrics_dir, mpkit):
@@ -161,23 +161,6 @@ def test_a_value_file_appears_at_its_full_size(tmp_path):
 P = values._Process
 
 
-@pytest.fixture
-def worker(metrics_dir, monkeypatch):
-    """This process as a worker writing into metrics_dir (identity set by the test)."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    monkeypatch.setattr(stock_values, "ValueClass", values.AuraValue)
-    saved = {name: getattr(P, name) for name in ("identity", "identifier", "files", "values", "retry_at")}
-    saved["degraded_logged"] = P.degraded_logged
-    P.identity, P.identifier, P.files, P.values, P.retry_at = None, None, {}, [], 0.0
-    P.generation += 1
-    yield metrics_dir
-    for file in P.files.values():
-        file.close()
-    for name, value in saved.items():
-        setattr(P, name, value)
-    P.generation += 1
-
-
 def _stored(path) -> list[float]:
     return [v for _, v, _ in read_db_file(str(path))]
 
@@ -196,7 +179,7 @@ def test_without_an_identity_values_stay_in_memory(worker):
 
 
 def test_a_worker_writes_its_values_into_files_named_after_it(worker):
-    values.set_identifier("4242-1")
+    values.set_identifier("4242-1", str(worker))
     counter = _counter()
     counter.inc(3)
     gauge = Gauge("g", "Help.", registry=CollectorRegistry(), multiprocess_mode="mostrecent")
@@ -218,32 +201,32 @@ def test_a_worker_writes_its_values_into_files_named_after_it(worker):
 def test_a_value_made_before_the_identity_follows_it_and_counts_from_its_file(worker):
     early = _counter()  # made in the master, before fork
     early.inc(5)
-    values.set_identifier("4242-2")
+    values.set_identifier("4242-2", str(worker))
     early.inc(1)
     # A new identity starts from its own (empty) file, not from what the master counted.
     assert _stored(worker / "counter_4242-2.db") == [1.0]
     assert early._value.get() == 1.0
-    values.set_identifier("4242-3")
+    values.set_identifier("4242-3", str(worker))
     assert early._value.get() == 0.0
     early.inc(2)
     assert _stored(worker / "counter_4242-3.db") == [2.0] and _stored(worker / "counter_4242-2.db") == [1.0]
     gauge = Gauge("early_g", "Help.", registry=CollectorRegistry(), multiprocess_mode="all")
     gauge.set(4.0)
-    values.set_identifier("4242-12")
+    values.set_identifier("4242-12", str(worker))
     gauge.set(5.0)  # set() follows the identity too
     assert _stored(worker / "gauge_all_4242-12.db") == [5.0] and _stored(worker / "gauge_all_4242-3.db") == [4.0]
 
 
 def test_an_identity_set_then_a_fork_still_reopens_untouched_values(worker):
     untouched = _counter("untouched")  # made before the identity, not written since
-    values.set_identifier("4242-11")
+    values.set_identifier("4242-11", str(worker))
     values._forked()  # e.g. Gunicorn's post_fork, then a fork of the worker itself
     untouched.inc(1)
     assert _stored(worker / "counter_4242-11.db") == [1.0]
 
 
 def test_a_second_value_of_the_same_key_reads_what_the_file_holds(worker):
-    values.set_identifier("4242-4")
+    values.set_identifier("4242-4", str(worker))
     _counter("same").inc(6)
     again = _counter("same")
     assert again._value.get() == 6.0
@@ -252,7 +235,7 @@ def test_a_second_value_of_the_same_key_reads_what_the_file_holds(worker):
 
 
 def test_an_identifier_set_in_another_process_names_files_by_this_pid(worker):
-    P.identity = ("4242-5", os.getpid() + 1)  # as seen in a process forked from that worker
+    P.identity, P.directory = ("4242-5", os.getpid() + 1), str(worker)  # as seen in a process forked from that worker
     P.generation += 1
     assert values.current_identifier() == str(os.getpid())
     _counter().inc(1)
@@ -261,13 +244,13 @@ def test_an_identifier_set_in_another_process_names_files_by_this_pid(worker):
 
 def test_use_worker_identifier_checks_the_name_and_the_directory(worker, monkeypatch):
     with pytest.raises(ValueError):
-        values.use_worker_identifier("12_3")
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+        values.use_worker_identifier("12_3", str(worker))
     with pytest.raises(MetricsDirectoryError) as missing:
-        values.use_worker_identifier("12-3")
-    assert str(missing.value) == "PROMETHEUS_MULTIPROC_DIR is not set; set it to the instance's metrics directory"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(worker))
-    values.use_worker_identifier("12-3")
+        values.use_worker_identifier("12-3", "")
+    assert (
+        str(missing.value) == "no metrics directory; set PROMETHEUS_MULTIPROC_DIR to the instance's metrics directory"
+    )
+    values.use_worker_identifier("12-3", str(worker))
     assert stock_values.ValueClass is values.AuraValue
     assert values.current_identifier() == "12-3"
 
@@ -284,10 +267,9 @@ def test_install_value_class_falls_back_to_stock_on_an_untested_prometheus_clien
 
 def test_storage_failures_count_in_memory_and_are_written_once_the_files_open(tmp_path, worker, monkeypatch, caplog):
     missing = tmp_path / "not-mounted-yet"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
     monkeypatch.setattr(values, "RETRY_SECONDS", 3600.0)
     P.degraded_logged = False
-    values.set_identifier("4242-6")
+    values.set_identifier("4242-6", str(missing))
     counter = _counter()
     with caplog.at_level(logging.DEBUG, logger="aura.metrics"):
         counter.inc(2)
@@ -307,8 +289,7 @@ def test_storage_failures_count_in_memory_and_are_written_once_the_files_open(tm
 
 def test_a_retry_stops_at_the_first_value_that_still_fails(tmp_path, worker, monkeypatch):
     missing = tmp_path / "gone"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
-    values.set_identifier("4242-7")
+    values.set_identifier("4242-7", str(missing))
     first, second = _counter("first"), _counter("second")
     first.inc(1)
     second.inc(1)
@@ -320,7 +301,7 @@ def test_a_retry_stops_at_the_first_value_that_still_fails(tmp_path, worker, mon
 
 
 def test_a_value_is_written_only_in_its_own_slot(worker):
-    values.set_identifier("4242-8")
+    values.set_identifier("4242-8", str(worker))
     registry = CollectorRegistry()
     labelled = Counter("l", "Help.", ["k"], registry=registry)
     for i in range(50):
@@ -331,7 +312,7 @@ def test_a_value_is_written_only_in_its_own_slot(worker):
 
 
 def test_request_recorder_writes_what_inc_observe_and_the_busy_metrics_write(worker):
-    values.set_identifier("4242-9")
+    values.set_identifier("4242-9", str(worker))
     registry = CollectorRegistry()
     buckets = (0.001, 0.01, 0.1, 1.0)
     count = Counter("req", "Help.", ["m"], registry=registry).labels("GET")
@@ -354,7 +335,7 @@ def test_request_recorder_writes_what_inc_observe_and_the_busy_metrics_write(wor
 
 
 def test_request_recorder_without_the_busy_metrics(worker):
-    values.set_identifier("4242-10")
+    values.set_identifier("4242-10", str(worker))
     registry = CollectorRegistry()
     count = Counter("r2", "Help.", registry=registry)
     hist = Histogram("r2_s", "Help.", buckets=(1.0,), registry=registry)
@@ -375,9 +356,9 @@ def _request_metrics():
 def test_a_request_recorder_made_before_the_identity_writes_to_the_files_named_after_it(worker):
     count, hist = _request_metrics()
     record = values.request_recorder(count, hist)  # bound once per label set, then reused
-    values.set_identifier("4242-13")
+    values.set_identifier("4242-13", str(worker))
     record(0.5)
-    values.set_identifier("4242-14")  # a new identity: the recorder moves on to its files
+    values.set_identifier("4242-14", str(worker))  # a new identity: the recorder moves on to its files
     record(2.0)
     assert _stored(worker / "counter_4242-13.db") == [1.0] and _stored(worker / "counter_4242-14.db") == [1.0]
     assert sorted(_stored(worker / "histogram_4242-14.db")) == [0.0, 1.0, 2.0]  # le=1, +Inf, sum
@@ -385,9 +366,8 @@ def test_a_request_recorder_made_before_the_identity_writes_to_the_files_named_a
 
 def test_requests_recorded_while_storage_fails_are_written_once_it_recovers(tmp_path, worker, monkeypatch):
     missing = tmp_path / "not-mounted-yet"
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
     monkeypatch.setattr(values, "RETRY_SECONDS", 3600.0)
-    values.set_identifier("4242-15")
+    values.set_identifier("4242-15", str(missing))
     count, hist = _request_metrics()
     record = values.request_recorder(count, hist)
     record(0.5)  # no file: every value of the request still counts, in memory
@@ -425,6 +405,26 @@ def test_stored_values_and_exemplars(worker):
     assert values.stored_values(counter) == (counter._value,)
     assert values.stored_values(hist) == (hist._sum, *hist._buckets)
     assert counter._value.set_exemplar(object()) is None and counter._value.get_exemplar() is None
+
+
+def test_with_untested_internals_the_recorders_use_public_methods_only(worker, monkeypatch):
+    from aura.metrics import _compat
+
+    monkeypatch.setattr(_compat, "problem", lambda version=None: "prometheus_client 9.9 is not supported")
+    count, hist = _request_metrics()
+    busy_seconds, busy = Counter("bs", "Help.", registry=None), Gauge("b", "Help.", registry=None)
+    assert values.stored_values(count) == values.stored_values(hist) == () == _compat.upper_bounds(hist)
+    assert _compat.sample_rows(count, (), 1.0) == []
+    record = values.request_recorder(count, hist, busy_seconds, busy)
+    busy.inc()
+    record(0.5)
+    record(2.0)
+    samples = {
+        (s.name, s.labels.get("le")): s.value for m in (count, hist, busy_seconds, busy) for s in m.collect()[0].samples
+    }
+    assert samples[("rq_total", None)] == 2 and samples[("rq_s_sum", None)] == 2.5
+    assert samples[("rq_s_bucket", "1.0")] == 1 and samples[("rq_s_bucket", "+Inf")] == 2
+    assert samples[("bs_total", None)] == 2.5 and samples[("b", None)] == -1
 
 
 def test_after_a_fork_the_child_gets_a_fresh_lock_and_reports_degradation_itself(worker):

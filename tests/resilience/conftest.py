@@ -19,7 +19,7 @@ TIMEOUT = 20  # seconds: a request that takes longer has hung (the machine may b
 
 
 @pytest.fixture
-def start_gunicorn(tmp_path):
+def start_gunicorn(tmp_path, migrated_sqlite):
     """Start Gunicorn instances on a freshly migrated database; each is stopped after the test."""
     started: list[Gunicorn] = []
     migrated: set[str] = set()
@@ -29,7 +29,10 @@ def start_gunicorn(tmp_path):
         base = app_env(tmp_path, url)
         base.update(env or {})
         if url not in migrated:
-            migrate(base)
+            if url == base["DATABASE_URL"] == f"sqlite:///{tmp_path / 'served.db'}":
+                migrated_sqlite(tmp_path / "served.db")  # the session's migrated file, copied
+            else:
+                migrate(base)
             migrated.add(url)
         server = Gunicorn(tmp_path, base, workers=workers, **settings)
         started.append(server)

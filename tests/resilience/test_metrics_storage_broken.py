@@ -56,7 +56,7 @@ def test_metrics_answer_503_with_the_reason_when_the_directory_is_unusable(start
     server = start_gunicorn(workers=2, PROMETHEUS_MULTIPROC_DIR=str(directory), METRICS_PORT=str(port))
     for _ in range(5):  # traffic the workers count in memory only
         assert requests.get(server.url + "/healthz", timeout=TIMEOUT).status_code == 200
-    assert f"metrics listener on 127.0.0.1:{port}" in server.log(), server.log()
+    assert f"metrics listener on 127.0.0.1:{port}" in server.log_path.read_text(errors="replace"), server.log()
     for where, url in (("app port", server.url), ("listener", f"http://127.0.0.1:{port}")):
         for _ in range(3):  # several scrapes: each worker, and the master
             _assert_unavailable_with_reason(requests.get(url + "/metrics", timeout=TIMEOUT), reason, where)

@@ -8,95 +8,15 @@ real API call answer meanwhile, and nginx closes the slow clients itself (408).
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from aura.testing.servers import ROOT, free_port
 from tests.resilience.conftest import TIMEOUT
 
 pytestmark = pytest.mark.gunicorn
-
-CONFIG = ROOT / "k8s" / "nginx" / "nginx.conf"
-
-
-def _nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    assert found, "nginx is missing: apt-get install -y nginx-light (scripts/ensure-services.sh does this)"
-    return found
-
-
-class Nginx:
-    """The shipped configuration on a free port in front of `upstream`; stopped by pid."""
-
-    def __init__(self, tmp_path: Path, upstream: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = tmp_path / f"nginx-{self.port}"
-        self.dir.mkdir()
-        self.dir.chmod(0o777)  # workers run as an unprivileged user when started as root
-        text = CONFIG.read_text()
-        assert "listen 8080;" in text and "server 127.0.0.1:8000;" in text
-        text = (
-            text.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
-            .replace("server 127.0.0.1:8000;", f"server {upstream};")
-            .replace("/tmp/nginx", str(self.dir))
-        )
-        self.config = self.dir / "nginx.conf"
-        self.config.write_text(text)
-        self.log = self.dir / "nginx.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Nginx:
-        binary = _nginx_binary()
-        test = subprocess.run(
-            [binary, "-t", "-c", str(self.config), "-p", str(self.dir)], capture_output=True, text=True, timeout=30
-        )
-        assert test.returncode == 0, test.stderr
-        with open(self.log, "wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [binary, "-c", str(self.config), "-p", str(self.dir), "-g", "daemon off;"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("nginx did not answer: " + self.log.read_text()[-2000:])
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # fast shutdown of the master and its workers
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-@pytest.fixture
-def nginx(tmp_path):
-    started: list[Nginx] = []
-
-    def start(upstream: str) -> Nginx:
-        server = Nginx(tmp_path, upstream)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def _slow_header_client(port: int) -> socket.socket:

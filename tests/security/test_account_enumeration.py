@@ -43,6 +43,7 @@ def _timed(client, email: str, password: str):
     return time.perf_counter() - started, response
 
 
+@pytest.mark.slow(30)
 def test_unknown_email_and_wrong_password_are_indistinguishable(production_cost):
     client = production_cost.client()
     account = AuthActions(client).signed_in()

@@ -21,7 +21,7 @@ from aura.auth.emails import skeleton
 from aura.testing.servers import BIN, ROOT, app_env
 from tests.security.conftest import private_database
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(25)
 
 USER = (
     "INSERT INTO users (id, public_id, email, email_skeleton, password_hash, is_active, created_at) "

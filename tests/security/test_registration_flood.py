@@ -82,6 +82,7 @@ def test_beyond_the_hashing_budget_register_and_login_are_refused_at_once(slow_h
     assert "Traceback" not in slow_hashing.log_text()
 
 
+@pytest.mark.slow(30)
 def test_healthz_answers_through_a_registration_flood(tmp_path):
     """24 addresses registering 6 times each, all at once, on 4 workers and 1 hashing slot: every
     attempt is a 201 or a 429 with Retry-After, and every /healthz probe sent meanwhile is

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,3 +60,11 @@ def counters_moved(before, after, prefixes=("auth_", "user_", "tokens_")) -> Cou
 def value(samples: dict[Key, float], name: str, **labels: str) -> float:
     """One sample's value, 0 when absent."""
     return samples.get(_key(name, labels), 0.0)
+
+
+def default_metrics_root() -> Path:
+    """gunicorn.conf.py's root when PROMETHEUS_MULTIPROC_DIR is unset: one per user. An instance
+    takes the root when it is free, else ``instance-<pid>`` inside it - and other instances on
+    the machine (parallel tests, other runs) may take or free the root at any time."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    return Path(base) / f"aura-metrics-{os.getuid()}"

@@ -23,9 +23,12 @@ class Prometheus:
         interval: str = "2s",
         target_labels: dict[str, dict[str, str]] | None = None,
         alertmanagers: list[str] | None = None,
+        features: tuple[str, ...] = (),
     ):
         """target_labels: static labels per target (e.g. the namespace and pod a Kubernetes
-        scrape would add); alertmanagers: host:port of Alertmanagers to send alerts to."""
+        scrape would add); alertmanagers: host:port of Alertmanagers to send alerts to;
+        features: what --enable-feature turns on (e.g. exemplar-storage)."""
+        self.features = features
         binary = shutil.which("prometheus")
         assert binary, "prometheus is missing: apt-get install -y prometheus (.ci/run does this)"
         self.binary = binary
@@ -62,6 +65,7 @@ class Prometheus:
                     f"--storage.tsdb.path={self.dir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--web.enable-lifecycle",
+                    *(f"--enable-feature={feature}" for feature in self.features),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -75,6 +79,15 @@ class Prometheus:
         if body["status"] != "success":
             raise AssertionError(f"{expr}: {body.get('error')}")
         return body["data"]["result"]
+
+    def query_exemplars(self, expr: str, start: float, end: float) -> list[dict]:
+        """The exemplars of the series ``expr`` selects, stored between ``start`` and ``end`` (epoch seconds)."""
+        body = requests.get(
+            f"{self.url}/api/v1/query_exemplars", params={"query": expr, "start": start, "end": end}, timeout=10
+        ).json()
+        if body["status"] != "success":
+            raise AssertionError(f"{expr}: {body.get('error')}")
+        return body["data"]
 
     def alerts(self) -> list[dict]:
         """Active (pending or firing) alerts."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 from flask import request
@@ -15,6 +17,12 @@ def slow():
     seconds = min(float(request.args.get("s", "1")), 10.0)
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@app.get("/test/fail")
+def fail():
+    """Fail unexpectedly: a 500 in the project's error shape."""
+    raise RuntimeError("a failure for the 5xx metrics")
 
 
 @app.get("/test/spin")
@@ -34,3 +42,13 @@ def garbage():
         cycle: list = []
         cycle.append(cycle)
     return {"left": True}
+
+
+@app.get("/test/dependency")
+def dependency():
+    """Ask the dependency on 127.0.0.1:``port`` (a test's server) and wait for its answer, as long
+    as it takes: a worker stuck on a dependency that stopped answering. Sends its pid first."""
+    with socket.create_connection(("127.0.0.1", int(request.args["port"]))) as sock:
+        sock.sendall(f"{os.getpid()}\n".encode())
+        answer = sock.recv(64)
+    return {"answer": answer.decode()}

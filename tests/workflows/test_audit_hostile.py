@@ -1,13 +1,20 @@
-"""Hostile sources end as a clean syntax_error finding, quickly, and never as an exception."""
+"""Hostile sources end as a clean syntax_error finding within the service's CPU budget, and never as
+an exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-import time
 
 import pytest
 
-from aura.workflows import AuditResult, run_audit
+from aura.config import Settings
+from aura.workflows import DEFAULT_AUDIT_SETTINGS, AuditResult, run_audit
+
+# What the service allows one audit (AUDIT_MAX_CPU_SECONDS' default), in this thread's CPU time:
+# over it, run_audit raises AuditLimitError. CPU time, not wall-clock, so a loaded machine
+# (parallel tests) does not fail what an idle one passes.
+SERVICE_BUDGET = dataclasses.replace(DEFAULT_AUDIT_SETTINGS, max_cpu_seconds=Settings.audit_max_cpu_seconds)
 
 HOSTILE = {
     "deep parentheses": "(" * 100_000,
@@ -28,18 +35,15 @@ HOSTILE = {
 
 
 def _audit(content: str | bytes) -> AuditResult:
-    return run_audit({"files": [{"path": "evil.py", "content": content}]})
+    return run_audit({"files": [{"path": "evil.py", "content": content}]}, settings=SERVICE_BUDGET)
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_source_is_a_syntax_error_finding(name):
-    started = time.perf_counter()
-    result = _audit(HOSTILE[name])
-    elapsed = time.perf_counter() - started
+    result = _audit(HOSTILE[name])  # within the CPU budget, or AuditLimitError
     assert [v.type for v in result.violations] == ["syntax_error"]
     assert result.status == "fail"
     assert result.files_processed == 1
-    assert elapsed < 1.0, f"{name} took {elapsed:.2f}s"
 
 
 @pytest.mark.parametrize(
@@ -73,10 +77,7 @@ def test_invalid_utf8_reports_its_line():
     ],
 )
 def test_large_or_deep_but_valid_sources_pass(content):
-    started = time.perf_counter()
-    result = _audit(content)
-    assert result.status == "pass"
-    assert time.perf_counter() - started < 1.0
+    assert _audit(content).status == "pass"  # within the CPU budget, or AuditLimitError
 
 
 def test_hostile_source_in_a_worker_thread():

@@ -11,6 +11,7 @@ from .settings import (
     Severity,
 )
 from .types import (
+    AUDIT_STATUSES,
     AuditInput,
     AuditResult,
     AuditResultDict,
@@ -33,6 +34,7 @@ __all__ = [
     "AuditResultDict",
     "AuditSettings",
     "AuditStatus",
+    "AUDIT_STATUSES",
     "FileInput",
     "Remediation",
     "RemediationDict",

@@ -21,17 +21,17 @@ RULE_TYPES: tuple[str, ...] = get_args(RuleType)
 
 # error: must not ship (leaks, arbitrary code, stops the process, not code at all).
 # warning: worth fixing but harmless at run time.
-DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType(
-    {
-        "hardcoded_secret": "error",
-        "debugger_call": "error",
-        "syntax_error": "error",
-        "eval_exec": "error",
-        "print_statement": "warning",
-        "long_function": "warning",
-        "bare_except": "warning",
-    }
-)
+# Keyed by RuleType: mypy checks every name against the one list above.
+_SEVERITIES: dict[RuleType, Severity] = {
+    "hardcoded_secret": "error",
+    "debugger_call": "error",
+    "syntax_error": "error",
+    "eval_exec": "error",
+    "print_statement": "warning",
+    "long_function": "warning",
+    "bare_except": "warning",
+}
+DEFAULT_SEVERITIES: Mapping[str, Severity] = MappingProxyType({rule: level for rule, level in _SEVERITIES.items()})
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ import ast
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
 from .settings import RuleType, Severity
 
 AuditStatus = Literal["pass", "fail", "remediation_required"]
+AUDIT_STATUSES: tuple[str, ...] = get_args(AuditStatus)
 
 
 class FileInput(TypedDict):

@@ -4,6 +4,7 @@ from .catalog import CATALOG_FILE, CatalogSource, Lesson, LessonDict, load_catal
 from .graph import StruggleContext, build_struggle_graph, get_struggle_graph, run_struggle
 from .settings import DEFAULT_STRUGGLE_SETTINGS, StruggleSettings
 from .types import (
+    STRUGGLE_LABELS,
     Recommendation,
     RecommendationDict,
     SignalsDict,
@@ -26,6 +27,7 @@ __all__ = [
     "StruggleContext",
     "StruggleInput",
     "StruggleLabel",
+    "STRUGGLE_LABELS",
     "StruggleResult",
     "StruggleResultDict",
     "StruggleSettings",

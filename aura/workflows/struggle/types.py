@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 StruggleLabel = Literal["struggling", "not_struggling"]
+STRUGGLE_LABELS: tuple[str, ...] = get_args(StruggleLabel)
 
 
 class StruggleInput(TypedDict):

@@ -8,7 +8,7 @@ import json
 import sys
 
 sys.modules["prometheus_client"] = None
-from aura import create_app  # noqa: E402 - after prometheus_client is blocked
+from aura.app import create_app  # noqa: E402 - after prometheus_client is blocked
 
 scratch = sys.argv[1]
 app = create_app(

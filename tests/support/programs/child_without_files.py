@@ -11,14 +11,14 @@ from aura.metrics import values as mmap_values
 
 later = sys.argv[1]
 mmap_values.RETRY_SECONDS = 0.0
-multiproc.use_worker_identifier("904-1")
+multiproc.use_worker_identifier("904-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter  # noqa: E402 - after the identifier, as in a worker
 
 c = Counter("inherited", "Counted by a parent, then by its child.")
 c.inc(3)
 pid = os.fork()
 if pid == 0:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = later  # the child's files cannot be created
+    mmap_values._Process.directory = later  # the child's files cannot be created
     c.inc(1)
     os.makedirs(later)
     c.inc(1)

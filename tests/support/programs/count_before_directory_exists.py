@@ -8,7 +8,7 @@ from aura.metrics import values as mmap_values
 
 directory = sys.argv[1]
 mmap_values.RETRY_SECONDS = 0.0
-multiproc.use_worker_identifier("903-1")
+multiproc.use_worker_identifier("903-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter  # noqa: E402 - after the identifier, as in a worker
 
 c = Counter("kept", "Counted while the directory was missing.")

@@ -7,7 +7,7 @@ import os
 
 import aura.metrics as multiproc
 
-multiproc.use_worker_identifier("900-1")
+multiproc.use_worker_identifier("900-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter  # noqa: E402 - after the identifier, as in a worker
 
 c = Counter("forked", "Written before and after a fork.")

@@ -10,7 +10,7 @@ import threading
 import aura.metrics as multiproc
 from aura.metrics.values import _Process
 
-multiproc.use_worker_identifier("901-1")
+multiproc.use_worker_identifier("901-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter  # noqa: E402 - after the identifier, as in a worker
 
 c = Counter("locked", "Written by a child forked while the lock was held.")

@@ -16,7 +16,7 @@ definitions.TOKENS_ISSUED.labels("access").inc(2)
 assert not os.listdir(directory), os.listdir(directory)
 pid = os.fork()
 if pid == 0:
-    use_worker_identifier("77-1")
+    use_worker_identifier("77-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
     definitions.TOKENS_ISSUED.labels("access").inc(3)
     os._exit(0)
 assert os.waitpid(pid, 0)[1] == 0

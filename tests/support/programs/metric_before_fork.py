@@ -13,7 +13,7 @@ from prometheus_client import Counter  # noqa: E402 - after the value class, as 
 c = Counter("early", "Created in the master.")
 pid = os.fork()
 if pid == 0:
-    multiproc.use_worker_identifier(multiproc.worker_identifier(os.getpid(), 7))
+    multiproc.use_worker_identifier(multiproc.worker_identifier(os.getpid(), 7), os.environ["PROMETHEUS_MULTIPROC_DIR"])
     c.inc(3)
     os._exit(0)
 _, status = os.waitpid(pid, 0)

@@ -6,13 +6,14 @@ checks), so no metric of the app's own can write files into the test directory.
 """
 
 import json
+import os
 import sys
 import time
 
 spec = json.loads(sys.argv[1])
 from aura.metrics import use_worker_identifier  # noqa: E402
 
-use_worker_identifier(spec["identifier"])
+use_worker_identifier(spec["identifier"], os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter, Gauge, Histogram, Summary  # noqa: E402 - after the identifier
 
 GAUGE_MODES = ("all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent")

@@ -1,8 +1,10 @@
 """The same durations recorded by request_recorder ("fast") and by inc/observe ("slow")."""
 
+import os
+
 import aura.metrics as multiproc
 
-multiproc.use_worker_identifier("902-1")
+multiproc.use_worker_identifier("902-1", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 from prometheus_client import Counter, Histogram  # noqa: E402 - after the identifier, as in a worker
 
 from aura.metrics.values import request_recorder  # noqa: E402
