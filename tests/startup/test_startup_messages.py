@@ -133,6 +133,8 @@ def test_the_listener_binds_metrics_host_or_loopback_for_a_unix_bind(tmp_path, s
     server = Gunicorn(tmp_path, server_env, workers=1, GUNICORN_BIND=f"unix:{sock}", METRICS_PORT=str(port))
     server.start(ready_url=f"http://127.0.0.1:{port}/healthz")  # the app listens on the socket only
     try:
+        # The listener answers as soon as it is bound; the master logs the line just after.
+        _wait(lambda: "metrics listener on" in server.log(), server)
         assert f"metrics listener on 127.0.0.1:{port}" in server.log()
         assert "unix" not in re.findall(r"metrics listener.*", server.log())[0].split(" on ")[1]
     finally:
