@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from aura.config import ConfigError, check_environment, environment_warnings, exit_on_config_error, redact_url
+from aura.infra import worker_signals
 from aura.workflows import warm_up
 
 if TYPE_CHECKING:
@@ -173,6 +174,12 @@ def _compose_ready_line(server: Arbiter) -> str:
     return f"Aura ready at {url}: " + ", ".join(parts)
 
 
+def pre_fork(server: Arbiter, worker: Worker) -> None:
+    """In the master, about to fork a worker: hold the stop signals until the worker can handle
+    them, so that a SIGTERM sent while it boots is not lost (aura/infra/worker_signals.py)."""
+    worker_signals.hold_before_fork()
+
+
 def post_fork(server: Arbiter, worker: Worker) -> None:
     """In the new worker: name its metric files by an id unique to this worker's lifetime."""
     if _metrics is not None:
@@ -183,6 +190,7 @@ def post_worker_init(worker: Worker) -> None:
     """In the worker, with the app loaded: warm the workflows (without preload), run what the app
     asked to run in each worker as it starts (its zero series, the pool-gauge thread); the last of
     the first workers prints the ready line, after Gunicorn's own start-up lines."""
+    worker_signals.release()  # Gunicorn's handlers are in place: a stop signal sent meanwhile acts now
     if not worker.cfg.preload_app:
         warm_up()  # LangGraph and the compiled graphs, before this worker takes a request
     if _metrics is not None:
