@@ -252,3 +252,309 @@ def test_environment_warnings_name_likely_typos_only():
 def test_zero_and_non_finite_limits_are_refused(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=f"^{name}=.*{message}"):
         Settings.from_env({name: value, "AURA_INSTANCE_PATH": str(tmp_path)})
+
+
+# Boundaries and accepted forms that mutation testing (group "config") found unpinned.
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("REDIS_AUTH_DB", "-1", "REDIS_AUTH_DB=-1: expected a Redis database number"),
+        ("REDIS_RATE_LIMIT_DB", "-1", "REDIS_RATE_LIMIT_DB=-1: expected a Redis database number"),
+        ("LOG_LEVEL", "verbose", "LOG_LEVEL='verbose': not a log level"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml': expected one of text, json"),
+        ("PASSWORD_HASH_MEMORY_COST", "7", "PASSWORD_HASH_MEMORY_COST=7: must be at least 8"),
+        ("STRUGGLE_SCORE_THRESHOLD", "0", "STRUGGLE_SCORE_THRESHOLD=0.0: must be between 0 and 1"),
+        ("STRUGGLE_SCORE_THRESHOLD", "1", "STRUGGLE_SCORE_THRESHOLD=1.0: must be between 0 and 1"),
+        ("REDIS_SOCKET_TIMEOUT", "-1", "REDIS_SOCKET_TIMEOUT=-1.0: expected a number of seconds above 0"),
+        ("AUDIT_MAX_CPU_SECONDS", "0", "AUDIT_MAX_CPU_SECONDS=0.0: must be a positive number"),
+        ("MAX_CONTENT_LENGTH", "five", "MAX_CONTENT_LENGTH='five': expected an integer"),
+        ("STRUGGLE_SCORE_THRESHOLD", "half", "STRUGGLE_SCORE_THRESHOLD='half': expected a number"),
+        ("API_DOCS_ENABLED", "sometimes", "API_DOCS_ENABLED='sometimes': expected true or false"),
+    ],
+)
+def test_more_bad_values_are_refused(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        Settings.from_env({name: value, "AURA_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_the_lowest_valid_values_are_accepted(tmp_path):
+    settings = Settings.from_env(
+        {
+            "AURA_INSTANCE_PATH": str(tmp_path),
+            "REDIS_AUTH_DB": "0",
+            "REDIS_RATE_LIMIT_DB": "0",
+            "PASSWORD_HASH_MEMORY_COST": "8",
+            "PASSWORD_HASH_TIME_COST": "1",
+            "PASSWORD_HASH_MAX_CONCURRENT": "1",
+            "ACCESS_TOKEN_EXPIRES": "1",
+            "TRUSTED_PROXY_COUNT": "0",
+            "REDIS_SOCKET_TIMEOUT": "0.001",
+            "REDIS_CIRCUIT_OPEN_SECONDS": "0.001",
+            "STRUGGLE_SCORE_THRESHOLD": "0.999",
+        }
+    )
+    assert (settings.redis_auth_db, settings.redis_rate_limit_db, settings.password_hash_memory_cost) == (0, 0, 8)
+    assert (settings.password_hash_time_cost, settings.access_token_expires) == (1, 1)
+    assert (settings.redis_socket_timeout, settings.struggle_score_threshold) == (0.001, 0.999)
+
+
+def test_values_are_read_as_their_fields_type(tmp_path):
+    settings = Settings.from_env(
+        {
+            "AURA_INSTANCE_PATH": str(tmp_path),
+            "AURA_ENV": "testing",
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "JSON",
+            "REDIS_SOCKET_TIMEOUT": "2.5",
+            "AUDIT_MAX_FILES": "7",
+            "METRICS_ENABLED": " Off ",
+            "RATE_LIMIT_ENABLED": "",  # empty: the default
+            "API_DOCS_ENABLED": "no",
+        }
+    )
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+    assert settings.redis_socket_timeout == 2.5 and isinstance(settings.redis_socket_timeout, float)
+    assert settings.audit_max_files == 7
+    assert settings.metrics_enabled is False and settings.rate_limit_enabled is True
+    assert settings.api_docs_enabled is False
+    assert settings.instance_path == tmp_path and not settings.production
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("on", True),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_every_boolean_spelling(tmp_path, value, expected):
+    settings = Settings.from_env({"RATE_LIMIT_ENABLED": value, "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert settings.rate_limit_enabled is expected
+
+
+def test_api_docs_follow_the_environment_unless_set(tmp_path):
+    prod = {"AURA_ENV": "production", "JWT_SECRET_KEY": GOOD_SECRET, "DATABASE_URL": "postgresql+psycopg://db/aura"}
+    assert Settings.from_env({"AURA_INSTANCE_PATH": str(tmp_path)}).api_docs_enabled is True
+    assert Settings.from_env({**prod, "AURA_INSTANCE_PATH": str(tmp_path)}).api_docs_enabled is False
+    on = Settings.from_env({**prod, "API_DOCS_ENABLED": "true", "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert on.api_docs_enabled is True
+
+
+def test_overrides_win_over_the_environment(tmp_path):
+    settings = Settings.from_env(
+        {"LOG_LEVEL": "ERROR", "AURA_INSTANCE_PATH": "/nonexistent"}, instance_path=tmp_path, log_level="WARNING"
+    )
+    assert settings.log_level == "WARNING" and settings.instance_path == tmp_path
+
+
+def test_a_development_key_that_is_set_is_used(tmp_path):
+    settings = Settings.from_env({"JWT_SECRET_KEY": "short", "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert settings.jwt_secret_key == "short"
+    assert not (tmp_path / "jwt-secret.key").exists()
+
+
+def test_an_empty_development_key_file_is_refused(tmp_path):
+    (tmp_path / "jwt-secret.key").write_text("  \n")
+    with pytest.raises(ConfigError, match="jwt-secret.key is empty; delete it"):
+        Settings.from_env({"AURA_INSTANCE_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "secret, accepted",
+    [
+        ("k7Q2" * 8, False),  # 32 bytes, 4 distinct characters
+        ("abcdefg" * 5, False),  # 7 distinct characters
+        ("abcdefgh" * 4, True),  # exactly 32 bytes and 8 distinct characters
+        ("é" * 15 + "abcdefgh", True),  # 23 characters, 38 bytes: bytes count, not characters
+        ("abcdefghijklmnopqrstuvwxyz01234", False),  # 31 bytes
+    ],
+)
+def test_a_production_secret_needs_32_bytes_and_8_distinct_characters(tmp_path, secret, accepted):
+    env = {
+        "AURA_ENV": "production",
+        "DATABASE_URL": "postgresql+psycopg://db/aura",
+        "AURA_INSTANCE_PATH": str(tmp_path),
+        "JWT_SECRET_KEY": secret,
+    }
+    if accepted:
+        assert Settings.from_env(env).jwt_secret_key == secret
+    else:
+        with pytest.raises(ConfigError, match="JWT_SECRET_KEY is"):
+            Settings.from_env(env)
+
+
+def test_the_instance_path_must_be_a_directory_that_can_be_made(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ConfigError, match="^AURA_INSTANCE_PATH=.*exists and is not a directory"):
+        Settings.from_env({"AURA_INSTANCE_PATH": str(afile)})
+    with pytest.raises(ConfigError, match="^AURA_INSTANCE_PATH=.*cannot create the directory"):
+        Settings.from_env({"AURA_INSTANCE_PATH": str(afile / "sub")})
+    nested = tmp_path / "a" / "b"
+    Settings.from_env({"AURA_INSTANCE_PATH": str(nested)})
+    assert nested.is_dir()
+
+
+def test_a_database_url_that_is_not_one_is_refused_without_its_password(tmp_path):
+    with pytest.raises(ConfigError, match="^DATABASE_URL='not a url': not a SQLAlchemy URL"):
+        Settings.from_env({"DATABASE_URL": "not a url", "AURA_INSTANCE_PATH": str(tmp_path)})
+    url = "postgresql+psycopg://u:hunter2@/aura?host=a,b"
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL='postgresql\+psycopg://u:\*\*\*@/aura\?host=a,b'") as error:
+        Settings.from_env({"DATABASE_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert "hunter2" not in str(error.value)
+
+
+def test_redact_url_hides_only_the_password():
+    from aura.config import redact_url
+
+    assert redact_url("redis://cache:6379") == "redis://cache:6379"
+    assert redact_url("redis://:pw@cache:6379") == "redis://:***@cache:6379"
+    assert redact_url("redis://user:pw@cache:6379/x?y=1#z") == "redis://user:***@cache:6379/x?y=1#z"
+    assert redact_url("redis://u:p@[::1") == "<unparseable URL>"
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("redis://cache:99999", "not a URL"),
+        ("http://cache:6379", "expected redis://"),
+        ("redis://", "expected redis://"),
+        ("redis://cache:6379/0", "must not name a database number"),
+        ("redis://cache:6379?db=2", "must not name a database number"),
+        ("redis+sentinel://s0:0/aura", "'s0:0' is not host:port"),
+        ("redis+sentinel://s0:65536/aura", "'s0:65536' is not host:port"),
+        ("redis+sentinel://:26379/aura", "':26379' is not host:port"),
+    ],
+)
+def test_a_bad_redis_url_is_refused(tmp_path, url, message):
+    with pytest.raises(ConfigError, match=f"^REDIS_URL=.*{message}"):
+        Settings.from_env({"REDIS_URL": url, "AURA_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_the_sentinel_form_s_edges():
+    from aura.config import redis_target
+
+    target = redis_target("redis+sentinel://user:pw@[::1]:26379, s1:65535,/aura")
+    assert target.sentinels == (("::1", 26379), ("s1", 65535))  # an empty entry is skipped
+    assert (target.username, target.password, target.url) == (
+        "user",
+        "pw",
+        "redis+sentinel://user:pw@[::1]:26379, s1:65535,/aura",
+    )
+    assert redis_target("redis+sentinel://s0:1/aura").username is None
+    plain = redis_target("rediss://:pw@cache:6380")
+    assert plain.url == "rediss://:pw@cache:6380" and plain.sentinels == () and plain.service == ""
+
+
+def test_gunicorn_defaults_and_each_setting():
+    defaults = gunicorn_settings({})
+    assert (defaults.bind, defaults.threads, defaults.timeout, defaults.graceful_timeout) == (
+        "127.0.0.1:8000",
+        1,
+        30,
+        30,
+    )
+    assert (defaults.max_requests, defaults.max_requests_jitter, defaults.preload) == (10000, 1000, True)
+    assert (defaults.access_log, defaults.control_socket, defaults.metrics_port) == ("-", None, 0)
+    assert defaults.metrics_host == "127.0.0.1"
+    set_ = gunicorn_settings(
+        {
+            "GUNICORN_BIND": "0.0.0.0:9000",
+            "GUNICORN_THREADS": "4",
+            "GUNICORN_TIMEOUT": "0",
+            "GUNICORN_GRACEFUL_TIMEOUT": "0",
+            "GUNICORN_MAX_REQUESTS": "0",
+            "GUNICORN_MAX_REQUESTS_JITTER": "0",
+            "GUNICORN_PRELOAD": "false",
+            "GUNICORN_ACCESS_LOG": "",
+            "GUNICORN_CONTROL_SOCKET": "/run/aura.ctl",
+            "METRICS_PORT": "9100",
+        }
+    )
+    assert (set_.bind, set_.threads, set_.timeout, set_.graceful_timeout) == ("0.0.0.0:9000", 4, 0, 0)
+    assert (set_.max_requests, set_.max_requests_jitter, set_.preload) == (0, 0, False)
+    assert (set_.access_log, set_.control_socket, set_.metrics_port) == (None, "/run/aura.ctl", 9100)
+
+
+def test_the_worker_tmp_dir_must_exist(tmp_path):
+    assert gunicorn_settings({"GUNICORN_WORKER_TMP_DIR": str(tmp_path)}).worker_tmp_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match="^GUNICORN_WORKER_TMP_DIR=.*not a directory"):
+        gunicorn_settings({"GUNICORN_WORKER_TMP_DIR": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("GUNICORN_THREADS", "0", "GUNICORN_THREADS='0': expected an integer of at least 1"),
+        ("GUNICORN_TIMEOUT", "-1", "GUNICORN_TIMEOUT='-1': expected an integer of at least 0"),
+        ("WEB_CONCURRENCY", "many", "WEB_CONCURRENCY='many': expected an integer of at least 1"),
+        ("METRICS_PORT", "-1", "METRICS_PORT='-1'"),
+        ("GUNICORN_PRELOAD", "perhaps", "GUNICORN_PRELOAD='perhaps': expected true or false"),
+        ("GUNICORN_BIND", "unix:", "GUNICORN_BIND='unix:'"),
+        ("GUNICORN_BIND", ":8000", "GUNICORN_BIND=':8000'"),
+        ("GUNICORN_BIND", "host:0", "GUNICORN_BIND='host:0'"),
+        ("GUNICORN_BIND", "host:65536", "GUNICORN_BIND='host:65536'"),
+        ("GUNICORN_BIND", "host", "GUNICORN_BIND='host'"),
+        ("METRICS_HOST", "a" * 64, "METRICS_HOST="),
+    ],
+)
+def test_bad_gunicorn_values_are_refused(name, value, message):
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        gunicorn_settings({name: value})
+
+
+def test_the_edges_gunicorn_accepts():
+    assert gunicorn_settings({"GUNICORN_BIND": "unix:/run/a.sock"}).bind == "unix:/run/a.sock"
+    assert gunicorn_settings({"GUNICORN_BIND": "host:65535"}).bind == "host:65535"
+    assert gunicorn_settings({"GUNICORN_BIND": "host:1"}).bind == "host:1"
+    assert gunicorn_settings({"METRICS_HOST": "a" * 63 + ".b-c"}).metrics_host == "a" * 63 + ".b-c"
+    assert gunicorn_settings({"METRICS_HOST": "::1"}).metrics_host == "::1"
+
+
+def test_the_metrics_directory_and_check_environment(tmp_path):
+    from aura.config import check_environment, metrics_directory
+
+    assert metrics_directory({"PROMETHEUS_MULTIPROC_DIR": "/dev/shm/x"}) == "/dev/shm/x"
+    assert metrics_directory({}) == ""
+    settings, gunicorn = check_environment({"AURA_INSTANCE_PATH": str(tmp_path), "GUNICORN_THREADS": "3"})
+    assert settings.instance_path == tmp_path and gunicorn.threads == 3
+
+
+def test_every_variable_read_is_known_and_not_reported():
+    from aura.config import known_variables
+
+    known = known_variables()
+    for name in (
+        "AURA_ENV",
+        "AURA_INSTANCE_PATH",
+        "JWT_SECRET_KEY",
+        "WEB_CONCURRENCY",
+        "METRICS_HOST",
+        "GUNICORN_CMD_ARGS",
+    ):
+        assert name in known
+    assert "ENV" not in known and "INSTANCE_PATH" not in known
+    assert environment_warnings(dict.fromkeys(known, "1")) == []
+    assert environment_warnings({"METRICS_HOSTS": "x", "METRICS_PORTS": "1"}) == [
+        "METRICS_HOSTS is not a setting Aura reads; did you mean METRICS_HOST? (it is ignored)",
+        "METRICS_PORTS is not a setting Aura reads; did you mean METRICS_PORT? (it is ignored)",
+    ]
+    assert environment_warnings({"GUNICORN_WORKERS": "2"}) == environment_warnings({"WEB_CONCURRENCY": "2"}) == []
+    assert environment_warnings({"API_DOCS_ASSETS_URL": ""}) == []
+
+
+def test_a_config_error_exits_2_with_one_line(capsys):
+    from aura.config import exit_on_config_error
+
+    with pytest.raises(SystemExit) as stop:
+        exit_on_config_error(ConfigError("A=1: first\n   second"))
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "aura: configuration error: A=1: first second\n"
