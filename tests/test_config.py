@@ -558,3 +558,45 @@ def test_a_config_error_exits_2_with_one_line(capsys):
         exit_on_config_error(ConfigError("A=1: first\n   second"))
     assert stop.value.code == 2
     assert capsys.readouterr().err == "aura: configuration error: A=1: first second\n"
+
+
+def test_gunicorn_defaults_that_follow_the_machine(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert gunicorn_settings({}).workers == 6  # two per core
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert gunicorn_settings({}).workers == 2  # the count unknown: one core
+    assert gunicorn_settings({"WEB_CONCURRENCY": "1"}).workers == 1
+    assert gunicorn_settings({"METRICS_PORT": "0"}).metrics_port == 0
+    expected_tmp = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    assert gunicorn_settings({}).worker_tmp_dir == expected_tmp
+    assert gunicorn_settings({"GUNICORN_BIND": "unix:s"}).bind == "unix:s"
+
+
+def test_without_a_mapping_the_process_environment_is_read(monkeypatch, tmp_path):
+    from aura.config import metrics_directory
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("GUNICORN_THREADS", "5")
+    monkeypatch.setenv("METRICS_HOSTS", "x")
+    assert metrics_directory() == str(tmp_path)
+    assert gunicorn_settings().threads == 5
+    assert any(w.startswith("METRICS_HOSTS is not a setting") for w in environment_warnings())
+
+
+def test_a_name_only_loosely_like_a_setting_is_not_reported():
+    assert environment_warnings({"METRICS_X": "1"}) == []  # 0.76 like METRICS_PORT: under the 0.8 cutoff
+
+
+def test_more_url_edges(tmp_path):
+    from aura.config import redact_url, redis_target
+
+    assert redact_url("redis://:p@ss@cache:6379") == "redis://:***@cache:6379"  # an @ in the password
+    assert redis_target("redis+sentinel://s0:1,,s1:2/aura").sentinels == (("s0", 1), ("s1", 2))
+    with pytest.raises(ConfigError, match=r"^REDIS_URL='redis://:\*\*\*@cache:6379/0': must not name"):
+        Settings.from_env({"REDIS_URL": "redis://:pw@cache:6379/0", "AURA_INSTANCE_PATH": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"^REDIS_URL='redis\+sentinel://:\*\*\*@/aura': names no Sentinel host"):
+        Settings.from_env({"REDIS_URL": "redis+sentinel://:pw@/aura", "AURA_INSTANCE_PATH": str(tmp_path)})
+    one_host = "postgresql+psycopg://u@/aura?host=db-a"  # one host: no session attribute needed
+    assert Settings.from_env({"DATABASE_URL": one_host, "AURA_INSTANCE_PATH": str(tmp_path)}).database_url == one_host
