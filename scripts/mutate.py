@@ -65,8 +65,17 @@ def _group_of(path: str) -> str:
 def _check_config() -> None:
     """The groups and pyproject's only_mutate must name the same files."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
-    mutated = {str(p.relative_to(ROOT)) for pattern in config["only_mutate"] for p in ROOT.glob(pattern)}
-    grouped = {str(p.relative_to(ROOT)) for globs in GROUPS.values() for pattern in globs for p in ROOT.glob(pattern)}
+    # Source files only: a glob such as rules/* also matches the __pycache__ a test run leaves.
+    mutated = {
+        str(p.relative_to(ROOT)) for pattern in config["only_mutate"] for p in ROOT.glob(pattern) if p.suffix == ".py"
+    }
+    grouped = {
+        str(p.relative_to(ROOT))
+        for globs in GROUPS.values()
+        for pattern in globs
+        for p in ROOT.glob(pattern)
+        if p.suffix == ".py"
+    }
     if mutated != grouped:
         raise SystemExit(
             "pyproject's [tool.mutmut] only_mutate and scripts/mutate.py's GROUPS differ: "

@@ -25,7 +25,7 @@ def test_defaults_are_the_embedded_ones(tmp_path):
 def test_development_key_is_generated_once_and_reused(tmp_path):
     first = Settings.from_env({"AURA_INSTANCE_PATH": str(tmp_path)}).jwt_secret_key
     second = Settings.from_env({"AURA_INSTANCE_PATH": str(tmp_path)}).jwt_secret_key
-    assert first == second and len(first) >= 32
+    assert first == second and len(first) == 64  # secrets.token_urlsafe(48): 48 random bytes
     assert (tmp_path / "jwt-secret.key").stat().st_mode & 0o777 == 0o600
 
 
@@ -572,6 +572,8 @@ def test_gunicorn_defaults_that_follow_the_machine(monkeypatch):
     expected_tmp = "/dev/shm" if os.path.isdir("/dev/shm") else None
     assert gunicorn_settings({}).worker_tmp_dir == expected_tmp
     assert gunicorn_settings({"GUNICORN_BIND": "unix:s"}).bind == "unix:s"
+    monkeypatch.setattr(os.path, "isdir", lambda path: False)  # a machine without /dev/shm
+    assert gunicorn_settings({}).worker_tmp_dir is None
 
 
 def test_without_a_mapping_the_process_environment_is_read(monkeypatch, tmp_path):

@@ -10,6 +10,7 @@ from aura.config import Settings
 from aura.infra.redis import (
     CircuitBreaker,
     CircuitOpen,
+    GuardedRedis,
     RedisClients,
     _Guard,
     classify_error,
@@ -147,6 +148,11 @@ def test_a_sentinel_url_reaches_the_primary_of_the_service(tmp_path):
     assert clients.sentinel.connection_kwargs == {"username": "aura", "password": "pw"}
     pool = clients.auth.connection_pool
     assert pool.service_name == "aura-main" and pool.connection_kwargs["db"] == 4
+    assert isinstance(clients.auth, GuardedRedis)  # its commands go through the breaker
+    assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["retry"]) == (
+        0.5,
+        clients.options["retry"],
+    )
     assert clients.auth.breaker is clients.breaker
     assert clients.rate_limit_uri == settings.redis_url  # the limiter reads the service from it
     options = clients.rate_limit_options()
