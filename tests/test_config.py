@@ -602,3 +602,13 @@ def test_more_url_edges(tmp_path):
         Settings.from_env({"REDIS_URL": "redis+sentinel://:pw@/aura", "AURA_INSTANCE_PATH": str(tmp_path)})
     one_host = "postgresql+psycopg://u@/aura?host=db-a"  # one host: no session attribute needed
     assert Settings.from_env({"DATABASE_URL": one_host, "AURA_INSTANCE_PATH": str(tmp_path)}).database_url == one_host
+
+
+def test_unset_the_instance_path_is_the_default_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(Settings, "instance_path", tmp_path / "instance")
+    assert Settings.from_env({}).instance_path == tmp_path / "instance"
+
+
+def test_a_redis_url_may_end_with_a_slash(tmp_path):
+    settings = Settings.from_env({"REDIS_URL": "redis://cache:6379/", "AURA_INSTANCE_PATH": str(tmp_path)})
+    assert settings.redis_url == "redis://cache:6379/"
