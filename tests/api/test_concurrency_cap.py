@@ -7,6 +7,7 @@ stale members dropped, the slot given back whatever the view does, and failing o
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from aura.api import concurrency
 from aura.api.concurrency import KEY_PREFIX, STALE_SECONDS, per_user_concurrency
 from aura.api.context import services
 from aura.api.jwt import current_user_id
+from aura.auth.revocation import SqlRevocationStore
 from tests.support.auth import AuthActions
 from tests.support.errors import assert_error
 from tests.support.metrics import registry_samples, value
@@ -32,6 +34,16 @@ def _row_id(app, public_id: str) -> int:
         return db.session.execute(db.select(User.id).filter_by(public_id=public_id)).scalar_one()
 
 
+def _with_positional(view):
+    """A decorator outside the cap that passes a positional argument (as flask-smorest's do)."""
+
+    @functools.wraps(view)
+    def wrapper(**kwargs):
+        return view("from-outside", **kwargs)
+
+    return wrapper
+
+
 class Capped:
     """An app with a capped route whose view records what it saw, or raises when told to."""
 
@@ -42,14 +54,15 @@ class Capped:
 
         @self.app.get("/capped/<int:n>")
         @jwt_required()
+        @_with_positional
         @per_user_concurrency
-        def capped(n: int):
+        def capped(outside: str, n: int):
             client = services().redis.auth
             key = f"{KEY_PREFIX}{current_user_id()}"
             self.seen.append({"members": client.zrange(key, 0, -1, withscores=True), "ttl": client.ttl(key)})
             if self.fail:
                 raise RuntimeError("the view failed")
-            return {"n": n}
+            return {"n": n, "outside": outside}
 
         self.client = self.app.test_client()
         self.learner = AuthActions(self.client).signed_in()
@@ -67,7 +80,8 @@ def test_a_request_holds_one_scored_expiring_slot_while_it_runs(make_app):
     capped = Capped(make_app, limit=2)
     capped.redis.zadd(capped.key, {"held": time.time()})
     started = time.time()
-    assert capped.get().status_code == 200
+    response = capped.get(5)
+    assert response.status_code == 200 and response.get_json() == {"n": 5, "outside": "from-outside"}
     finished = time.time()
     (seen,) = capped.seen
     ours = [(member, score) for member, score in seen["members"] if member != b"held"]
@@ -117,7 +131,8 @@ def test_redis_errors_fail_open_and_are_counted(make_app, monkeypatch):
 
     before = value(registry_samples(), "redis_connection_errors_total", **AUTH_DB_ERRORS)
     monkeypatch.setattr(concurrency, "_acquire", refused)
-    assert capped.get().status_code == 200  # the cap could not be checked: the request runs
+    response = capped.get(3)  # the cap could not be checked: the request runs
+    assert response.status_code == 200 and response.get_json() == {"n": 3, "outside": "from-outside"}
     assert value(registry_samples(), "redis_connection_errors_total", **AUTH_DB_ERRORS) == before + 1
     monkeypatch.undo()
     monkeypatch.setattr(type(capped.redis), "zrem", refused)
@@ -134,3 +149,12 @@ def test_the_cap_is_the_configured_number(make_app, limit):
     assert capped.get().status_code == 200
     capped.redis.zadd(capped.key, {"one-more": now})
     assert_error(capped.get(), 429, "too_many_concurrent_requests")
+
+
+def test_standalone_mode_has_no_cap(make_app):
+    capped = Capped(make_app, limit=1)
+    services(capped.app).revocation = SqlRevocationStore()  # standalone: no Redis for limits
+    capped.redis.zadd(capped.key, {"held": time.time()})  # would be the one slot in redis mode
+    response = capped.get(2)
+    assert response.status_code == 200 and response.get_json() == {"n": 2, "outside": "from-outside"}
+    assert list(capped.members()) == [b"held"]  # nothing taken, nothing given back

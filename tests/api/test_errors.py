@@ -10,12 +10,21 @@ import pytest
 from werkzeug.exceptions import (
     BadRequest,
     HTTPException,
+    NotFound,
     RequestEntityTooLarge,
     TooManyRequests,
     UnprocessableEntity,
 )
 
-from aura.api.errors import _rate_limit_text, aura_error_response, error_response, http_exception_response, status_of
+from aura.api.context import services
+from aura.api.errors import (
+    _rate_limit_text,
+    aura_error_response,
+    error_response,
+    http_exception_response,
+    status_of,
+    unexpected_error_response,
+)
 from aura.errors import AuraError, ErrorCode
 from aura.workflows.errors import AuditLimitError
 from tests.support.errors import assert_error
@@ -145,7 +154,7 @@ def test_unexpected_exception_is_a_json_500_without_trace(app, client, caplog):
         raise RuntimeError("secret internals")
 
     response = client.get("/boom")
-    assert_error(response, 500, "internal_error")
+    assert assert_error(response, 500, "internal_error")["message"] == "An unexpected error occurred."
     assert b"secret internals" not in response.data and b"Traceback" not in response.data
     assert "secret internals" in caplog.text  # logged server side
 
@@ -154,15 +163,41 @@ def test_health_endpoints(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert ready.get_json() == {"status": "ok", "mode": "redis", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_readyz_in_standalone_mode_checks_the_database_only(app, client):
+    from aura.auth.revocation import SqlRevocationStore
+
+    services(app).revocation = SqlRevocationStore()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {
+        "status": "ok",
+        "mode": "standalone",
+        "checks": {
+            "database": "ok",
+            "redis": "not used (standalone mode: revocations in the database, limits per process)",
+        },
+    }
 
 
 def test_readyz_names_a_failed_database(make_app):
     app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().get("/readyz")
-    assert response.status_code == 503
-    body = response.get_json()
-    assert body["error"] == "service_unavailable" and "database" in body["message"]
+    body = assert_error(response, 503, "service_unavailable", extra={"status", "mode", "checks"})
+    assert body["message"] == "unavailable: database" and body["status"] == "unavailable"
+    assert body["checks"] == {"database": "unavailable", "redis": "ok"}
+
+
+def test_readyz_names_every_failed_check(make_app):
+    app = make_app(
+        env="production", database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", redis_url="redis://127.0.0.1:1"
+    )
+    body = assert_error(
+        app.test_client().get("/readyz"), 503, "service_unavailable", extra={"status", "mode", "checks"}
+    )
+    assert body["message"] == "unavailable: database, redis"
 
 
 def test_readyz_answers_503_when_redis_times_out(make_app):
@@ -179,7 +214,14 @@ def test_readyz_answers_503_when_redis_times_out(make_app):
 def test_database_outage_is_503_not_500(make_app):
     app = make_app(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = app.test_client().post(LOGIN, json={"email": "a@b.io", "password": "long-enough"})
-    assert_error(response, 503, "service_unavailable")
+    body = assert_error(response, 503, "service_unavailable", headers={"Retry-After": "5"})
+    assert body["message"] == "database is unavailable; try again shortly"
+
+
+def test_an_http_exception_reaching_the_catch_all_keeps_its_status(app):
+    with app.test_request_context():
+        response = unexpected_error_response(NotFound())
+    assert response.status_code == 404 and response.get_json()["error"] == "not_found"
 
 
 def test_security_headers_on_every_response(client, auth):
