@@ -49,6 +49,7 @@ GROUPS: dict[str, list[str]] = {
     "rate-limits": ["aura/api/rate_limits.py"],
     "tokens": ["aura/auth/service.py", "aura/auth/revocation.py", "aura/auth/tokens.py"],
     "audit-rules": ["aura/workflows/audit/rules/*.py"],
+    "api-guards": ["aura/api/concurrency.py", "aura/api/health.py", "aura/api/errors.py"],
     "config": ["aura/config.py"],
     "redis-client": ["aura/infra/redis.py"],
 }

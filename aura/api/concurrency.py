@@ -56,31 +56,36 @@ def per_user_concurrency(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        user_id = current_user_id()
-        if user_id is None or not services().uses_redis:
-            return view(*args, **kwargs)
-        client = services().redis.auth
-        limit = current_app.config["AURA"].workflow_max_concurrent_per_user
-        key, token = f"{KEY_PREFIX}{user_id}", uuid.uuid4().hex
-        try:
-            acquired = _acquire(client, key, token, limit)
-        except redis.RedisError as exc:
-            record_error(AUTH_DB, exc)
-            return view(*args, **kwargs)  # fail open, see the module docstring
-        if not acquired:
-            raise TooManyRequests(
-                ErrorCode.TOO_MANY_CONCURRENT_REQUESTS,
-                f"At most {limit} workflow requests of one user run at once; retry when one has finished.",
-                limit=f"{limit} at once",
-                per="user",
-                retry_after=1,
-            )
-        try:
-            return view(*args, **kwargs)
-        finally:
-            try:
-                client.zrem(key, token)
-            except redis.RedisError as exc:  # the member goes stale and is dropped later
-                record_error(AUTH_DB, exc)
+        return _run_capped(view, args, kwargs)
 
     return wrapper
+
+
+def _run_capped(view: View, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The wrapper's work (a plain function: mutmut does not mutate decorated ones)."""
+    user_id = current_user_id()
+    if user_id is None or not services().uses_redis:
+        return view(*args, **kwargs)
+    client = services().redis.auth
+    limit = current_app.config["AURA"].workflow_max_concurrent_per_user
+    key, token = f"{KEY_PREFIX}{user_id}", uuid.uuid4().hex
+    try:
+        acquired = _acquire(client, key, token, limit)
+    except redis.RedisError as exc:
+        record_error(AUTH_DB, exc)
+        return view(*args, **kwargs)  # fail open, see the module docstring
+    if not acquired:
+        raise TooManyRequests(
+            ErrorCode.TOO_MANY_CONCURRENT_REQUESTS,
+            f"At most {limit} workflow requests of one user run at once; retry when one has finished.",
+            limit=f"{limit} at once",
+            per="user",
+            retry_after=1,
+        )
+    try:
+        return view(*args, **kwargs)
+    finally:
+        try:
+            client.zrem(key, token)
+        except redis.RedisError as exc:  # the member goes stale and is dropped later
+            record_error(AUTH_DB, exc)

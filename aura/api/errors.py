@@ -171,8 +171,35 @@ def _rate_limit_text(limit: Any) -> tuple[str, dict[str, str]]:
     )
 
 
+def service_unavailable_response(exc: ServiceUnavailable) -> Response:
+    """A dependency down: 503, naming it, with Retry-After."""
+    log.warning("503: %s", exc)
+    return error_response(
+        503,
+        "service_unavailable",
+        f"{exc.dependency} is unavailable; try again shortly",
+        headers={"Retry-After": "5"},
+    )
+
+
+def unexpected_error_response(exc: Exception) -> Response:
+    """Any other exception: logged with the request's context, a 500 without internals."""
+    if isinstance(exc, HTTPException):
+        return http_exception_response(exc)
+    context = request_context()
+    log.exception(
+        "unhandled error in %s %s (route %s, request id %s)",
+        context.get("method"),
+        context.get("path"),
+        context.get("route"),
+        context.get("request_id"),
+    )
+    return error_response(500, "internal_error", "An unexpected error occurred.")
+
+
 def register_errorhandlers(app: Flask) -> None:
-    """Make every error, expected or not, answer in the one JSON shape."""
+    """Make every error, expected or not, answer in the one JSON shape (the handlers call plain
+    functions: mutmut does not mutate decorated ones)."""
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
@@ -184,29 +211,13 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceUnavailable)
     def _unavailable(exc: ServiceUnavailable) -> Response:
-        log.warning("503: %s", exc)
-        return error_response(
-            503,
-            "service_unavailable",
-            f"{exc.dependency} is unavailable; try again shortly",
-            headers={"Retry-After": "5"},
-        )
+        return service_unavailable_response(exc)
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: DBAPIError) -> Response:
         log.warning("database error: %s", exc.__class__.__name__)
-        return _unavailable(ServiceUnavailable("database"))
+        return service_unavailable_response(ServiceUnavailable("database"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        if isinstance(exc, HTTPException):
-            return http_exception_response(exc)
-        context = request_context()
-        log.exception(
-            "unhandled error in %s %s (route %s, request id %s)",
-            context.get("method"),
-            context.get("path"),
-            context.get("route"),
-            context.get("request_id"),
-        )
-        return error_response(500, "internal_error", "An unexpected error occurred.")
+        return unexpected_error_response(exc)

@@ -130,7 +130,11 @@ def test_full_metrics_directory(start_gunicorn, tmpfs):
         time.sleep(0.25)
     assert counted_before + 8 + sent <= _healthz_total(scrape(server)) <= counted_before + 2 + 8 + sent
     assert sorted(server.worker_pids()) == workers
-    assert "metrics recovered" in server.log_path.read_text(errors="replace")
+    # A worker writes its files, then logs that they are written again: wait for the line.
+    deadline = time.monotonic() + 10
+    while "metrics recovered" not in server.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
 
     # New workers count again, and what the earlier workers counted was kept.
     _replace_workers(server, 2)
