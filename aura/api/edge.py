@@ -3,7 +3,7 @@
 On the way in: the request id (`aura.infra.logs.assign_request_id`) and the log context. On the
 way out, in one pass over the header list: `X-Request-ID`, `nosniff` everywhere, frame and
 referrer policies unless a view chose its own, `Retry-After` only where it means something (the
-429 it belongs to, and on every 503 the view's own or a short hint), and no caching of token-bearing auth
+429 it belongs to, and a short hint on every 503), and no caching of token-bearing auth
 responses. Done here rather than in Flask hooks, which cost several times more per request
 (bench/http_overhead.py).
 
@@ -67,7 +67,7 @@ def response_headers(status: str, headers: list[tuple[str, str]], request_id: st
     """The response's headers with the edge's own set, replaced or added in one pass."""
     code = status[:3]
     replaced = _ALWAYS_SET
-    if code not in ("429", "503"):  # Flask-Limiter's on its 429, a view's own on its 503; none elsewhere
+    if code != "429":  # Flask-Limiter's Retry-After stays on its 429 only
         replaced = replaced | {"retry-after"}
     if auth:
         replaced = replaced | _AUTH_SET
@@ -84,7 +84,7 @@ def response_headers(status: str, headers: list[tuple[str, str]], request_id: st
         kept.append(("X-Frame-Options", "DENY"))
     if "referrer-policy" not in present:
         kept.append(("Referrer-Policy", "no-referrer"))
-    if code == "503" and "retry-after" not in present:
+    if code == "503":
         kept.append(("Retry-After", "5"))
     if auth:
         kept.append(("Cache-Control", "no-store"))
