@@ -3,7 +3,8 @@
 On the way in: the request id (`aura.infra.logs.assign_request_id`) and the log context. On the
 way out, in one pass over the header list: `X-Request-ID`, `nosniff` everywhere, frame and
 referrer policies unless a view chose its own, `Retry-After` only where it means something (the
-429 it belongs to, and a short hint on every 503), and no caching of token-bearing auth
+429 it belongs to, and a short hint on every 503 - Flask-Limiter adds its own to every response,
+so a 503's is replaced, never kept), and no caching of token-bearing auth
 responses. Done here rather than in Flask hooks, which cost several times more per request
 (bench/http_overhead.py).
 
