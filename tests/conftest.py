@@ -108,13 +108,18 @@ def make_app(base_settings, _migrated):
     for app in apps:
         with app.app_context():
             db.engine.dispose()
-    engine = create_engine(base_settings["database_url"])
+    _empty_tables(base_settings["database_url"])
+    for db_index in (TEST_AUTH_DB, TEST_RATE_LIMIT_DB):
+        redis.Redis.from_url(REDIS_URL, db=db_index).flushdb()
+
+
+def _empty_tables(database_url: str) -> None:
+    """Delete what tests write (accounts, revocations, workflow runs); the lesson catalogue stays."""
+    engine = create_engine(database_url)
     with engine.begin() as conn:
         for table in ("workflow_runs", "revoked_tokens", "users"):
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
-    for db_index in (TEST_AUTH_DB, TEST_RATE_LIMIT_DB):
-        redis.Redis.from_url(REDIS_URL, db=db_index).flushdb()
 
 
 @pytest.fixture
@@ -157,6 +162,9 @@ def server_env(tmp_path, migrated_sqlite):
     if TEST_DATABASE_URL:
         env = app_env(tmp_path, TEST_DATABASE_URL)
         migrate(env)
+        # Empty, as a fresh SQLite file is: this process's database outlives tests and sessions,
+        # and a test that registers a fixed email must not meet the last run's account (409).
+        _empty_tables(TEST_DATABASE_URL)
         return env
     return app_env(tmp_path, f"sqlite:///{migrated_sqlite(tmp_path / 'served.db')}")
 
