@@ -22,7 +22,9 @@ import requests
 from aura.metrics.listener import HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES, RENDER_THREADS
 from aura.testing.servers import free_port
 
-pytestmark = [pytest.mark.gunicorn, pytest.mark.serial]  # short timeouts: run alone (make test)
+pytestmark = pytest.mark.gunicorn
+# The tests marked serial measure the master's memory under a flood or wait on the 5 s header
+# timeout to the second: make test runs them alone, after the rest.
 
 FLOOD = 600  # the issue's count
 PROBE_TIMEOUT = 5.0  # the probe's own timeout; the pod's liveness probe allows 2 s
@@ -80,6 +82,7 @@ def listener(gunicorn):
     return server, port, url
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_a_slowloris_flood_neither_grows_the_master_nor_starves_healthz(listener):
     server, port, url = listener
     master = server.proc.pid
@@ -110,6 +113,7 @@ def test_a_slowloris_flood_neither_grows_the_master_nor_starves_healthz(listener
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_a_connection_that_never_finishes_its_headers_is_closed(listener):
     """The header timeout: a whole request head within HEADER_TIMEOUT, however it trickles in."""
     _, port, url = listener
@@ -130,6 +134,7 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(listener):
         trickling.close()
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_a_worker_forked_while_a_client_is_connected_does_not_keep_it_open(listener):
     """Fork copies the master's descriptors, the listener's connections included: a worker
     forked (spawned, recycled) while a scrape or probe connection is open must let go of its

@@ -19,7 +19,9 @@ import requests
 from tests.support.listener import Listener
 from tests.support.metrics import parse_exposition, value
 
-pytestmark = [pytest.mark.gunicorn, pytest.mark.serial]  # short timeouts: run alone (make test)
+pytestmark = pytest.mark.gunicorn
+# The tests marked serial wait on 1-3 s deadlines (heartbeat timeouts, a backlog seen within 3 s):
+# make test runs them alone, after the rest, where CPU contention cannot make them miss.
 
 
 def _get(url: str, timeout: float = 30.0) -> int:
@@ -33,6 +35,7 @@ def _in_threads(urls: list[str]) -> list[threading.Thread]:
     return threads
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_busy_seconds_grow_by_busy_time_and_not_while_idle(gunicorn):
     metrics = Listener(gunicorn)  # scrapes go to the master: they add no busy time
     busy = "gunicorn_worker_busy_seconds_total"
@@ -46,6 +49,7 @@ def test_busy_seconds_grow_by_busy_time_and_not_while_idle(gunicorn):
     assert metrics.value(busy) - before - during < 0.01
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_backlog_and_busy_workers_read_from_the_listener_while_every_worker_is_busy(gunicorn):
     metrics = Listener(gunicorn)
     threads = _in_threads([metrics.server.url + "/test/slow?s=6"] * 2)
@@ -89,6 +93,7 @@ def _settled_workers(server, count: int = 2) -> list[int]:
         assert time.monotonic() < deadline, "workers did not settle"
 
 
+@pytest.mark.serial  # a short deadline: run alone (make test)
 def test_worker_exits_are_counted_by_reason(gunicorn):
     metrics = Listener(gunicorn, GUNICORN_TIMEOUT="3", GUNICORN_MAX_REQUESTS="10")
     server = metrics.server
@@ -145,7 +150,7 @@ def test_queue_time_is_recorded_from_a_trusted_proxys_x_request_start(gunicorn):
     assert response.status_code == 200
     samples = metrics.scrape()
     assert value(samples, "http_request_queue_seconds_count") == 1
-    assert 2.5 <= value(samples, "http_request_queue_seconds_sum") < 3.5
+    assert 2.5 <= value(samples, "http_request_queue_seconds_sum") <= 5.0  # 2.5 s plus however long it took to get here
     assert value(samples, "http_request_queue_seconds_bucket", le="2.5") == 0
     assert value(samples, "http_request_queue_seconds_bucket", le="5.0") == 1
 

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.gunicorn, pytest.mark.serial]  # short timeouts: run a
 
 # The breaker's interval: the burst below takes a few seconds, and recovery waits one interval
 # out; the bound on timeouts counts the intervals the burst spanned, however long it took.
-OPEN_SECONDS = 10
+OPEN_SECONDS = 5
 WORKERS = 2
 
 
