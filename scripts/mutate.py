@@ -52,6 +52,12 @@ GROUPS: dict[str, list[str]] = {
     "api-guards": ["aura/api/concurrency.py", "aura/api/health.py", "aura/api/errors.py"],
     "config": ["aura/config.py"],
     "redis-client": ["aura/infra/redis.py"],
+    "metrics-instance": [
+        "aura/metrics/directory.py",
+        "aura/metrics/instance.py",
+        "aura/metrics/processes.py",
+        "aura/metrics/locking.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
