@@ -56,6 +56,18 @@ def _acquire(fd: int, op: int, deadline: float, what: str) -> None:
 @contextmanager
 def directory_lock(directory: str, *, exclusive: bool, timeout: float) -> Iterator[None]:
     """Hold the directory lock, shared (scrape) or exclusive (merge, clean-up), for the block."""
+    lock_fd = _take_lock(directory, exclusive, timeout)
+    try:
+        yield
+    finally:
+        os.close(lock_fd)
+
+
+def _take_lock(directory: str, exclusive: bool, timeout: float) -> int:
+    """The open, locked lock file of ``directory``, taken through the gate.
+
+    A plain function, not in ``directory_lock``'s body: mutmut does not mutate decorated functions.
+    """
     deadline = time.monotonic() + timeout
     op = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     gate_fd = _open_lock_file(os.path.join(directory, GATE_NAME))
@@ -70,7 +82,4 @@ def directory_lock(directory: str, *, exclusive: bool, timeout: float) -> Iterat
     finally:
         # The gate only orders arrivals (a waiting writer blocks new readers); drop it now.
         os.close(gate_fd)
-    try:
-        yield
-    finally:
-        os.close(lock_fd)
+    return lock_fd

@@ -1,0 +1,160 @@
+"""aura.metrics.locking: the directory lock scrapes share and merges take alone, with a deadline."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from aura.metrics.fileformat import GATE_NAME, LOCK_NAME
+from aura.metrics.locking import MetricsDirectoryError, MetricsLockTimeout, directory_lock
+
+
+def _held_elsewhere(directory, name: str, op: int) -> int:
+    """An flock on the directory's lock file through a descriptor of its own (as another process's)."""
+    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(fd, op | fcntl.LOCK_NB)
+    return fd
+
+
+def _lock_is_free(directory, op: int) -> bool:
+    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _lock_descriptors(directory) -> dict[str, int]:
+    """This process's open descriptors on the directory's lock files: file name -> fd."""
+    found = {}
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{entry}")
+        except OSError:
+            continue
+        if os.path.dirname(target) == str(directory):
+            found[os.path.basename(target)] = int(entry)
+    return found
+
+
+def test_the_lock_files_are_created_world_readable_and_closed_after(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with directory_lock(str(tmp_path), exclusive=True, timeout=1):
+            pass
+    finally:
+        os.umask(old)
+    for name in (LOCK_NAME, GATE_NAME):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert _lock_descriptors(tmp_path) == {}  # opened per operation, never kept
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+def test_the_lock_is_held_read_only_and_not_inherited_across_exec(tmp_path):
+    with directory_lock(str(tmp_path), exclusive=False, timeout=1):
+        held = _lock_descriptors(tmp_path)
+        assert set(held) == {LOCK_NAME}  # the gate is dropped once the lock is held
+        fd = held[LOCK_NAME]
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+    missing = tmp_path / "gone"
+    with pytest.raises(MetricsDirectoryError) as err:
+        with directory_lock(str(missing), exclusive=False, timeout=1):
+            pass
+    text = str(err.value)
+    assert repr(str(missing / GATE_NAME)) in text
+    assert "No such file or directory" in text and "must be prepared at start-up" in text
+
+
+def test_shared_holders_coexist_and_an_exclusive_one_excludes_both_kinds(tmp_path):
+    d = str(tmp_path)
+    with directory_lock(d, exclusive=False, timeout=1):
+        with directory_lock(d, exclusive=False, timeout=1):  # two scrapes at once
+            assert not _lock_is_free(d, fcntl.LOCK_EX)
+            assert _lock_is_free(d, fcntl.LOCK_SH)
+    assert _lock_is_free(d, fcntl.LOCK_EX)
+    with directory_lock(d, exclusive=True, timeout=1):
+        assert not _lock_is_free(d, fcntl.LOCK_SH)
+    assert _lock_is_free(d, fcntl.LOCK_EX)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_held_lock_times_out_after_the_timeout(tmp_path, exclusive):
+    d = str(tmp_path)
+    holder = _held_elsewhere(d, LOCK_NAME, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MetricsLockTimeout) as err:
+            with directory_lock(d, exclusive=exclusive, timeout=0.3):
+                pytest.fail("the lock was taken while held")
+        waited = time.monotonic() - started
+    finally:
+        os.close(holder)
+    assert 0.3 <= waited < 2.0
+    assert str(err.value) == f"timed out waiting for the metrics lock in {d!r}"
+    assert isinstance(err.value, TimeoutError)
+    assert _lock_descriptors(tmp_path) == {}  # nothing left open by the failed attempt
+
+
+def test_a_held_gate_times_out_too(tmp_path):
+    d = str(tmp_path)
+    holder = _held_elsewhere(d, GATE_NAME, fcntl.LOCK_EX)  # a merge waiting for the lock holds the gate
+    try:
+        with pytest.raises(MetricsLockTimeout):
+            with directory_lock(d, exclusive=False, timeout=0.2):
+                pass
+    finally:
+        os.close(holder)
+    assert _lock_descriptors(tmp_path) == {}
+
+
+def test_a_shared_holder_does_not_block_a_scrape_but_blocks_a_merge(tmp_path):
+    d = str(tmp_path)
+    holder = _held_elsewhere(d, LOCK_NAME, fcntl.LOCK_SH)
+    try:
+        with directory_lock(d, exclusive=False, timeout=0.2):
+            pass
+        with pytest.raises(MetricsLockTimeout):
+            with directory_lock(d, exclusive=True, timeout=0.2):
+                pass
+    finally:
+        os.close(holder)
+
+
+def _release_after(fd: int, seconds: float) -> tuple[threading.Thread, list[float]]:
+    released: list[float] = []
+
+    def release():
+        time.sleep(seconds)
+        released.append(time.monotonic())
+        os.close(fd)
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread, released
+
+
+@pytest.mark.parametrize("held_for", [0.05, 0.3])
+def test_a_waiter_takes_the_lock_soon_after_it_is_released(tmp_path, held_for):
+    """It polls, backing off to at most 20 ms between tries: it neither gives up before its
+    deadline nor oversleeps a release by much."""
+    d = str(tmp_path)
+    thread, released = _release_after(_held_elsewhere(d, LOCK_NAME, fcntl.LOCK_EX), held_for)
+    try:
+        with directory_lock(d, exclusive=True, timeout=1.5):
+            acquired = time.monotonic()
+    finally:
+        thread.join()
+    assert acquired >= released[0]
+    assert acquired - released[0] < 0.12, acquired - released[0]
