@@ -511,21 +511,26 @@ def test_a_marked_directory_is_cleaned_whatever_else_it_holds(tmp_path):
 def test_the_refusal_names_the_first_five_foreign_entries_in_order(tmp_path):
     d = tmp_path / "m"
     d.mkdir()
-    for name in ("g", "f", "e", "d", "c", "b", "a", "counter_1-1.db"):
+    for name in ("e", "d", "c", "b", "a", "counter_1-1.db"):
         (d / name).write_text("x")
     (d / "counter_2-2.db").mkdir()  # an owned name, but not a plain file: foreign
-    with pytest.raises(multiproc.MetricsDirectoryError) as err:
+    with pytest.raises(multiproc.MetricsDirectoryError) as err:  # six foreign entries
         multiproc.prepare_directory(str(d))
     assert str(err.value) == (
         f"refusing to clean metrics directory {str(d)!r}: it has no {MARKER_NAME} marker and contains files "
         "Aura does not own ('a', 'b', 'c', 'counter_2-2.db', 'd' ...). Remove them or set PROMETHEUS_MULTIPROC_DIR "
         "to a writable directory dedicated to Aura's metrics (e.g. /dev/shm/aura-metrics)."
     )
-    (d / "a").unlink()
-    (d / "b").unlink()
-    (d / "c").unlink()
-    with pytest.raises(multiproc.MetricsDirectoryError, match=r"\('counter_2-2.db', 'd', 'e', 'f', 'g'\)\. Remove"):
+    (d / "a").unlink()  # five: all named
+    with pytest.raises(multiproc.MetricsDirectoryError, match=r"\('b', 'c', 'counter_2-2.db', 'd', 'e'\)\. Remove"):
         multiproc.prepare_directory(str(d))
+    assert (d / "counter_1-1.db").exists()  # nothing deleted
+
+
+def test_a_name_that_vanished_is_not_a_plain_file(tmp_path):
+    (tmp_path / "counter_1-1.db").write_text("x")
+    assert directory._is_plain_file(str(tmp_path), "counter_1-1.db") is True
+    assert directory._is_plain_file(str(tmp_path), "counter_2-2.db") is False
 
 
 def test_an_unwritable_directory_is_refused_with_the_reason(tmp_path):
