@@ -145,7 +145,7 @@ def _release_after(fd: int, seconds: float) -> tuple[threading.Thread, list[floa
     return thread, released
 
 
-@pytest.mark.parametrize("held_for", [0.05, 0.3])
+@pytest.mark.parametrize("held_for", [0.05, 0.6])
 def test_a_waiter_takes_the_lock_soon_after_it_is_released(tmp_path, held_for):
     """It polls, backing off to at most 20 ms between tries: it neither gives up before its
     deadline nor oversleeps a release by much."""
@@ -157,4 +157,5 @@ def test_a_waiter_takes_the_lock_soon_after_it_is_released(tmp_path, held_for):
     finally:
         thread.join()
     assert acquired >= released[0]
-    assert acquired - released[0] < 0.12, acquired - released[0]
+    # the last wait before the release is at most 20 ms; 0.2 s leaves room for a busy machine
+    assert acquired - released[0] < 0.2, acquired - released[0]
