@@ -247,6 +247,7 @@ def test_when_both_are_held_the_claim_is_degraded_and_leaks_nothing(tmp_path, cl
         for fd in holders:
             os.close(fd)
     assert claim.owner_fd is None and claim.path == str(mine)
+    assert claim.root == str(root) and claim.pid == os.getpid()
     assert claim.error == f"metrics directory {str(mine)!r} is held by another live instance"
     assert directory._claims[str(root)] is claim  # asked again, the same answer
 
@@ -255,7 +256,7 @@ def test_a_root_that_is_a_file_degrades_the_claim(tmp_path, claims):
     root = tmp_path / "metrics"
     root.write_text("x")
     claim = claims(root)
-    assert claim.owner_fd is None and claim.path == str(root)
+    assert (claim.root, claim.path, claim.pid, claim.owner_fd) == (str(root), str(root), os.getpid(), None)
     assert claim.error == (
         f"metrics directory {str(root)!r} exists but is not a directory. "
         "Set PROMETHEUS_MULTIPROC_DIR to a writable directory dedicated to Aura's metrics (e.g. /dev/shm/aura-metrics)."

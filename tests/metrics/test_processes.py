@@ -22,7 +22,7 @@ def test_a_worker_identifier_is_pid_dash_age_and_accepts_the_smallest_values():
     [(True, 1), (1, True), (False, 0), ("12", 1), (12, "1"), (12.0, 1), (12, 1.0), (None, 1), (1, None)],
 )
 def test_a_worker_identifier_takes_only_plain_ints(pid, age):
-    with pytest.raises(TypeError, match="pid and age must be int"):
+    with pytest.raises(TypeError, match="^pid and age must be int$"):
         worker_identifier(pid, age)
 
 
@@ -44,6 +44,7 @@ def test_pid_of_reads_the_leading_pid_of_every_identifier_shape():
     assert pid_of("1234.5") == 1234  # a bare pid with a suffix
     assert pid_of("1234.5-7") == 1234
     assert pid_of("7-1234") == 7  # the pid is the head, not the age
+    assert pid_of("12-3-4") == 12 and pid_of("1234.5.6") == 1234  # the head, whatever follows
     for other in ("web-1", "", "-1", "x1234", "1234x-1"):
         assert pid_of(other) is None, other
 
