@@ -111,11 +111,12 @@ def test_a_held_gate_times_out_too(tmp_path):
     d = str(tmp_path)
     holder = _held_elsewhere(d, GATE_NAME, fcntl.LOCK_EX)  # a merge waiting for the lock holds the gate
     try:
-        with pytest.raises(MetricsLockTimeout):
+        with pytest.raises(MetricsLockTimeout) as err:
             with directory_lock(d, exclusive=False, timeout=0.2):
                 pass
     finally:
         os.close(holder)
+    assert str(err.value) == f"timed out waiting for the metrics lock in {d!r}"
     assert _lock_descriptors(tmp_path) == {}
 
 
