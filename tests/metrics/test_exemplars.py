@@ -198,6 +198,9 @@ def test_two_keys_of_one_sample_the_newest_wins():
     ):
         [attached] = exemplars.attach([metric], kept)
         assert attached.samples[0].exemplar.labels == {"trace_id": LATER}
+    tie = {new_key: exemplars.Stored(LATER, 0.05, 2.0), old_key: exemplars.Stored(SLOW, 0.05, 2.0)}
+    [attached] = exemplars.attach([metric], tie)
+    assert attached.samples[0].exemplar.labels == {"trace_id": LATER}  # a tie: the first met stays, as in newest()
 
 
 def test_an_archive_from_before_exemplars_loads_merges_and_keeps_its_form(worker):
@@ -329,6 +332,7 @@ def _file(used: int, body: bytes) -> bytes:
         (_file(217, bytes(200)), "not an exemplar file"),  # used past the end
         (b"AURAEXM2" + struct.pack("=II", 16, 0), "not an exemplar file"),
         (_file(18, bytes(200)), "exemplar entry at 16 runs past the used size 18"),
+        (_file(18, bytes(2)), "exemplar entry at 16 runs past the used size 18"),  # ends inside a key length
         (_file(20, bytes(200)), "exemplar entry at 16 runs past the used size 20"),
         (_file(112, bytes(200)), "exemplar entry at 16 runs past the used size 112"),  # a key of length 0
         (_file(111, struct.pack("=I", 1) + b"k" + bytes(200)), "exemplar entry at 16 runs past the used size 111"),
