@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import struct
 import time
@@ -17,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 import aura.metrics as multiproc
 from aura.metrics import exemplars, values
 from aura.metrics.collector import AuraMultiProcessCollector
-from aura.metrics.fileformat import ARCHIVE_NAME, DamagedFileError, is_owned_name
+from aura.metrics.fileformat import ARCHIVE_NAME, DamagedFileError, is_owned_name, is_temp_name
 
 SLOW, FAST, LATER = "a" * 32, "b" * 32, "c" * 32
 _EXEMPLAR = re.compile(r' # \{trace_id="([^"]*)"\} (\S+) (\S+)$', re.MULTILINE)
@@ -418,3 +419,18 @@ def test_the_parsed_key_cache_stays_bounded(monkeypatch):
     kept = {_key("h", "h_bucket", {"le": str(i)}): exemplars.Stored("t", 1.0, 1.0) for i in range(4)}
     list(exemplars.attach([], kept))
     assert 0 < len(exemplars._parsed) <= 3
+
+
+def test_a_new_file_is_written_under_a_temporary_name_the_package_owns(tmp_path, monkeypatch):
+    seen = []
+    extend = exemplars.extend
+
+    def listing(fd, size):
+        seen.extend(os.listdir(tmp_path))  # what a crash at this point would leave
+        extend(fd, size)
+
+    monkeypatch.setattr(exemplars, "extend", listing)
+    exemplars.ExemplarFile(str(tmp_path / exemplars.file_name("1-1"))).close()
+    [temporary] = seen
+    assert is_temp_name(temporary) and is_owned_name(temporary)  # deleted at the next start
+    assert os.listdir(tmp_path) == [exemplars.file_name("1-1")]

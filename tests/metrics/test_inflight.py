@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 
 import pytest
@@ -178,6 +179,8 @@ def test_a_new_file_has_the_documented_size_and_the_slots_asked_within_bounds(me
         f = InflightFile(str(metrics_dir), f"{asked}-1", asked)
         assert f.slots == slots and os.path.getsize(f.path) == inflight.file_size(slots)
         assert inflight.read(f.path) == _idle(slots)  # alive, nothing running, nothing overflowed
+        with open(f.path, "rb") as data:  # the header as documented, its reserved field 0
+            assert data.read(32) == inflight.HEADER.pack(b"AURAINF1", slots, 0, 0.0, 0.0)
 
 
 def test_the_file_is_readable_by_other_users_and_replaces_a_longer_one_of_the_same_name(metrics_dir):
@@ -323,3 +326,18 @@ def test_open_for_worker_makes_the_file_this_workers_current_one(metrics_dir, mo
     f = inflight.open_for_worker(str(metrics_dir), "3106-1", 8)
     assert isinstance(f, InflightFile) and inflight.current is f
     assert f.path == str(metrics_dir / ".aura-inflight.3106-1") and inflight.read(f.path) == _idle(8)
+
+
+def test_a_forked_child_does_not_inherit_the_lock_a_parent_thread_held(metrics_dir, monkeypatch):
+    held = inflight._reported_lock
+    monkeypatch.setattr(inflight, "_reported_lock", held)  # the parent's lock again after the test
+    held.acquire()  # a thread of the parent held it when the process forked
+    try:
+        inflight._forked()  # what os.register_at_fork runs in the child
+        done = []
+        scrape = threading.Thread(target=lambda: done.append(inflight.scrape_files(str(metrics_dir), [], 0.0, print)))
+        scrape.start()
+        scrape.join(5)
+        assert done == [[]]  # the child's scrape did not wait on the inherited lock
+    finally:
+        held.release()
