@@ -52,6 +52,7 @@ GROUPS: dict[str, list[str]] = {
     "api-guards": ["aura/api/concurrency.py", "aura/api/health.py", "aura/api/errors.py"],
     "config": ["aura/config.py"],
     "redis-client": ["aura/infra/redis.py"],
+    "metrics-files": ["aura/metrics/inflight.py", "aura/metrics/exemplars.py", "aura/metrics/fileformat.py"],
     "metrics-instance": [
         "aura/metrics/directory.py",
         "aura/metrics/instance.py",
