@@ -89,18 +89,24 @@ def test_shared_holders_coexist_and_an_exclusive_one_excludes_both_kinds(tmp_pat
     assert _lock_is_free(d, fcntl.LOCK_EX)
 
 
-@pytest.mark.parametrize("exclusive", [False, True])
-def test_a_held_lock_times_out_after_the_timeout(tmp_path, monkeypatch, exclusive):
+@pytest.fixture
+def asked(monkeypatch) -> list[float]:
+    """The sleeps the lock's poll asks for, in order (each is still slept)."""
     from aura.metrics import locking
 
-    asked: list[float] = []
+    requested: list[float] = []
     real_sleep = time.sleep
 
     def sleep(seconds: float) -> None:
-        asked.append(seconds)
+        requested.append(seconds)
         real_sleep(seconds)
 
     monkeypatch.setattr(locking.time, "sleep", sleep)
+    return requested
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_held_lock_times_out_after_the_timeout(tmp_path, asked, exclusive):
     d = str(tmp_path)
     holder = _held_elsewhere(d, LOCK_NAME, fcntl.LOCK_EX)
     try:
@@ -145,20 +151,10 @@ def test_a_shared_holder_does_not_block_a_scrape_but_blocks_a_merge(tmp_path):
 
 
 @pytest.mark.parametrize("held_for", [0.05, 0.6])
-def test_a_waiter_polls_at_most_every_20_ms_until_the_release(tmp_path, monkeypatch, held_for):
+def test_a_waiter_polls_at_most_every_20_ms_until_the_release(tmp_path, asked, held_for):
     """It polls, backing off from 0.5 ms to at most 20 ms between tries: it neither gives up before
     its deadline nor sleeps long past a release. The sleeps it asks for are recorded (and slept),
     so the bound is on the code's schedule, not on how fast this machine wakes a thread."""
-    from aura.metrics import locking
-
-    asked: list[float] = []
-    real_sleep = time.sleep
-
-    def sleep(seconds: float) -> None:
-        asked.append(seconds)
-        real_sleep(seconds)
-
-    monkeypatch.setattr(locking.time, "sleep", sleep)
     d = str(tmp_path)
     holder = _held_elsewhere(d, LOCK_NAME, fcntl.LOCK_EX)
     releaser = threading.Timer(held_for, os.close, (holder,))
