@@ -59,6 +59,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/metrics/processes.py",
         "aura/metrics/locking.py",
     ],
+    "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
 }
 DETECTED = {"killed", "timeout"}
 
