@@ -30,3 +30,68 @@ def test_a_429_keeps_the_limiters():
 @pytest.mark.parametrize("status", ["200 OK", "201 CREATED", "400 BAD REQUEST", "500 INTERNAL SERVER ERROR"])
 def test_no_retry_after_where_it_means_nothing(status):
     assert _retry_after(status, [("Retry-After", "3600")]) == []
+
+
+def test_the_edge_set_is_added_once_after_the_apps_headers():
+    given = [("Content-Type", "application/json"), ("x-request-id", "spoofed"), ("X-Content-Type-Options", "none")]
+    assert response_headers("200 OK", given, "rid", auth=False) == [
+        ("Content-Type", "application/json"),
+        ("X-Request-ID", "rid"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+
+
+def test_a_views_own_frame_and_referrer_policies_are_kept():
+    given = [("x-frame-options", "SAMEORIGIN"), ("Referrer-Policy", "same-origin"), ("Cache-Control", "max-age=60")]
+    assert response_headers("200 OK", given, "rid", auth=False) == [
+        *given,
+        ("X-Request-ID", "rid"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+
+
+def test_auth_responses_are_never_cached_whatever_the_view_said():
+    given = [("Cache-Control", "max-age=60"), ("pragma", "x"), ("Retry-After", "9")]
+    assert response_headers("429 TOO MANY REQUESTS", given, "rid", auth=True) == [
+        ("Retry-After", "9"),
+        ("X-Request-ID", "rid"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cache-Control", "no-store"),
+        ("Pragma", "no-cache"),
+    ]
+
+
+def test_the_middleware_sends_the_requests_id_and_marks_auth_paths():
+    from aura.api.edge import EdgeMiddleware
+    from aura.infra.logs import REQUEST_ID_KEY, request_context
+
+    seen = {}
+
+    def app(environ, start_response):
+        seen["context"] = request_context()
+        start_response("200 OK", [("Cache-Control", "max-age=5")], None)
+        return [b"ok"]
+
+    def call(path, trusted, sent="proxy-9"):
+        answers = []
+        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "HTTP_X_REQUEST_ID": sent}
+        body = EdgeMiddleware(app, trust_request_id=trusted)(environ, lambda s, h, e=None: answers.append((s, h, e)))
+        return body, answers, environ
+
+    body, answers, environ = call("/api/v1/auth/login", True)
+    assert body == [b"ok"]
+    assert environ[REQUEST_ID_KEY] == "proxy-9" == seen["context"]["request_id"]
+    ((status, headers, exc_info),) = answers
+    assert (status, exc_info) == ("200 OK", None)
+    assert ("X-Request-ID", "proxy-9") in headers
+    assert ("Cache-Control", "no-store") in headers and ("Cache-Control", "max-age=5") not in headers
+    _, answers, environ = call("/api/v1/auth", False)  # not under the auth prefix; id not trusted
+    headers = answers[0][1]
+    assert ("Cache-Control", "max-age=5") in headers and ("Pragma", "no-cache") not in headers
+    assert ("X-Request-ID", environ[REQUEST_ID_KEY]) in headers and environ[REQUEST_ID_KEY] != "proxy-9"
+    _, answers, _ = call("", False)  # no path at all
+    assert ("Cache-Control", "max-age=5") in answers[0][1]
