@@ -288,3 +288,24 @@ def test_the_record_factory_is_installed_once_and_adds_the_context(clean_root):
     assert (seen[0].request_id, seen[0].route, seen[0].path, seen[0].method) == ("rid", "/a", "/a", "-")
     outside = logging.getLogger("aura.t").makeRecord("aura.t", logging.INFO, "f", 1, "m", (), None)
     assert not hasattr(outside, "request_id")
+
+
+def test_paths_are_read_leniently_and_start_with_one_slash():
+    seen = []
+
+    def app(env, start_response):
+        seen.append(request_context()["path"])
+        return []
+
+    for path in ("//Xy", "/caf\xff", "/\u20ac"):  # a stray byte; a code point no WSGI server sends
+        handling(app, {"PATH_INFO": path}, None)
+    assert seen == ["/Xy", "/caf\ufffd", "/?"]
+
+
+@pytest.mark.parametrize("padding", ["X", "\f", "\x0b"])
+def test_a_traceparent_with_more_than_blanks_around_it_is_refused(padding):
+    from aura.infra.logs import trace_id_of
+
+    assert trace_id_of(TRACEPARENT + padding) is None
+    assert trace_id_of(padding + TRACEPARENT) is None
+    assert trace_id_of(" \t" + TRACEPARENT + "\t ") == TRACE
