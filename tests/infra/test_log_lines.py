@@ -72,11 +72,20 @@ def test_text_access_atoms_fall_back_to_the_path_and_dashes():
     atoms = logger.atoms(_resp(), SimpleNamespace(headers=[]), environ, ELAPSED)
     assert atoms["r"] == "PUT /p HTTP/1.0"
     assert atoms["f"] == "-"
+    environ = {"RAW_URI": "", "REQUEST_METHOD": "PUT", "SERVER_PROTOCOL": "HTTP/1.0"}
+    assert logger.atoms(_resp(), SimpleNamespace(headers=[]), environ, ELAPSED)["r"] == "PUT  HTTP/1.0"
+
+
+def test_text_access_atoms_prefer_the_raw_uri_to_the_decoded_path():
+    logger = TextAccessLogger(_config())
+    environ = _environ(RAW_URI="/api/v1/th%69ngs?token=secret")
+    atoms = logger.atoms(_resp(), SimpleNamespace(headers=[]), environ, ELAPSED)
+    assert atoms["r"] == "GET /api/v1/th%69ngs HTTP/1.1"
 
 
 @pytest.mark.parametrize(
     ("url", "bare"),
-    [("/a?b=1?c=2", "/a"), ("/a#f?x", "/a"), ("/a?x#f", "/a"), ("/a", "/a"), ("", ""), ("-", "-")],
+    [("/a?b=1?c=2", "/a"), ("/a#b#c", "/a"), ("/a#f?x", "/a"), ("/a?x#f", "/a"), ("/a", "/a"), ("", ""), ("-", "-")],
 )
 def test_without_query_keeps_the_path_only(url, bare):
     assert logs._without_query(url) == bare

@@ -22,6 +22,7 @@ NOW = 1_700_000_010.0
         ("1700000000.0", 10.0),  # no t= prefix
         ("  t=1700000000.0 \t", 10.0),  # surrounding blanks
         ("t=1700000010", 0.0),  # exactly now
+        ("t=1700000009.5", 0.5),  # under a second, not rounded away
         ("t=1700000010.5", 0.0),  # half a second in the future: clock skew
         ("t=1700000011", 0.0),  # one second in the future: still skew
         ("t=1699913610", 86400.0),  # one day exactly
