@@ -95,3 +95,19 @@ def test_the_middleware_sends_the_requests_id_and_marks_auth_paths():
     assert ("X-Request-ID", environ[REQUEST_ID_KEY]) in headers and environ[REQUEST_ID_KEY] != "proxy-9"
     _, answers, _ = call("", False)  # no path at all
     assert ("Cache-Control", "max-age=5") in answers[0][1]
+
+
+def test_the_middleware_passes_exc_info_and_needs_no_path():
+    from aura.api.edge import EdgeMiddleware
+
+    error = (ValueError, ValueError("x"), None)
+
+    def app(environ, start_response):
+        start_response("500 INTERNAL SERVER ERROR", [("Cache-Control", "max-age=5")], error)
+        return []
+
+    answers = []
+    EdgeMiddleware(app, trust_request_id=False)({}, lambda s, h, e=None: answers.append((s, h, e)))
+    ((status, headers, exc_info),) = answers
+    assert exc_info is error
+    assert ("Cache-Control", "max-age=5") in headers

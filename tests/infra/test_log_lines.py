@@ -249,6 +249,7 @@ def clean_root(monkeypatch):
 
     def empty():
         monkeypatch.setattr(root, "handlers", [])
+        logging.setLogRecordFactory(logging.LogRecord)  # as in a fresh process
         return root
 
     yield empty
@@ -295,6 +296,7 @@ def test_the_record_factory_is_installed_once_and_adds_the_context(clean_root):
 
     handling(app, {REQUEST_ID_KEY: "rid", "PATH_INFO": "/a", ROUTE_KEY: "/a"}, None)
     assert (seen[0].request_id, seen[0].route, seen[0].path, seen[0].method) == ("rid", "/a", "/a", "-")
+    assert (seen[0].name, seen[0].getMessage(), seen[0].levelno) == ("aura.t", "m", logging.INFO)
     outside = logging.getLogger("aura.t").makeRecord("aura.t", logging.INFO, "f", 1, "m", (), None)
     assert not hasattr(outside, "request_id")
 

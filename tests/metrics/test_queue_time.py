@@ -221,3 +221,14 @@ def test_without_a_url_map_or_when_matching_fails_the_label_is_unmatched(rec):
     failing = _UrlMap(error=LookupError("no"))
     _call(HttpMetricsMiddleware(_app(status="405 METHOD NOT ALLOWED"), url_map=failing), REQUEST_METHOD="POST", **error)
     assert rec.made == [("POST", UNMATCHED, "405"), ("POST", UNMATCHED, "405")]
+
+
+def test_the_apps_exc_info_reaches_the_server(rec):
+    error = (ValueError, ValueError("x"), None)
+
+    def app(environ, start_response):
+        start_response("500 INTERNAL SERVER ERROR", [], error)
+        return []
+
+    _, seen = _call(HttpMetricsMiddleware(app), REQUEST_METHOD="GET")
+    assert seen == [("500 INTERNAL SERVER ERROR", [], error)]
