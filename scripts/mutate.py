@@ -59,6 +59,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/metrics/processes.py",
         "aura/metrics/locking.py",
     ],
+    "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
 }
 DETECTED = {"killed", "timeout"}
 
