@@ -365,8 +365,9 @@ def start_recorder(monkeypatch):
     monkeypatch.setattr(hooks, "install_value_class", lambda: "a problem")
     monkeypatch.setattr(hooks, "serve_instance", lambda c, collectors: calls.update(served=(c, collectors)))
     monkeypatch.setattr(hooks, "serve_in_workers", lambda: calls.update(workers=True))
-    monkeypatch.delenv(hooks.ROOT_VARIABLE, raising=False)
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    for name in (hooks.ROOT_VARIABLE, "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.setenv(name, "")  # recorded first, so what start() sets is undone after the test
+        monkeypatch.delenv(name)
     return calls, claim
 
 
