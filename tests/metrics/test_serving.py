@@ -270,6 +270,7 @@ def test_the_reserving_dict_grows_by_doubling_and_keeps_its_mapping(tmp_path):
         for i in range(200):
             d.write_value("k" * 1000 + str(i), float(i), 0.0)
             assert d.mapping is d._m
+            assert path.stat().st_blocks * 512 >= path.stat().st_size  # each growth reserved before mapped
             sizes.append(path.stat().st_size)
         assert sizes[-1] > mmap_dict._INITIAL_MMAP_SIZE
         assert all(size // mmap_dict._INITIAL_MMAP_SIZE in (1, 2, 4, 8, 16) for size in sizes)
@@ -386,8 +387,9 @@ def test_start_claims_the_requested_root_and_points_the_workers_at_it(start_reco
 
 def test_start_prefers_the_kept_root_then_the_default(start_recorder, monkeypatch):
     calls, _ = start_recorder
-    hooks.GunicornMetrics.start("/default")
+    metrics = hooks.GunicornMetrics.start("/default")
     assert calls["root"] == "/default"
+    assert (metrics.metrics_port, metrics.auth_token, metrics.metrics_host) == (0, "", "127.0.0.1")
     monkeypatch.setenv(hooks.ROOT_VARIABLE, "/kept")
     hooks.GunicornMetrics.start("/default", requested_root="/requested")
     assert calls["root"] == "/kept"
@@ -442,6 +444,7 @@ def test_when_ready_starts_the_listener_once(tmp_path, monkeypatch, metrics_dir,
     assert (host, port, token) == ("10.1.2.3", 9100, "tok")
     _counter_file(metrics_dir)
     body, headers = render("application/openmetrics-text", "gzip")
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert headers["Content-Encoding"] == "gzip" and b"aura_test_hits_total 3.0" in gzip.decompress(body)
     assert server.log.calls == [("info", "metrics listener on 10.1.2.3:9100")]
     metrics.when_ready(server)
