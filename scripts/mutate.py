@@ -60,6 +60,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/metrics/locking.py",
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
+    "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
 }
 DETECTED = {"killed", "timeout"}
 
