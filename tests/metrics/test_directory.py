@@ -17,6 +17,7 @@ import pytest
 import aura.metrics as multiproc
 from aura.metrics import directory
 from aura.metrics.fileformat import GATE_NAME, LOCK_NAME, MARKER_NAME, OWNER_NAME
+from tests.support import flocks
 
 
 def test_prepare_directory_creates_and_marks(tmp_path):
@@ -150,22 +151,12 @@ def claims():
 
 
 def _hold(path) -> int:
-    """Hold a directory as a live instance does: an exclusive flock on its owner file (a descriptor
-    of its own, so this process conflicts with itself as another process would)."""
-    fd = os.open(os.path.join(path, OWNER_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
+    """Hold a directory as a live instance does: an exclusive flock on its owner file."""
+    return flocks.hold(os.path.join(path, OWNER_NAME))
 
 
 def _free(path) -> bool:
-    fd = os.open(os.path.join(path, OWNER_NAME), os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    return flocks.is_free(os.path.join(path, OWNER_NAME), fcntl.LOCK_SH)
 
 
 def _open_descriptors() -> set[str]:

@@ -12,24 +12,16 @@ import pytest
 
 from aura.metrics.fileformat import GATE_NAME, LOCK_NAME
 from aura.metrics.locking import MetricsDirectoryError, MetricsLockTimeout, directory_lock
+from tests.support import flocks
 
 
 def _held_elsewhere(directory, name: str, op: int) -> int:
-    """An flock on the directory's lock file through a descriptor of its own (as another process's)."""
-    fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_CREAT, 0o644)
-    fcntl.flock(fd, op | fcntl.LOCK_NB)
-    return fd
+    """An flock on one of the directory's lock files, held as another process's would be."""
+    return flocks.hold(os.path.join(directory, name), op)
 
 
 def _lock_is_free(directory, op: int) -> bool:
-    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDONLY)
-    try:
-        fcntl.flock(fd, op | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    return flocks.is_free(os.path.join(directory, LOCK_NAME), op)
 
 
 def _lock_descriptors(directory) -> dict[str, int]:
