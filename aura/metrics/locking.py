@@ -4,12 +4,20 @@ Scrapes take ``flock(LOCK_SH)``, merges ``flock(LOCK_EX)`` on ``.aura-metrics.lo
 first pass a gate (``.aura-metrics.gate``, same mode, released once the main lock is held), so
 a waiting merge is not starved by back-to-back scrapes. Lock files are opened per operation and
 never kept open: the master forks workers, and an inherited descriptor would share its lock.
+
+An flock belongs to the open file, not to the process, so a descriptor a fork copies keeps the
+lock as long as either copy is open. The master forks workers while its metrics listener's
+threads may be rendering a scrape under the shared lock: the worker would keep that lock for its
+whole life, every merge would time out, and scrapes would queue behind the waiting merge at the
+gate. So the descriptors open here are registered (opened and closed under a lock that a fork
+waits for), and a forked child points its copies at /dev/null.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,15 +33,52 @@ class MetricsLockTimeout(TimeoutError):
     """The directory lock could not be taken in time."""
 
 
+_held: set[int] = set()  # this process's open descriptors on lock files
+_registry = threading.Lock()  # held across open/close + (de)registration, and across a fork
+
+
+def _before_fork() -> None:
+    _registry.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _registry.release()
+
+
+def _after_fork_in_child() -> None:
+    """Let go of the parent's locks: each copied descriptor now points at /dev/null (the number
+    stays taken, so a block the fork happened inside still closes it once, harmlessly)."""
+    if _held:
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        for fd in _held:
+            os.dup2(null, fd, inheritable=False)
+        os.close(null)
+        _held.clear()
+    _registry.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
 def _open_lock_file(path: str) -> int:
-    try:
-        # Read-only is enough for flock, and lets workers running as another user use a lock
-        # file the master created (the directory set-up makes it 0644).
-        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        raise MetricsDirectoryError(
-            f"cannot open metrics lock file {path!r}: {e.strerror}; the metrics directory must be prepared at start-up"
-        ) from e
+    with _registry:
+        try:
+            # Read-only is enough for flock, and lets workers running as another user use a lock
+            # file the master created (the directory set-up makes it 0644).
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise MetricsDirectoryError(
+                f"cannot open metrics lock file {path!r}: {e.strerror}; "
+                "the metrics directory must be prepared at start-up"
+            ) from e
+        _held.add(fd)
+        return fd
+
+
+def _close_lock_file(fd: int) -> None:
+    with _registry:
+        _held.discard(fd)
+        os.close(fd)
 
 
 def _acquire(fd: int, op: int, deadline: float, what: str) -> None:
@@ -60,7 +105,7 @@ def directory_lock(directory: str, *, exclusive: bool, timeout: float) -> Iterat
     try:
         yield
     finally:
-        os.close(lock_fd)
+        _close_lock_file(lock_fd)
 
 
 def _take_lock(directory: str, exclusive: bool, timeout: float) -> int:
@@ -77,9 +122,9 @@ def _take_lock(directory: str, exclusive: bool, timeout: float) -> int:
         try:
             _acquire(lock_fd, op, deadline, directory)
         except BaseException:
-            os.close(lock_fd)
+            _close_lock_file(lock_fd)
             raise
     finally:
         # The gate only orders arrivals (a waiting writer blocks new readers); drop it now.
-        os.close(gate_fd)
+        _close_lock_file(gate_fd)
     return lock_fd

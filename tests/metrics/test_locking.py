@@ -160,3 +160,62 @@ def test_a_waiter_polls_at_most_every_20_ms_until_the_release(tmp_path, asked, h
     assert asked[0] == pytest.approx(0.0005)
     assert all(b == pytest.approx(min(a * 2, 0.02)) for a, b in zip(asked, asked[1:], strict=False)), asked
     assert max(asked) <= 0.02
+
+
+def _fork_holding_until(release_fd: int, keep_fd: int) -> int:
+    """A child that stays alive until the parent closes ``keep_fd``: a worker the master forked.
+
+    Returns once the child runs (its fork hooks are done by then)."""
+    started, tell = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(keep_fd)
+            os.write(tell, b"!")
+            os.read(release_fd, 1)
+        finally:
+            os._exit(0)
+    os.close(tell)
+    try:
+        assert os.read(started, 1) == b"!"
+    finally:
+        os.close(started)
+    return pid
+
+
+@pytest.mark.parametrize("holder", ["this thread", "another thread"])
+@pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning")
+def test_a_process_forked_while_the_lock_is_held_does_not_keep_it(tmp_path, holder):
+    """The Gunicorn master forks workers while its metrics listener renders a scrape under the
+    shared lock: the worker inherits that descriptor, and an flock belongs to the open file, so
+    the lock outlived the scrape for the worker's whole life - every merge then timed out, and
+    the scrapes queued behind it at the gate."""
+    d = str(tmp_path)
+    release, keep = os.pipe()
+    children: list[int] = []
+    try:
+        if holder == "this thread":
+            with directory_lock(d, exclusive=False, timeout=1):
+                children.append(_fork_holding_until(release, keep))
+        else:
+            held, forked = threading.Event(), threading.Event()
+
+            def scrape() -> None:
+                with directory_lock(d, exclusive=False, timeout=1):
+                    held.set()
+                    forked.wait(10)
+
+            thread = threading.Thread(target=scrape)
+            thread.start()
+            assert held.wait(10)
+            children.append(_fork_holding_until(release, keep))
+            forked.set()
+            thread.join(10)
+        assert _lock_is_free(d, fcntl.LOCK_EX)  # the child is alive and holds nothing
+        with directory_lock(d, exclusive=True, timeout=1):  # a merge goes ahead
+            pass
+    finally:
+        os.close(keep)
+        os.close(release)
+        for pid in children:
+            os.waitpid(pid, 0)
