@@ -26,9 +26,9 @@ from aura.instrumentation.environ import ROUTE_KEY, TRACE_ID_KEY, UNMATCHED, Env
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = "aura.request_id"
 # A proxy's id is believed only when it is short and plain: it ends up in every log line.
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 # W3C Trace Context: version, trace id, parent id, flags; versions after 00 may append fields.
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?")
 _CONTEXT_FIELDS = ("request_id", "trace_id", "method", "route", "path")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
@@ -39,7 +39,7 @@ def assign_request_id(environ: dict[str, Any], trust_header: bool) -> str:
     """The request's id - a trusted proxy's X-Request-ID when plain, else 32 random hex digits -
     kept in the environ (for the access log) and returned."""
     sent = environ.get("HTTP_X_REQUEST_ID") if trust_header else None
-    request_id = sent if sent and _VALID_ID.match(sent) else os.urandom(16).hex()
+    request_id = sent if sent and _VALID_ID.fullmatch(sent) else os.urandom(16).hex()
     environ[REQUEST_ID_KEY] = request_id
     traced = trace_id_of(environ.get("HTTP_TRACEPARENT")) if trust_header else None
     environ[TRACE_ID_KEY] = traced or request_id
@@ -52,7 +52,7 @@ def trace_id_of(traceparent: str | None) -> str | None:
     Invalid: version ff, extra fields after version 00, an all-zero trace or parent id,
     upper-case hex; a receiver then starts a new trace, as the recommendation says.
     """
-    match = _TRACEPARENT.match(traceparent.strip(" \t")) if traceparent else None
+    match = _TRACEPARENT.fullmatch(traceparent.strip(" \t")) if traceparent else None
     if match is None:
         return None
     version, trace_id, parent_id, _, rest = match.groups()

@@ -40,8 +40,8 @@ _MARKER_TEXT = (
     "This directory holds Aura's multi-process Prometheus metrics.\nAura deletes its metric files here at start-up.\n"
 )
 _KEPT = (LOCK_NAME, GATE_NAME, MARKER_NAME, OWNER_NAME)  # never deleted: their inode is the lock
-_INSTANCE_RE = re.compile(rf"^{INSTANCE_PREFIX}([0-9]+)$")
-_SOCKET_RE = re.compile(r"^\.aura-ctl-([0-9]+)\.sock$")
+_INSTANCE_RE = re.compile(rf"{INSTANCE_PREFIX}([0-9]+)")
+_SOCKET_RE = re.compile(r"\.aura-ctl-([0-9]+)\.sock")
 _HINT = "Set PROMETHEUS_MULTIPROC_DIR to a writable directory dedicated to Aura's metrics (e.g. /dev/shm/aura-metrics)."
 
 
@@ -144,7 +144,7 @@ def _remove_dead_instances(root: str, keep: str) -> None:
     """Remove ``instance-<pid>`` directories and control sockets whose instance has ended."""
     for name in os.listdir(root):
         path = os.path.join(root, name)
-        instance, socket = _INSTANCE_RE.match(name), _SOCKET_RE.match(name)
+        instance, socket = _INSTANCE_RE.fullmatch(name), _SOCKET_RE.fullmatch(name)
         if socket and not pid_running(int(socket.group(1))):
             unlink(path)
         # The pid test keeps a directory whose master is still creating it (no owner file yet).

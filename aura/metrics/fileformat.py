@@ -57,11 +57,11 @@ LIVE_GAUGE_MODES = frozenset(m for m in GAUGE_MODES if m.startswith("live"))
 PLAIN_TYPES = frozenset(("counter", "histogram", "summary"))
 
 HEADER_SIZE = 8
-_IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$")
-_TMP_RE = re.compile(r"^\.aura-(?:archive|probe|value)\..+\.tmp$")
-_LABELS_RE = re.compile(r"^\.aura-labels\.[A-Za-z0-9_]+$")
-_INFLIGHT_RE = re.compile(r"^\.aura-inflight\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})$")
-_EXEMPLARS_RE = re.compile(r"^\.aura-exemplars\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})$")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
+_TMP_RE = re.compile(r"\.aura-(?:archive|probe|value)\..+\.tmp")
+_LABELS_RE = re.compile(r"\.aura-labels\.[A-Za-z0-9_]+")
+_INFLIGHT_RE = re.compile(r"\.aura-inflight\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})")
+_EXEMPLARS_RE = re.compile(r"\.aura-exemplars\.([A-Za-z0-9][A-Za-z0-9.-]{0,127})")
 _INT = struct.Struct("i")
 VALUE = struct.Struct("dd")  # value, timestamp
 _FIRST_READ = 4096
@@ -73,7 +73,7 @@ class DamagedFileError(Exception):
 
 def check_identifier(identifier: str) -> None:
     """Refuse identifiers prometheus_client would split (``_``) or that are no plain file-name part."""
-    if not isinstance(identifier, str) or not _IDENTIFIER_RE.match(identifier):
+    if not isinstance(identifier, str) or not _IDENTIFIER_RE.fullmatch(identifier):
         raise ValueError(f"invalid worker identifier {identifier!r}: use [A-Za-z0-9.-], no '_'")
 
 
@@ -96,19 +96,19 @@ def parse_db_name(name: str) -> tuple[str, str, str] | None:
 
 def parse_inflight_name(name: str) -> str | None:
     """The worker identifier of an in-flight file name, else None."""
-    match = _INFLIGHT_RE.match(name)
+    match = _INFLIGHT_RE.fullmatch(name)
     return match.group(1) if match else None
 
 
 def parse_exemplars_name(name: str) -> str | None:
     """The worker identifier of an exemplar file name, else None."""
-    match = _EXEMPLARS_RE.match(name)
+    match = _EXEMPLARS_RE.fullmatch(name)
     return match.group(1) if match else None
 
 
 def is_temp_name(name: str) -> bool:
     """True for temporary files this package creates (archive writes, write probes)."""
-    return bool(_TMP_RE.match(name))
+    return bool(_TMP_RE.fullmatch(name))
 
 
 def is_owned_name(name: str) -> bool:
@@ -117,7 +117,7 @@ def is_owned_name(name: str) -> bool:
         parse_db_name(name) is not None
         or name in FIXED_NAMES
         or is_temp_name(name)
-        or bool(_LABELS_RE.match(name))
+        or bool(_LABELS_RE.fullmatch(name))
         or parse_inflight_name(name) is not None
         or parse_exemplars_name(name) is not None
     )

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable
 
-_WORKER_ID_RE = re.compile(r"^[0-9]+-[0-9]+$")
+_WORKER_ID_RE = re.compile(r"[0-9]+-[0-9]+")
 
 
 def worker_identifier(pid: int, age: int) -> str:
@@ -27,7 +27,7 @@ def worker_identifier(pid: int, age: int) -> str:
 
 def is_worker_identifier(identifier: str) -> bool:
     """True for a ``"<pid>-<age>"`` identifier (not a bare pid, not another name)."""
-    return bool(_WORKER_ID_RE.match(identifier))
+    return bool(_WORKER_ID_RE.fullmatch(identifier))
 
 
 def pid_of(identifier: str) -> int | None:

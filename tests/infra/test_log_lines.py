@@ -228,7 +228,13 @@ def test_request_ids_trusted_plain_or_fresh():
     environ = {"HTTP_X_REQUEST_ID": "proxy-1", "HTTP_TRACEPARENT": TRACEPARENT}
     assert assign_request_id(environ, True) == "proxy-1"
     assert (environ[REQUEST_ID_KEY], environ[TRACE_ID_KEY]) == ("proxy-1", TRACE)
-    for trusted, sent in ((False, "proxy-1"), (True, "bad id with spaces"), (True, ""), (True, "x" * 129)):
+    for trusted, sent in (
+        (False, "proxy-1"),
+        (True, "bad id with spaces"),
+        (True, ""),
+        (True, "x" * 129),
+        (True, "id\n"),
+    ):
         environ = {"HTTP_X_REQUEST_ID": sent, "HTTP_TRACEPARENT": TRACEPARENT}
         rid = assign_request_id(environ, trusted)
         assert len(rid) == 32 and int(rid, 16) >= 0
@@ -313,7 +319,7 @@ def test_paths_are_read_leniently_and_start_with_one_slash():
     assert seen == ["/Xy", "/caf\ufffd", "/?"]
 
 
-@pytest.mark.parametrize("padding", ["X", "\f", "\x0b"])
+@pytest.mark.parametrize("padding", ["X", "\f", "\x0b", "\n"])
 def test_a_traceparent_with_more_than_blanks_around_it_is_refused(padding):
     from aura.infra.logs import trace_id_of
 

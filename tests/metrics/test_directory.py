@@ -296,10 +296,11 @@ def test_a_starting_instance_keeps_live_instances_sockets_and_directories(tmp_pa
                 f".aura-ctl-{dead}.sock.bak",
                 f"x.aura-ctl-{dead}.sock",
                 f".aura-ctl-{dead}",
+                f".aura-ctl-{dead}.sock\n",
             ]
             for name in kept + [f".aura-ctl-{dead}.sock"]:
                 (root / name).write_text("")
-            live_dirs = [f"instance-{other.pid}", f"instance-{dead}x", "instance-", "instances-1"]
+            live_dirs = [f"instance-{other.pid}", f"instance-{dead}x", "instance-", "instances-1", f"instance-{dead}\n"]
             for name in live_dirs:
                 (root / name).mkdir()
                 (root / name / "counter_1-1.db").write_text("x")

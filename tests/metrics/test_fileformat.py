@@ -32,7 +32,7 @@ def _value_file(path, entries: bytes, *, used: int | None = None, size: int | No
 def test_worker_identifiers_are_plain_file_name_parts():
     for good in ("1", "12-3", "a.b-C9", "x" * 128):
         ff.check_identifier(good)  # no error
-    for bad in ("", "_1", "1_2", "-1", ".1", "1/2", "x" * 129, "é"):
+    for bad in ("", "_1", "1_2", "-1", ".1", "1/2", "x" * 129, "é", "1-1\n", "1\n-1"):
         with pytest.raises(ValueError, match=r"invalid worker identifier .*use \[A-Za-z0-9\.-\], no '_'"):
             ff.check_identifier(bad)
     with pytest.raises(ValueError, match="invalid worker identifier 12"):
@@ -71,16 +71,34 @@ def test_value_file_names_parse_back_and_nothing_else_does():
 def test_in_flight_and_exemplar_names_give_their_worker():
     assert ff.parse_inflight_name(".aura-inflight.12-3") == "12-3"
     assert ff.parse_exemplars_name(".aura-exemplars.12-3") == "12-3"
-    for name in (".aura-inflight.", ".aura-inflight._1", ".aura-exemplars.12-3", "counter_12-3.db"):
+    for name in (
+        ".aura-inflight.",
+        ".aura-inflight._1",
+        ".aura-exemplars.12-3",
+        "counter_12-3.db",
+        ".aura-inflight.1\n",
+    ):
         assert ff.parse_inflight_name(name) is None, name
-    for name in (".aura-exemplars.", ".aura-exemplars.-1", ".aura-inflight.12-3", "x.aura-exemplars.1"):
+    for name in (
+        ".aura-exemplars.",
+        ".aura-exemplars.-1",
+        ".aura-inflight.12-3",
+        "x.aura-exemplars.1",
+        ".aura-exemplars.1\n",
+    ):
         assert ff.parse_exemplars_name(name) is None, name
 
 
 def test_temporary_names():
     for name in (".aura-archive.abc.tmp", ".aura-probe.x.tmp", ".aura-value.1.tmp"):
         assert ff.is_temp_name(name) is True
-    for name in (".aura-archive.abc", ".aura-archive..tmp", "aura-value.1.tmp", ".aura-other.1.tmp"):
+    for name in (
+        ".aura-archive.abc",
+        ".aura-archive..tmp",
+        "aura-value.1.tmp",
+        ".aura-other.1.tmp",
+        ".aura-value.1.tmp\n",
+    ):
         assert ff.is_temp_name(name) is False
 
 
@@ -96,7 +114,15 @@ def test_owned_names_are_every_kind_the_package_writes_and_only_those():
     ]
     for name in owned:
         assert ff.is_owned_name(name) is True, name
-    for name in ("notes.txt", "counter_1-1.db.bak", ".aura-labels.", ".aura-inflight.", "instance-1", "x.db"):
+    for name in (
+        "notes.txt",
+        "counter_1-1.db.bak",
+        ".aura-labels.",
+        ".aura-inflight.",
+        "instance-1",
+        "x.db",
+        ".aura-labels.x\n",
+    ):
         assert ff.is_owned_name(name) is False, name
 
 

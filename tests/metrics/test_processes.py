@@ -34,7 +34,7 @@ def test_a_worker_identifier_refuses_pids_below_one_and_negative_ages(pid, age):
 
 def test_is_worker_identifier_accepts_only_pid_dash_age():
     assert is_worker_identifier("1234-7") and is_worker_identifier("1-0")
-    for other in ("1234", "1234-", "-7", "12-3-4", "a-1", "1-a", " 1-2", "1-2 ", "12.3-4", ""):
+    for other in ("1234", "1234-", "-7", "12-3-4", "a-1", "1-a", " 1-2", "1-2 ", "12.3-4", "", "1-2\n"):
         assert not is_worker_identifier(other), other
 
 
