@@ -61,6 +61,13 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "instrumentation": [
+        "aura/instrumentation/recorder.py",
+        "aura/instrumentation/definitions.py",
+        "aura/instrumentation/environ.py",
+        "aura/instrumentation/__init__.py",
+        "aura/metrics/__init__.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
