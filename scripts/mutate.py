@@ -61,6 +61,16 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "workflows-struggle": [
+        "aura/workflows/struggle/__init__.py",
+        "aura/workflows/struggle/catalog.py",
+        "aura/workflows/struggle/graph.py",
+        "aura/workflows/struggle/recommend.py",
+        "aura/workflows/struggle/scoring.py",
+        "aura/workflows/struggle/settings.py",
+        "aura/workflows/struggle/types.py",
+        "aura/workflows/struggle/validate.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
