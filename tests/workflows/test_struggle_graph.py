@@ -21,8 +21,9 @@ STRUGGLING = {"exercise_id": "ex", "edit_frequency": 10, "error_count": 20, "err
 CALM = {"exercise_id": "ex", "edit_frequency": 1, "error_count": 0, "error_types": ["NameError"]}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def graph():
+    # One per test: mutmut runs a mutant only with the tests that reached its function.
     return build_struggle_graph()
 
 

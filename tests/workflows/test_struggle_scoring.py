@@ -89,6 +89,9 @@ def test_invalid_settings_are_rejected(bad):
         StruggleSettings(**bad)
 
 
+TOPIC_POINTS = "error_type_match_points must exceed topic_match_points >= 0"
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -97,8 +100,8 @@ def test_invalid_settings_are_rejected(bad):
         ({"edit_weight": 1.1, "error_weight": -0.1}, "weights must be >= 0"),
         ({"edit_weight": 0.5, "error_weight": 0.6}, "edit_weight + error_weight must equal 1"),
         ({"score_threshold": 1.01}, "score_threshold must be in (0, 1]"),
-        ({"error_type_match_points": 2, "topic_match_points": 3}, "must exceed topic_match_points >= 0"),
-        ({"topic_match_points": -1}, "must exceed topic_match_points >= 0"),
+        ({"error_type_match_points": 2, "topic_match_points": 3}, TOPIC_POINTS),
+        ({"topic_match_points": -1}, TOPIC_POINTS),
         ({"max_error_types": -1}, "limits must be non-negative"),
         ({"max_name_length": 0}, "limits must be non-negative"),
     ],
@@ -106,7 +109,7 @@ def test_invalid_settings_are_rejected(bad):
 def test_invalid_settings_say_why(bad, message):
     with pytest.raises(ValueError) as info:
         StruggleSettings(**bad)
-    assert message in str(info.value)
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize(
