@@ -67,6 +67,15 @@ GROUPS: dict[str, list[str]] = {
         "aura/instrumentation/environ.py",
         "aura/instrumentation/__init__.py",
         "aura/metrics/__init__.py",
+    "workflows-struggle": [
+        "aura/workflows/struggle/__init__.py",
+        "aura/workflows/struggle/catalog.py",
+        "aura/workflows/struggle/graph.py",
+        "aura/workflows/struggle/recommend.py",
+        "aura/workflows/struggle/scoring.py",
+        "aura/workflows/struggle/settings.py",
+        "aura/workflows/struggle/types.py",
+        "aura/workflows/struggle/validate.py",
     ],
 }
 DETECTED = {"killed", "timeout"}

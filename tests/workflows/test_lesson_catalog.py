@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -64,5 +65,32 @@ def test_duplicate_ids_are_rejected(tmp_path):
     path = tmp_path / "lessons.json"
     entry = {"lesson_id": "a", "title": "t", "topic": "x", "error_types": []}
     path.write_text(json.dumps([entry, entry]), encoding="utf-8")
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(ValueError, match="^lesson catalog has duplicate lesson_id values$"):
         load_catalog_file(path)
+
+
+def test_error_types_may_be_left_out():
+    lesson = Lesson.from_mapping({"lesson_id": " a ", "title": " T ", "topic": " Loops "})
+    assert lesson == Lesson("a", "T", "loops", ())
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"lesson_id": "a", "title": " ", "topic": "x"}, "lesson title must be a non-empty string, got ' '"),
+        ({"lesson_id": "a", "title": "t"}, "lesson topic must be a non-empty string, got None"),
+        ({"lesson_id": "a", "title": "t", "topic": "x", "error_types": [1]}, "lesson 'a': error_types must be a list"),
+    ],
+)
+def test_bad_entries_say_what_is_wrong(entry, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Lesson.from_mapping(entry)
+
+
+def test_a_catalog_that_is_not_a_list_is_rejected(tmp_path):
+    path = tmp_path / "lessons.json"
+    path.write_text(json.dumps({"lesson_id": "a", "title": "t", "topic": "x"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="^lesson catalog must be a JSON list$"):
+        load_catalog_file(path)
+    path.write_text("[]", encoding="utf-8")
+    assert load_catalog_file(str(path)) == []

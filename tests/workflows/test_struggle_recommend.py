@@ -94,3 +94,28 @@ def test_bundled_catalog_recommends_for_common_errors(catalog):
         result = run_struggle({**STRUGGLING, "error_types": [error_type]}, catalog=catalog)
         assert 1 <= len(result.recommendations) <= 3, error_type
         assert all(error_type in r.reason for r in result.recommendations)
+
+
+def test_reasons_list_one_two_or_three_errors():
+    lesson = Lesson("all", "All three", "misc", ("NameError", "TypeError", "IndexError"))
+    settings = StruggleSettings(max_recommendations=1)
+
+    def reason(errors):
+        data = {**STRUGGLING, "error_types": errors}
+        return run_struggle(data, catalog=[lesson], settings=settings).recommendations[0].reason
+
+    assert reason(["TypeError"]) == "Addresses TypeError (seen once)"
+    assert reason(["IndexError", "NameError", "IndexError", "TypeError"]) == (
+        "Addresses IndexError (seen 2 times), NameError (seen once) and TypeError (seen once)"
+    )
+
+
+def test_recommendations_carry_the_lesson_title():
+    result = run_struggle({**STRUGGLING, "error_types": ["TypeError"]}, catalog=CATALOG)
+    assert [r.to_dict() for r in result.recommendations] == [
+        {
+            "lesson_id": "d-two-errors",
+            "title": "Names and types",
+            "reason": "Addresses TypeError (seen once)",
+        }
+    ]

@@ -86,3 +86,57 @@ def test_non_mapping_body_is_rejected(catalog):
 def test_zero_counts_are_valid(catalog):
     result = run_struggle({"exercise_id": "e", "edit_frequency": 0, "error_count": 0}, catalog=catalog)
     assert (result.result, result.score) == ("not_struggling", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"exercise_id": None}, "exercise_id: must be a non-empty string"),
+        ({"exercise_id": "x" * 101}, "exercise_id: must be at most 100 characters"),
+        ({"edit_frequency": "3"}, "edit_frequency: must be a number"),
+        ({"edit_frequency": -1}, "edit_frequency: must be a finite number >= 0"),
+        ({"error_count": 1.5}, "error_count: must be an integer >= 0"),
+        ({"window_seconds": 0}, "window_seconds: must be an integer > 0"),
+        ({"error_types": "NameError"}, "error_types: must be a list of strings"),
+        ({"error_types": ["NameError", 3]}, "error_types: must be a list of strings"),
+        ({"error_types": ["E"] * 51}, "error_types: must have at most 50 entries"),
+        ({"error_types": ["E" * 101]}, "error_types: entries must be at most 100 characters"),
+        ({"topic": 5}, "topic: must be a string"),
+        ({"topic": "t" * 101}, "topic: must be at most 100 characters"),
+    ],
+)
+def test_rejections_say_what_is_wrong(change, message):
+    # The message is the API's 422 field detail, so it is pinned word for word.
+    with pytest.raises(WorkflowInputError) as info:
+        normalise_request({**BASE, **change}, SETTINGS)
+    assert str(info.value) == message
+    assert info.value.details == {info.value.field: [message.split(": ", 1)[1]]}
+
+
+def test_a_non_mapping_body_is_blamed_on_the_body():
+    with pytest.raises(WorkflowInputError) as info:
+        normalise_request(["not", "a", "mapping"], SETTINGS)
+    assert (info.value.field, info.value.message) == ("body", "must be an object")
+
+
+@pytest.mark.parametrize("error_types", [{"NameError": 1}, 5, {"NameError"}])
+def test_error_types_must_be_a_list_or_tuple(error_types):
+    with pytest.raises(WorkflowInputError) as info:
+        normalise_request({**BASE, "error_types": error_types}, SETTINGS)
+    assert info.value.field == "error_types"
+
+
+def test_every_limit_is_inclusive():
+    request = normalise_request(
+        {
+            **BASE,
+            "exercise_id": "x" * 100,
+            "window_seconds": 1,
+            "error_types": [f"E{i}" for i in range(49)] + ["N" * 100],
+            "topic": "t" * 100,
+        },
+        SETTINGS,
+    )
+    assert (len(request.exercise_id), request.window_seconds, len(request.error_types)) == (100, 1, 50)
+    assert (request.error_types[-1], request.topic) == ("N" * 100, "t" * 100)
+    assert normalise_request({**BASE, "error_types": ("NameError",)}, SETTINGS).error_types == ("NameError",)
