@@ -67,6 +67,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/instrumentation/environ.py",
         "aura/instrumentation/__init__.py",
         "aura/metrics/__init__.py",
+    ],
     "workflows-struggle": [
         "aura/workflows/struggle/__init__.py",
         "aura/workflows/struggle/catalog.py",
