@@ -61,6 +61,15 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "workflow-service": [
+        "aura/services/workflow_runs.py",
+        "aura/services/__init__.py",
+        "aura/services/workflows/__init__.py",
+        "aura/services/workflows/audit.py",
+        "aura/services/workflows/definition.py",
+        "aura/services/workflows/registry.py",
+        "aura/services/workflows/struggle.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
