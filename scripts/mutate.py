@@ -77,6 +77,14 @@ GROUPS: dict[str, list[str]] = {
         "aura/workflows/struggle/settings.py",
         "aura/workflows/struggle/types.py",
         "aura/workflows/struggle/validate.py",
+    "workflow-service": [
+        "aura/services/workflow_runs.py",
+        "aura/services/__init__.py",
+        "aura/services/workflows/__init__.py",
+        "aura/services/workflows/audit.py",
+        "aura/services/workflows/definition.py",
+        "aura/services/workflows/registry.py",
+        "aura/services/workflows/struggle.py",
     ],
 }
 DETECTED = {"killed", "timeout"}
