@@ -77,6 +77,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/workflows/struggle/settings.py",
         "aura/workflows/struggle/types.py",
         "aura/workflows/struggle/validate.py",
+    ],
     "workflow-service": [
         "aura/services/workflow_runs.py",
         "aura/services/__init__.py",
