@@ -61,6 +61,7 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "metrics-listener": ["aura/metrics/listener.py"],
 }
 DETECTED = {"killed", "timeout"}
 
