@@ -87,6 +87,7 @@ GROUPS: dict[str, list[str]] = {
         "aura/services/workflows/registry.py",
         "aura/services/workflows/struggle.py",
     ],
+    "metrics-listener": ["aura/metrics/listener.py"],
 }
 DETECTED = {"killed", "timeout"}
 
