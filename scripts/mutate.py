@@ -61,6 +61,16 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "accounts-infra": [
+        "aura/auth/devices.py",
+        "aura/auth/emails.py",
+        "aura/auth/hash_slots.py",
+        "aura/auth/passwords.py",
+        "aura/infra/database.py",
+        "aura/infra/pools.py",
+        "aura/infra/rate_limit_storage.py",
+        "aura/infra/worker_signals.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
