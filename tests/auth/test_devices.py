@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 
 import jwt
@@ -64,7 +65,21 @@ def test_the_account_key_is_the_first_half_of_the_addresses_sha256():
     assert account_key("ann@example.com") == "71d4f55f72fa128dfb468a1a3901507c"
 
 
-def test_an_issued_token_carries_its_account_a_new_device_id_and_the_lifetime():
+@pytest.fixture
+def new_york():
+    """The host's zone is not UTC: the token's times must still be (issue stamps them in UTC)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_an_issued_token_carries_its_account_a_new_device_id_and_the_lifetime(new_york):
     before = int(time.time())
     token = DeviceTokens(SECRET, 3600).issue("ann@example.com")
     after = int(time.time())

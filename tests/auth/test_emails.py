@@ -105,3 +105,9 @@ def test_the_mailbox_of_odd_shapes():
     assert mailbox('"a\\\nb"@example.com') == "a\nb@example.com"  # a quoted pair of any character
     assert mailbox("ann@my_host.com") == "ann@my_host.com"  # not an IDNA name: left as it is
     assert mailbox("ann@Example.COM.") == "ann@example.com."
+
+
+def test_the_domain_is_read_under_uts46_mapping():
+    assert domain_error("B\u00fccher.DE") is None  # mapped (case-folded) before it is checked
+    assert domain_error("\u1e9e.de") is None  # capital sharp s
+    assert mailbox("ann@exa\u00admple.com") == "ann@example.com"  # UTS #46 drops the soft hyphen
