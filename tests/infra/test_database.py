@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, OperationalError
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from aura.infra.database import (
@@ -113,8 +113,9 @@ def test_pool_counts_are_checked_out_and_idle_connections():
             assert pool_counts(other) == (0, 0)
 
 
-class _ReadOnly(sqlite3.OperationalError):
-    """What a standby answers a write with (psycopg's ReadOnlySqlTransaction carries the SQLSTATE)."""
+class _ReadOnly(sqlite3.InternalError):
+    """What a standby answers a write with: psycopg's ReadOnlySqlTransaction, an InternalError
+    with the SQLSTATE."""
 
     sqlstate = "25006"
 
@@ -196,7 +197,7 @@ def test_other_errors_keep_their_class_and_their_connection():
 def test_without_follow_the_primary_a_read_only_error_keeps_the_connection():
     engine, opened = _standby_engine()
     with engine.connect() as conn:
-        with pytest.raises(OperationalError) as raised:
+        with pytest.raises(InternalError) as raised:
             conn.execute(text("SELECT 'read_only_here'"))
         assert not conn.invalidated  # what follow_the_primary changes
     assert isinstance(raised.value.orig, _ReadOnly) and len(opened) == 1
