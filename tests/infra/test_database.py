@@ -120,6 +120,12 @@ class _ReadOnly(sqlite3.InternalError):
     sqlstate = "25006"
 
 
+class _NotDbApi(RuntimeError):
+    """Not a DB-API error, whatever its SQLSTATE: SQLAlchemy does not wrap it."""
+
+    sqlstate = "25006"
+
+
 class _Unique(sqlite3.IntegrityError):
     sqlstate = "23505"
 
@@ -131,6 +137,8 @@ class _Cursor:
     def execute(self, statement, parameters=()):
         if "read_only_here" in statement:
             raise _ReadOnly("cannot execute INSERT in a read-only transaction")
+        if "not_dbapi_here" in statement:
+            raise _NotDbApi("a driver bug")
         if "duplicate_here" in statement:
             raise _Unique("duplicate key value violates unique constraint")
         return self._cursor.execute(statement, parameters)
@@ -167,14 +175,15 @@ def test_a_read_only_server_drops_the_connection_and_answers_an_operational_erro
     engine, opened = _standby_engine()
     follow_the_primary(engine)
     follow_the_primary(engine)  # once per engine
+    assert len(engine.dialect.dispatch.handle_error) == 1
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
         with pytest.raises(OperationalError) as raised:
-            conn.execute(text("SELECT 'read_only_here'"))
+            conn.execute(text("SELECT 'read_only_here', :n"), {"n": 7})
         assert conn.invalidated  # handled as a disconnect
     assert type(raised.value) is OperationalError  # what the API answers with 503
     assert isinstance(raised.value.orig, _ReadOnly)
-    assert "read_only_here" in raised.value.statement
+    assert "read_only_here" in raised.value.statement and 7 in raised.value.params
     with engine.connect() as conn:  # a fresh connection, not the one the standby held
         conn.execute(text("SELECT 1"))
     assert len(opened) == 2
@@ -192,6 +201,21 @@ def test_other_errors_keep_their_class_and_their_connection():
         assert not missing.value.connection_invalidated and not conn.invalidated
         conn.execute(text("SELECT 1"))
     assert len(opened) == 1
+
+
+def test_an_error_that_is_not_the_drivers_is_raised_as_it_is():
+    engine, _ = _standby_engine()
+    follow_the_primary(engine)
+    with engine.connect() as conn, pytest.raises(_NotDbApi):
+        conn.execute(text("SELECT 'not_dbapi_here'"))
+
+
+def test_instrumenting_twice_adds_its_listeners_once():
+    engine = create_engine("sqlite://")
+    instrument_engine(engine)
+    instrument_engine(engine)
+    assert len(engine.dispatch.before_cursor_execute) == len(engine.dispatch.after_cursor_execute) == 1
+    assert len(engine.dialect.dispatch.handle_error) == 1
 
 
 def test_without_follow_the_primary_a_read_only_error_keeps_the_connection():
