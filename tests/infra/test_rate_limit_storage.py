@@ -72,9 +72,11 @@ def test_the_schemes_pick_plain_redis_or_sentinel():
     assert type(plain.redis) is RedisStorage
     assert plain.pool is plain.redis.storage.connection_pool
     assert plain.pool.connection_kwargs["db"] == TEST_RATE_LIMIT_DB
-    sentinel = FailoverRedisStorage("aura+redis+sentinel://127.0.0.1:1/aura-primary", socket_timeout=0.25)
+    sentinel = FailoverRedisStorage("aura+redis+sentinel://127.0.0.1:1/aura-primary", socket_timeout=0.25, db=3)
     assert type(sentinel.redis) is RedisSentinelStorage  # built without connecting
     assert sentinel.redis.service_name == "aura-primary"
+    options = sentinel.redis.storage.connection_pool.connection_kwargs  # the primary's, through Sentinel
+    assert options["socket_timeout"] == 0.25 and options["db"] == 3
     assert plain.base_exceptions == () and not plain.degraded and plain.check()
 
 
