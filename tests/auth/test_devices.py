@@ -44,6 +44,8 @@ def test_expired_or_malformed_device_tokens_are_none():
     devices = DeviceTokens(SECRET, 3600)
     for token in (None, "", "not-a-jwt", 42, "a.b.c"):
         assert devices.device(token, "ann@example.com") is None
+    genuine = devices.issue("ann@example.com")
+    assert devices.device(genuine.encode(), "ann@example.com") is None  # strings only (PyJWT would take bytes)
 
 
 def _signed(claims: dict, secret: str = SECRET) -> str:
