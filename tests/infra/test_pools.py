@@ -199,3 +199,17 @@ def test_a_failing_sample_is_logged_once_and_the_thread_goes_on(app, caplog):
     gc.collect()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_a_start_finding_the_lock_taken_returns_at_once(app):
+    """A child forked while another thread was starting the sampler inherits the lock taken, and
+    nobody to release it: start() must not wait for it."""
+    sampler = _sampler(app, interval=3600)
+    sampler._starting.acquire()  # as fork copies it
+    try:
+        starter = threading.Thread(target=sampler.start, daemon=True)
+        starter.start()
+        starter.join(timeout=5)
+        assert not starter.is_alive() and sampler.thread is None
+    finally:
+        sampler._starting.release()
