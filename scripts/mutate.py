@@ -88,6 +88,16 @@ GROUPS: dict[str, list[str]] = {
         "aura/services/workflows/struggle.py",
     ],
     "metrics-listener": ["aura/metrics/listener.py"],
+    "accounts-infra": [
+        "aura/auth/devices.py",
+        "aura/auth/emails.py",
+        "aura/auth/hash_slots.py",
+        "aura/auth/passwords.py",
+        "aura/infra/database.py",
+        "aura/infra/pools.py",
+        "aura/infra/rate_limit_storage.py",
+        "aura/infra/worker_signals.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
