@@ -242,12 +242,12 @@ def _spent(seconds: float) -> float:
 
 def test_a_run_over_its_cpu_budget_stops_before_the_next_parse():
     source = SourceFile(0, "slow.py", "x = 1")
-    state = {"python_files": (source,), "cursor": 0, "cpu_started": _spent(10.0)}
+    state = {"python_files": (source,), "cursor": 0, "cpu_started": _spent(10.004)}
     with pytest.raises(AuditLimitError) as info:
         parse(state, _runtime(max_cpu_seconds=1.0))  # type: ignore[arg-type]
     error = info.value
     assert (error.limit, error.maximum, error.path) == ("max_cpu_seconds", 1.0, "slow.py")
-    # Rounded to hundredths of a second: the run used 10 s and some microseconds.
+    # Rounded to hundredths of a second: the run used 10.004 s and some microseconds.
     assert error.message == "max_cpu_seconds: 10.0 is over the limit of 1.0 (slow.py)."
     state["cpu_started"] = _spent(0.0)
     assert parse(state, _runtime(max_cpu_seconds=60.0))["cursor"] == 1  # type: ignore[arg-type]
@@ -371,6 +371,7 @@ def test_guarded_wraps_unexpected_errors_only():
     with pytest.raises(WorkflowExecutionError) as info:
         node({"fail": "bug"}, None)  # type: ignore[arg-type]
     assert (info.value.workflow, info.value.node) == ("audit", "load")
+    assert str(info.value) == "audit workflow failed in node 'load': ZeroDivisionError"
     assert isinstance(info.value.__cause__, ZeroDivisionError)
     assert not isinstance(info.value, WorkflowInputError) and isinstance(info.value, WorkflowError)
 
