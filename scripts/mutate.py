@@ -98,6 +98,20 @@ GROUPS: dict[str, list[str]] = {
         "aura/infra/rate_limit_storage.py",
         "aura/infra/worker_signals.py",
     ],
+    # Named one by one: a glob such as aura/workflows/audit/*.py would also match rules/ (fnmatch's
+    # `*` crosses `/`), which is the audit-rules group's.
+    "workflows-audit": [
+        "aura/workflows/__init__.py",
+        "aura/workflows/_graph.py",
+        "aura/workflows/errors.py",
+        "aura/workflows/audit/__init__.py",
+        "aura/workflows/audit/classify.py",
+        "aura/workflows/audit/graph.py",
+        "aura/workflows/audit/parse.py",
+        "aura/workflows/audit/remediation.py",
+        "aura/workflows/audit/settings.py",
+        "aura/workflows/audit/types.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 

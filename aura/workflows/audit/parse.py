@@ -76,6 +76,20 @@ def _nul_line(content: Content) -> int:
     return _line_of(content, position) if position >= 0 else 1
 
 
+def _pause_gc() -> bool:
+    """Disable the cyclic garbage collector if it is enabled; True when this call disabled it."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    return paused
+
+
+def _resume_gc(paused: bool) -> None:
+    """Re-enable the collector if `_pause_gc` disabled it."""
+    if paused:
+        gc.enable()
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector, restoring it only if this call paused it."""
@@ -83,14 +97,12 @@ def _gc_paused() -> Iterator[None]:
     # generation collections that free nothing: pausing them makes parsing 2-3x faster.
     # Only a caller that saw the collector enabled re-enables it, so overlapping calls from
     # several threads always leave it enabled at the end.
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
+    # The logic lives in plain functions: mutmut does not mutate a decorated function.
+    paused = _pause_gc()
     try:
         yield
     finally:
-        if paused:
-            gc.enable()
+        _resume_gc(paused)
 
 
 def parse_source(content: Content) -> ast.Module | Finding:
