@@ -42,7 +42,8 @@ def report(
 
 
 def status_of_counts(counts: Mapping[str, int], settings: AuditSettings) -> AuditStatus:
-    """`audit_status` over every finding, listed or not."""
+    """The run's status over every finding, listed or not: pass without findings, fail if any
+    rule that found something is an error, else remediation_required."""
     found = [t for t, n in counts.items() if n]
     if not found:
         return "pass"
@@ -50,11 +51,3 @@ def status_of_counts(counts: Mapping[str, int], settings: AuditSettings) -> Audi
         return "fail"
     return "remediation_required"
 
-
-def audit_status(violations: Sequence[Violation]) -> AuditStatus:
-    """pass without violations, fail if any is an error, else remediation_required."""
-    if not violations:
-        return "pass"
-    if any(v.severity == "error" for v in violations):
-        return "fail"
-    return "remediation_required"
