@@ -61,6 +61,19 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "app-assembly": [
+        "aura/__init__.py",
+        "aura/app.py",
+        "aura/cli.py",
+        "aura/errors.py",
+        "aura/extensions.py",
+        "aura/fields.py",
+        "aura/models.py",
+        "aura/api/__init__.py",
+        "aura/api/openapi.py",
+        "aura/api/pipeline.py",
+        "aura/api/metrics_endpoint.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
