@@ -19,7 +19,6 @@ from flask_migrate import Migrate
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-import aura
 from aura.api.edge import EdgeMiddleware
 from aura.api.metrics_endpoint import metrics_response
 from aura.api.openapi import DOCS_CSP, SWAGGER_UI_VERSION, AuraApi, OperationIdPlugin, _docs_asset, api
@@ -40,6 +39,17 @@ def test_a_settings_object_is_used_as_given(base_settings, _migrated):
     settings = Settings.from_env({}, **base_settings)
     app = create_app(settings)
     assert app.config["AURA"] is settings
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_settings_object_given_as_is_gets_its_instance_directory(base_settings, _migrated, tmp_path):
+    validated = Settings.from_env({}, **base_settings)
+    instance = tmp_path / "not" / "yet"
+    settings = dataclasses.replace(validated, instance_path=instance)  # not validated again: not created
+    assert not instance.exists()
+    app = create_app(settings)
+    assert instance.is_dir()
     with app.app_context():
         db.engine.dispose()
 
@@ -103,8 +113,15 @@ def test_engine_options_for_sqlite_and_for_a_server():
     }
 
 
-def test_extensions_are_bound_with_the_migrations_directory(app):
+def test_extensions_are_bound_with_the_migrations_directory(make_app, monkeypatch):
+    import aura.app
+
+    # As in a fresh process: the module's Migrate has no database or directory of an earlier app.
+    monkeypatch.setattr(aura.app.migrate, "db", None)
+    monkeypatch.setattr(aura.app.migrate, "directory", "migrations")
+    app = make_app()
     migrate = app.extensions["migrate"]
+    assert migrate.db is db
     assert isinstance(migrate.migrate, Migrate)
     directory = Path(migrate.directory)  # aura/migrations, wherever the package is
     assert directory == Path(aura.__file__).resolve().parent / "migrations" and (directory / "env.py").is_file()
@@ -161,6 +178,8 @@ def test_instrumentation_only_with_metrics_on(make_app):
 
     on = make_app()
     assert services(on).pool_sampler is not None
+    with on.app_context():
+        assert services(on).pool_sampler.engine is db.engine
     assert services(on).pool_sampler.thread.is_alive()  # started at once: no pre-fork server here
     off = make_app(metrics_enabled=False)
     assert services(off).pool_sampler is None and isinstance(off.wsgi_app, EdgeMiddleware)
@@ -313,7 +332,8 @@ def test_the_document_describes_the_api_and_its_bearer_scheme(client):
     assert {"get_workflows_audit_by_run_id", "post_auth_login"} <= ids
     error = document["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"error", "message"}
-    unauthorized = document["paths"]["/api/v1/auth/me"]["get"]["responses"]["401"]
+    # A workflow's routes are documented as each app is built (the auth routes at import).
+    unauthorized = document["paths"]["/api/v1/workflows/struggle"]["post"]["responses"]["401"]
     assert unauthorized["description"] == "Error"
     assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 

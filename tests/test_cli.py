@@ -155,3 +155,22 @@ def test_flask_migrates_db_group_keeps_its_commands_and_options(app):
     assert group.params == migrate_db.params and group.help == migrate_db.help
     guard_database_commands(app)
     assert app.cli.commands["db"] is group  # guarded once
+
+
+def test_a_database_error_without_a_flask_app_names_no_url():
+    from click.testing import CliRunner
+    from sqlalchemy.exc import OperationalError
+
+    from aura.cli import DatabaseCommands
+
+    group = DatabaseCommands("g")
+
+    @group.command("boom", with_appcontext=False)
+    def boom():
+        raise OperationalError("SELECT 1", {}, Exception("server closed  the connection"))
+
+    result = CliRunner().invoke(group, ["boom"])  # no ScriptInfo: no app to read DATABASE_URL from
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "aura: configuration error: DATABASE_URL='': cannot use the database: server closed the connection\n"
+    )
