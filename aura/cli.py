@@ -84,6 +84,10 @@ def _set_active(email: str, active: bool) -> None:
 )
 def list_users(status: str) -> None:
     """List accounts: id, email, active or inactive, created (oldest first)."""
+    _list_users(status)
+
+
+def _list_users(status: str) -> None:
     query = select(User).order_by(User.id)
     if status != "all":
         query = query.where(User.is_active.is_(status == "active"))
@@ -117,6 +121,10 @@ def activate(email: str) -> None:
 @click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
 def delete(email: str, yes: bool) -> None:
     """Delete an account, its workflow runs and its revocation records; its tokens stop working."""
+    _delete(email, yes)
+
+
+def _delete(email: str, yes: bool) -> None:
     user = find_user(email)
     if user is None:
         raise click.ClickException(f"no user with email {email}")

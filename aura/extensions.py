@@ -35,6 +35,11 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     """SQLite enforces foreign keys only on connections that ask, each time they open: every one
     of this process's does (deleting an account deletes its runs, ON DELETE CASCADE). PostgreSQL
     always enforces them. Migrations turn it off while they rebuild tables (aura/migrations/env.py)."""
+    enforce_sqlite_foreign_keys(dbapi_connection)
+
+
+def enforce_sqlite_foreign_keys(dbapi_connection: Any) -> None:
+    """The body of `_sqlite_foreign_keys` (a plain function: mutmut leaves decorated ones alone)."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")

@@ -112,6 +112,19 @@ GROUPS: dict[str, list[str]] = {
         "aura/workflows/audit/settings.py",
         "aura/workflows/audit/types.py",
     ],
+    "app-assembly": [
+        "aura/__init__.py",
+        "aura/app.py",
+        "aura/cli.py",
+        "aura/errors.py",
+        "aura/extensions.py",
+        "aura/fields.py",
+        "aura/models.py",
+        "aura/api/__init__.py",
+        "aura/api/openapi.py",
+        "aura/api/pipeline.py",
+        "aura/api/metrics_endpoint.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 

@@ -154,7 +154,10 @@ _PAGE = """<!DOCTYPE html>
 @docs_bp.get("/docs")
 def docs_page() -> Response:
     """The browsable API reference."""
+    return _docs_page()
 
+
+def _docs_page() -> Response:
     def asset(name: str) -> str:
         return html.escape(url_for("docs-ui.docs_asset", name=name, v=SWAGGER_UI_VERSION))
 
@@ -172,6 +175,10 @@ def docs_page() -> Response:
 @docs_bp.get("/docs/<name>")
 def docs_asset(name: str) -> Response:
     """One of the page's assets (the list above); anything else is 404."""
+    return _docs_asset(name)
+
+
+def _docs_asset(name: str) -> Response:
     directory = DOCS_ASSETS.get(name)
     if directory is None:
         return error_response(404, "not_found", "No such docs asset.")
