@@ -50,4 +50,3 @@ def status_of_counts(counts: Mapping[str, int], settings: AuditSettings) -> Audi
     if any(settings.severities[t] == "error" for t in found):
         return "fail"
     return "remediation_required"
-
