@@ -61,6 +61,14 @@ GROUPS: dict[str, list[str]] = {
     ],
     "request-path": ["aura/instrumentation/http.py", "aura/api/edge.py", "aura/infra/logs.py"],
     "metrics-serving": ["aura/metrics/exposition.py", "aura/metrics/_compat.py", "aura/metrics/gunicorn.py"],
+    "api-views": [
+        "aura/api/auth.py",
+        "aura/api/jwt.py",
+        "aura/api/context.py",
+        "aura/api/body.py",
+        "aura/api/schemas.py",
+        "aura/api/workflows.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
