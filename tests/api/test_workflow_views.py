@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from aura.errors import AuraError, ErrorCode
+from aura.services.workflow_runs import result_budget
 from aura.services.workflows import Registry
 from aura.services.workflows.registry import WORKFLOWS
 from tests.support.auth import AuthActions
@@ -28,14 +29,25 @@ def _refuse_empty(document, settings) -> None:
 
 CHECKED = dataclasses.replace(WORD_COUNT, name="checked", summary="Count words, empty texts refused first.")
 CHECKED = dataclasses.replace(CHECKED, precheck=_refuse_empty)
-SERVED: Registry = WORKFLOWS.plus(WORD_COUNT).plus(CHECKED)
+BUDGETS: list = []  # the result budgets `budgeted` was given (emptied by the fixture)
+
+
+def _recording_budget(result: dict, budget: int) -> dict:
+    BUDGETS.append(budget)
+    return result
+
+
+BUDGETED = dataclasses.replace(WORD_COUNT, name="budgeted", within_budget=_recording_budget)
+SERVED: Registry = WORKFLOWS.plus(WORD_COUNT, CHECKED, BUDGETED)
 
 
 @pytest.fixture
 def app(make_app):
     SEEN.clear()
+    BUDGETS.clear()
     yield make_app(workflows=SERVED)
     SEEN.clear()
+    BUDGETS.clear()
 
 
 @pytest.fixture
@@ -64,6 +76,15 @@ def test_a_run_answers_201_with_its_result_and_where_to_read_it(client, learner)
     assert response.headers["Location"] == f"/api/v1/workflows/word_count/{body['id']}"
     again = client.get(response.headers["Location"], headers=learner.bearer())
     assert again.status_code == 200 and again.get_json() == body
+
+
+def test_the_result_budget_follows_the_bytes_of_the_body_as_sent(client, learner):
+    raw = '{"text": "one two"}' + " " * 1000  # the same document as json={"text": "one two"}, 1,000 bytes more
+    response = client.post(
+        "/api/v1/workflows/budgeted", data=raw, content_type="application/json", headers=learner.bearer()
+    )
+    assert response.status_code == 201, response.get_json()
+    assert BUDGETS == [result_budget(len(raw.encode()))]
 
 
 def test_the_precheck_sees_the_parsed_body_and_the_settings_before_the_schema(app, client, learner):
@@ -189,9 +210,10 @@ def test_the_document_describes_each_workflow_route(client):
     )
     assert listing["security"] == [{"bearerAuth": []}]
     (tag,) = [tag for tag in document["tags"] if tag["name"] == "workflows"]
-    assert tag["description"] == "LangGraph workflows: struggle, audit, word_count, checked"
+    assert tag["description"] == "LangGraph workflows: struggle, audit, word_count, checked, budgeted"
     summary = document["components"]["schemas"]["RunSummary"]["properties"]
     assert summary["status"]["description"] == (
-        "The verdict: struggling/not_struggling or pass/fail/remediation_required or short/long or short/long"
+        "The verdict: struggling/not_struggling or pass/fail/remediation_required"
+        " or short/long or short/long or short/long"
     )
     assert summary["type"]["enum"] == list(SERVED)
