@@ -105,6 +105,17 @@ def test_a_refresh_token_is_checked_against_the_database_too(app, client):
     assert_error(auth.refresh(old), 401, "revoked_token")
 
 
+def test_the_table_answers_for_a_refresh_token_before_its_account_is_looked_up(app, client):
+    """Refused by the revocation check itself (401 revoked_token), not by the refresh view nor by
+    the account lookup that follows it (403 for a deactivated account)."""
+    auth = AuthActions(client).signed_in()
+    old = auth.refresh_token
+    assert auth.refresh().status_code == 200
+    services(app).redis.auth.delete("aura:revoked:" + _claims(old)["jti"])
+    app.test_cli_runner().invoke(args=["user", "deactivate", auth.email])
+    assert_error(auth.refresh(old), 401, "revoked_token")
+
+
 def test_an_access_token_is_checked_in_redis_only(app, client):
     auth = AuthActions(client).signed_in()
     access = auth.access
