@@ -171,6 +171,19 @@ def test_a_replayed_refresh_token_of_a_deleted_account_is_only_revoked(app, clie
             "a\u3164b@example.com",  # the Hangul filler: a letter to the address syntax
             "Email contains invisible or control characters (U+3164).",
         ),
+        (
+            "a\u3164\uffa0b@example.com",
+            "Email contains invisible or control characters (U+3164, U+FFA0).",
+        ),
+        (
+            "a" + "\u3164" * 6 + "@example.com",  # the first five named
+            "Email contains invisible or control characters (U+3164, U+3164, U+3164, U+3164, U+3164).",
+        ),
+        (
+            # ASCII as sent, but the domain's Unicode form (a valid IDNA name) holds a zero-width joiner
+            "user@xn--11b2ezcw70k.com",
+            "Email contains invisible or control characters (U+200D).",
+        ),
         ("a" * 65 + "@example.com", "The part before @ is longer than 64 bytes."),
         ("\u00e9" * 33 + "@example.com", "The part before @ is longer than 64 bytes."),
     ],
