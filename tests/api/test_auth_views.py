@@ -274,3 +274,9 @@ def test_a_signed_in_route_while_the_database_is_down_is_503(make_app):
     broken = make_app(database_url=BROKEN_DATABASE).test_client()
     body = assert_error(broken.get("/api/v1/auth/me", headers=auth.bearer()), 503, "service_unavailable")
     assert body["message"] == "database is unavailable; try again shortly"
+
+
+def test_a_quoted_mailbox_holding_an_at_sign_is_accepted(client):
+    """The domain is what follows the last @."""
+    response = client.post(REGISTER, json={"email": '"a@b"@example.com', "password": "long-enough"})
+    assert response.status_code == 201, response.get_json()
