@@ -125,6 +125,14 @@ GROUPS: dict[str, list[str]] = {
         "aura/api/pipeline.py",
         "aura/api/metrics_endpoint.py",
     ],
+    "api-views": [
+        "aura/api/auth.py",
+        "aura/api/jwt.py",
+        "aura/api/context.py",
+        "aura/api/body.py",
+        "aura/api/schemas.py",
+        "aura/api/workflows.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 

@@ -43,6 +43,29 @@ def _tokens(pair: TokenPair) -> dict[str, Any]:
     }
 
 
+def _login(body: dict[str, Any]) -> dict[str, Any]:
+    """The body of `login` (a plain function: mutmut 3 does not mutate decorated ones)."""
+    guard = LoginAccountGuard(body["email"], body.get("device_token"))
+    guard.admits()
+    try:
+        pair = service.login(_passwords(), tokens(), body["email"], body["password"])
+    except service.AuthError as exc:
+        if exc.code != AuthCode.INVALID_CREDENTIALS:
+            guard.not_a_failure()
+        raise
+    except Exception:
+        guard.not_a_failure()  # not even tried (every hashing slot taken), or an outage: not a guess
+        raise
+    guard.not_a_failure()
+    return {**_tokens(pair), "device_token": services().devices.issue(guard.account)}
+
+
+def _logout(body: dict[str, Any] | None) -> dict[str, str]:
+    """The body of `logout` (a plain function, as `_login`)."""
+    service.logout(revocation_store(), tokens(), current_account(), get_jwt(), (body or {}).get("refresh_token"))
+    return {"message": "logged out"}
+
+
 def _errors(*codes: int) -> Decorator:
     """Document the error responses a route can give (all in the one error shape)."""
     return document_errors(blp, *codes)
@@ -69,19 +92,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
     """Exchange email and password for an access and a refresh token, and a device token: sent
     back with later logins (`device_token`), it keeps this client's own allowance of failed
     logins when guessing from elsewhere has locked the account for unknown clients."""
-    guard = LoginAccountGuard(body["email"], body.get("device_token"))
-    guard.admits()
-    try:
-        pair = service.login(_passwords(), tokens(), body["email"], body["password"])
-    except service.AuthError as exc:
-        if exc.code != AuthCode.INVALID_CREDENTIALS:
-            guard.not_a_failure()
-        raise
-    except Exception:
-        guard.not_a_failure()  # not even tried (every hashing slot taken), or an outage: not a guess
-        raise
-    guard.not_a_failure()
-    return {**_tokens(pair), "device_token": services().devices.issue(guard.account)}
+    return _login(body)
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -103,8 +114,7 @@ def refresh() -> dict[str, Any]:
 def logout(body: dict[str, Any] | None) -> dict[str, str]:
     """End the session: the access token (Bearer), every token refreshed from the same login,
     and, when given, the caller's refresh token (and its session)."""
-    service.logout(revocation_store(), tokens(), current_account(), get_jwt(), (body or {}).get("refresh_token"))
-    return {"message": "logged out"}
+    return _logout(body)
 
 
 @blp.route("/me", methods=["GET"])

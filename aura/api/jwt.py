@@ -103,6 +103,46 @@ def _lookup_failed(_header: dict[str, Any], _payload: dict[str, Any]) -> Respons
     return _reject(AuthCode.INVALID_TOKEN)
 
 
+# The callbacks' bodies, as plain functions (mutmut 3 does not mutate decorated ones).
+
+
+def _decode_key_for(unverified_claims: dict[str, Any]) -> str:
+    # flask-jwt-extended fills in a missing "type" (as "access") and "jti" after decoding,
+    # so the claims are required here, as they were signed (the signature is checked next).
+    missing = REQUIRED_CLAIMS - unverified_claims.keys()
+    if missing:
+        raise pyjwt.InvalidTokenError(f"missing claims: {sorted(missing)}")
+    key: str = current_app.config["JWT_SECRET_KEY"]
+    return key
+
+
+def _revoked_or_malformed(payload: dict[str, Any]) -> bool:
+    # Runs first after the signature check, so it is also where claims are required.
+    if not well_formed(payload):
+        raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(REQUIRED_CLAIMS - payload.keys())}")
+    family = payload.get("fam")
+    # A refresh also asks the database (rare, and what a forgetful Redis must not decide).
+    return revocation_store().is_revoked(
+        payload["jti"], family if isinstance(family, str) and family else None, durable=payload["type"] == "refresh"
+    )
+
+
+def _account_of(payload: dict[str, Any]) -> User | object | None:
+    # Every protected route: a genuine token of an account that no longer exists opens
+    # nothing (user_lookup_error_loader answers 401), nor one of a deactivated account (403,
+    # from the next request on). While the database is down the check is left to the route,
+    # which answers 503 and counts the outage where it belongs.
+    try:
+        user = user_by_subject(payload["sub"])
+    except _DATABASE_OUTAGES:
+        db.session.rollback()
+        return _UNCHECKED
+    if user is not None and not user.is_active:
+        g.aura_inactive_user = True
+        return None
+    return user
+
+
 def init_jwt(app: Flask) -> None:
     """Bind flask-jwt-extended to the app with Aura's settings and callbacks."""
     settings = app.config["AURA"]
@@ -119,40 +159,15 @@ def init_jwt(app: Flask) -> None:
 
     @jwt.decode_key_loader
     def _decode_key(_header: Any, unverified_claims: dict[str, Any]) -> str:
-        # flask-jwt-extended fills in a missing "type" (as "access") and "jti" after decoding,
-        # so the claims are required here, as they were signed (the signature is checked next).
-        missing = REQUIRED_CLAIMS - unverified_claims.keys()
-        if missing:
-            raise pyjwt.InvalidTokenError(f"missing claims: {sorted(missing)}")
-        key: str = current_app.config["JWT_SECRET_KEY"]
-        return key
+        return _decode_key_for(unverified_claims)
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: Any, payload: dict[str, Any]) -> bool:
-        # Runs first after the signature check, so it is also where claims are required.
-        if not well_formed(payload):
-            raise pyjwt.InvalidTokenError(f"missing or malformed claims: {sorted(REQUIRED_CLAIMS - payload.keys())}")
-        family = payload.get("fam")
-        # A refresh also asks the database (rare, and what a forgetful Redis must not decide).
-        return revocation_store().is_revoked(
-            payload["jti"], family if isinstance(family, str) and family else None, durable=payload["type"] == "refresh"
-        )
+        return _revoked_or_malformed(payload)
 
     @jwt.user_lookup_loader
     def _account(_header: dict[str, Any], payload: dict[str, Any]) -> User | object | None:
-        # Every protected route: a genuine token of an account that no longer exists opens
-        # nothing (user_lookup_error_loader answers 401), nor one of a deactivated account (403,
-        # from the next request on). While the database is down the check is left to the route,
-        # which answers 503 and counts the outage where it belongs.
-        try:
-            user = user_by_subject(payload["sub"])
-        except _DATABASE_OUTAGES:
-            db.session.rollback()
-            return _UNCHECKED
-        if user is not None and not user.is_active:
-            g.aura_inactive_user = True
-            return None
-        return user
+        return _account_of(payload)
 
     jwt.unauthorized_loader(lambda _msg: _reject(AuthCode.MISSING_TOKEN))
     jwt.invalid_token_loader(lambda _msg: _reject(AuthCode.INVALID_TOKEN))
