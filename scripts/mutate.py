@@ -14,7 +14,9 @@ every mutant of the group: one that no selected test reaches counts as not kille
 Options: --jobs N (children for the mutants whose tests use no Redis, default 2; the others
 run one at a time, because the auth and rate-limit tests share fixed Redis databases that two
 children would empty under each other), --min-score P (exit 1 when a group scores below it;
-default 90), --report-only (score the mutants/ already there), --resume (keep mutants/).
+default 90), --report-only (score the mutants/ already there), --resume (keep mutants/),
+--group NAME (repeatable: only these groups' mutants, one at a time, and only their scores - a
+whole run takes hours on two cores; a group takes minutes to an hour).
 Tests run on SQLite against the Redis in AURA_TEST_REDIS_URL (default 127.0.0.1:6379), like
 `make test`. See docs/testing.md.
 """
@@ -180,7 +182,22 @@ def _check_redis(url: str) -> None:
 PARALLEL_MUTANTS = ["aura.metrics.archive.*", "aura.metrics.collector.*", "aura.workflows.*"]
 
 
-def _run_mutmut(jobs: int, fresh: bool = True) -> None:
+def mutant_patterns(group: str) -> list[str]:
+    """mutmut name patterns for exactly the mutants of ``group``'s files.
+
+    A mutant is named ``<module>.x_<function>__mutmut_<n>`` or ``<module>.xǁ<class>ǁ<method>...``;
+    ``<module>.*`` alone would also take a package's sub-modules (``aura.api.*`` for
+    ``aura/api/__init__.py``)."""
+    patterns = []
+    for pattern in GROUPS[group]:
+        for path in sorted(ROOT.glob(pattern)):
+            if path.suffix == ".py":
+                module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                patterns += [f"{module}.x_*", f"{module}.x\u01c1*"]
+    return patterns
+
+
+def _run_mutmut(jobs: int, fresh: bool = True, groups: list[str] | None = None) -> None:
     if fresh:
         shutil.rmtree(MUTANTS, ignore_errors=True)  # results of an earlier run would stand uncontested
     MUTANTS.mkdir(exist_ok=True)
@@ -188,10 +205,13 @@ def _run_mutmut(jobs: int, fresh: bool = True) -> None:
     # SQLite: each mutant's pytest session drops and re-creates a PostgreSQL schema otherwise.
     env.pop("AURA_TEST_DATABASE_URL", None)
     started = time.monotonic()
-    # First the Redis-free mutants (named: mutmut runs exactly these), then every mutant not
-    # yet decided, one at a time.
-    _mutmut(env, ["--max-children", str(jobs), *PARALLEL_MUTANTS])
-    _mutmut(env, ["--max-children", "1"])
+    if groups:
+        _mutmut(env, ["--max-children", "1", *(p for group in groups for p in mutant_patterns(group))])
+    else:
+        # First the Redis-free mutants (named: mutmut runs exactly these), then every mutant not
+        # yet decided, one at a time.
+        _mutmut(env, ["--max-children", str(jobs), *PARALLEL_MUTANTS])
+        _mutmut(env, ["--max-children", "1"])
     print(f"mutmut finished in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -238,8 +258,8 @@ def _diff(name: str, source: str) -> str:
         return f"(no diff: {exc})"
 
 
-def _report(min_score: float) -> bool:
-    by_group = _verdicts()
+def _report(min_score: float, groups: list[str] | None = None) -> bool:
+    by_group = {g: mutants for g, mutants in _verdicts().items() if not groups or g in groups}
     lines, ok = [], True
     os.chdir(ROOT)  # mutmut's helpers read mutants/ relative to the working directory
     with open(SURVIVORS, "w") as out:
@@ -265,14 +285,15 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="keep mutants/ and test only what is undecided")
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score in any group")
     parser.add_argument("--report-only", action="store_true", help="score the existing mutants/ without running")
+    parser.add_argument("--group", action="append", choices=sorted(GROUPS), help="only this group (repeatable)")
     args = parser.parse_args()
     _check_config()
     if not args.report_only:
         _check_redis(os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
-        _run_mutmut(args.jobs, fresh=not args.resume)
+        _run_mutmut(args.jobs, fresh=not args.resume, groups=args.group)
     elif not MUTANTS.is_dir():
         raise SystemExit("no mutants/ to report on: run without --report-only first")
-    return 0 if _report(args.min_score) else 1
+    return 0 if _report(args.min_score, args.group) else 1
 
 
 if __name__ == "__main__":
