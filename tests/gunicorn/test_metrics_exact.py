@@ -49,7 +49,9 @@ def _drive(server, bearer, completed: Counter, cut: Counter, lock: threading.Loc
             kwargs["json"] = {"email": "nobody@example.com", "password": "wrong-password"}
         try:
             response = session.request(method, server.url + path, **kwargs)
-        except requests.ConnectionError:
+        # Killed before it answered, or between the answer's head and its body (Gunicorn sends
+        # them in two writes: the client has the status line and a short body).
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
             with lock:
                 cut[(method, endpoint)] += 1
             continue
