@@ -83,6 +83,23 @@ def _schema_differences(engine) -> list:
         return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
 
 
+def _length_differences(engine) -> list:
+    """Columns whose string length is not the model's (alembic's type comparison lets a column
+    without a length pass for one with it)."""
+    from aura.extensions import db
+
+    names = inspect(engine)
+    found = []
+    for table in db.metadata.sorted_tables:
+        reflected = {c["name"]: c["type"] for c in names.get_columns(table.name)}
+        for column in table.columns:
+            want = getattr(column.type, "length", None)
+            got = getattr(reflected[column.name], "length", None)
+            if want != got:
+                found.append((table.name, column.name, want, got))
+    return found
+
+
 def _version(engine) -> str:
     with engine.connect() as conn:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -104,6 +121,7 @@ def test_from_nothing_the_migrations_build_the_models_schema_with_the_lessons(fr
         upgrade()
     assert _version(engine) == HEAD
     assert _schema_differences(engine) == []
+    assert _length_differences(engine) == []
     names = inspect(engine)
     assert TABLES <= set(names.get_table_names())
     assert {i["name"] for i in names.get_indexes("workflow_runs")} >= {
