@@ -135,6 +135,15 @@ GROUPS: dict[str, list[str]] = {
         "aura/api/schemas.py",
         "aura/api/workflows.py",
     ],
+    "migrations": [
+        "aura/migrations/env.py",
+        "aura/migrations/versions/0001_initial_schema.py",
+        "aura/migrations/versions/0002_seed_lessons.py",
+        "aura/migrations/versions/0003_workflow_run_status.py",
+        "aura/migrations/versions/0004_public_ids_and_skeletons.py",
+        "aura/migrations/versions/0005_mailbox_skeletons.py",
+        "aura/migrations/versions/0006_account_deletion.py",
+    ],
 }
 DETECTED = {"killed", "timeout"}
 
