@@ -76,7 +76,7 @@ lint: dev-venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## Mutation testing of the critical modules (~30 min, not in CI): a score per group; survivors in mutants/survivors.txt.
+## Mutation testing of every module (hours; one group: scripts/mutate.py --group NAME; not in CI): a score per group; survivors in mutants/survivors.txt.
 mutate: dev-venv
 	scripts/ensure-services.sh
 	$(BIN)/python scripts/mutate.py
