@@ -172,14 +172,9 @@ def _rate_limit_text(limit: Any) -> tuple[str, dict[str, str]]:
 
 
 def service_unavailable_response(exc: ServiceUnavailable) -> Response:
-    """A dependency down: 503, naming it, with Retry-After."""
+    """A dependency down: 503, naming it (the edge adds the Retry-After every 503 carries)."""
     log.warning("503: %s", exc)
-    return error_response(
-        503,
-        "service_unavailable",
-        f"{exc.dependency} is unavailable; try again shortly",
-        headers={"Retry-After": "5"},
-    )
+    return error_response(503, "service_unavailable", f"{exc.dependency} is unavailable; try again shortly")
 
 
 def unexpected_error_response(exc: Exception) -> Response:

@@ -46,7 +46,5 @@ def metrics_response() -> Response:
     # (the collectors raise ValueError for a path that is no longer a directory). Never a 500.
     except (MetricsDirectoryError, MetricsLockTimeout, OSError, ValueError) as exc:
         log.warning("metrics are degraded: cannot read the metrics directory: %s", exc)
-        return error_response(
-            503, "service_unavailable", f"Metrics are unavailable: {exc}", headers={"Retry-After": "15"}
-        )
+        return error_response(503, "service_unavailable", f"Metrics are unavailable: {exc}")  # Retry-After: the edge
     return Response(body, headers=headers)
