@@ -78,7 +78,6 @@ def configure(app: Flask, settings: Settings) -> None:
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
         MAX_CONTENT_LENGTH=settings.max_content_length,
-        JSON_SORT_KEYS=False,
         API_TITLE="Aura API",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
