@@ -222,6 +222,12 @@ def test_the_document_describes_each_workflow_route(client):
         "The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status."
     )
     assert listing["security"] == [{"bearerAuth": []}]
+    error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for operation in (run, stored, listing):  # each error as Aura's own, not flask-smorest's default 422
+        assert all(operation["responses"][code] == error for code in _codes(operation) if code[0] in "45")
     (tag,) = [tag for tag in document["tags"] if tag["name"] == "workflows"]
     assert tag["description"] == "LangGraph workflows: struggle, audit, word_count, checked, budgeted"
     summary = document["components"]["schemas"]["RunSummary"]["properties"]
