@@ -5,12 +5,13 @@ a run again, the listing's pages, filters and bounds, and the database down."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
 import pytest
 
 from aura.errors import AuraError, ErrorCode
-from aura.services.workflow_runs import result_budget
+from aura.services.workflow_runs import CURSOR_LENGTH, CURSOR_PATTERN, result_budget
 from aura.services.workflows import Registry
 from aura.services.workflows.registry import WORKFLOWS
 from tests.support.auth import AuthActions
@@ -199,16 +200,34 @@ def test_the_document_describes_each_workflow_route(client):
     assert run["responses"]["201"]["headers"] == {
         "Location": {"description": "Where the stored result can be read again", "schema": {"type": "string"}}
     }
+    assert run["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WordCountInput"
+    }
+    assert run["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WordCountResult"
+    }
     stored = paths["/api/v1/workflows/checked/{run_id}"]["get"]
+    assert stored["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/WordCountResult"
+    }
     assert _codes(stored) == {"200", "401", "404", "429", "503"}
     assert stored["summary"] == "A stored checked result; only its owner can read it."
     assert stored["security"] == [{"bearerAuth": []}]
     listing = paths["/api/v1/workflows"]["get"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RunList"
+    }
     assert _codes(listing) == {"200", "401", "422", "429", "503"}
     assert listing["summary"] == (
         "The caller's runs, newest first, a page at a time (`next_cursor`); filter by type and status."
     )
     assert listing["security"] == [{"bearerAuth": []}]
+    error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for operation in (run, stored, listing):  # each error as Aura's own, not flask-smorest's default 422
+        assert all(operation["responses"][code] == error for code in _codes(operation) if code[0] in "45")
     (tag,) = [tag for tag in document["tags"] if tag["name"] == "workflows"]
     assert tag["description"] == "LangGraph workflows: struggle, audit, word_count, checked, budgeted"
     summary = document["components"]["schemas"]["RunSummary"]["properties"]
@@ -217,3 +236,109 @@ def test_the_document_describes_each_workflow_route(client):
         " or short/long or short/long or short/long"
     )
     assert summary["type"]["enum"] == list(SERVED)
+
+
+def test_the_document_describes_the_listing_query_and_its_answer(client):
+    """The listing's query parameters and its answer's schemas as documented: each field's name,
+    type, bounds, default, whether required or nullable, and its description."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    parameters = document["paths"]["/api/v1/workflows"]["get"]["parameters"]
+    assert parameters == [
+        {"in": "query", "name": "type", "schema": {"type": "string", "enum": list(SERVED)}, "required": False},
+        {
+            "in": "query",
+            "name": "status",
+            "schema": {"type": "string", "enum": list(SERVED.verdicts)},
+            "required": False,
+        },
+        {
+            "in": "query",
+            "name": "limit",
+            "schema": {"type": "integer", "default": 20, "minimum": 1, "maximum": 100},
+            "required": False,
+        },
+        {
+            "in": "query",
+            "name": "cursor",
+            "description": "next_cursor of the previous page (a position: any string of this shape is one)",
+            "schema": {
+                "type": "string",
+                "minLength": CURSOR_LENGTH,
+                "maxLength": CURSOR_LENGTH,
+                "pattern": CURSOR_PATTERN,
+            },
+            "required": False,
+        },
+    ]
+    schemas = document["components"]["schemas"]
+    assert schemas["RunSummary"] == {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string", "enum": list(SERVED)},
+            "status": {
+                "type": "string",
+                "description": "The verdict: struggling/not_struggling or pass/fail/remediation_required"
+                " or short/long or short/long or short/long",
+                "nullable": True,
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "url": {"type": "string"},
+        },
+        "required": ["created_at", "id", "status", "type", "url"],
+        "additionalProperties": False,
+    }
+    assert schemas["RunList"] == {
+        "type": "object",
+        "properties": {
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "next_cursor": {
+                "type": "string",
+                "description": "Pass as `cursor` for the next page; null at the end",
+                "nullable": True,
+            },
+        },
+        "required": ["next_cursor", "runs"],
+        "additionalProperties": False,
+    }
+
+
+def test_each_workflow_route_counts_against_the_users_workflow_limit(make_app):
+    app = make_app(
+        workflows=SERVED, rate_limit_enabled=True, rate_limit_workflows="1 per hour", rate_limit_default="1000 per hour"
+    )
+    client = app.test_client()
+    learner = AuthActions(client).signed_in()
+    first = _count(client, learner, "a")
+    assert first.status_code == 201
+    assert_error(_count(client, learner, "b"), 429, "rate_limited")
+    stored = first.headers["Location"]
+    assert client.get(stored, headers=learner.bearer()).status_code == 200
+    assert_error(client.get(stored, headers=learner.bearer()), 429, "rate_limited")
+    assert _list(client, learner).status_code == 200
+    assert_error(_list(client, learner), 429, "rate_limited")
+
+
+def test_a_run_is_capped_by_the_users_requests_in_progress_and_reading_is_not(app, client, learner):
+    from aura.api.concurrency import KEY_PREFIX
+    from aura.api.context import services
+    from aura.extensions import db
+    from aura.models import User
+
+    with app.app_context():
+        row = db.session.execute(db.select(User.id).filter_by(public_id=learner.me().get_json()["id"])).scalar_one()
+    stored = _count(client, learner, "a").headers["Location"]
+    now = time.time()
+    services(app).redis.auth.zadd(f"{KEY_PREFIX}{row}", {"held-1": now, "held-2": now})
+    assert_error(_count(client, learner, "b"), 429, "too_many_concurrent_requests")
+    assert client.get(stored, headers=learner.bearer()).status_code == 200
+    assert len(_list(client, learner).get_json()["runs"]) == 1
+
+
+def test_the_routes_are_named_for_flask(app):
+    from flask import url_for
+
+    with app.test_request_context():
+        assert url_for("workflows.list_runs") == "/api/v1/workflows"
+        assert url_for("workflows.word_count") == "/api/v1/workflows/word_count"
+        assert url_for("workflows.word_count_result", run_id="r") == "/api/v1/workflows/word_count/r"
