@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import pyfiles
-from flask_migrate import downgrade, upgrade
+from flask_migrate import downgrade, migrate, upgrade
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -57,12 +58,17 @@ def dotted_names(monkeypatch):
 
 
 @pytest.fixture
-def fresh(tmp_path, base_settings, dotted_names):
+def database_name() -> str:
+    return "inprocess_migrations"
+
+
+@pytest.fixture
+def fresh(tmp_path, base_settings, dotted_names, database_name):
     """(app, engine) of an empty database of its own."""
     from aura.app import create_app
     from aura.extensions import db
 
-    url, drop = private_database(tmp_path, "inprocess_migrations")
+    url, drop = private_database(tmp_path, database_name)
     app = create_app({**base_settings, "database_url": url})
     engine = create_engine(url)
     yield app, engine
@@ -274,3 +280,38 @@ def test_sqlite_migrations_refuse_to_leave_broken_foreign_keys(fresh, capsys):
         assert "foreign keys broken by the migrations: [('workflow_runs'" in capsys.readouterr().err
         with db.engine.connect() as conn:  # and the app's connections enforce the keys again
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.parametrize("database_name", ["per%cent"])
+def test_a_database_url_with_a_percent_sign_is_migrated(fresh):
+    # env.py hands the URL to Alembic's config, which reads `%` as interpolation unless doubled
+    app, engine = fresh
+    assert "%" in engine.url.render_as_string(hide_password=False)
+    with app.app_context():
+        upgrade(revision="4f8e69fa3ac0")
+    assert _version(engine) == "4f8e69fa3ac0"
+
+
+def test_autogenerate_writes_no_revision_when_the_schema_matches_the_models(fresh, monkeypatch):
+    # `flask db migrate` on an up-to-date database: env.py's process_revision_directives drops
+    # the empty revision. The revision files are recorded, not written (the migrations directory
+    # is the source tree's).
+    app, engine = fresh
+    written = []
+    monkeypatch.setattr(
+        ScriptDirectory, "generate_revision", lambda self, rev_id, message, **kw: written.append(message)
+    )
+    with app.app_context():
+        upgrade()
+        # env.py keeps a callback it finds in the Migrate's configure_args, which every app of this
+        # process shares: the one an earlier command (this upgrade) left reads that command's
+        # options. `flask db migrate` runs in a process of its own, where env.py adds it afresh.
+        args = app.extensions["migrate"].configure_args
+        monkeypatch.delitem(args, "process_revision_directives", raising=False)
+        migrate(message="nothing")
+        assert written == []
+        with engine.begin() as conn:  # a difference: the models' index on lessons.topic is gone
+            conn.execute(text("DROP INDEX ix_lessons_topic"))
+        monkeypatch.delitem(args, "process_revision_directives", raising=False)
+        migrate(message="the index")
+    assert written == ["the index"]
