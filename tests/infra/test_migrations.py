@@ -270,14 +270,17 @@ def test_sqlite_migrations_refuse_to_leave_broken_foreign_keys(fresh, capsys):
         upgrade(revision="0002_seed_lessons")
         conn = _plain_sqlite(engine)
         with conn:
-            conn.execute(
-                "INSERT INTO workflow_runs (id, workflow_type, user_id, result, created_at) "
-                "VALUES ('orphan-run', 'audit', 9, '{}', '2026-11-01 00:00:00')"
-            )
+            for n in range(6):
+                conn.execute(
+                    "INSERT INTO workflow_runs (id, workflow_type, user_id, result, created_at) "
+                    f"VALUES ('orphan-run-{n}', 'audit', 9, '{{}}', '2026-11-01 00:00:00')"
+                )
         conn.close()
         with pytest.raises(SystemExit):  # flask_migrate logs the error and exits
             upgrade(revision="0003_workflow_run_status")
-        assert "foreign keys broken by the migrations: [('workflow_runs'" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "foreign keys broken by the migrations: [('workflow_runs'" in err
+        assert err.count("('workflow_runs'") == 5  # the first five of the six
         with db.engine.connect() as conn:  # and the app's connections enforce the keys again
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
@@ -315,3 +318,16 @@ def test_autogenerate_writes_no_revision_when_the_schema_matches_the_models(fres
         monkeypatch.delitem(args, "process_revision_directives", raising=False)
         migrate(message="the index")
     assert written == ["the index"]
+
+
+def test_the_lesson_seed_reads_a_catalog_list_or_one_under_lessons(tmp_path, monkeypatch):
+    # 0002 takes lessons.json as a list (as shipped) or as {"lessons": [...]}
+    seed = pyfiles.load_module_py(
+        "aura.migrations.versions.0002_seed_lessons", MIGRATIONS / "versions" / "0002_seed_lessons.py"
+    )
+    lesson = {"lesson_id": "x", "title": "X", "topic": "t", "error_types": ["e"]}
+    for catalog in ([lesson], {"lessons": [lesson]}):
+        path = tmp_path / "lessons.json"
+        path.write_text(json.dumps(catalog))
+        monkeypatch.setattr(seed, "CATALOG", path)
+        assert seed._lessons() == [lesson]
