@@ -106,6 +106,20 @@ def _length_differences(engine) -> list:
     return found
 
 
+def _primary_key_differences(engine) -> list:
+    """Tables whose primary key is not the model's (alembic's comparison leaves primary keys out)."""
+    from aura.extensions import db
+
+    names = inspect(engine)
+    found = []
+    for table in db.metadata.sorted_tables:
+        want = [c.name for c in table.primary_key.columns]
+        got = names.get_pk_constraint(table.name)["constrained_columns"]
+        if want != got:
+            found.append((table.name, want, got))
+    return found
+
+
 def _version(engine) -> str:
     with engine.connect() as conn:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -128,6 +142,7 @@ def test_from_nothing_the_migrations_build_the_models_schema_with_the_lessons(fr
     assert _version(engine) == HEAD
     assert _schema_differences(engine) == []
     assert _length_differences(engine) == []
+    assert _primary_key_differences(engine) == []
     names = inspect(engine)
     assert TABLES <= set(names.get_table_names())
     assert {i["name"] for i in names.get_indexes("workflow_runs")} >= {
