@@ -233,7 +233,8 @@ def _run_mutmut(jobs: int, fresh: bool = True, groups: list[str] | None = None) 
 
 def _mutmut(env: dict, args: list[str]) -> None:
     mutmut = Path(sys.executable).with_name("mutmut")
-    print(f"mutmut run {' '.join(args)} (output in {LOG.relative_to(ROOT)})", flush=True)
+    shown = " ".join(args) if len(args) <= 12 else f"{' '.join(args[:12])} ... ({len(args)} arguments)"
+    print(f"mutmut run {shown} (output in {LOG.relative_to(ROOT)})", flush=True)
     with open(LOG, "a") as log:
         # A session of its own: when a mutant hangs a process that its test forked, mutmut's
         # timeout ends the test run but not that process; whatever is left is ended below.
