@@ -76,10 +76,11 @@ lint: dev-venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# SQLite first, then the survivors again on PostgreSQL: CI runs the suite on both.
 ## Mutation testing of every module (hours; one group: scripts/mutate.py --group NAME; not in CI): a score per group; survivors in mutants/survivors.txt.
 mutate: dev-venv
-	scripts/ensure-services.sh
-	$(BIN)/python scripts/mutate.py
+	scripts/ensure-services.sh --postgres
+	$(BIN)/python scripts/mutate.py --postgres $(PG_URL)
 
 ## Remove everything the targets create: .venv, instance/, .demo/, bench/results/, mutants/, caches, run's metrics dir.
 clean:

@@ -16,7 +16,11 @@ run one at a time, because the auth and rate-limit tests share fixed Redis datab
 children would empty under each other), --min-score P (exit 1 when a group scores below it;
 default 90), --report-only (score the mutants/ already there), --resume (keep mutants/),
 --group NAME (repeatable: only these groups' mutants, one at a time, and only their scores - a
-whole run takes hours on two cores; a group takes minutes to an hour).
+whole run takes hours on two cores; a group takes minutes to an hour), --postgres URL (a second
+pass: the mutants of the chosen groups that survived on SQLite run again, one at a time, with
+AURA_TEST_DATABASE_URL=URL; mutmut's verdict replaces the SQLite one, so a mutant counts as
+killed when the tests kill it on either database, as CI runs them on both; with --report-only,
+only this pass runs, on the mutants/ already there).
 Tests run on SQLite against the Redis in AURA_TEST_REDIS_URL (default 127.0.0.1:6379), like
 `make test`. See docs/testing.md.
 """
@@ -146,6 +150,9 @@ GROUPS: dict[str, list[str]] = {
     ],
 }
 DETECTED = {"killed", "timeout"}
+# Verdicts the PostgreSQL pass runs again: the tests ran and passed (a mutant no test reaches,
+# or one an interrupted run left unchecked, has no SQLite verdict to improve on).
+RETRIED_ON_POSTGRES = {"survived", "suspicious"}
 
 
 def _group_of(path: str) -> str:
@@ -226,7 +233,8 @@ def _run_mutmut(jobs: int, fresh: bool = True, groups: list[str] | None = None) 
 
 def _mutmut(env: dict, args: list[str]) -> None:
     mutmut = Path(sys.executable).with_name("mutmut")
-    print(f"mutmut run {' '.join(args)} (output in {LOG.relative_to(ROOT)})", flush=True)
+    shown = " ".join(args) if len(args) <= 12 else f"{' '.join(args[:12])} ... ({len(args)} arguments)"
+    print(f"mutmut run {shown} (output in {LOG.relative_to(ROOT)})", flush=True)
     with open(LOG, "a") as log:
         # A session of its own: when a mutant hangs a process that its test forked, mutmut's
         # timeout ends the test run but not that process; whatever is left is ended below.
@@ -256,6 +264,28 @@ def _verdicts() -> dict[str, list[tuple[str, str, str]]]:
         for name, code in sorted(exit_codes.items()):
             by_group[_group_of(source)].append((source, name, status_by_exit_code[code]))
     return by_group
+
+
+def postgres_candidates(by_group: dict[str, list[tuple[str, str, str]]], groups: list[str] | None) -> list[str]:
+    """The mutants of ``groups`` (every group when None) that survived the SQLite run."""
+    return [
+        name
+        for group, mutants in by_group.items()
+        if not groups or group in groups
+        for _, name, status in mutants
+        if status in RETRIED_ON_POSTGRES
+    ]
+
+
+def _postgres_pass(url: str, groups: list[str] | None) -> None:
+    names = postgres_candidates(_verdicts(), groups)
+    print(f"PostgreSQL pass: {len(names)} mutants not killed on SQLite", flush=True)
+    if not names:
+        return
+    env = dict(os.environ, AURA_TEST_DATABASE_URL=url)
+    _mutmut(env, ["--max-children", "1", *names])
+    killed = postgres_candidates(_verdicts(), groups)
+    print(f"PostgreSQL pass: {len(names) - len(killed)} of the {len(names)} killed on PostgreSQL", flush=True)
 
 
 def _diff(name: str, source: str) -> str:
@@ -295,13 +325,19 @@ def main() -> int:
     parser.add_argument("--min-score", type=float, default=90.0, help="fail below this score in any group")
     parser.add_argument("--report-only", action="store_true", help="score the existing mutants/ without running")
     parser.add_argument("--group", action="append", choices=sorted(GROUPS), help="only this group (repeatable)")
+    parser.add_argument(
+        "--postgres", metavar="URL", help="then run the SQLite survivors again on this PostgreSQL database"
+    )
     args = parser.parse_args()
     _check_config()
-    if not args.report_only:
+    if not args.report_only or args.postgres:
         _check_redis(os.environ.get("AURA_TEST_REDIS_URL", "redis://127.0.0.1:6379"))
+    if not args.report_only:
         _run_mutmut(args.jobs, fresh=not args.resume, groups=args.group)
     elif not MUTANTS.is_dir():
         raise SystemExit("no mutants/ to report on: run without --report-only first")
+    if args.postgres:
+        _postgres_pass(args.postgres, args.group)
     return 0 if _report(args.min_score, args.group) else 1
 
 

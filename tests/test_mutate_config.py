@@ -37,3 +37,28 @@ def test_every_mutated_module_is_in_exactly_one_groups_patterns():
         for name in (f"{module}.x_f__mutmut_1", f"{module}.xǁCǁm__mutmut_1"):
             owners = {g for g in mutate.GROUPS for p in mutate.mutant_patterns(g) if fnmatch.fnmatch(name, p)}
             assert owners == {group}, name
+
+
+def test_the_postgres_pass_reruns_only_the_chosen_groups_survivors(monkeypatch):
+    verdicts = {
+        "migrations": [
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_1", "survived"),
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_2", "killed"),
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_3", "timeout"),
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_4", "no tests"),
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_5", "not checked"),
+            ("aura/migrations/env.py", "aura.migrations.env.x_f__mutmut_6", "suspicious"),
+        ],
+        "config": [("aura/config.py", "aura.config.x_g__mutmut_1", "survived")],
+    }
+    assert mutate.postgres_candidates(verdicts, ["migrations"]) == [
+        "aura.migrations.env.x_f__mutmut_1",
+        "aura.migrations.env.x_f__mutmut_6",
+    ]
+    assert len(mutate.postgres_candidates(verdicts, None)) == 3
+
+    runs = []
+    monkeypatch.setattr(mutate, "_verdicts", lambda: verdicts)
+    monkeypatch.setattr(mutate, "_mutmut", lambda env, args: runs.append((env["AURA_TEST_DATABASE_URL"], args)))
+    mutate._postgres_pass("postgresql+psycopg://pg/test", ["config"])
+    assert runs == [("postgresql+psycopg://pg/test", ["--max-children", "1", "aura.config.x_g__mutmut_1"])]

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import pyfiles
-from flask_migrate import downgrade, upgrade
+from flask_migrate import downgrade, migrate, upgrade
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -57,12 +58,17 @@ def dotted_names(monkeypatch):
 
 
 @pytest.fixture
-def fresh(tmp_path, base_settings, dotted_names):
+def database_name() -> str:
+    return "inprocess_migrations"
+
+
+@pytest.fixture
+def fresh(tmp_path, base_settings, dotted_names, database_name):
     """(app, engine) of an empty database of its own."""
     from aura.app import create_app
     from aura.extensions import db
 
-    url, drop = private_database(tmp_path, "inprocess_migrations")
+    url, drop = private_database(tmp_path, database_name)
     app = create_app({**base_settings, "database_url": url})
     engine = create_engine(url)
     yield app, engine
@@ -100,6 +106,20 @@ def _length_differences(engine) -> list:
     return found
 
 
+def _primary_key_differences(engine) -> list:
+    """Tables whose primary key is not the model's (alembic's comparison leaves primary keys out)."""
+    from aura.extensions import db
+
+    names = inspect(engine)
+    found = []
+    for table in db.metadata.sorted_tables:
+        want = [c.name for c in table.primary_key.columns]
+        got = names.get_pk_constraint(table.name)["constrained_columns"]
+        if want != got:
+            found.append((table.name, want, got))
+    return found
+
+
 def _version(engine) -> str:
     with engine.connect() as conn:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -122,6 +142,7 @@ def test_from_nothing_the_migrations_build_the_models_schema_with_the_lessons(fr
     assert _version(engine) == HEAD
     assert _schema_differences(engine) == []
     assert _length_differences(engine) == []
+    assert _primary_key_differences(engine) == []
     names = inspect(engine)
     assert TABLES <= set(names.get_table_names())
     assert {i["name"] for i in names.get_indexes("workflow_runs")} >= {
@@ -264,13 +285,64 @@ def test_sqlite_migrations_refuse_to_leave_broken_foreign_keys(fresh, capsys):
         upgrade(revision="0002_seed_lessons")
         conn = _plain_sqlite(engine)
         with conn:
-            conn.execute(
-                "INSERT INTO workflow_runs (id, workflow_type, user_id, result, created_at) "
-                "VALUES ('orphan-run', 'audit', 9, '{}', '2026-11-01 00:00:00')"
-            )
+            for n in range(6):
+                conn.execute(
+                    "INSERT INTO workflow_runs (id, workflow_type, user_id, result, created_at) "
+                    f"VALUES ('orphan-run-{n}', 'audit', 9, '{{}}', '2026-11-01 00:00:00')"
+                )
         conn.close()
         with pytest.raises(SystemExit):  # flask_migrate logs the error and exits
             upgrade(revision="0003_workflow_run_status")
-        assert "foreign keys broken by the migrations: [('workflow_runs'" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "foreign keys broken by the migrations: [('workflow_runs'" in err
+        assert err.count("('workflow_runs'") == 5  # the first five of the six
         with db.engine.connect() as conn:  # and the app's connections enforce the keys again
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.parametrize("database_name", ["per%cent"])
+def test_a_database_url_with_a_percent_sign_is_migrated(fresh):
+    # env.py hands the URL to Alembic's config, which reads `%` as interpolation unless doubled
+    app, engine = fresh
+    assert "%" in engine.url.render_as_string(hide_password=False)
+    with app.app_context():
+        upgrade(revision="4f8e69fa3ac0")
+    assert _version(engine) == "4f8e69fa3ac0"
+
+
+def test_autogenerate_writes_no_revision_when_the_schema_matches_the_models(fresh, monkeypatch):
+    # `flask db migrate` on an up-to-date database: env.py's process_revision_directives drops
+    # the empty revision. The revision files are recorded, not written (the migrations directory
+    # is the source tree's).
+    app, engine = fresh
+    written = []
+    monkeypatch.setattr(
+        ScriptDirectory, "generate_revision", lambda self, rev_id, message, **kw: written.append(message)
+    )
+    with app.app_context():
+        upgrade()
+        # env.py keeps a callback it finds in the Migrate's configure_args, which every app of this
+        # process shares: the one an earlier command (this upgrade) left reads that command's
+        # options. `flask db migrate` runs in a process of its own, where env.py adds it afresh.
+        args = app.extensions["migrate"].configure_args
+        monkeypatch.delitem(args, "process_revision_directives", raising=False)
+        migrate(message="nothing")
+        assert written == []
+        with engine.begin() as conn:  # a difference: the models' index on lessons.topic is gone
+            conn.execute(text("DROP INDEX ix_lessons_topic"))
+        monkeypatch.delitem(args, "process_revision_directives", raising=False)
+        migrate(message="the index")
+    assert written == ["the index"]
+
+
+def test_the_lesson_seed_reads_a_catalog_list_or_one_under_lessons(tmp_path, monkeypatch):
+    # 0002 takes lessons.json as a list (as shipped) or as {"lessons": [...]}
+    seed = pyfiles.load_module_py(
+        "aura.migrations.versions.0002_seed_lessons", MIGRATIONS / "versions" / "0002_seed_lessons.py"
+    )
+    lesson = {"lesson_id": "x", "title": "X", "topic": "t", "error_types": ["e"]}
+    for catalog in ([lesson], {"lessons": [lesson]}):
+        path = tmp_path / "lessons.json"
+        path.write_text(json.dumps(catalog))
+        monkeypatch.setattr(seed, "CATALOG", path)
+        assert seed._lessons() == [lesson]
