@@ -262,6 +262,15 @@ def _render_threads() -> list[str]:
 # ---------------------------------------------------------------------- the request head
 
 
+def _json_answer(status: str, body: bytes, extra: bytes = b"", close: bool = False) -> bytes:
+    """The listener's whole answer in the error shape, byte for byte: its fixed head, then `extra`."""
+    connection = b"close" if close else b"keep-alive"
+    return (
+        b"HTTP/1.1 %s\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
+        b"%sContent-Length: %d\r\nConnection: %s\r\n\r\n%s" % (status.encode(), extra, len(body), connection, body)
+    )
+
+
 def _head(*lines: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -367,17 +376,11 @@ def test_other_methods_and_paths_are_refused_in_the_error_shape(serve):
     client = served.connect()
     client.request("POST", "/metrics")
     body = b'{"error": "method_not_allowed", "message": "Only GET and HEAD are served here."}'
-    assert client.raw() == (
-        b"HTTP/1.1 405 Method Not Allowed\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Allow: GET, HEAD\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("405 Method Not Allowed", body, b"Allow: GET, HEAD\r\n")
     for path in ("/nothing", "/metricsx", "/readyz"):  # /readyz: no readiness check given
         client.request("GET", path)
         body = b'{"error": "not_found", "message": "Only /metrics, /healthz and /readyz are served here."}'
-        assert client.raw() == (
-            b"HTTP/1.1 404 Not Found\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-        )
+        assert client.raw() == _json_answer("404 Not Found", body)
     client.request("DELETE", "/healthz")
     assert client.answer()[0] == 405
     client.request("HEAD", "/nothing")
@@ -389,10 +392,7 @@ def test_a_malformed_request_is_answered_400_and_closed(serve):
     client = served.connect()
     client.send(b"NOT HTTP AT ALL\r\n\r\n")
     body = b'{"error": "bad_request", "message": "Malformed HTTP request."}'
-    assert client.raw() == (
-        b"HTTP/1.1 400 Bad Request\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("400 Bad Request", body, close=True)
     assert client.closed()
 
 
@@ -402,16 +402,10 @@ def test_readyz_asks_the_readiness_check(serve):
     client = served.connect()
     client.request("GET", "/readyz")
     body = b'{"status": "ready", "workers": 2}'
-    assert client.raw() == (
-        b"HTTP/1.1 200 OK\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("200 OK", body)
     client.request("GET", "/readyz")
     body = b'{"error": "service_unavailable", "message": "This instance cannot serve yet.", "workers": 0}'
-    assert client.raw() == (
-        b"HTTP/1.1 503 Service Unavailable\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Retry-After: 1\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("503 Service Unavailable", body, b"Retry-After: 1\r\n")
 
 
 def test_a_failing_readiness_check_is_not_ready_and_the_loop_goes_on(serve):
@@ -474,10 +468,7 @@ def test_a_render_that_fails_is_a_503_and_gives_its_slot_back(serve):
     client = served.connect()
     client.request("GET", "/metrics")
     body = b'{"error": "service_unavailable", "message": "Metrics are unavailable: no such directory"}'
-    assert client.raw() == (
-        b"HTTP/1.1 503 Service Unavailable\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Retry-After: 15\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("503 Service Unavailable", body, b"Retry-After: 15\r\n")
     client.request("GET", "/metrics")
     assert client.answer()[::2] == (200, METRICS)
 
@@ -488,10 +479,7 @@ def test_metrics_need_the_bearer_token_when_one_is_set(serve):
     for headers in ((), ("Authorization: Bearer wrong",), ("Authorization: s3cret",), ("Authorization: Bearer s3cre",)):
         client = served.connect()
         client.request("GET", "/metrics", *headers)
-        assert client.raw() == (
-            b"HTTP/1.1 401 Unauthorized\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-            b"WWW-Authenticate: Bearer\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-        )
+        assert client.raw() == _json_answer("401 Unauthorized", body, b"WWW-Authenticate: Bearer\r\n")
     assert served.get("/metrics", "Authorization: Bearer s3cret")[::2] == (200, METRICS)
     assert served.get("/metrics", "authorization: Bearer s3cret")[::2] == (200, METRICS)
     assert served.get("/healthz")[0] == 200  # the probes need no token
@@ -548,10 +536,7 @@ def test_scrapes_beyond_max_scrapes_are_refused_until_one_ends(serve, gate):
     third = served.connect()
     third.request("GET", "/metrics")
     body = b'{"error": "service_unavailable", "message": "Too many scrapes at once; try again."}'
-    assert third.raw() == (
-        b"HTTP/1.1 503 Service Unavailable\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Retry-After: 1\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n%s" % (len(body), body)
-    )
+    assert third.raw() == _json_answer("503 Service Unavailable", body, b"Retry-After: 1\r\n")
     assert served.get("/healthz")[0] == 200  # the probe is answered meanwhile
     gate.release.set()
     assert first.answer()[::2] == (200, METRICS) and second.answer()[::2] == (200, METRICS)
@@ -593,10 +578,7 @@ def test_a_head_over_max_head_bytes_is_answered_431_and_closed(serve):
     client = served.connect()
     client.send(b"GET /healthz HTTP/1.1\r\nX-Padding: " + b"a" * 300)  # no end in sight
     body = b'{"error": "request_too_large", "message": "The request head is too large."}'
-    assert client.raw() == (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: aura-metrics\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-    )
+    assert client.raw() == _json_answer("431 Request Header Fields Too Large", body, close=True)
     assert client.closed()
 
 

@@ -147,6 +147,17 @@ def _durations(workflow: str, part: str):
     return (f"workflow_duration_seconds_{part}", (("workflow_type", workflow),))
 
 
+def _assert_one_failure(before, took: float, error_type: str, context: object = None) -> None:
+    """Since `before`, one failed run of the probe: its failure, its error type, its time (at most `took`)."""
+    moved = _moved(before)
+    assert 0 <= moved.pop(_durations("probe", "sum")) <= took
+    assert moved == {
+        _executions("probe", "failure"): 1,
+        _failures("probe", error_type): 1,
+        _durations("probe", "count"): 1,
+    }, context
+
+
 # --- execute -----------------------------------------------------------------------------------
 
 
@@ -209,13 +220,7 @@ def test_no_account_is_a_counted_503_before_the_run(ctx, behaviour):
     took = perf_counter() - started
     assert raised.value.dependency == "database"
     assert behaviour.budgets == []  # never ran
-    moved = _moved(before)
-    assert 0 <= moved.pop(_durations("probe", "sum")) <= took
-    assert moved == {
-        _executions("probe", "failure"): 1,
-        _failures("probe", "service_unavailable"): 1,
-        _durations("probe", "count"): 1,
-    }
+    _assert_one_failure(before, took, "service_unavailable")
 
 
 def test_a_failing_node_is_rolled_back_counted_and_named_by_its_run_id(ctx, behaviour, caplog):
@@ -237,13 +242,7 @@ def test_a_failing_node_is_rolled_back_counted_and_named_by_its_run_id(ctx, beha
     assert not db.session.new  # the node's half-done work is rolled back
     assert db.session.scalars(select(WorkflowRun)).all() == []
     assert failed.run_id in caplog.text  # the run id the answer quotes is in the log
-    moved = _moved(before)
-    assert 0 <= moved.pop(_durations("probe", "sum")) <= took
-    assert moved == {
-        _executions("probe", "failure"): 1,
-        _failures("probe", "execution_error"): 1,
-        _durations("probe", "count"): 1,
-    }
+    _assert_one_failure(before, took, "execution_error")
     assert behaviour.recorded == []
 
 
@@ -269,13 +268,7 @@ def test_a_node_failing_on_an_outage_is_a_counted_503(ctx, behaviour):
         took = perf_counter() - started
         assert raised.value.dependency == "database" and raised.value.__cause__ is error
         assert not db.session.new
-        moved = _moved(before)
-        assert 0 <= moved.pop(_durations("probe", "sum")) <= took
-        assert moved == {
-            _executions("probe", "failure"): 1,
-            _failures("probe", "service_unavailable"): 1,
-            _durations("probe", "count"): 1,
-        }, outage
+        _assert_one_failure(before, took, "service_unavailable", outage)
 
 
 def test_an_outage_outside_a_node_is_rolled_back_counted_and_raised_as_it_is(ctx, behaviour):
